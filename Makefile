@@ -1,0 +1,56 @@
+# gpuop: every target installs what it needs (Node 24, npm packages, the
+# Go-built cluster binaries) into ignored folders, so a fresh machine works.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+include hack/versions.env
+
+NODE_DIR := $(CURDIR)/.tools/node-$(NODE_VERSION)
+export PATH := $(NODE_DIR)/bin:$(CURDIR)/.tools/bin:/usr/local/go/bin:$(PATH)
+
+.PHONY: all node deps tools build typecheck lint unit test cluster-up cluster-down demo bench clean
+
+all: build
+
+node:
+	@hack/node.sh
+
+node_modules/.installed: package.json package-lock.json | node
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: node_modules/.installed
+
+tools:
+	@hack/build-tools.sh
+
+build: deps
+	npm run --silent build
+
+typecheck: deps
+	npm run --silent typecheck
+
+lint: deps
+	npm run --silent lint
+
+unit: deps
+	node --test "src/**/*.test.ts"
+
+# Type-checks, lints, builds, then runs unit and integration tests against a
+# real local cluster and registry; ends with one "N passed, N failed" line.
+test: deps tools build
+	node test/run.ts
+
+cluster-up: deps tools
+	@node test/harness/cluster-cli.ts up
+
+cluster-down: deps
+	@node test/harness/cluster-cli.ts down
+
+demo: deps tools build
+	node test/demo.ts
+
+bench: deps tools build
+	node bench/run.ts
+
+clean:
+	rm -rf dist .tmp
