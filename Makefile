@@ -37,7 +37,8 @@ unit: deps
 
 # Type-checks, lints, builds, then runs unit and integration tests against a
 # real local cluster and registry; ends with one "N passed, N failed" line.
-test: deps tools build
+test: deps tools build typecheck lint
+	@if [[ -x hack/test-deps.sh ]]; then hack/test-deps.sh; fi
 	node test/run.ts
 
 cluster-up: deps tools

@@ -7,27 +7,33 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=hack/versions.env
 . "$root/hack/versions.env"
-export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
+# -mod=readonly: the committed go.sum pins every module; a missing entry fails loudly.
+export GOFLAGS=-mod=readonly GOTOOLCHAIN=local CGO_ENABLED=0
 export PATH=/usr/local/go/bin:$PATH
 command -v go >/dev/null || { echo "build-tools: go not found; install Go 1.26 at /usr/local/go" >&2; exit 1; }
 
 only=${1:-all}
 
-# build <component> <version> <module dir> <ldflags> <package>...
+# build <component> <version> <module dir> <ldflags> <binary>=<package>...
 build() {
   local name=$1 version=$2 dir=$3 ldflags=$4; shift 4
   [[ $only == all || $only == "$name" ]] || return 0
-  local out="$root/.tools/$name-$version/bin"
-  local stamp="$out/.built"
-  local key; key=$(cat "$root/tools/go/$dir/go.mod" "$root/tools/go/$dir/go.sum" 2>/dev/null | sha256sum | cut -c1-16)
+  local out="$root/.tools/$name-$version/bin" stamp
+  stamp="$root/.tools/$name-$version/.built"
+  # The cache key covers everything that changes the output.
+  local key; key=$(cat "$root/tools/go/$dir/go.mod" "$root/tools/go/$dir/go.sum" <(echo "$ldflags $* $(go env GOVERSION)") | sha256sum | cut -c1-16)
   if [[ -f $stamp && $(cat "$stamp") == "$key" ]]; then return 0; fi
-  echo "build-tools: building $name $version ($*)" >&2
-  local start=$SECONDS
+  echo "build-tools: building $name $version" >&2
+  local start=$SECONDS spec bin pkg
   mkdir -p "$out"
-  if ! (cd "$root/tools/go/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$out/" "$@"); then
-    echo "build-tools: FAILED: (cd tools/go/$dir && go build -o $out/ $*)" >&2
-    exit 1
-  fi
+  for spec in "$@"; do
+    bin=${spec%%=*} pkg=${spec#*=}
+    if ! (cd "$root/tools/go/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$out/$bin.tmp" "$pkg"); then
+      echo "build-tools: FAILED: (cd tools/go/$dir && go build -o $out/$bin $pkg)" >&2
+      exit 1
+    fi
+    mv -f "$out/$bin.tmp" "$out/$bin"
+  done
   echo "$key" > "$stamp"
   echo "build-tools: $name $version built in $((SECONDS - start))s" >&2
 }
@@ -39,11 +45,18 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   kstamp+=" -X $p.gitVersion=$kv -X $p.gitMajor=1 -X $p.gitMinor=$kminor -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
 done
 build kubernetes "$KUBERNETES_VERSION" kubernetes "$kstamp" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
-build etcd "$ETCD_VERSION" etcd "" go.etcd.io/etcd/server/v3
+  kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
+  kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
+  kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler kubectl=k8s.io/kubernetes/cmd/kubectl
+build etcd "$ETCD_VERSION" etcd "" etcd=go.etcd.io/etcd/server/v3
 build kwok "$KWOK_VERSION" kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION" \
-  sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
-build helm "$HELM_VERSION" helm "-X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+  kwok=sigs.k8s.io/kwok/cmd/kwok kwokctl=sigs.k8s.io/kwok/cmd/kwokctl
+build helm "$HELM_VERSION" helm "-X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" helm=helm.sh/helm/v3/cmd/helm
 build registry "$REGISTRY_VERSION" registry "-X github.com/distribution/distribution/v3/version.version=v$REGISTRY_VERSION" \
-  github.com/distribution/distribution/v3/cmd/registry
+  registry=github.com/distribution/distribution/v3/cmd/registry
+
+# Stable names for people: .tools/bin/<binary> links to the pinned build.
+mkdir -p "$root/.tools/bin"
+for f in "$root"/.tools/*-*/bin/*; do
+  [[ -x $f && $f != *.tmp ]] && ln -sfn "$f" "$root/.tools/bin/$(basename "$f")"
+done

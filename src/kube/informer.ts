@@ -1,0 +1,132 @@
+import { isGone, type KubeClient, type Query } from "./client.ts";
+import type { KubeObject } from "./types.ts";
+import type { Logger } from "./log.ts";
+
+export type ChangeType = "added" | "modified" | "deleted";
+export type ChangeHandler<T> = (type: ChangeType, obj: T, old?: T) => void;
+
+export const objectKey = (o: KubeObject) => (o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : (o.metadata.name ?? ""));
+
+/**
+ * A list+watch cache of one resource. It lists, then watches from the list's
+ * resourceVersion with bookmarks; a 410 Gone relists, any other failure backs
+ * off with jitter and resumes, so a dropped watch never silently stops.
+ */
+export class Informer<T extends KubeObject> {
+  private readonly cache = new Map<string, T>();
+  private readonly handlers: ChangeHandler<T>[] = [];
+  private resourceVersion: string | undefined;
+  private markSynced!: () => void;
+  /** Resolves after the first complete list. */
+  readonly synced = new Promise<void>((r) => (this.markSynced = r));
+  /** Times the cache was rebuilt from a list (tests and metrics read it). */
+  relists = 0;
+  private readonly client: KubeClient;
+  private readonly path: string;
+  private readonly query: Query;
+  private readonly log: Logger;
+
+  constructor(client: KubeClient, path: string, query: Query, log: Logger) {
+    this.client = client;
+    this.path = path;
+    this.query = query;
+    this.log = log;
+  }
+
+  onChange(handler: ChangeHandler<T>): void {
+    this.handlers.push(handler);
+  }
+
+  get(key: string): T | undefined {
+    return this.cache.get(key);
+  }
+
+  list(): T[] {
+    return [...this.cache.values()];
+  }
+
+  private emit(type: ChangeType, obj: T, old?: T): void {
+    for (const h of this.handlers) h(type, obj, old);
+  }
+
+  private async relist(signal: AbortSignal): Promise<void> {
+    const { items, metadata } = await this.client.list<T>(this.path, this.query, { signal });
+    this.relists++;
+    const seen = new Set<string>();
+    for (const item of items) {
+      const key = objectKey(item);
+      seen.add(key);
+      const old = this.cache.get(key);
+      this.cache.set(key, item);
+      if (!old) this.emit("added", item);
+      else if (old.metadata.resourceVersion !== item.metadata.resourceVersion) this.emit("modified", item, old);
+    }
+    for (const [key, old] of this.cache) {
+      if (!seen.has(key)) {
+        this.cache.delete(key);
+        this.emit("deleted", old);
+      }
+    }
+    this.resourceVersion = metadata.resourceVersion;
+    this.markSynced();
+  }
+
+  /** Runs until the signal aborts. */
+  async run(signal: AbortSignal): Promise<void> {
+    let backoffMs = 200;
+    while (!signal.aborted) {
+      try {
+        if (this.resourceVersion === undefined) await this.relist(signal);
+        // The server ends each watch after timeoutSeconds; jitter spreads the re-watches.
+        const timeoutSeconds = 240 + Math.floor(Math.random() * 120);
+        await this.client.watch<T>(
+          this.path,
+          { ...this.query, resourceVersion: this.resourceVersion, allowWatchBookmarks: true, timeoutSeconds },
+          (event) => {
+            const rv = event.object.metadata?.resourceVersion;
+            if (event.type === "BOOKMARK") {
+              if (rv) this.resourceVersion = rv;
+              return;
+            }
+            const key = objectKey(event.object);
+            const old = this.cache.get(key);
+            if (event.type === "DELETED") {
+              this.cache.delete(key);
+              this.emit("deleted", event.object);
+            } else {
+              this.cache.set(key, event.object);
+              this.emit(old ? "modified" : "added", event.object, old);
+            }
+            if (rv) this.resourceVersion = rv;
+          },
+          signal,
+        );
+        backoffMs = 200;
+      } catch (err) {
+        if (signal.aborted) return;
+        if (isGone(err)) {
+          this.log.info("watch expired; relisting", { path: this.path });
+          this.resourceVersion = undefined;
+          continue;
+        }
+        const wait = backoffMs / 2 + Math.random() * backoffMs;
+        this.log.warn("watch failed; retrying", { path: this.path, error: (err as Error).message, retryInMs: Math.round(wait) });
+        await sleep(wait, signal);
+        backoffMs = Math.min(backoffMs * 2, 30_000);
+      }
+    }
+  }
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
