@@ -1,0 +1,51 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { WorkQueue } from "./workqueue.ts";
+
+test("a key added many times before it runs is processed once", async () => {
+  const q = new WorkQueue();
+  const seen: string[] = [];
+  for (let i = 0; i < 5; i++) q.add("a");
+  q.add("b");
+  const ac = new AbortController();
+  const done = q.run(async (k) => {
+    seen.push(k);
+    if (seen.length === 2) ac.abort();
+  }, ac.signal);
+  await done;
+  assert.deepEqual(seen, ["a", "b"]);
+});
+
+test("a key added while it is being processed is processed again afterwards, never concurrently", async () => {
+  const q = new WorkQueue();
+  const ac = new AbortController();
+  let running = 0;
+  let maxRunning = 0;
+  let runs = 0;
+  q.add("k");
+  await q.run(async () => {
+    running++;
+    maxRunning = Math.max(maxRunning, running);
+    runs++;
+    if (runs === 1) q.add("k");
+    await WorkQueue.idle(5);
+    running--;
+    if (runs === 2) ac.abort();
+  }, ac.signal);
+  assert.equal(runs, 2);
+  assert.equal(maxRunning, 1);
+});
+
+test("retries back off exponentially per key and forget resets them", () => {
+  const q = new WorkQueue({ baseDelayMs: 100, maxDelayMs: 1000 });
+  const delays = [1, 2, 3, 4, 5, 6].map(() => q.retry("x"));
+  // Each delay lies in [base/2, base] for base = 100 * 2^(n-1), capped at 1000.
+  const bases = [100, 200, 400, 800, 1000, 1000];
+  delays.forEach((d, i) => assert.ok(d >= bases[i]! / 2 && d <= bases[i]!, `retry ${i + 1}: ${d}`));
+  q.forget("x");
+  const d = q.retry("x");
+  assert.ok(d <= 100);
+  const ac = new AbortController();
+  ac.abort();
+  return q.run(async () => undefined, ac.signal);
+});

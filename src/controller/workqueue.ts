@@ -1,0 +1,85 @@
+import { sleep } from "../kube/informer.ts";
+
+/**
+ * A keyed work queue: a key added many times while waiting is processed once;
+ * a key added while being processed is processed again afterwards; failures
+ * retry with per-key exponential backoff and jitter.
+ */
+export class WorkQueue {
+  private readonly queue: string[] = [];
+  private readonly dirty = new Set<string>();
+  private readonly processing = new Set<string>();
+  private readonly failures = new Map<string, number>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private wake: (() => void) | undefined;
+  private readonly baseDelayMs: number;
+  private readonly maxDelayMs: number;
+
+  constructor(opts: { baseDelayMs?: number; maxDelayMs?: number } = {}) {
+    this.baseDelayMs = opts.baseDelayMs ?? 200;
+    this.maxDelayMs = opts.maxDelayMs ?? 60_000;
+  }
+
+  get depth(): number {
+    return this.queue.length;
+  }
+
+  add(key: string): void {
+    if (this.dirty.has(key)) return;
+    this.dirty.add(key);
+    if (!this.processing.has(key)) {
+      this.queue.push(key);
+      this.wake?.();
+    }
+  }
+
+  addAfter(key: string, ms: number): void {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      this.add(key);
+    }, ms);
+    this.timers.add(t);
+  }
+
+  /** Re-adds a failed key after a backoff that doubles with each consecutive failure. */
+  retry(key: string): number {
+    const n = (this.failures.get(key) ?? 0) + 1;
+    this.failures.set(key, n);
+    const base = Math.min(this.baseDelayMs * 2 ** (n - 1), this.maxDelayMs);
+    const delay = Math.round(base / 2 + (Math.random() * base) / 2);
+    this.addAfter(key, delay);
+    return delay;
+  }
+
+  /** Clears a key's failure count after it succeeds. */
+  forget(key: string): void {
+    this.failures.delete(key);
+  }
+
+  /** Processes keys one at a time until the signal aborts. */
+  async run(handle: (key: string) => Promise<void>, signal: AbortSignal): Promise<void> {
+    signal.addEventListener("abort", () => this.wake?.(), { once: true });
+    while (!signal.aborted) {
+      const key = this.queue.shift();
+      if (key === undefined) {
+        await new Promise<void>((r) => (this.wake = r));
+        this.wake = undefined;
+        continue;
+      }
+      this.dirty.delete(key);
+      this.processing.add(key);
+      try {
+        await handle(key);
+      } finally {
+        this.processing.delete(key);
+        if (this.dirty.has(key)) this.queue.push(key);
+      }
+    }
+    for (const t of this.timers) clearTimeout(t);
+  }
+
+  /** Lets pending timers fire in tests. */
+  static idle(ms: number): Promise<void> {
+    return sleep(ms);
+  }
+}
