@@ -1,0 +1,78 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { planRollout, resolveMaxUnavailable, type NodeRollout } from "./rollout.ts";
+
+test("resolveMaxUnavailable takes counts and percentages, rounding up, never below one", () => {
+  assert.equal(resolveMaxUnavailable(undefined, 10), 3);
+  assert.equal(resolveMaxUnavailable("25%", 10), 3);
+  assert.equal(resolveMaxUnavailable("100%", 7), 7);
+  assert.equal(resolveMaxUnavailable(0, 10), 1);
+  assert.equal(resolveMaxUnavailable(4, 10), 4);
+  assert.equal(resolveMaxUnavailable("1%", 3), 1);
+  assert.equal(resolveMaxUnavailable("2", 3), 2);
+});
+
+test("new nodes and nodes whose pool is gone are assigned at once", () => {
+  const plan = planRollout(
+    [
+      { name: "new", desiredPool: "p", driverReady: false },
+      { name: "orphan", currentPool: "gone", desiredPool: "p", driverReady: true },
+    ],
+    new Set(["p"]),
+    1,
+  );
+  assert.deepEqual([...plan.moves], [["new", "p"], ["orphan", "p"]]);
+  assert.deepEqual(plan.waiting, []);
+});
+
+test("a mode switch moves nodes with a working driver a budget at a time", () => {
+  const nodes: NodeRollout[] = ["a", "b", "c", "d"].map((name) => ({ name, currentPool: "old", desiredPool: "new", driverReady: true }));
+  const first = planRollout(nodes, new Set(["old", "new"]), 1);
+  assert.deepEqual([...first.moves], [["a", "new"]]);
+  assert.deepEqual(first.waiting, ["b", "c", "d"]);
+  // While a's new driver is not ready, nothing else moves.
+  const during = planRollout(
+    [{ name: "a", currentPool: "new", desiredPool: "new", driverReady: false }, ...nodes.slice(1)],
+    new Set(["old", "new"]),
+    1,
+  );
+  assert.equal(during.moves.size, 0);
+  // Once it is, the next one goes.
+  const after = planRollout(
+    [{ name: "a", currentPool: "new", desiredPool: "new", driverReady: true }, ...nodes.slice(1)],
+    new Set(["old", "new"]),
+    1,
+  );
+  assert.deepEqual([...after.moves], [["b", "new"]]);
+});
+
+test("nodes that should no longer get a driver lose their label at once", () => {
+  const plan = planRollout([{ name: "x", currentPool: "p", driverReady: true }], new Set(["p"]), 1);
+  assert.deepEqual([...plan.moves], [["x", null]]);
+});
+
+test("property: never more nodes without a ready driver than the budget allows, and every node is moved or waiting", () => {
+  const node = fc.record({
+    name: fc.stringMatching(/^[a-z]{1,6}$/),
+    currentPool: fc.option(fc.constantFrom("p1", "p2", "p3"), { nil: undefined }),
+    desiredPool: fc.option(fc.constantFrom("p1", "p2"), { nil: undefined }),
+    driverReady: fc.boolean(),
+  });
+  fc.assert(
+    fc.property(fc.uniqueArray(node, { selector: (n) => n.name, maxLength: 30 }), fc.integer({ min: 1, max: 10 }), (nodes, max) => {
+      const existing = new Set(["p1", "p2"]);
+      const plan = planRollout(nodes, existing, max);
+      const needing = nodes.filter((n) => n.currentPool !== n.desiredPool);
+      for (const n of needing) assert.ok(plan.moves.has(n.name) !== plan.waiting.includes(n.name));
+      // Nodes with a working driver that we take it from: only within budget.
+      const alreadyDown = nodes.filter((n) => n.desiredPool !== undefined && (n.currentPool !== n.desiredPool ? !(n.currentPool && existing.has(n.currentPool) && n.driverReady) : !n.driverReady)).length;
+      const costlyMoves = [...plan.moves].filter(([name, to]) => {
+        const n = nodes.find((x) => x.name === name)!;
+        return to !== null && n.currentPool !== undefined && existing.has(n.currentPool) && n.driverReady;
+      }).length;
+      assert.ok(costlyMoves <= Math.max(0, max - alreadyDown));
+      if (plan.waiting.length > 0) assert.equal(costlyMoves, Math.max(0, max - alreadyDown));
+    }),
+  );
+});
