@@ -1,0 +1,179 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import {
+  DEPLOY_DRIVER_LABEL,
+  DEPLOY_OPERANDS_LABEL,
+  GPU_PRESENT_LABEL,
+  NFD_KERNEL_LABEL,
+  NFD_NVIDIA_PCI_LABEL,
+  classifyNodes,
+  desiredNodeLabels,
+  gpuNodeFacts,
+  isGpuNode,
+  isNodeProblem,
+  type NodeLike,
+} from "./gpu-node.ts";
+import { NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL } from "./os.ts";
+import type { Node } from "../kube/types.ts";
+
+function gpuNode(name: string, extra: Record<string, string> = {}, ready = true): NodeLike {
+  return {
+    metadata: {
+      name,
+      labels: {
+        [NFD_NVIDIA_PCI_LABEL]: "true",
+        [NFD_KERNEL_LABEL]: "5.15.0-69-generic",
+        [NFD_OS_ID_LABEL]: "ubuntu",
+        [NFD_OS_VERSION_ID_LABEL]: "22.04",
+        "kubernetes.io/arch": "amd64",
+        ...extra,
+      },
+    },
+    status: { conditions: [{ type: "Ready", status: ready ? "True" : "False" }] },
+  };
+}
+
+test("isGpuNode: NFD's NVIDIA PCI label or gpu.present", () => {
+  assert.equal(isGpuNode(gpuNode("a")), true);
+  assert.equal(isGpuNode({ metadata: { name: "b", labels: { [GPU_PRESENT_LABEL]: "true" } } }), true);
+  assert.equal(isGpuNode({ metadata: { name: "c", labels: { [NFD_NVIDIA_PCI_LABEL]: "false" } } }), false);
+  assert.equal(isGpuNode({ metadata: { name: "d" } }), false);
+});
+
+test("gpuNodeFacts reads kernel, OS tag, arch, readiness and deploy state", () => {
+  const f = gpuNodeFacts(gpuNode("gpu-1", {}, false));
+  assert.deepEqual(f, {
+    name: "gpu-1",
+    kernel: "5.15.0-69-generic",
+    osTag: "ubuntu22.04",
+    arch: "amd64",
+    deploy: "true",
+    operandsDisabled: false,
+    ready: false,
+    deployable: true,
+  });
+  const rhel = gpuNodeFacts(
+    gpuNode("gpu-2", {
+      [NFD_KERNEL_LABEL]: "5.14.0-687.39.1.el9_8.x86_64",
+      [NFD_OS_ID_LABEL]: "rhel",
+      [NFD_OS_VERSION_ID_LABEL]: "9.4",
+      [DEPLOY_DRIVER_LABEL]: "pre-installed",
+    }),
+  );
+  assert.ok(!isNodeProblem(rhel));
+  assert.equal(rhel.osTag, "rhel9");
+  assert.equal(rhel.deploy, "pre-installed");
+  assert.equal(rhel.deployable, false);
+  assert.equal(rhel.ready, true);
+});
+
+test("gpuNodeFacts falls back to the node status for the architecture", () => {
+  const n = gpuNode("a");
+  delete n.metadata.labels?.["kubernetes.io/arch"];
+  n.status = { nodeInfo: { architecture: "arm64" } };
+  const f = gpuNodeFacts(n);
+  assert.ok(!isNodeProblem(f));
+  assert.equal(f.arch, "arm64");
+  assert.equal(f.ready, false);
+});
+
+test("gpuNodeFacts names the missing NFD labels", () => {
+  const n = gpuNode("gpu-x");
+  delete n.metadata.labels?.[NFD_KERNEL_LABEL];
+  delete n.metadata.labels?.[NFD_OS_VERSION_ID_LABEL];
+  const f = gpuNodeFacts(n);
+  assert.ok(isNodeProblem(f));
+  assert.equal(f.name, "gpu-x");
+  assert.match(f.problem, /gpu-x/);
+  assert.match(f.problem, /kernel-version\.full/);
+  assert.match(f.problem, /system-os_release\.VERSION_ID/);
+  assert.match(f.problem, /Node Feature Discovery/);
+});
+
+test("gpuNodeFacts reports unusable label values", () => {
+  const f = gpuNodeFacts(gpuNode("gpu-y", { [NFD_OS_VERSION_ID_LABEL]: "jammy" }));
+  assert.ok(isNodeProblem(f));
+  assert.match(f.problem, /gpu-y.*VERSION_ID="jammy"/);
+  const k = gpuNodeFacts(gpuNode("gpu-z", { [NFD_KERNEL_LABEL]: "not a kernel" }));
+  assert.ok(isNodeProblem(k));
+  assert.match(k.problem, /gpu-z.*not a kernel/);
+});
+
+test("operands=false: not deployable, deploy label removed only when it is true", () => {
+  const off = gpuNode("a", { [DEPLOY_OPERANDS_LABEL]: "false" });
+  const f = gpuNodeFacts(off);
+  assert.ok(!isNodeProblem(f));
+  assert.equal(f.operandsDisabled, true);
+  assert.equal(f.deployable, false);
+  assert.deepEqual(desiredNodeLabels(off), { [GPU_PRESENT_LABEL]: "true" });
+
+  const offTrue = gpuNode("b", { [DEPLOY_OPERANDS_LABEL]: "false", [DEPLOY_DRIVER_LABEL]: "true", [GPU_PRESENT_LABEL]: "true" });
+  assert.deepEqual(desiredNodeLabels(offTrue), { [DEPLOY_DRIVER_LABEL]: null });
+  const g = gpuNodeFacts(offTrue);
+  assert.ok(!isNodeProblem(g));
+  assert.equal(g.deploy, "false");
+  assert.equal(g.deployable, false);
+
+  const offPre = gpuNode("c", { [DEPLOY_OPERANDS_LABEL]: "false", [DEPLOY_DRIVER_LABEL]: "pre-installed", [GPU_PRESENT_LABEL]: "true" });
+  assert.deepEqual(desiredNodeLabels(offPre), {});
+});
+
+test("desiredNodeLabels adds the two labels to a fresh GPU node, then nothing", () => {
+  const n = gpuNode("a");
+  const patch = desiredNodeLabels(n);
+  assert.deepEqual(patch, { [GPU_PRESENT_LABEL]: "true", [DEPLOY_DRIVER_LABEL]: "true" });
+  const labelled = { ...n, metadata: { ...n.metadata, labels: { ...n.metadata.labels, ...(patch as Record<string, string>) } } };
+  assert.deepEqual(desiredNodeLabels(labelled), {});
+});
+
+test("desiredNodeLabels keeps every existing deploy value", () => {
+  for (const v of ["false", "pre-installed", "paused-for-driver-upgrade", "true", "something-else"]) {
+    assert.deepEqual(desiredNodeLabels(gpuNode("a", { [GPU_PRESENT_LABEL]: "true", [DEPLOY_DRIVER_LABEL]: v })), {}, v);
+  }
+  assert.deepEqual(desiredNodeLabels(gpuNode("a", { [DEPLOY_DRIVER_LABEL]: "paused-for-driver-upgrade" })), {
+    [GPU_PRESENT_LABEL]: "true",
+  });
+});
+
+test("desiredNodeLabels leaves non-GPU nodes alone", () => {
+  assert.deepEqual(desiredNodeLabels({ metadata: { name: "cpu", labels: { [DEPLOY_DRIVER_LABEL]: "true" } } }), {});
+  assert.deepEqual(desiredNodeLabels({ metadata: { name: "cpu" } }), {});
+});
+
+test("property: applying desiredNodeLabels once reaches a fixed point", () => {
+  const value = fc.option(fc.constantFrom("true", "false", "pre-installed", "paused-for-driver-upgrade", "x"), { nil: undefined });
+  fc.assert(
+    fc.property(value, value, value, value, (pci, present, deploy, operands) => {
+      const labels: Record<string, string> = {};
+      if (pci !== undefined) labels[NFD_NVIDIA_PCI_LABEL] = pci;
+      if (present !== undefined) labels[GPU_PRESENT_LABEL] = present;
+      if (deploy !== undefined) labels[DEPLOY_DRIVER_LABEL] = deploy;
+      if (operands !== undefined) labels[DEPLOY_OPERANDS_LABEL] = operands;
+      const node: NodeLike = { metadata: { name: "n", labels } };
+      const patch = desiredNodeLabels(node);
+      const after: Record<string, string> = { ...labels };
+      for (const [k, v] of Object.entries(patch)) {
+        if (v === null) delete after[k];
+        else after[k] = v;
+      }
+      assert.deepEqual(desiredNodeLabels({ metadata: { name: "n", labels: after } }), {});
+      // Meaningful values other than "true" are never touched.
+      if (deploy !== undefined && deploy !== "true") assert.equal(after[DEPLOY_DRIVER_LABEL], deploy);
+      if (operands === "false" && isGpuNode(node)) assert.notEqual(after[DEPLOY_DRIVER_LABEL], "true");
+    }),
+  );
+});
+
+test("classifyNodes skips non-GPU nodes and sorts by name", () => {
+  const missing = gpuNode("m");
+  delete missing.metadata.labels?.[NFD_OS_ID_LABEL];
+  const { gpuNodes, problems } = classifyNodes([gpuNode("b"), { metadata: { name: "cpu" } }, missing, gpuNode("a")]);
+  assert.deepEqual(gpuNodes.map((n) => n.name), ["a", "b"]);
+  assert.deepEqual(problems.map((n) => n.name), ["m"]);
+});
+
+test("the kube client's Node type fits NodeLike", () => {
+  const node: Node = { metadata: { name: "a", labels: {} }, status: { nodeInfo: { kernelVersion: "x" } } };
+  assert.equal(isGpuNode(node), false);
+});

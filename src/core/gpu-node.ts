@@ -1,0 +1,149 @@
+import { UserError } from "./errors.ts";
+import { parseKernel } from "./kernel.ts";
+import { NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL, osTagFromLabels } from "./os.ts";
+
+/** Node Feature Discovery: a PCI device of vendor 10de (NVIDIA) is present. */
+export const NFD_NVIDIA_PCI_LABEL = "feature.node.kubernetes.io/pci-10de.present";
+/** Node Feature Discovery: the running kernel, as `uname -r` prints it. */
+export const NFD_KERNEL_LABEL = "feature.node.kubernetes.io/kernel-version.full";
+export const ARCH_LABEL = "kubernetes.io/arch";
+/** Set by gpuop (and NVIDIA's operator) on every GPU node. */
+export const GPU_PRESENT_LABEL = "nvidia.com/gpu.present";
+/** Selects nodes for the driver DaemonSets when "true". */
+export const DEPLOY_DRIVER_LABEL = "nvidia.com/gpu.deploy.driver";
+/** "false" turns off every operand, the driver included, on a node. */
+export const DEPLOY_OPERANDS_LABEL = "nvidia.com/gpu.deploy.operands";
+
+/**
+ * Values of the deploy label with a meaning to NVIDIA's tooling: `false` (stay away),
+ * `pre-installed` (the host has a driver), `paused-for-driver-upgrade` (set during upgrades).
+ */
+export const DEPLOY_DRIVER_VALUES = ["true", "false", "pre-installed", "paused-for-driver-upgrade"] as const;
+export type DeployDriverValue = (typeof DEPLOY_DRIVER_VALUES)[number] | (string & {});
+
+/** The parts of a Node gpuop reads; src/kube/types.ts's Node fits it. */
+export interface NodeLike {
+  metadata: { name?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  status?: {
+    nodeInfo?: { kernelVersion?: string; osImage?: string; architecture?: string };
+    conditions?: { type: string; status: string }[];
+  };
+}
+
+export interface GpuNodeFacts {
+  name: string;
+  /** Kernel release from NFD's label (what the precompiled DaemonSets select on). */
+  kernel: string;
+  /** `ubuntu22.04`, `rhel9`. */
+  osTag: string;
+  /** `amd64`, `arm64`; "" when neither the label nor the node status says. */
+  arch: string;
+  /** The deploy label's value once gpuop has labelled the node; "false" while operands are disabled and no value is set. */
+  deploy: DeployDriverValue;
+  /** `nvidia.com/gpu.deploy.operands=false`. */
+  operandsDisabled: boolean;
+  /** The Ready condition is True. Readiness never changes what is rendered (no churn while nodes flap). */
+  ready: boolean;
+  /** A driver DaemonSet will run a pod on the node: deploy is "true" and operands are not disabled. */
+  deployable: boolean;
+}
+
+export interface GpuNodeProblem {
+  name: string;
+  /** Says which label is missing or wrong and how to fix it. */
+  problem: string;
+}
+
+export type GpuNodeClassification = GpuNodeFacts | GpuNodeProblem;
+
+export function isNodeProblem(c: GpuNodeClassification): c is GpuNodeProblem {
+  return "problem" in c;
+}
+
+/** A GPU node: NFD found an NVIDIA PCI device, or the node is labelled `nvidia.com/gpu.present=true`. */
+export function isGpuNode(node: NodeLike): boolean {
+  const labels = node.metadata.labels ?? {};
+  return labels[NFD_NVIDIA_PCI_LABEL] === "true" || labels[GPU_PRESENT_LABEL] === "true";
+}
+
+/**
+ * What gpuop needs to know about a GPU node to place a driver on it, or, when a label it
+ * needs is missing or unusable, a problem naming the label. Call it for GPU nodes only.
+ */
+export function gpuNodeFacts(node: NodeLike): GpuNodeClassification {
+  const name = node.metadata.name ?? "";
+  const labels = node.metadata.labels ?? {};
+  const missing = [NFD_KERNEL_LABEL, NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL].filter((l) => !labels[l]);
+  if (missing.length > 0) {
+    return {
+      name,
+      problem: `GPU node ${name} has no ${missing.join(", ")} label${missing.length > 1 ? "s" : ""}: deploy Node Feature Discovery (or label the node by hand) so gpuop can choose its driver image`,
+    };
+  }
+  const kernel = labels[NFD_KERNEL_LABEL] ?? "";
+  let osTag: string;
+  try {
+    parseKernel(kernel);
+    osTag = osTagFromLabels(labels);
+  } catch (err) {
+    if (err instanceof UserError) return { name, problem: `GPU node ${name}: ${err.message}` };
+    throw err;
+  }
+  const operandsDisabled = labels[DEPLOY_OPERANDS_LABEL] === "false";
+  const effective = { ...labels };
+  for (const [k, v] of Object.entries(desiredNodeLabels(node))) {
+    if (v === null) delete effective[k];
+    else effective[k] = v;
+  }
+  const deploy = effective[DEPLOY_DRIVER_LABEL] ?? "false";
+  return {
+    name,
+    kernel,
+    osTag,
+    arch: labels[ARCH_LABEL] ?? node.status?.nodeInfo?.architecture ?? "",
+    deploy,
+    operandsDisabled,
+    ready: node.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false,
+    deployable: deploy === "true" && !operandsDisabled,
+  };
+}
+
+/**
+ * The label changes gpuop makes on a node, as a JSON merge patch of `metadata.labels`
+ * (null removes a label). Empty when nothing is to change, so a steady cluster sees no writes.
+ *
+ * - GPU nodes get `nvidia.com/gpu.present=true` and `nvidia.com/gpu.deploy.driver=true`.
+ * - An existing deploy value is kept whatever it is: `false`, `pre-installed` and
+ *   `paused-for-driver-upgrade` carry meaning, and an unknown value is someone else's to fix.
+ * - With `nvidia.com/gpu.deploy.operands=false` the deploy label is not added, and a `true`
+ *   (the value gpuop sets) is removed; the other values are kept, unlike NVIDIA's operator
+ *   which drops them all, so turning operands back on does not put a driver on a node marked
+ *   `pre-installed` or `false`.
+ */
+export function desiredNodeLabels(node: NodeLike): Record<string, string | null> {
+  if (!isGpuNode(node)) return {};
+  const labels = node.metadata.labels ?? {};
+  const patch: Record<string, string | null> = {};
+  if (labels[GPU_PRESENT_LABEL] !== "true") patch[GPU_PRESENT_LABEL] = "true";
+  const deploy = labels[DEPLOY_DRIVER_LABEL];
+  if (labels[DEPLOY_OPERANDS_LABEL] === "false") {
+    if (deploy === "true") patch[DEPLOY_DRIVER_LABEL] = null;
+  } else if (deploy === undefined) {
+    patch[DEPLOY_DRIVER_LABEL] = "true";
+  }
+  return patch;
+}
+
+/** GPU nodes split into those gpuop can serve and those with a problem; each sorted by name. */
+export function classifyNodes(nodes: readonly NodeLike[]): { gpuNodes: GpuNodeFacts[]; problems: GpuNodeProblem[] } {
+  const gpuNodes: GpuNodeFacts[] = [];
+  const problems: GpuNodeProblem[] = [];
+  for (const node of nodes) {
+    if (!isGpuNode(node)) continue;
+    const c = gpuNodeFacts(node);
+    if (isNodeProblem(c)) problems.push(c);
+    else gpuNodes.push(c);
+  }
+  const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  return { gpuNodes: gpuNodes.sort(byName), problems: problems.sort(byName) };
+}
