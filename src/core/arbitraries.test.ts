@@ -57,3 +57,37 @@ export const fullVersionArb: fc.Arbitrary<string> = fc
 
 /** Kernels that fit in an image tag (no `+variant`). */
 export const tagKernelArb: fc.Arbitrary<Kernel> = kernelArb.filter((k) => !k.release.includes("+"));
+
+const pathComponentArb = fc
+  .tuple(
+    fc.stringMatching(/^[a-z0-9]{1,6}$/),
+    fc.array(fc.tuple(fc.constantFrom(".", "_", "__", "-", "--"), fc.stringMatching(/^[a-z0-9]{1,6}$/)), { maxLength: 2 }),
+  )
+  .map(([head, tail]) => head + tail.map(([sep, part]) => sep + part).join(""));
+
+/** Normalized image references, as parseImageRef returns them. */
+export const imageRefArb = fc
+  .record({
+    registry: fc.oneof(
+      fc.constantFrom("docker.io", "nvcr.io", "ghcr.io", "localhost", "localhost:5000", "127.0.0.1:5000", "[::1]:5000"),
+      fc
+        .tuple(fc.array(fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,6}[a-z0-9])?$/), { minLength: 2, maxLength: 3 }), fc.option(fc.integer({ min: 1, max: 65535 })))
+        .map(([labels, port]) => labels.join(".") + (port === null ? "" : `:${port}`)),
+    ),
+    components: fc.array(pathComponentArb, { minLength: 1, maxLength: 4 }),
+    tag: fc.option(fc.stringMatching(/^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/), { nil: undefined }),
+    digest: fc.option(
+      fc.oneof(
+        fc.stringMatching(/^[a-f0-9]{64}$/).map((h) => `sha256:${h}`),
+        fc.stringMatching(/^[a-f0-9]{128}$/).map((h) => `sha512:${h}`),
+      ),
+      { nil: undefined },
+    ),
+  })
+  .filter((r) => !(r.registry === "docker.io" && r.components.length === 1))
+  .map(({ registry, components, tag, digest }) => ({
+    registry,
+    repository: components.join("/"),
+    ...(tag === undefined ? {} : { tag }),
+    ...(digest === undefined ? {} : { digest }),
+  }));
