@@ -351,7 +351,7 @@ export class RegistryClient {
       if (res.status === 401 && sameOrigin && !authRetried) {
         const challenges = parseChallenges(first(res.headers["www-authenticate"]) ?? "");
         await res.body.dump();
-        if (!this.learn(challenges, opts.scope)) throw this.unauthorized(opts.repository, authorization !== undefined);
+        if (!this.learn(challenges, opts.scope, authorization !== undefined)) throw this.unauthorized(opts.repository, authorization !== undefined);
         authRetried = true;
         continue;
       }
@@ -386,7 +386,7 @@ export class RegistryClient {
   }
 
   /** Updates the auth scheme from a 401's challenges; false when retrying cannot help. */
-  private learn(challenges: Challenge[], scope: string | undefined): boolean {
+  private learn(challenges: Challenge[], scope: string | undefined, sentAuthorization: boolean): boolean {
     const bearer = challenges.find((c) => c.scheme === "bearer" && c.params.realm);
     if (bearer) {
       this.auth = { scheme: "bearer", realm: bearer.params.realm!, service: bearer.params.service };
@@ -397,9 +397,9 @@ export class RegistryClient {
       return true;
     }
     if (challenges.some((c) => c.scheme === "basic")) {
-      const wasBasic = this.auth?.scheme === "basic";
       this.auth = { scheme: "basic" };
-      return !wasBasic && this.credentials?.username !== undefined && this.credentials.password !== undefined;
+      // Basic credentials already sent and refused will not do better a second time.
+      return !sentAuthorization && this.credentials?.username !== undefined && this.credentials.password !== undefined;
     }
     return false;
   }
