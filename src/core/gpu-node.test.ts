@@ -47,6 +47,7 @@ test("gpuNodeFacts reads kernel, OS tag, arch, readiness and deploy state", () =
     name: "gpu-1",
     kernel: "5.15.0-69-generic",
     osTag: "ubuntu22.04",
+    osVersionId: "22.04",
     arch: "amd64",
     deploy: "true",
     operandsDisabled: false,

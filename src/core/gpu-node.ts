@@ -36,6 +36,8 @@ export interface GpuNodeFacts {
   kernel: string;
   /** `ubuntu22.04`, `rhel9`. */
   osTag: string;
+  /** NFD's VERSION_ID label as is (`9.4` where the OS tag says `rhel9`). */
+  osVersionId: string;
   /** `amd64`, `arm64`; "" when neither the label nor the node status says. */
   arch: string;
   /** The deploy label's value once gpuop has labelled the node; "false" while operands are disabled and no value is set. */
@@ -100,6 +102,7 @@ export function gpuNodeFacts(node: NodeLike): GpuNodeClassification {
     name,
     kernel,
     osTag,
+    osVersionId: labels[NFD_OS_VERSION_ID_LABEL] ?? "",
     arch: labels[ARCH_LABEL] ?? node.status?.nodeInfo?.architecture ?? "",
     deploy,
     operandsDisabled,

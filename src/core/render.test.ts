@@ -1,0 +1,398 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import {
+  DRIVER_CONTAINER,
+  POOL_LABEL,
+  RENDER_HASH_ANNOTATION,
+  canonicalJson,
+  renderDriverDaemonSets,
+  renderHash,
+  type DriverDaemonSet,
+  type RenderInput,
+} from "./render.ts";
+import { desiredNodeLabels, DEPLOY_DRIVER_LABEL, DEPLOY_OPERANDS_LABEL, NFD_KERNEL_LABEL, NFD_NVIDIA_PCI_LABEL, type NodeLike } from "./gpu-node.ts";
+import { NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL } from "./os.ts";
+import { isDnsSubdomain, isLabelValue } from "./names.ts";
+import type { ClusterPolicy, DriverSpec } from "./policy.ts";
+import type { DaemonSet } from "../kube/types.ts";
+
+function node(name: string, kernel: string, os = "ubuntu", version = "22.04", extra: Record<string, string> = {}): NodeLike {
+  return {
+    metadata: {
+      name,
+      labels: {
+        [NFD_NVIDIA_PCI_LABEL]: "true",
+        [NFD_KERNEL_LABEL]: kernel,
+        [NFD_OS_ID_LABEL]: os,
+        [NFD_OS_VERSION_ID_LABEL]: version,
+        "kubernetes.io/arch": "amd64",
+        ...extra,
+      },
+    },
+    status: { conditions: [{ type: "Ready", status: "True" }] },
+  };
+}
+
+function policy(driver: DriverSpec, spec: Record<string, unknown> = {}): ClusterPolicy {
+  return {
+    apiVersion: "nvidia.com/v1",
+    kind: "ClusterPolicy",
+    metadata: { name: "cluster-policy", uid: "0b5e3c43-policy-uid", generation: 1 },
+    spec: { ...spec, driver: { repository: "nvcr.io/nvidia", image: "driver", ...driver } },
+  };
+}
+
+function render(driver: DriverSpec, nodes: NodeLike[], extra: Partial<RenderInput> = {}) {
+  return renderDriverDaemonSets({ policy: policy(driver), nodes, namespace: "gpu-operator", ...extra });
+}
+
+const summary = (r: ReturnType<typeof render>) =>
+  r.daemonSets.map((ds) => ({ name: ds.metadata.name, image: ds.spec.template.spec.containers[0]?.image }));
+
+/** Whether a DaemonSet's pods may run on a node (nodeSelector and node affinity). */
+function selects(ds: DriverDaemonSet, labels: Record<string, string>): boolean {
+  const pod = ds.spec.template.spec;
+  if (!Object.entries(pod.nodeSelector).every(([k, v]) => labels[k] === v)) return false;
+  const terms = pod.affinity?.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms;
+  if (!terms) return true;
+  return terms.some((t) => t.matchExpressions.every((e) => e.values.includes(labels[e.key] ?? "\0")));
+}
+
+/** Node labels once the controller has labelled it (deploy label, pool label). */
+function labelled(n: NodeLike, pool: string | undefined): Record<string, string> {
+  const labels = { ...n.metadata.labels };
+  for (const [k, v] of Object.entries(desiredNodeLabels(n))) {
+    if (v === null) delete labels[k];
+    else labels[k] = v;
+  }
+  if (pool !== undefined) labels[POOL_LABEL] = pool;
+  return labels;
+}
+
+test("seed flow: conventional, then precompiled with a branch, then conventional again", () => {
+  const nodes = [node("gpu-a", "5.15.0-69-generic"), node("gpu-b", "5.15.0-70-generic")];
+  const conventional = render({ usePrecompiled: false, version: "525.105.17" }, nodes);
+  assert.deepEqual(summary(conventional), [
+    { name: "nvidia-driver-daemonset-ubuntu22.04", image: "nvcr.io/nvidia/driver:525.105.17-ubuntu22.04" },
+  ]);
+  assert.equal(conventional.daemonSets[0]?.metadata.labels["nvidia.com/precompiled"], "false");
+  assert.deepEqual(conventional.pools, [
+    { name: "nvidia-driver-daemonset-ubuntu22.04", osTag: "ubuntu22.04", image: "nvcr.io/nvidia/driver:525.105.17-ubuntu22.04", precompiled: false, nodes: ["gpu-a", "gpu-b"] },
+  ]);
+  // The conventional DaemonSet does not select on the kernel, so its pod names carry none.
+  assert.equal(conventional.daemonSets[0]?.spec.template.spec.nodeSelector[NFD_KERNEL_LABEL], undefined);
+
+  // kubectl patch ... usePrecompiled=true, version=525
+  const precompiled = render({ usePrecompiled: true, version: "525" }, nodes);
+  assert.deepEqual(summary(precompiled), [
+    { name: "nvidia-driver-daemonset-5.15.0-69-generic-ubuntu22.04", image: "nvcr.io/nvidia/driver:525-5.15.0-69-generic-ubuntu22.04" },
+    { name: "nvidia-driver-daemonset-5.15.0-70-generic-ubuntu22.04", image: "nvcr.io/nvidia/driver:525-5.15.0-70-generic-ubuntu22.04" },
+  ]);
+  for (const ds of precompiled.daemonSets) {
+    assert.equal(ds.metadata.labels["nvidia.com/precompiled"], "true");
+    assert.match(ds.metadata.name, /5\.15\.0-(69|70)-generic/);
+  }
+  assert.deepEqual(precompiled.pools.map((p) => [p.kernel, p.nodes]), [
+    ["5.15.0-69-generic", ["gpu-a"]],
+    ["5.15.0-70-generic", ["gpu-b"]],
+  ]);
+
+  // kubectl patch ... usePrecompiled=false (version stays "525", as in the seed's disable flow)
+  const back = render({ usePrecompiled: false, version: "525" }, nodes);
+  assert.deepEqual(summary(back), [{ name: "nvidia-driver-daemonset-ubuntu22.04", image: "nvcr.io/nvidia/driver:525-ubuntu22.04" }]);
+  assert.equal(back.daemonSets[0]?.metadata.labels["nvidia.com/precompiled"], "false");
+});
+
+test("mixed cluster: three kernels, two Ubuntu releases", () => {
+  const nodes = [
+    node("n1", "5.15.0-69-generic", "ubuntu", "22.04"),
+    node("n2", "5.15.0-69-generic", "ubuntu", "22.04"),
+    node("n3", "5.15.0-105-generic", "ubuntu", "22.04"),
+    node("n4", "6.8.0-45-generic", "ubuntu", "24.04"),
+    node("n5", "6.8.0-45-generic", "ubuntu", "24.04"),
+    { metadata: { name: "cpu-1", labels: { [NFD_OS_ID_LABEL]: "ubuntu" } } },
+  ];
+  const conventional = render({ version: "550.54.15" }, nodes);
+  assert.deepEqual(summary(conventional), [
+    { name: "nvidia-driver-daemonset-ubuntu22.04", image: "nvcr.io/nvidia/driver:550.54.15-ubuntu22.04" },
+    { name: "nvidia-driver-daemonset-ubuntu24.04", image: "nvcr.io/nvidia/driver:550.54.15-ubuntu24.04" },
+  ]);
+  assert.deepEqual(conventional.pools.map((p) => p.nodes), [["n1", "n2", "n3"], ["n4", "n5"]]);
+  assert.deepEqual(conventional.daemonSets[1]?.spec.template.spec.nodeSelector, {
+    [NFD_OS_ID_LABEL]: "ubuntu",
+    [NFD_OS_VERSION_ID_LABEL]: "24.04",
+    [DEPLOY_DRIVER_LABEL]: "true",
+    [POOL_LABEL]: "nvidia-driver-daemonset-ubuntu24.04",
+  });
+
+  const precompiled = render({ usePrecompiled: true, version: "550" }, nodes);
+  assert.deepEqual(summary(precompiled), [
+    { name: "nvidia-driver-daemonset-5.15.0-105-generic-ubuntu22.04", image: "nvcr.io/nvidia/driver:550-5.15.0-105-generic-ubuntu22.04" },
+    { name: "nvidia-driver-daemonset-5.15.0-69-generic-ubuntu22.04", image: "nvcr.io/nvidia/driver:550-5.15.0-69-generic-ubuntu22.04" },
+    { name: "nvidia-driver-daemonset-6.8.0-45-generic-ubuntu24.04", image: "nvcr.io/nvidia/driver:550-6.8.0-45-generic-ubuntu24.04" },
+  ]);
+  assert.deepEqual(precompiled.daemonSets[2]?.spec.template.spec.nodeSelector, {
+    [NFD_OS_ID_LABEL]: "ubuntu",
+    [NFD_OS_VERSION_ID_LABEL]: "24.04",
+    [NFD_KERNEL_LABEL]: "6.8.0-45-generic",
+    [DEPLOY_DRIVER_LABEL]: "true",
+    [POOL_LABEL]: "nvidia-driver-daemonset-6.8.0-45-generic-ubuntu24.04",
+  });
+  assert.deepEqual(precompiled.problems, []);
+});
+
+test("kernel names are sanitized into valid names; the image keeps the kernel as is", () => {
+  const r = render({ usePrecompiled: true, version: "550" }, [
+    node("rh", "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.4"),
+    node("az", "6.8.0-1046-azure-fde", "ubuntu", "22.04"),
+  ]);
+  for (const ds of r.daemonSets) assert.ok(isDnsSubdomain(ds.metadata.name) && isLabelValue(ds.metadata.name), ds.metadata.name);
+  const rh = r.daemonSets.find((d) => d.metadata.name.includes("el9"));
+  assert.ok(rh);
+  assert.equal(rh.spec.template.spec.containers[0]?.image, "nvcr.io/nvidia/driver:550-5.14.0-427.13.1.el9_4.x86_64-rhel9");
+  assert.equal(rh.spec.template.spec.nodeSelector[NFD_KERNEL_LABEL], "5.14.0-427.13.1.el9_4.x86_64");
+  // rhel9 covers 9.x: VERSION_ID is matched by the values the pool's nodes have.
+  assert.equal(rh.spec.template.spec.nodeSelector[NFD_OS_VERSION_ID_LABEL], undefined);
+  assert.deepEqual(rh.spec.template.spec.affinity?.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms, [
+    { matchExpressions: [{ key: NFD_OS_VERSION_ID_LABEL, operator: "In", values: ["9.4"] }] },
+  ]);
+  assert.ok(r.daemonSets.some((d) => d.metadata.name === "nvidia-driver-daemonset-6.8.0-1046-azure-fde-ubuntu22.04"));
+});
+
+test("a digest version names one image for every OS", () => {
+  const digest = `sha256:${"ab".repeat(32)}`;
+  const r = render({ version: digest }, [node("a", "5.15.0-69-generic"), node("b", "6.8.0-45-generic", "ubuntu", "24.04")]);
+  assert.deepEqual(r.daemonSets.map((d) => d.spec.template.spec.containers[0]?.image), [
+    `nvcr.io/nvidia/driver@${digest}`,
+    `nvcr.io/nvidia/driver@${digest}`,
+  ]);
+});
+
+test("image pull secrets, policy env, args, resources and probes reach every pod", () => {
+  const nodes = [node("a", "5.15.0-69-generic"), node("b", "5.15.0-70-generic"), node("c", "6.8.0-45-generic", "ubuntu", "24.04")];
+  const r = render(
+    {
+      usePrecompiled: true,
+      version: "550",
+      imagePullSecrets: ["regcred", "other"],
+      imagePullPolicy: "Always",
+      env: [{ name: "FOO", value: "bar" }, { name: "KERNEL_MODULE_TYPE", value: "open" }],
+      args: ["--debug"],
+      resources: { limits: { memory: "2Gi" } },
+      startupProbe: { failureThreshold: 30 },
+      readinessProbe: { periodSeconds: 5 },
+      kernelModuleConfig: { name: "module-params" },
+      rdma: { enabled: true, useHostMofed: true },
+      secretEnv: "driver-secrets",
+    },
+    nodes,
+  );
+  assert.equal(r.daemonSets.length, 3);
+  for (const ds of r.daemonSets) {
+    const pod = ds.spec.template.spec;
+    assert.deepEqual(pod.imagePullSecrets, [{ name: "regcred" }, { name: "other" }]);
+    const c = pod.containers[0];
+    assert.ok(c);
+    assert.equal(c.name, DRIVER_CONTAINER);
+    assert.equal(c.imagePullPolicy, "Always");
+    assert.deepEqual(c.command, ["nvidia-driver"]);
+    assert.deepEqual(c.args, ["init", "--debug"]);
+    assert.deepEqual(c.resources, { limits: { memory: "2Gi" } });
+    assert.deepEqual(c.envFrom, [{ secretRef: { name: "driver-secrets" } }]);
+    const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom]));
+    assert.deepEqual(env, {
+      NODE_NAME: { fieldRef: { fieldPath: "spec.nodeName" } },
+      KERNEL_MODULE_TYPE: "open",
+      GPU_DIRECT_RDMA_ENABLED: "true",
+      USE_HOST_MOFED: "true",
+      FOO: "bar",
+    });
+    assert.equal(c.startupProbe?.failureThreshold, 30);
+    assert.equal(c.startupProbe?.initialDelaySeconds, 60);
+    assert.equal(c.readinessProbe?.periodSeconds, 5);
+    assert.equal(c.livenessProbe, undefined);
+    assert.ok(c.volumeMounts.some((m) => m.name === "kernel-module-config" && m.mountPath === "/drivers"));
+    assert.ok(pod.volumes.some((v) => v.name === "kernel-module-config" && "configMap" in v && v.configMap.name === "module-params"));
+    assert.ok(c.volumeMounts.some((m) => m.mountPath === "/run/mellanox/drivers"));
+  }
+});
+
+test("pod spec essentials of a driver DaemonSet", () => {
+  const r = render({ version: "550.54.15", manager: { repository: "nvcr.io/nvidia/cloud-native", image: "k8s-driver-manager", version: "v0.8.0" } }, [
+    node("a", "5.15.0-69-generic"),
+  ]);
+  const ds = r.daemonSets[0];
+  assert.ok(ds);
+  assert.equal(ds.metadata.namespace, "gpu-operator");
+  assert.deepEqual(ds.metadata.labels, {
+    app: "nvidia-driver-daemonset",
+    "app.kubernetes.io/managed-by": "gpuop",
+    "nvidia.com/precompiled": "false",
+    [POOL_LABEL]: ds.metadata.name,
+  });
+  assert.deepEqual(ds.spec.template.metadata.labels, ds.metadata.labels);
+  assert.deepEqual(ds.spec.selector, { matchLabels: { app: "nvidia-driver-daemonset", [POOL_LABEL]: ds.metadata.name } });
+  assert.deepEqual(ds.metadata.ownerReferences, [
+    { apiVersion: "nvidia.com/v1", kind: "ClusterPolicy", name: "cluster-policy", uid: "0b5e3c43-policy-uid", controller: true, blockOwnerDeletion: true },
+  ]);
+  assert.deepEqual(ds.spec.updateStrategy, { type: "OnDelete" });
+  const pod = ds.spec.template.spec;
+  assert.equal(pod.priorityClassName, "system-node-critical");
+  assert.equal(pod.hostPID, true);
+  assert.equal(pod.serviceAccountName, "nvidia-driver");
+  assert.deepEqual(pod.tolerations, [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }]);
+  const c = pod.containers[0];
+  assert.ok(c);
+  assert.equal(c.securityContext.privileged, true);
+  assert.equal(c.imagePullPolicy, "IfNotPresent");
+  const mounts = Object.fromEntries(c.volumeMounts.map((m) => [m.mountPath, m]));
+  assert.equal(mounts["/run/nvidia"]?.mountPropagation, "Bidirectional");
+  for (const path of ["/sys", "/var/log", "/dev/log", "/host-etc/os-release", "/lib/firmware", "/sys/module/firmware_class/parameters/path"]) {
+    assert.ok(mounts[path], path);
+  }
+  const volumes = Object.fromEntries(pod.volumes.map((v) => [v.name, v]));
+  for (const m of c.volumeMounts) assert.ok(volumes[m.name], `volume ${m.name}`);
+  assert.deepEqual(volumes[mounts["/lib/firmware"]?.name ?? ""], { name: "nv-firmware", hostPath: { path: "/run/nvidia/driver/lib/firmware", type: "DirectoryOrCreate" } });
+  assert.deepEqual(volumes[mounts["/host-etc/os-release"]?.name ?? ""], { name: "host-os-release", hostPath: { path: "/etc/os-release" } });
+  assert.match(c.startupProbe?.exec.command.join(" ") ?? "", /nvidia-smi.*\.driver-ctr-ready/);
+  assert.deepEqual(c.lifecycle?.preStop.exec.command, ["/bin/sh", "-c", "rm -f /run/nvidia/validations/.driver-ctr-ready"]);
+  assert.equal(pod.initContainers?.[0]?.name, "k8s-driver-manager");
+  assert.equal(pod.initContainers?.[0]?.image, "nvcr.io/nvidia/cloud-native/k8s-driver-manager:v0.8.0");
+  for (const m of pod.initContainers?.[0]?.volumeMounts ?? []) assert.ok(volumes[m.name], `volume ${m.name}`);
+  // Names unique where server-side apply merges lists by key.
+  assert.equal(new Set(pod.volumes.map((v) => v.name)).size, pod.volumes.length);
+  assert.equal(new Set(c.volumeMounts.map((m) => m.mountPath)).size, c.volumeMounts.length);
+  assert.equal(ds.metadata.annotations[RENDER_HASH_ANNOTATION], renderHash(ds));
+  // Fits the kube client's DaemonSet type.
+  const typed: DaemonSet = ds;
+  assert.ok(typed);
+});
+
+test("no manager image, no init container; explicit ownerRef wins; no uid, no owner", () => {
+  const nodes = [node("a", "5.15.0-69-generic")];
+  assert.equal(render({ version: "550.54.15" }, nodes).daemonSets[0]?.spec.template.spec.initContainers, undefined);
+  const owner = { apiVersion: "nvidia.com/v1", kind: "ClusterPolicy", name: "x", uid: "u-1" };
+  assert.equal(render({ version: "550.54.15" }, nodes, { ownerRef: owner }).daemonSets[0]?.metadata.ownerReferences?.[0]?.uid, "u-1");
+  const p = policy({ version: "550.54.15" });
+  delete p.metadata.uid;
+  assert.equal(renderDriverDaemonSets({ policy: p, nodes, namespace: "ns" }).daemonSets[0]?.metadata.ownerReferences, undefined);
+});
+
+test("selectByPoolLabel: false leaves the pool label out of the node selector", () => {
+  const r = render({ version: "550.54.15" }, [node("a", "5.15.0-69-generic")], { selectByPoolLabel: false });
+  assert.equal(r.daemonSets[0]?.spec.template.spec.nodeSelector[POOL_LABEL], undefined);
+  assert.equal(r.daemonSets[0]?.spec.selector.matchLabels[POOL_LABEL], r.daemonSets[0]?.metadata.name);
+});
+
+test("nodes that must not get a driver, and nodes with problems", () => {
+  const noNfd: NodeLike = { metadata: { name: "bare", labels: { [NFD_NVIDIA_PCI_LABEL]: "true" } } };
+  const r = render({ version: "550.54.15" }, [
+    node("ok", "5.15.0-69-generic"),
+    node("off", "5.15.0-69-generic", "ubuntu", "22.04", { [DEPLOY_OPERANDS_LABEL]: "false" }),
+    node("pre", "5.15.0-69-generic", "ubuntu", "22.04", { [DEPLOY_DRIVER_LABEL]: "pre-installed" }),
+    node("paused", "5.15.0-69-generic", "ubuntu", "22.04", { [DEPLOY_DRIVER_LABEL]: "paused-for-driver-upgrade" }),
+    noNfd,
+  ]);
+  assert.deepEqual(r.pools.map((p) => p.nodes), [["ok"]]);
+  assert.equal(r.problems.length, 1);
+  assert.equal(r.problems[0]?.node, "bare");
+  assert.match(r.problems[0]?.message ?? "", /kernel-version\.full/);
+});
+
+test("driver disabled or no GPU nodes: nothing to render", () => {
+  assert.deepEqual(render({ enabled: false, version: "550.54.15" }, [node("a", "5.15.0-69-generic")]).daemonSets, []);
+  assert.deepEqual(render({ version: "550.54.15" }, []), { daemonSets: [], pools: [], problems: [] });
+});
+
+test("a policy that cannot be rendered throws a UserError saying what to set", () => {
+  const nodes = [node("a", "5.15.0-69-generic")];
+  assert.throws(() => render({}, nodes), /spec\.driver\.version is not set/);
+  assert.throws(() => render({ usePrecompiled: true, version: "525.105.17" }, nodes), /use 525/);
+  assert.throws(() => render({ version: "550.54.15", repository: "NVCR.io/Nvidia" }, nodes), /lower case/);
+});
+
+test("an empty repository takes image as the full name", () => {
+  const r = render({ repository: "", image: "registry.local:5000/gpu/driver", version: "550.54.15" }, [node("a", "5.15.0-69-generic")]);
+  assert.equal(r.daemonSets[0]?.spec.template.spec.containers[0]?.image, "registry.local:5000/gpu/driver:550.54.15-ubuntu22.04");
+});
+
+test("output is deterministic: node order and key order do not matter", () => {
+  const nodes = [node("c", "6.8.0-45-generic", "ubuntu", "24.04"), node("a", "5.15.0-69-generic"), node("b", "5.15.0-70-generic")];
+  for (const usePrecompiled of [false, true]) {
+    const driver = { usePrecompiled, version: usePrecompiled ? "550" : "550.54.15" };
+    const one = render(driver, nodes);
+    const two = render(driver, [...nodes].reverse());
+    assert.deepEqual(two, one);
+    assert.equal(JSON.stringify(two), JSON.stringify(one));
+  }
+  assert.equal(canonicalJson({ b: 1, a: [{ d: 2, c: undefined }] }), '{"a":[{"d":2}],"b":1}');
+});
+
+test("render hash changes with the spec and ignores itself", () => {
+  const nodes = [node("a", "5.15.0-69-generic")];
+  const a = render({ version: "550.54.15" }, nodes).daemonSets[0];
+  const b = render({ version: "550.54.16" }, nodes).daemonSets[0];
+  assert.ok(a && b);
+  assert.notEqual(renderHash(a), renderHash(b));
+  const copy = structuredClone(a);
+  copy.metadata.annotations[RENDER_HASH_ANNOTATION] = "something else";
+  assert.equal(renderHash(copy), renderHash(a));
+});
+
+const kernelArb = fc.constantFrom(
+  "5.15.0-69-generic",
+  "5.15.0-70-generic",
+  "5.15.0-105-generic",
+  "6.8.0-45-generic",
+  "6.8.0-1046-azure-fde",
+  "6.8.0-1049-nvidia-64k",
+  "5.14.0-427.13.1.el9_4.x86_64",
+  "5.14.0-427.13.1.el9_4.aarch64",
+);
+const osArb = fc.constantFrom(["ubuntu", "22.04"], ["ubuntu", "24.04"], ["ubuntu", "20.04"], ["rhel", "9.4"], ["rhel", "9.2"], ["rhel", "8.10"], ["rocky", "9.4"]);
+const deployArb = fc.constantFrom(undefined, undefined, undefined, "true", "false", "pre-installed", "paused-for-driver-upgrade");
+const nodesArb = fc
+  .uniqueArray(
+    fc.record({ name: fc.stringMatching(/^[a-z][a-z0-9-]{0,15}$/), kernel: kernelArb, os: osArb, deploy: deployArb, operandsOff: fc.boolean() }),
+    { selector: (n) => n.name, maxLength: 25 },
+  )
+  .map((specs) =>
+    specs.map((s) => {
+      const extra: Record<string, string> = {};
+      if (s.deploy !== undefined) extra[DEPLOY_DRIVER_LABEL] = s.deploy;
+      if (s.operandsOff) extra[DEPLOY_OPERANDS_LABEL] = "false";
+      return node(s.name, s.kernel, s.os[0], s.os[1], extra);
+    }),
+  );
+
+test("property: every deployable GPU node is selected by exactly one DaemonSet; names are unique, valid names and label values", () => {
+  fc.assert(
+    fc.property(nodesArb, fc.boolean(), fc.boolean(), (nodes, usePrecompiled, byPool) => {
+      const r = render({ usePrecompiled, version: usePrecompiled ? "550" : "550.54.15" }, nodes, { selectByPoolLabel: byPool });
+      const names = r.daemonSets.map((d) => d.metadata.name);
+      assert.equal(new Set(names).size, names.length);
+      // Object names are DNS subdomains (NVIDIA's contain dots) and double as pool label values.
+      for (const name of names) assert.ok(isDnsSubdomain(name) && isLabelValue(name), name);
+      assert.deepEqual(r.pools.map((p) => p.name), names);
+      const poolOf = new Map(r.pools.flatMap((p) => p.nodes.map((n) => [n, p.name] as const)));
+      for (const n of nodes) {
+        const labels = n.metadata.labels ?? {};
+        const deployable = labels[DEPLOY_OPERANDS_LABEL] !== "false" && (labels[DEPLOY_DRIVER_LABEL] ?? "true") === "true";
+        const name = n.metadata.name ?? "";
+        assert.equal(poolOf.has(name), deployable, name);
+        const selecting = r.daemonSets.filter((ds) => selects(ds, labelled(n, poolOf.get(name))));
+        if (deployable) {
+          assert.deepEqual(selecting.map((d) => d.metadata.name), [poolOf.get(name)], name);
+          const image = selecting[0]?.spec.template.spec.containers[0]?.image ?? "";
+          assert.ok(image.endsWith(usePrecompiled ? `-${labels[NFD_KERNEL_LABEL]}-${r.pools.find((p) => p.name === poolOf.get(name))?.osTag}` : `-${r.pools.find((p) => p.name === poolOf.get(name))?.osTag}`), image);
+        } else {
+          assert.deepEqual(selecting, [], name);
+        }
+      }
+      // Rendering again from shuffled input gives the same objects.
+      assert.deepEqual(render({ usePrecompiled, version: usePrecompiled ? "550" : "550.54.15" }, [...nodes].reverse(), { selectByPoolLabel: byPool }), r);
+    }),
+    { numRuns: 200 },
+  );
+});
