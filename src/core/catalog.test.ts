@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { checkCatalogFilter, checkExitCode, kernelMatches, planCheck, summarizeCatalog, withKernelFallback } from "./catalog.ts";
 import { formatPrecompiledTag } from "./tag.ts";
+import type { NodeLike } from "./gpu-node.ts";
 
 const tags = [
   "latest",
@@ -85,10 +86,11 @@ test("exit code gates on every node having an image and no node problems", () =>
 });
 
 test("kernel falls back to nodeInfo when NFD has no kernel label", () => {
-  const node = { metadata: { name: "n", labels: { x: "y" } }, status: { nodeInfo: { kernelVersion: "5.15.0-69-generic" } } };
+  const node: NodeLike = { metadata: { name: "n", labels: { x: "y" } }, status: { nodeInfo: { kernelVersion: "5.15.0-69-generic" } } };
   const r = withKernelFallback(node);
   assert.equal(r.kernelFrom, "nodeInfo");
   assert.equal(r.node.metadata.labels?.["feature.node.kubernetes.io/kernel-version.full"], "5.15.0-69-generic");
-  assert.equal(node.metadata.labels["x"], "y");
+  assert.equal(node.metadata.labels?.["x"], "y");
+  assert.equal(node.metadata.labels?.["feature.node.kubernetes.io/kernel-version.full"], undefined, "the input is not changed");
   assert.equal(withKernelFallback({ metadata: { name: "m" } }).kernelFrom, "none");
 });
