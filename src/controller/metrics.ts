@@ -33,6 +33,10 @@ export class Counter implements Metric {
   get(labels: Labels = {}): number {
     return this.values.get(labelKey(labels))?.value ?? 0;
   }
+  /** Mirrors a total counted elsewhere (e.g. the API client's request counts). */
+  setTotal(labels: Labels, total: number): void {
+    this.values.set(labelKey(labels), { labels, value: total });
+  }
   render(): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
     for (const { labels, value } of this.values.values()) lines.push(`${this.name}${fmtLabels(labels)} ${value}`);

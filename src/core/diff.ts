@@ -1,0 +1,15 @@
+/**
+ * True when every field set in `desired` has the same value in `live`.
+ * Fields the API server defaulted (present only in `live`) don't count, so a
+ * steady state compares equal and the controller writes nothing; a field
+ * someone edited by hand does count, so drift is repaired.
+ */
+export function isSubset(desired: unknown, live: unknown): boolean {
+  if (desired === null || typeof desired !== "object") return desired === live || (desired === undefined && live === undefined);
+  if (Array.isArray(desired)) {
+    return Array.isArray(live) && live.length === desired.length && desired.every((d, i) => isSubset(d, live[i]));
+  }
+  if (live === null || typeof live !== "object" || Array.isArray(live)) return false;
+  const l = live as Record<string, unknown>;
+  return Object.entries(desired as Record<string, unknown>).every(([k, v]) => v === undefined || isSubset(v, l[k]));
+}
