@@ -1,0 +1,71 @@
+import { classifyNodes } from "./gpu-node.ts";
+import { POOL_NODE_LABEL } from "./rollout.ts";
+
+/** One GPU node's driver, as `gpuop status` shows it. */
+export interface NodeDriverRow {
+  node: string;
+  kernel: string;
+  osTag: string;
+  mode: "precompiled" | "conventional" | "none";
+  daemonSet: string;
+  image: string;
+  pod: string;
+  phase: string;
+  problem?: string;
+}
+
+interface Obj {
+  metadata: { name?: string; labels?: Record<string, string>; ownerReferences?: { kind: string; name: string }[] };
+}
+interface DaemonSetLike extends Obj {
+  spec?: { template?: { spec?: Record<string, unknown> } };
+}
+interface PodLike extends Obj {
+  spec?: { nodeName?: string };
+  status?: { phase?: string; conditions?: { type: string; status: string }[]; containerStatuses?: { state?: Record<string, { reason?: string }> }[] };
+}
+
+const image = (ds: DaemonSetLike | undefined) => {
+  const containers = (ds?.spec?.template?.spec?.containers ?? []) as { name: string; image: string }[];
+  return containers.find((c) => c.name === "nvidia-driver-ctr")?.image ?? containers[0]?.image ?? "";
+};
+
+/** A pod's phase, refined the way kubectl shows it (a waiting reason such as ImagePullBackOff wins). */
+function podPhase(pod: PodLike): string {
+  for (const c of pod.status?.containerStatuses ?? []) {
+    const reason = c.state?.waiting?.reason;
+    if (reason) return reason;
+  }
+  const ready = pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+  const phase = pod.status?.phase ?? "Pending";
+  return phase === "Running" && !ready ? "Running (not ready)" : phase;
+}
+
+/** Joins nodes, DaemonSets and driver pods into one row per GPU node, sorted by node name. */
+export function driverStatusRows(nodes: Obj[], daemonSets: DaemonSetLike[], pods: PodLike[]): NodeDriverRow[] {
+  const { gpuNodes, problems } = classifyNodes(nodes as Parameters<typeof classifyNodes>[0]);
+  const dsByName = new Map(daemonSets.map((d) => [d.metadata.name ?? "", d]));
+  const nodeLabels = new Map(nodes.map((n) => [n.metadata.name ?? "", n.metadata.labels ?? {}]));
+  const podByNode = new Map<string, PodLike>();
+  for (const p of pods) if (p.spec?.nodeName) podByNode.set(p.spec.nodeName, p);
+  const rows: NodeDriverRow[] = gpuNodes.map((n) => {
+    const pool = nodeLabels.get(n.name)?.[POOL_NODE_LABEL] ?? "";
+    const ds = dsByName.get(pool);
+    const pod = podByNode.get(n.name);
+    const precompiled = ds?.metadata.labels?.["nvidia.com/precompiled"];
+    return {
+      node: n.name,
+      kernel: n.kernel,
+      osTag: n.osTag,
+      mode: ds ? (precompiled === "true" ? "precompiled" : "conventional") : "none",
+      daemonSet: ds ? pool : "",
+      image: image(ds),
+      pod: pod?.metadata.name ?? "",
+      phase: pod ? podPhase(pod) : n.deployable ? "NoPod" : `not deployed (nvidia.com/gpu.deploy.driver=${n.deploy})`,
+    };
+  });
+  for (const p of problems) {
+    rows.push({ node: p.name, kernel: "", osTag: "", mode: "none", daemonSet: "", image: "", pod: "", phase: "Problem", problem: p.problem });
+  }
+  return rows.sort((a, b) => a.node.localeCompare(b.node));
+}

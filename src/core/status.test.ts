@@ -1,0 +1,65 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { computeStatus, ignoredStatus, type StatusInputs } from "./status.ts";
+
+const pool = (name: string, nodes: string[]) => ({ name, osTag: "ubuntu22.04", image: `r/driver:${name}`, precompiled: false, nodes: nodes.length, nodeNames: nodes });
+const base = (over: Partial<StatusInputs> = {}): StatusInputs => ({
+  generation: 3,
+  namespace: "gpu-operator",
+  policyErrors: [],
+  nodeProblems: [],
+  pools: [pool("a", ["n1", "n2"])],
+  daemonSets: new Map([["a", { desired: 2, ready: 2 }]]),
+  waiting: [],
+  gpuNodes: 2,
+  ...over,
+});
+const T0 = "2026-01-01T00:00:00Z";
+const T1 = "2026-01-01T00:05:00Z";
+
+test("every pool's pods ready: state ready, Ready True, Error False", () => {
+  const s = computeStatus(base(), undefined, T0);
+  assert.equal(s.state, "ready");
+  assert.equal(s.observedGeneration, 3);
+  assert.deepEqual(s.conditions?.map((c) => [c.type, c.status, c.reason]), [["Ready", "True", "Reconciled"], ["Error", "False", "Reconciled"]]);
+  assert.deepEqual(s.pools?.[0], { name: "a", osTag: "ubuntu22.04", image: "r/driver:a", precompiled: false, nodes: 2, desired: 2, readyPods: 2 });
+});
+
+test("pods not ready or nodes waiting to move: notReady with DriverNotReady saying which", () => {
+  const s = computeStatus(base({ daemonSets: new Map([["a", { desired: 2, ready: 1 }]]), waiting: ["n3"] }), undefined, T0);
+  assert.equal(s.state, "notReady");
+  const ready = s.conditions!.find((c) => c.type === "Ready")!;
+  assert.equal(ready.reason, "DriverNotReady");
+  assert.match(ready.message, /a: 1\/2 ready/);
+  assert.match(ready.message, /n3/);
+});
+
+test("an invalid policy: Error True with its reason, pools kept from before", () => {
+  const before = computeStatus(base(), undefined, T0);
+  const s = computeStatus(base({ policyErrors: [{ reason: "VersionNotABranch", message: "use 525" }] }), before, T1);
+  assert.equal(s.state, "notReady");
+  const error = s.conditions!.find((c) => c.type === "Error")!;
+  assert.equal(error.reason, "VersionNotABranch");
+  assert.match(error.message, /use 525/);
+  assert.equal(error.lastTransitionTime, T1);
+  assert.deepEqual(s.pools, before.pools);
+});
+
+test("nodes missing NFD labels are named in the Error condition", () => {
+  const s = computeStatus(base({ nodeProblems: [{ name: "x", problem: "GPU node x has no kernel label" }] }), undefined, T0);
+  assert.equal(s.state, "notReady");
+  assert.match(s.conditions!.find((c) => c.type === "Error")!.message, /GPU node x/);
+});
+
+test("unchanged inputs give an identical status, transition times kept", () => {
+  const first = computeStatus(base(), undefined, T0);
+  const again = computeStatus(base(), first, T1);
+  assert.deepEqual(again, first);
+});
+
+test("ignored policies name the active one", () => {
+  const s = ignoredStatus("cluster-policy", 1, undefined, T0);
+  assert.equal(s.state, "ignored");
+  assert.match(s.conditions![0]!.message, /cluster-policy/);
+  assert.deepEqual(ignoredStatus("cluster-policy", 1, s, T1), s);
+});
