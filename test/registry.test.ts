@@ -224,7 +224,7 @@ describe("retries and failures", () => {
       await assert.rejects(c.ping(), (e: unknown) => {
         assert.ok(e instanceof RegistryError);
         assert.equal(e.code, "unreachable");
-        assert.equal(e.message, `cannot reach registry 127.0.0.1:${port} at 127.0.0.1:${port} (connection refused): is the registry running and the address right?`);
+        assert.equal(e.message, `cannot reach registry 127.0.0.1:${port} (connection refused): is the registry running and the address right?`);
         return true;
       });
       assert.equal(c.requests, 1, "a refused connection is not retried");
@@ -257,7 +257,7 @@ describe("retries and failures", () => {
       await assert.rejects(c.ping(), (e: unknown) => {
         assert.ok(e instanceof RegistryError);
         assert.equal(e.code, "timeout");
-        assert.match(e.message, new RegExp(`registry ${host} at ${host} did not answer within 0.3 s: is the registry running and the address right\\?`));
+        assert.match(e.message, new RegExp(`registry ${host} did not answer within 0.3 s: is the registry running and the address right\\?`));
         return true;
       });
       assert.equal(c.requests, 2, "one retry, then the error");

@@ -521,15 +521,17 @@ export class RegistryClient {
     const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
     const code = e.code ?? e.cause?.code ?? "";
     const msg = `${e.message ?? ""} ${e.cause?.message ?? ""}`;
-    const target = new URL(url).host;
+    const host = new URL(url).host;
+    // Name the address only where it differs from the registry (a token service, Docker Hub's API host).
+    const target = host === this.registry ? "" : ` at ${host}`;
     if (e.name === "TimeoutError" || e.name === "AbortError" || /TIMEOUT/.test(code)) {
-      return this.error("timeout", `${what} at ${target} did not answer within ${this.timeoutMs / 1000} s: is the registry running and the address right?`);
+      return this.error("timeout", `${what}${target} did not answer within ${this.timeoutMs / 1000} s: is the registry running and the address right?`);
     }
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME/.test(code) || /certificate/i.test(msg)) {
-      return this.error("tls", `cannot verify the TLS certificate of ${what} at ${target} (${code || "certificate error"}): give its CA with --ca-file, or --insecure to skip verification`);
+      return this.error("tls", `cannot verify the TLS certificate of ${what}${target} (${code || "certificate error"}): give its CA with --ca-file, or --insecure to skip verification`);
     }
     if (code === "EPROTO" || /wrong version number|ssl3_get_record|packet length too long/i.test(msg)) {
-      return this.error("tls", `${what} at ${target} does not speak TLS: if it serves plain http, use --plain-http`);
+      return this.error("tls", `${what}${target} does not speak TLS: if it serves plain http, use --plain-http`);
     }
     const reason: Record<string, string> = {
       ECONNREFUSED: "connection refused", ENOTFOUND: "unknown host", EAI_AGAIN: "DNS lookup failed",
@@ -537,7 +539,7 @@ export class RegistryClient {
       UND_ERR_SOCKET: "connection reset",
     };
     const why = reason[code] ?? (code || e.message || "network error");
-    return this.error("unreachable", `cannot reach ${what} at ${target} (${why}): is the registry running and the address right?`);
+    return this.error("unreachable", `cannot reach ${what}${target} (${why}): is the registry running and the address right?`);
   }
 
   /** Builds an error whose message has every known secret replaced. */
