@@ -1,0 +1,153 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { validatePolicy, type PolicyValidation } from "./validate.ts";
+import { renderDriverDaemonSets } from "./render.ts";
+import { DEPLOY_DRIVER_LABEL, NFD_KERNEL_LABEL, NFD_NVIDIA_PCI_LABEL, type NodeLike } from "./gpu-node.ts";
+import { NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL } from "./os.ts";
+import type { ClusterPolicy, DriverSpec } from "./policy.ts";
+
+function node(name: string, kernel = "5.15.0-69-generic", os = "ubuntu", version = "22.04", arch = "amd64", extra: Record<string, string> = {}): NodeLike {
+  return {
+    metadata: {
+      name,
+      labels: {
+        [NFD_NVIDIA_PCI_LABEL]: "true",
+        [NFD_KERNEL_LABEL]: kernel,
+        [NFD_OS_ID_LABEL]: os,
+        [NFD_OS_VERSION_ID_LABEL]: version,
+        "kubernetes.io/arch": arch,
+        ...extra,
+      },
+    },
+  };
+}
+
+function policy(driver: DriverSpec, spec: Record<string, unknown> = {}): ClusterPolicy {
+  return { metadata: { name: "cluster-policy" }, spec: { ...spec, driver: { repository: "nvcr.io/nvidia", ...driver } } };
+}
+
+const reasons = (v: PolicyValidation) => v.errors.map((e) => e.reason);
+const nodes = [node("gpu-1"), node("gpu-2", "5.15.0-70-generic")];
+
+test("valid policies: conventional full version or digest, precompiled branch on a supported platform", () => {
+  assert.deepEqual(validatePolicy(policy({ version: "550.54.15" }), nodes), { errors: [], warnings: [] });
+  assert.deepEqual(validatePolicy(policy({ version: `sha256:${"0".repeat(64)}` }), nodes), { errors: [], warnings: [] });
+  assert.deepEqual(validatePolicy(policy({ usePrecompiled: true, version: "525" }), nodes), { errors: [], warnings: [] });
+  // A disabled driver needs no version.
+  assert.deepEqual(validatePolicy(policy({ enabled: false }), nodes), { errors: [], warnings: [] });
+});
+
+test("precompiled with GDS, GDRCopy or vGPU says what to turn off", () => {
+  const v = validatePolicy(
+    policy({ usePrecompiled: true, version: "525" }, { gds: { enabled: true }, gdrcopy: { enabled: true }, vgpuManager: { enabled: true } }),
+    nodes,
+  );
+  assert.deepEqual(reasons(v), ["PrecompiledConflictsWithGDS", "PrecompiledConflictsWithGDRCopy", "PrecompiledConflictsWithVGPU"]);
+  assert.match(v.errors[0]?.message ?? "", /GPUDirect Storage.*set spec\.gds\.enabled to false, or spec\.driver\.usePrecompiled to false/);
+  assert.match(v.errors[1]?.message ?? "", /GDRCopy.*spec\.gdrcopy\.enabled to false/);
+  assert.match(v.errors[2]?.message ?? "", /vGPU.*spec\.vgpuManager\.enabled to false/);
+
+  const sandbox = validatePolicy(policy({ usePrecompiled: true, version: "525" }, { sandboxWorkloads: { enabled: true, defaultWorkload: "vm-vgpu" } }), nodes);
+  assert.deepEqual(reasons(sandbox), ["PrecompiledConflictsWithVGPU"]);
+  const licensing = validatePolicy(policy({ usePrecompiled: true, version: "525", licensingConfig: { configMapName: "licensing", nlsEnabled: true } }), nodes);
+  assert.deepEqual(reasons(licensing), ["PrecompiledConflictsWithVGPU"]);
+  assert.match(licensing.errors[0]?.message ?? "", /remove spec\.driver\.licensingConfig/);
+  // NVIDIA's Helm default (nlsEnabled, no config map) is not a vGPU guest driver.
+  assert.deepEqual(reasons(validatePolicy(policy({ usePrecompiled: true, version: "525", licensingConfig: { nlsEnabled: true } }), nodes)), []);
+  // The same settings are fine with conventional drivers.
+  assert.deepEqual(reasons(validatePolicy(policy({ version: "550.54.15" }, { gds: { enabled: true }, vgpuManager: { enabled: true } }), nodes)), []);
+  assert.deepEqual(reasons(validatePolicy(policy({ usePrecompiled: true, version: "525" }, { sandboxWorkloads: { enabled: true, defaultWorkload: "container" } }), nodes)), []);
+});
+
+test("precompiled needs a branch: full versions and digests are refused with the fix", () => {
+  const full = validatePolicy(policy({ usePrecompiled: true, version: "525.105.17" }), nodes);
+  assert.deepEqual(reasons(full), ["VersionNotABranch"]);
+  assert.match(full.errors[0]?.message ?? "", /"525\.105\.17" is a full driver version.*set it to "525"/);
+  assert.equal(full.errors[0]?.field, "spec.driver.version");
+  const digest = validatePolicy(policy({ usePrecompiled: true, version: `sha256:${"a".repeat(64)}` }), nodes);
+  assert.deepEqual(reasons(digest), ["VersionIsDigest"]);
+  assert.match(digest.errors[0]?.message ?? "", /set it to a driver branch such as 550/);
+  assert.deepEqual(reasons(validatePolicy(policy({ usePrecompiled: true, version: "latest" }), nodes)), ["VersionNotABranch"]);
+  assert.deepEqual(reasons(validatePolicy(policy({ usePrecompiled: true }), nodes)), ["VersionMissing"]);
+});
+
+test("conventional needs a full version or digest; a branch (the seed's disable flow) only warns", () => {
+  const bad = validatePolicy(policy({ version: "latest" }), nodes);
+  assert.deepEqual(reasons(bad), ["VersionNotAFullVersion"]);
+  assert.match(bad.errors[0]?.message ?? "", /set it to a version such as 550\.54\.15/);
+  const branch = validatePolicy(policy({ version: "525" }), nodes);
+  assert.deepEqual(branch.errors, []);
+  assert.deepEqual(branch.warnings.map((w) => w.reason), ["ConventionalVersionIsBranch"]);
+  const missing = validatePolicy(policy({}), nodes);
+  assert.deepEqual(reasons(missing), ["VersionMissing"]);
+  assert.match(missing.errors[0]?.message ?? "", /550\.54\.15/);
+});
+
+test("NVIDIA's repository: unsupported OS, architecture, flavor or branch are reported with the nodes", () => {
+  const cluster = [
+    node("ok-1"),
+    node("rhel-1", "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.4"),
+    node("rhel-2", "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.4"),
+    node("arm-1", "5.15.0-69-generic", "ubuntu", "22.04", "arm64"),
+    node("custom-1", "5.15.0-69-lowlatency"),
+    node("skipped", "5.15.0-69-lowlatency", "ubuntu", "22.04", "amd64", { [DEPLOY_DRIVER_LABEL]: "pre-installed" }),
+  ];
+  const v = validatePolicy(policy({ usePrecompiled: true, version: "525" }), cluster);
+  assert.ok(v.errors.every((e) => e.reason === "UnsupportedPlatform"));
+  const byNodes = Object.fromEntries(v.errors.map((e) => [e.nodes?.join(","), e.message]));
+  assert.deepEqual(Object.keys(byNodes).sort(), ["arm-1", "custom-1", "rhel-1,rhel-2"]);
+  assert.match(byNodes["rhel-1,rhel-2"] ?? "", /OS 'rhel9'.*GPU nodes rhel-1, rhel-2/);
+  assert.match(byNodes["custom-1"] ?? "", /flavor 'lowlatency'.*gpuop precompiled build.*GPU node custom-1/);
+  assert.match(byNodes["arm-1"] ?? "", /arm64.*525/);
+  // The same nodes are fine with a custom repository: only the registry knows what is there.
+  assert.deepEqual(validatePolicy(policy({ usePrecompiled: true, version: "525", repository: "registry.example.com/gpu" }), cluster).errors, []);
+  // An unpublished branch.
+  const branch = validatePolicy(policy({ usePrecompiled: true, version: "999" }), [node("ok-1")]);
+  assert.deepEqual(reasons(branch), ["UnsupportedPlatform"]);
+  assert.match(branch.errors[0]?.message ?? "", /branch 999/);
+});
+
+test("many unsupported nodes: the message stays short, the list is complete", () => {
+  const many = Array.from({ length: 25 }, (_, i) => node(`rhel-${String(i).padStart(2, "0")}`, "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.4"));
+  const v = validatePolicy(policy({ usePrecompiled: true, version: "525" }), many);
+  assert.equal(v.errors.length, 1);
+  assert.equal(v.errors[0]?.nodes?.length, 25);
+  assert.match(v.errors[0]?.message ?? "", /and 15 more\)$/);
+});
+
+test("bad repository or image names are reported with an example", () => {
+  const v = validatePolicy(policy({ repository: "nvcr.io/NVIDIA", version: "550.54.15" }), nodes);
+  assert.deepEqual(reasons(v), ["InvalidImageReference"]);
+  assert.match(v.errors[0]?.message ?? "", /lower case.*repository: nvcr\.io\/nvidia, image: driver/);
+  const m = validatePolicy(policy({ version: "550.54.15", manager: { repository: "nvcr.io/nvidia/cloud-native", image: "Driver Manager" } }), nodes);
+  assert.deepEqual(reasons(m), ["InvalidImageReference"]);
+  assert.equal(m.errors[0]?.field, "spec.driver.manager");
+});
+
+test("a spec of the wrong shape is an error, not an exception", () => {
+  const v = validatePolicy({ metadata: { name: "p" }, spec: { driver: { usePrecompiled: "yes" } } } as unknown as ClusterPolicy, nodes);
+  assert.deepEqual(reasons(v), ["InvalidSpec"]);
+  assert.match(v.errors[0]?.message ?? "", /usePrecompiled must be a boolean/);
+});
+
+test("property: a policy without errors always renders", () => {
+  const versionArb = fc.constantFrom(undefined, "", "525", "550", "999", "525.105.17", "550.54.15", "latest", `sha256:${"f".repeat(64)}`, "sha256:bad");
+  const repoArb = fc.constantFrom(undefined, "nvcr.io/nvidia", "registry.local:5000/gpu", "Bad/Repo", "");
+  const kernelArb = fc.constantFrom("5.15.0-69-generic", "6.8.0-45-aws", "5.14.0-427.13.1.el9_4.x86_64", "6.8.0-1049-nvidia-64k");
+  const osArb = fc.constantFrom(["ubuntu", "22.04"], ["ubuntu", "24.04"], ["rhel", "9.4"]);
+  const nodesArb = fc.array(fc.tuple(kernelArb, osArb, fc.constantFrom("amd64", "arm64")), { maxLength: 6 }).map((specs) =>
+    specs.map(([k, [os, v], arch], i) => node(`n${i}`, k, os, v, arch)),
+  );
+  fc.assert(
+    fc.property(fc.boolean(), versionArb, repoArb, fc.boolean(), nodesArb, (usePrecompiled, version, repository, gds, cluster) => {
+      const driver: DriverSpec = { usePrecompiled };
+      if (version !== undefined) driver.version = version;
+      const p: ClusterPolicy = { metadata: { name: "p" }, spec: { gds: { enabled: gds }, driver: repository === undefined ? driver : { ...driver, repository } } };
+      const v = validatePolicy(p, cluster);
+      for (const e of v.errors) assert.match(e.message, /set|use|remove|build|turn|give/i, e.message);
+      if (v.errors.length === 0) renderDriverDaemonSets({ policy: p, nodes: cluster, namespace: "gpu-operator" });
+    }),
+    { numRuns: 300 },
+  );
+});
