@@ -1,0 +1,91 @@
+import { spawnSync } from "node:child_process";
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { UserError } from "./errors.ts";
+import { checkBuildRegistry, kernelTargets, osTagOfContext, planBuild, shellQuote, type BuildInput } from "./build-plan.ts";
+
+const base: BuildInput = {
+  registry: "registry.example.com/gpu", kernel: "5.15.0-1033-aws", branch: "525", osTag: "ubuntu22.04",
+  builder: "docker", push: false, context: ".",
+};
+
+test("docker: exactly the seed's build command, tagged <registry>/driver:<branch>-<kernel>-<os-tag>", () => {
+  const plan = planBuild({ ...base, cudaVersion: "12.1.0" });
+  assert.equal(plan.image, "registry.example.com/gpu/driver:525-5.15.0-1033-aws-ubuntu22.04");
+  assert.deepEqual(plan.commands, [[
+    "docker", "build",
+    "--build-arg", "KERNEL_VERSION=5.15.0-1033-aws",
+    "--build-arg", "CUDA_VERSION=12.1.0",
+    "--build-arg", "DRIVER_BRANCH=525",
+    "-t", "registry.example.com/gpu/driver:525-5.15.0-1033-aws-ubuntu22.04",
+    ".",
+  ]]);
+});
+
+test("--push adds the builder's push; buildah builds with 'buildah build'; podman like docker", () => {
+  const b = planBuild({ ...base, builder: "buildah", push: true, context: "ctx" });
+  assert.deepEqual(b.commands.map((c) => c.slice(0, 2)), [["buildah", "build"], ["buildah", "push"]]);
+  assert.deepEqual(b.commands[1], ["buildah", "push", b.image]);
+  assert.equal(b.commands[0]?.at(-1), "ctx");
+  const p = planBuild({ ...base, builder: "podman", push: true });
+  assert.deepEqual(p.commands.map((c) => c.slice(0, 2)), [["podman", "build"], ["podman", "push"]]);
+});
+
+test("the CUDA base version defaults per OS tag", () => {
+  const cuda = (osTag: string, kernel: string) => planBuild({ ...base, osTag, kernel }).commands[0]?.find((a) => a.startsWith("CUDA_VERSION="));
+  assert.equal(cuda("ubuntu22.04", "5.15.0-69-generic"), "CUDA_VERSION=12.1.0");
+  assert.equal(cuda("ubuntu24.04", "6.8.0-1047-oracle"), "CUDA_VERSION=12.6.3");
+  assert.throws(() => planBuild({ ...base, osTag: "ubuntu26.04", kernel: "6.17.0-5-generic" }), /no default CUDA base image version for ubuntu26\.04: give --cuda-version/);
+});
+
+test("every bad input is refused with a message naming it", () => {
+  const bad: [Partial<BuildInput>, RegExp][] = [
+    [{ branch: "525.105.17" }, /full driver version.*use 525/],
+    [{ branch: "abc" }, /"abc" is not a driver branch/],
+    [{ kernel: "5.14.0-427.13.1.el9_4.x86_64" }, /not an Ubuntu kernel release/],
+    [{ kernel: "6.6.1" }, /not an Ubuntu kernel release/],
+    [{ kernel: "" }, /kernel release is empty/],
+    [{ osTag: "Ubuntu 22.04" }, /OS tag "Ubuntu 22.04"/],
+    [{ registry: "" }, /--registry is empty/],
+    [{ registry: "registry.example.com/gpu:v1" }, /carries a tag or digest/],
+    [{ registry: "UPPER.example.com/Gpu" }, /image reference/],
+    [{ cudaVersion: "latest" }, /--cuda-version "latest" is not a CUDA version/],
+    [{ builder: "kaniko" as never }, /builder "kaniko" is not one of docker, podman, buildah/],
+  ];
+  for (const [change, message] of bad) {
+    assert.throws(() => planBuild({ ...base, ...change }), (e: unknown) => e instanceof UserError && message.test(e.message), JSON.stringify(change));
+  }
+});
+
+test("registry references: hosts with a dot or port, with or without a path", () => {
+  for (const ok of ["registry.example.com", "localhost:5000", "127.0.0.1:5000/team/gpu", "docker.io/myorg", "nvcr.io/my-org/"]) checkBuildRegistry(ok);
+  for (const bad of ["myorg", "registry.example.com/gpu@sha256:abc"]) assert.throws(() => checkBuildRegistry(bad), UserError, bad);
+});
+
+test("osTagOfContext reads the OS from the context folder", () => {
+  assert.equal(osTagOfContext("images/driver/ubuntu24.04/precompiled"), "ubuntu24.04");
+  assert.equal(osTagOfContext("/x/ubuntu22.04/precompiled/"), "ubuntu22.04");
+  assert.equal(osTagOfContext("/x/rhel9"), "rhel9");
+  assert.equal(osTagOfContext("."), undefined);
+});
+
+test("kernelTargets: one target per (OS, kernel), listing its nodes", () => {
+  assert.deepEqual(kernelTargets([
+    { name: "b", kernel: "5.15.0-69-generic", osTag: "ubuntu22.04" },
+    { name: "c", kernel: "6.8.0-1047-oracle", osTag: "ubuntu24.04" },
+    { name: "a", kernel: "5.15.0-69-generic", osTag: "ubuntu22.04" },
+  ]), [
+    { kernel: "5.15.0-69-generic", osTag: "ubuntu22.04", nodes: ["a", "b"] },
+    { kernel: "6.8.0-1047-oracle", osTag: "ubuntu24.04", nodes: ["c"] },
+  ]);
+});
+
+test("shellQuote: what it prints, sh splits back into the same words", () => {
+  assert.equal(shellQuote(["docker", "build", "-t", "r.io/driver:1", "."]), "docker build -t r.io/driver:1 .");
+  const word = fc.string({ minLength: 1, unit: "binary" }).filter((w) => !w.includes("\u0000"));
+  fc.assert(fc.property(fc.array(word, { minLength: 1, maxLength: 4 }), (words) => {
+    const out = spawnSync("sh", ["-c", `printf '%s\\0' ${shellQuote(words)}`], { encoding: "utf8" });
+    assert.deepEqual(out.stdout.split("\u0000").slice(0, -1), words);
+  }), { numRuns: 60 });
+});
