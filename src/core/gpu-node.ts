@@ -137,11 +137,18 @@ export function desiredNodeLabels(node: NodeLike): Record<string, string | null>
   return patch;
 }
 
-/** GPU nodes split into those gpuop can serve and those with a problem; each sorted by name. */
-export function classifyNodes(nodes: readonly NodeLike[]): { gpuNodes: GpuNodeFacts[]; problems: GpuNodeProblem[] } {
+/**
+ * GPU nodes split into those gpuop can serve and those with a problem; each sorted by name.
+ * Already classified nodes (GpuNodeFacts) pass through, so callers holding facts can reuse them.
+ */
+export function classifyNodes(nodes: readonly (NodeLike | GpuNodeFacts)[]): { gpuNodes: GpuNodeFacts[]; problems: GpuNodeProblem[] } {
   const gpuNodes: GpuNodeFacts[] = [];
   const problems: GpuNodeProblem[] = [];
   for (const node of nodes) {
+    if (!("metadata" in node)) {
+      gpuNodes.push(node);
+      continue;
+    }
     if (!isGpuNode(node)) continue;
     const c = gpuNodeFacts(node);
     if (isNodeProblem(c)) problems.push(c);

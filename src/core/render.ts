@@ -128,7 +128,7 @@ export interface Pool {
 export interface RenderInput {
   policy: ClusterPolicy;
   /** All nodes; non-GPU nodes are ignored. */
-  nodes: readonly NodeLike[];
+  nodes: readonly (NodeLike | GpuNodeFacts)[];
   /** Namespace of the DaemonSets (the operator's). */
   namespace: string;
   /** Owner of the DaemonSets; by default the policy itself when it has a uid. */

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { validatePolicy, type PolicyValidation } from "./validate.ts";
 import { renderDriverDaemonSets } from "./render.ts";
-import { DEPLOY_DRIVER_LABEL, NFD_KERNEL_LABEL, NFD_NVIDIA_PCI_LABEL, type NodeLike } from "./gpu-node.ts";
+import { classifyNodes, DEPLOY_DRIVER_LABEL, NFD_KERNEL_LABEL, NFD_NVIDIA_PCI_LABEL, type NodeLike } from "./gpu-node.ts";
 import { NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL } from "./os.ts";
 import type { ClusterPolicy, DriverSpec } from "./policy.ts";
 
@@ -150,4 +150,15 @@ test("property: a policy without errors always renders", () => {
     }),
     { numRuns: 300 },
   );
+});
+
+test("node facts (classifyNodes) and Node objects give the same answer", () => {
+  const cluster = [node("ok-1"), node("rhel-1", "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.4"), { metadata: { name: "cpu" } }];
+  const facts = classifyNodes(cluster).gpuNodes;
+  for (const p of [policy({ usePrecompiled: true, version: "525" }), policy({ version: "550.54.15" })]) {
+    assert.deepEqual(validatePolicy(p, facts), validatePolicy(p, cluster));
+    const a = renderDriverDaemonSets({ policy: p, nodes: facts, namespace: "ns" });
+    const b = renderDriverDaemonSets({ policy: p, nodes: cluster, namespace: "ns" });
+    assert.deepEqual(a, b);
+  }
 });

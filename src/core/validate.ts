@@ -1,5 +1,5 @@
 import { UserError } from "./errors.ts";
-import { classifyNodes, type NodeLike } from "./gpu-node.ts";
+import { classifyNodes, type GpuNodeFacts, type NodeLike } from "./gpu-node.ts";
 import { parseImageRef } from "./image.ts";
 import { renderDriverDaemonSets } from "./render.ts";
 import { normalizePolicy, type ClusterPolicy, type NormalizedClusterPolicy } from "./policy.ts";
@@ -47,7 +47,7 @@ export interface PolicyValidation {
 /** Node names in a message: enough to act on, bounded for 1,000-node clusters. */
 const NODES_IN_MESSAGE = 10;
 
-export function validatePolicy(policy: ClusterPolicy, nodes: readonly NodeLike[]): PolicyValidation {
+export function validatePolicy(policy: ClusterPolicy, nodes: readonly (NodeLike | GpuNodeFacts)[]): PolicyValidation {
   const result: PolicyValidation = { errors: [], warnings: [] };
   let p: NormalizedClusterPolicy;
   try {
@@ -88,7 +88,7 @@ export function validatePolicy(policy: ClusterPolicy, nodes: readonly NodeLike[]
   return result;
 }
 
-function checkPrecompiled(p: NormalizedClusterPolicy, version: string, nodes: readonly NodeLike[], result: PolicyValidation): void {
+function checkPrecompiled(p: NormalizedClusterPolicy, version: string, nodes: readonly (NodeLike | GpuNodeFacts)[], result: PolicyValidation): void {
   const spec = p.spec;
   const turnOff = (field: string) => `set ${field} to false, or spec.driver.usePrecompiled to false`;
   if (spec.gds?.enabled === true) {
@@ -151,7 +151,7 @@ function vgpuFields(p: NormalizedClusterPolicy): string[] {
 }
 
 /** For NVIDIA's repository: the deployable nodes whose OS, architecture or kernel flavor have no published image. */
-function checkPlatforms(p: NormalizedClusterPolicy, branch: string, nodes: readonly NodeLike[], result: PolicyValidation): void {
+function checkPlatforms(p: NormalizedClusterPolicy, branch: string, nodes: readonly (NodeLike | GpuNodeFacts)[], result: PolicyValidation): void {
   const repository = p.spec.driver.repository ?? "";
   if (!isNvidiaRepository(repository)) return;
   const byReason = new Map<string, string[]>();
