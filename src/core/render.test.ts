@@ -179,7 +179,7 @@ test("image pull secrets, policy env, args, resources and probes reach every pod
       imagePullPolicy: "Always",
       env: [{ name: "FOO", value: "bar" }, { name: "KERNEL_MODULE_TYPE", value: "open" }],
       args: ["--debug"],
-      resources: { limits: { memory: "2Gi" } },
+      resources: { limits: { memory: "2Gi", cpu: 2 }, requests: {} },
       startupProbe: { failureThreshold: 30 },
       readinessProbe: { periodSeconds: 5 },
       kernelModuleConfig: { name: "module-params" },
@@ -198,7 +198,7 @@ test("image pull secrets, policy env, args, resources and probes reach every pod
     assert.equal(c.imagePullPolicy, "Always");
     assert.deepEqual(c.command, ["nvidia-driver"]);
     assert.deepEqual(c.args, ["init", "--debug"]);
-    assert.deepEqual(c.resources, { limits: { memory: "2Gi" } });
+    assert.deepEqual(c.resources, { limits: { memory: "2Gi", cpu: "2" } });
     assert.deepEqual(c.envFrom, [{ secretRef: { name: "driver-secrets" } }]);
     const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom]));
     assert.deepEqual(env, {
@@ -395,4 +395,29 @@ test("property: every deployable GPU node is selected by exactly one DaemonSet; 
     }),
     { numRuns: 200 },
   );
+});
+
+test("nothing is rendered that the apiserver would drop or rewrite (so a steady state compares equal)", () => {
+  const r = render(
+    {
+      version: "550.54.15",
+      env: [{ name: "EMPTY", value: "" }, { name: "UNSET" }],
+      resources: { requests: { cpu: 1 } },
+      startupProbe: { initialDelaySeconds: 0 },
+      manager: { image: "k8s-driver-manager", repository: "nvcr.io/nvidia/cloud-native", version: "v0.8.0" },
+      upgradePolicy: { drain: { enable: true, podSelector: "" } },
+    },
+    [node("a", "5.15.0-69-generic")],
+  );
+  const found: string[] = [];
+  const walk = (v: unknown, path: string) => {
+    if (v === "" || v === 0 || v === undefined || v === null) found.push(path);
+    else if (typeof v === "number" && path.includes("resources")) found.push(path);
+    else if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${path}[${i}]`));
+    else if (typeof v === "object") for (const [k, x] of Object.entries(v)) walk(x, `${path}.${k}`);
+  };
+  walk(r.daemonSets[0]?.spec, "spec");
+  assert.deepEqual(found, []);
+  const env = r.daemonSets[0]?.spec.template.spec.containers[0]?.env ?? [];
+  assert.deepEqual(env.filter((e) => e.name === "EMPTY" || e.name === "UNSET"), [{ name: "EMPTY" }, { name: "UNSET" }]);
 });

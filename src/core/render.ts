@@ -12,6 +12,7 @@ import {
   type ContainerProbeSpec,
   type EnvVar,
   type NormalizedDriverSpec,
+  type ResourceRequirements,
 } from "./policy.ts";
 import { POOL_NODE_LABEL } from "./rollout.ts";
 import { formatConventionalTag, formatPrecompiledTag, isDriverBranch } from "./tag.ts";
@@ -71,7 +72,7 @@ export type Container = {
   env?: ContainerEnv[];
   envFrom?: { secretRef: { name: string } }[];
   securityContext: { privileged: boolean; seLinuxOptions?: { level: string } };
-  resources?: { limits?: Record<string, string | number>; requests?: Record<string, string | number> };
+  resources?: { limits?: Record<string, string>; requests?: Record<string, string> };
   volumeMounts: VolumeMount[];
   startupProbe?: Probe;
   livenessProbe?: Probe;
@@ -346,7 +347,7 @@ function podSpec(pool: Pool, nodes: readonly GpuNodeFacts[], driver: NormalizedD
     env: env.list(),
     ...(driver.secretEnv ? { envFrom: [{ secretRef: { name: driver.secretEnv } }] } : {}),
     securityContext: { privileged: true, seLinuxOptions: { level: "s0" } },
-    ...(driver.resources ? { resources: structuredClone(driver.resources) } : {}),
+    ...(driver.resources ? { resources: resources(driver.resources) } : {}),
     volumeMounts: mounts,
     startupProbe: probe(STARTUP_PROBE_COMMAND, { ...STARTUP_PROBE_DEFAULTS, ...driver.startupProbe }),
     ...(driver.livenessProbe ? { livenessProbe: probe(STARTUP_PROBE_COMMAND, driver.livenessProbe) } : {}),
@@ -371,6 +372,16 @@ function podSpec(pool: Pool, nodes: readonly GpuNodeFacts[], driver: NormalizedD
   return spec;
 }
 
+/** Quantities as strings, as the apiserver stores them (`cpu: 1` comes back as "1"). */
+function resources(r: ResourceRequirements): NonNullable<Container["resources"]> {
+  const out: NonNullable<Container["resources"]> = {};
+  for (const key of ["limits", "requests"] as const) {
+    const list = r[key];
+    if (list && Object.keys(list).length > 0) out[key] = Object.fromEntries(Object.entries(list).map(([k, v]) => [k, String(v)]));
+  }
+  return out;
+}
+
 /**
  * The startup probe, written inline (not a script in the image) so it works with NVIDIA's
  * images as well as gpuop's: the module is loaded and nvidia-smi answers, then the driver is
@@ -387,7 +398,8 @@ function probe(command: string[], spec: ContainerProbeSpec): Probe {
   const p: Probe = { exec: { command: [...command] } };
   for (const key of ["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"] as const) {
     const v = spec[key];
-    if (v !== undefined) p[key] = v;
+    // 0 is each field's "unset" (the apiserver drops it); rendering it would never compare equal.
+    if (v !== undefined && v !== 0) p[key] = v;
   }
   return p;
 }
@@ -433,7 +445,8 @@ function managerContainer(driver: NormalizedDriverSpec, rdma: boolean, defaultPu
 class EnvList {
   #vars = new Map<string, ContainerEnv>();
   set(name: string, value: string): void {
-    this.#vars.set(name, { name, value });
+    // The apiserver drops an empty value; leaving it out keeps rendered and stored objects equal.
+    this.#vars.set(name, value === "" ? { name } : { name, value });
   }
   fieldRef(name: string, fieldPath: string): void {
     this.#vars.set(name, { name, valueFrom: { fieldRef: { fieldPath } } });
