@@ -16,6 +16,7 @@ import { CredentialStore, type Credentials } from "../registry/credentials.ts";
 import { formatPlatform, type Platform } from "../registry/manifest.ts";
 import { mapLimit } from "../registry/pool.ts";
 import { formatData, formatTable, outputFormat, parseFlags, type Command, type OutputFormat } from "./command.ts";
+import { precompiledBuild } from "./precompiled-build.ts";
 
 const registryFlagsHelp = `Registry flags:
   --docker-config <file>     docker config.json with credentials (default: $DOCKER_CONFIG/config.json
@@ -333,6 +334,7 @@ export const precompiledCommand: Command = {
     const [sub, ...rest] = argv;
     if (sub === "list") return runList(rest);
     if (sub === "check") return runCheck(rest);
+    if (sub === "build") return precompiledBuild(rest);
     throw new UserError(`${sub === undefined ? "missing subcommand" : `unknown subcommand "${sub}"`}: use 'gpuop precompiled list' or 'gpuop precompiled check'\n\n${usage}`);
   },
 };
