@@ -66,6 +66,22 @@ describe("tags", () => {
     }
   });
 
+  test("tagsPresent answers many tags from the paged list, a few by HEAD", async () => {
+    const wanted = [...manyTags.slice(0, 150), "525-5.15.0-99999-generic-ubuntu22.04"];
+    const c = localClient(reg);
+    try {
+      const many = await c.tagsPresent(manyRepo, wanted);
+      assert.equal(many.size, 150);
+      assert.ok(!many.has("525-5.15.0-99999-generic-ubuntu22.04"));
+      assert.deepEqual(c.requestCounts(), { GET: 3 }, "three tag pages, no HEADs");
+      const few = await c.tagsPresent(manyRepo, [manyTags[7]!, "nope"]);
+      assert.deepEqual([...few], [manyTags[7]]);
+      assert.equal(c.requestCounts().HEAD, 2);
+    } finally {
+      await c.close();
+    }
+  });
+
   test("a missing repository is an error naming it and the registry", async () => {
     const c = localClient(reg);
     try {

@@ -284,8 +284,13 @@ async function runCheck(argv: string[]): Promise<number> {
     client = await registryClient(ref, values, kube);
     const keys = [...new Set(planned.map((p) => `${p.tag} ${p.arch}`))];
     const found = new Map<string, boolean>();
-    const answers = await mapLimit(keys, 8, (k) => {
+    // Large clusters need many tags: one paged listing rules out the missing
+    // ones, so manifests are read only for tags that exist.
+    const uniqueTags = [...new Set(planned.map((p) => p.tag))];
+    const listed = uniqueTags.length >= 64 ? await client.tagsPresent(ref.repository, uniqueTags) : undefined;
+    const answers = await mapLimit(keys, 8, async (k) => {
       const [tag, arch] = k.split(" ") as [string, string];
+      if (listed && !listed.has(tag)) return false;
       return client!.hasTag(ref.repository, tag, arch);
     });
     keys.forEach((k, i) => found.set(k, answers[i] ?? false));

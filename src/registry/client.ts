@@ -11,6 +11,7 @@ import {
   type ManifestBody, type Platform,
 } from "./manifest.ts";
 import { nextLink } from "./pagination.ts";
+import { mapLimit } from "./pool.ts";
 import { backoffDelay, defaultRetryPolicy, isRetryableStatus, parseRetryAfter, type RetryPolicy } from "./retry.ts";
 
 export interface RegistryClientOptions {
@@ -264,6 +265,21 @@ export class RegistryClient {
     if (!platforms) return false;
     const want = normalizeArch(arch);
     return platforms.some((p) => p.os === "linux" && p.architecture === want);
+  }
+
+  /**
+   * Which of `tags` exist in the repository. Many tags are answered from one
+   * paged tag listing (a page answers up to 1000 tags at once); a few by one
+   * HEAD each, `concurrency` at a time.
+   */
+  async tagsPresent(repository: string, tags: readonly string[], opts: { listThreshold?: number; concurrency?: number } = {}): Promise<Set<string>> {
+    const unique = [...new Set(tags)];
+    if (unique.length >= (opts.listThreshold ?? 64)) {
+      const listed = new Set(await this.listTags(repository));
+      return new Set(unique.filter((t) => listed.has(t)));
+    }
+    const present = await mapLimit(unique, opts.concurrency ?? 16, (t) => this.hasTag(repository, t));
+    return new Set(unique.filter((_, i) => present[i]));
   }
 
   /** A blob's bytes (following the registry's redirect to storage, if any). */
