@@ -4,12 +4,13 @@
 // basic auth, or bearer tokens from a token issuer run in this process.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import bcrypt from "bcryptjs";
+import { Agent, request as undiciRequest } from "undici";
 import { stringify as toYaml } from "yaml";
 import { RegistryClient } from "../../src/registry/client.ts";
 import { MediaType, type Platform } from "../../src/registry/manifest.ts";
@@ -32,6 +33,8 @@ export interface RegistryOptions {
   maxTags?: number;
   /** "v3" (default): the CNCF registry; "debian": Debian's docker-registry 2.8. */
   flavor?: "v3" | "debian";
+  /** Serve https with a fresh self-signed CA (openssl); its PEM is LocalRegistry.ca. */
+  tls?: boolean;
 }
 
 export interface LocalRegistry {
@@ -42,6 +45,8 @@ export interface LocalRegistry {
   auth: RegistryAuth;
   /** The token issuer, when auth is "token". */
   issuer?: TokenIssuer;
+  /** The CA certificate (PEM) that signed the registry's certificate, when tls is on. */
+  ca?: string;
   /** The registry's stderr so far (for failure messages). */
   logs(): string;
   stop(): Promise<void>;
@@ -84,6 +89,11 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<LocalRe
     health: { storagedriver: { enabled: false } },
   };
   if (opts.maxTags !== undefined) config.tags = { maxtags: opts.maxTags };
+  let ca: string | undefined;
+  if (opts.tls) {
+    ca = makeCertificate(dir);
+    (config.http as Record<string, unknown>).tls = { certificate: join(dir, "server.crt"), key: join(dir, "server.key") };
+  }
 
   let issuer: TokenIssuer | undefined;
   if (auth === "basic") {
@@ -112,21 +122,36 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<LocalRe
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await waitListening(`http://${host}/v2/`, () => exited, () => stderr);
+    await waitListening(opts.tls ? `https://${host}/v2/` : `http://${host}/v2/`, () => exited, () => stderr, ca);
   } catch (err) {
     await stop();
     throw err;
   }
-  return { host, url: `http://${host}`, auth, ...(issuer ? { issuer } : {}), logs: () => stderr, stop };
+  return { host, url: `${opts.tls ? "https" : "http"}://${host}`, auth, ...(issuer ? { issuer } : {}), ...(ca ? { ca } : {}), logs: () => stderr, stop };
 }
 
-async function waitListening(url: string, exited: () => boolean, logs: () => string): Promise<void> {
+/** A CA and a server certificate for 127.0.0.1 signed by it, written into `dir`; returns the CA's PEM. */
+function makeCertificate(dir: string): string {
+  const run = (args: string[]) => {
+    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr || r.error?.message}`);
+  };
+  run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=gpuop test CA", "-keyout", "ca.key", "-out", "ca.crt"]);
+  run(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"]);
+  writeFileSync(join(dir, "san.ext"), "subjectAltName=IP:127.0.0.1\n");
+  run(["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "san.ext", "-out", "server.crt"]);
+  return readFileSync(join(dir, "ca.crt"), "utf8");
+}
+
+async function waitListening(url: string, exited: () => boolean, logs: () => string, ca?: string): Promise<void> {
   const deadline = Date.now() + 20_000;
+  const dispatcher = new Agent({ connect: ca ? { ca } : {} });
   for (;;) {
     if (exited()) throw new Error(`registry exited at start:\n${logs()}`);
     try {
-      const res = await fetch(url);
-      await res.arrayBuffer();
+      const res = await undiciRequest(url, { dispatcher });
+      await res.body.dump();
+      await dispatcher.close();
       return; // 200 or 401: it is serving
     } catch { /* not yet */ }
     if (Date.now() > deadline) throw new Error(`registry did not answer ${url} within 20 s:\n${logs()}`);
