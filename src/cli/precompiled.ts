@@ -340,6 +340,6 @@ export const precompiledCommand: Command = {
     if (sub === "list") return runList(rest);
     if (sub === "check") return runCheck(rest);
     if (sub === "build") return precompiledBuild(rest);
-    throw new UserError(`${sub === undefined ? "missing subcommand" : `unknown subcommand "${sub}"`}: use 'gpuop precompiled list' or 'gpuop precompiled check'\n\n${usage}`);
+    throw new UserError(`${sub === undefined ? "missing subcommand" : `unknown subcommand "${sub}"`}: use 'gpuop precompiled list', 'gpuop precompiled check' or 'gpuop precompiled build'\n\n${usage}`);
   },
 };
