@@ -71,7 +71,8 @@ export function attachCluster(name: string): LocalCluster {
     kubeconfig,
     async kubectl(args, opts = {}) {
       return new Promise((resolve, reject) => {
-        const child = execFile(toolPath("kubectl"), ["--kubeconfig", kubeconfig, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+        // A discovery cache of its own: a stale shared one can map a kind to a group that is gone.
+        const child = execFile(toolPath("kubectl"), ["--kubeconfig", kubeconfig, "--cache-dir", join(kwokWorkdir, `kubectl-cache-${name}`), ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
           if (err) reject(Object.assign(new Error(`kubectl ${args.join(" ")}: ${stderr || err.message}`), { stdout, stderr }));
           else resolve({ stdout, stderr });
         });
@@ -88,4 +89,5 @@ export async function stopCluster(name: string): Promise<void> {
     await kwokctl(["delete", "cluster", "--name", name, "--kubeconfig", kubeconfigPath(name)]);
   }
   rmSync(kubeconfigPath(name), { force: true });
+  rmSync(join(kwokWorkdir, `kubectl-cache-${name}`), { recursive: true, force: true });
 }

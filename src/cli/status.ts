@@ -1,0 +1,76 @@
+import { CLUSTER_POLICY_PATH, selectActivePolicy, type ClusterPolicy } from "../core/policy.ts";
+import { driverStatusRows } from "../core/report.ts";
+import { MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
+import { KubeClient } from "../kube/client.ts";
+import type { DaemonSet, Node, Pod } from "../kube/types.ts";
+import { formatData, formatTable, outputFormat, parseFlags, type Command } from "./command.ts";
+
+const usage = `Usage: gpuop status [flags]
+
+Shows the active ClusterPolicy's state and, for each GPU node, its kernel,
+OS tag, driver mode, DaemonSet, image, driver pod and the pod's phase.
+
+Flags:
+  --kubeconfig <file>   kubeconfig to use (default: $KUBECONFIG, ~/.kube/config)
+  -n, --namespace <ns>  namespace of the driver DaemonSets (default: gpu-operator)
+  -o, --output <fmt>    table (default), json or yaml`;
+
+export const statusCommand: Command = {
+  name: "status",
+  summary: "Show the ClusterPolicy's state and each GPU node's driver",
+  usage,
+  async run(argv) {
+    const { values } = parseFlags(argv, { kubeconfig: { type: "string" }, namespace: { type: "string", short: "n" }, output: { type: "string", short: "o" } }, usage);
+    const format = outputFormat(values.output);
+    const ns = values.namespace ?? "gpu-operator";
+    const client = KubeClient.load(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {});
+    try {
+      const [policies, nodes, daemonSets, pods] = await Promise.all([
+        client.list<ClusterPolicy>(CLUSTER_POLICY_PATH).catch((err: unknown) => {
+          if ((err as { status?: number }).status === 404) return { items: [] as ClusterPolicy[] };
+          throw err;
+        }),
+        client.list<Node>("/api/v1/nodes"),
+        client.list<DaemonSet>(`/apis/apps/v1/namespaces/${ns}/daemonsets`, { labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` }),
+        client.list<Pod>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: "app=nvidia-driver-daemonset" }),
+      ]);
+      const policy = selectActivePolicy(policies.items);
+      const rows = driverStatusRows(nodes.items, daemonSets.items, pods.items);
+      const summary = policy
+        ? {
+            name: policy.metadata.name,
+            state: policy.status?.state ?? "unknown",
+            usePrecompiled: policy.spec?.driver?.usePrecompiled ?? false,
+            version: policy.spec?.driver?.version ?? "",
+            conditions: (policy.status?.conditions ?? []).map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message })),
+          }
+        : undefined;
+      if (format !== "table") {
+        process.stdout.write(formatData({ policy: summary ?? null, nodes: rows }, format));
+        return 0;
+      }
+      if (!summary) {
+        process.stdout.write("ClusterPolicy: none (create one, e.g. with the Helm chart, to deploy drivers)\n");
+      } else {
+        process.stdout.write(`ClusterPolicy: ${summary.name}   state: ${summary.state}   usePrecompiled: ${summary.usePrecompiled}   version: ${summary.version}\n`);
+        for (const c of summary.conditions) if (c.status === "True" && c.type === "Error") process.stdout.write(`Error (${c.reason}): ${c.message}\n`);
+        const ready = summary.conditions.find((c) => c.type === "Ready");
+        if (ready && ready.status !== "True") process.stdout.write(`Not ready (${ready.reason}): ${ready.message}\n`);
+      }
+      process.stdout.write("\n");
+      if (rows.length === 0) {
+        process.stdout.write("No GPU nodes (nodes labelled feature.node.kubernetes.io/pci-10de.present=true).\n");
+        return 0;
+      }
+      process.stdout.write(
+        formatTable(
+          ["NODE", "KERNEL", "OS", "MODE", "DAEMONSET", "IMAGE", "POD", "PHASE"],
+          rows.map((r) => [r.node, r.kernel, r.osTag, r.mode, r.daemonSet, r.image, r.pod, r.problem ? `${r.phase}: ${r.problem}` : r.phase]),
+        ),
+      );
+      return 0;
+    } finally {
+      await client.close();
+    }
+  },
+};

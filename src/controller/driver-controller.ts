@@ -1,0 +1,288 @@
+import { classifyNodes, desiredNodeLabels, type GpuNodeFacts } from "../core/gpu-node.ts";
+import { isSubset } from "../core/diff.ts";
+import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, type ClusterPolicy, type ClusterPolicyStatus } from "../core/policy.ts";
+import { renderDriverDaemonSets, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY, POOL_LABEL } from "../core/render.ts";
+import { planRollout, resolveMaxUnavailable, POOL_NODE_LABEL } from "../core/rollout.ts";
+import { computeStatus, ignoredStatus } from "../core/status.ts";
+import { validatePolicy } from "../core/validate.ts";
+import { UserError } from "../core/errors.ts";
+import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
+import type { EventRecorder } from "../kube/events.ts";
+import { Informer } from "../kube/informer.ts";
+import type { Logger } from "../kube/log.ts";
+import type { DaemonSet, Node, Pod } from "../kube/types.ts";
+import type { OperatorMetrics } from "./metrics.ts";
+import { WorkQueue } from "./workqueue.ts";
+
+export const FIELD_MANAGER = "gpuop";
+const KEY = "cluster";
+
+/** JSON equality after dropping undefined fields, as the API server stores objects. */
+const sameJson = (a: unknown, b: unknown) => JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
+function canonical(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(canonical);
+  if (v && typeof v === "object") {
+    return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined).sort(([a], [b]) => a.localeCompare(b)).map(([k, x]) => [k, canonical(x)]));
+  }
+  return v;
+}
+
+/**
+ * Keeps one driver DaemonSet per pool (OS tag, or kernel and OS tag when
+ * precompiled) in step with the active ClusterPolicy and the GPU nodes.
+ * Everything is reconciled under one queue key: every decision depends on the
+ * policy and all GPU nodes together, and the queue folds bursts of events
+ * into one pass.
+ */
+export class DriverController {
+  readonly policies: Informer<ClusterPolicy & { metadata: { name: string } }>;
+  readonly nodes: Informer<Node>;
+  readonly daemonSets: Informer<DaemonSet>;
+  readonly pods: Informer<Pod>;
+  readonly queue = new WorkQueue();
+  private readonly client: KubeClient;
+  private readonly namespace: string;
+  private readonly log: Logger;
+  private readonly events: EventRecorder;
+  private readonly metrics: OperatorMetrics;
+  private serviceAccountReady = false;
+  /** Last reported problem per policy, so an Event is recorded once per transition. */
+  private readonly lastProblem = new Map<string, string>();
+
+  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics }) {
+    this.client = opts.client;
+    this.namespace = opts.namespace;
+    this.log = opts.log;
+    this.events = opts.events;
+    this.metrics = opts.metrics;
+    const ns = this.namespace;
+    this.policies = new Informer(this.client, CLUSTER_POLICY_PATH, {}, this.log);
+    this.nodes = new Informer(this.client, "/api/v1/nodes", {}, this.log);
+    this.daemonSets = new Informer(this.client, `/apis/apps/v1/namespaces/${ns}/daemonsets`, { labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` }, this.log);
+    this.pods = new Informer(this.client, `/api/v1/namespaces/${ns}/pods`, { labelSelector: "app=nvidia-driver-daemonset" }, this.log);
+    const enqueue = () => this.queue.add(KEY);
+    this.policies.onChange(enqueue);
+    this.daemonSets.onChange(enqueue);
+    this.pods.onChange(enqueue);
+    // Heartbeats change a node's resourceVersion every few seconds; only labels and readiness matter here.
+    this.nodes.onChange((type, node, old) => {
+      if (type !== "modified" || !old || !sameJson(node.metadata.labels, old.metadata.labels) || readyOf(node) !== readyOf(old)) enqueue();
+    });
+  }
+
+  get informers() {
+    return [this.policies, this.nodes, this.daemonSets, this.pods];
+  }
+
+  async synced(): Promise<void> {
+    await Promise.all(this.informers.map((i) => i.synced));
+  }
+
+  /** Runs the caches and, once they are synced, the reconcile loop, until the signal aborts. */
+  async run(signal: AbortSignal): Promise<void> {
+    const caches = this.informers.map((i) => i.run(signal));
+    await Promise.race([this.synced(), Promise.all(caches)]);
+    this.queue.add(KEY);
+    await Promise.all([...caches, this.queue.run((key) => this.process(key), signal)]);
+  }
+
+  private async process(key: string): Promise<void> {
+    const start = process.hrtime.bigint();
+    try {
+      await this.reconcile();
+      this.queue.forget(key);
+      this.metrics.reconciles.inc({ result: "success" });
+    } catch (err) {
+      const retryIn = this.queue.retry(key);
+      this.metrics.reconciles.inc({ result: "error" });
+      this.metrics.errors.inc();
+      this.log.error("reconcile failed; retrying", { error: (err as Error).message, retryInMs: retryIn });
+    } finally {
+      this.metrics.duration.observe(Number(process.hrtime.bigint() - start) / 1e9);
+      this.metrics.queueDepth.set(this.queue.depth);
+      for (const [verb, n] of this.client.requestCounts) this.metrics.apiRequests.setTotal({ verb }, n);
+    }
+  }
+
+  /** One pass: node labels, policy validation, DaemonSets, node moves, pruning, status. */
+  async reconcile(): Promise<void> {
+    const nodes = this.nodes.list();
+    await this.labelGpuNodes(nodes);
+
+    const stored = this.policies.list();
+    const active = selectActivePolicy(stored);
+    for (const p of stored) {
+      if (p !== active && active) await this.writeStatus(p, ignoredStatus(active.metadata.name, p.metadata.generation, p.status, now()));
+    }
+    if (!active) return;
+
+    const { gpuNodes, problems } = classifyNodes(nodes);
+    let policyErrors: { reason: string; message: string }[];
+    let policy: ReturnType<typeof normalizePolicy> | undefined;
+    try {
+      policy = normalizePolicy(active);
+      policyErrors = validatePolicy(policy, gpuNodes).errors;
+    } catch (err) {
+      if (!(err instanceof UserError)) throw err;
+      policyErrors = [{ reason: "InvalidPolicy", message: err.message }];
+    }
+    this.metrics.nodes.replace(nodeStateSeries(gpuNodes, problems.length));
+
+    if (policyErrors.length > 0 || !policy) {
+      // Never take a working driver away because of a bad policy: leave every DaemonSet and node as it is.
+      await this.reportProblem(active, policyErrors.map((e) => e.message).join("; "), policyErrors[0]?.reason ?? "InvalidPolicy");
+      await this.writeStatus(active, computeStatus({ generation: active.metadata.generation, namespace: this.namespace, policyErrors, nodeProblems: problems, pools: [], daemonSets: new Map(), waiting: [], gpuNodes: gpuNodes.length }, active.status, now()));
+      return;
+    }
+
+    const enabled = policy.spec.driver.enabled !== false;
+    const rendered = enabled
+      ? renderDriverDaemonSets({
+          policy,
+          nodes,
+          namespace: this.namespace,
+          ownerRef: { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: active.metadata.name, uid: active.metadata.uid ?? "" },
+        })
+      : { daemonSets: [], pools: [] };
+
+    // Each DaemonSet runs only on nodes labelled with its pool (moveNodes), so pools change a few nodes at a time.
+    if (rendered.daemonSets.length > 0) await this.ensureDriverServiceAccount();
+    for (const ds of rendered.daemonSets) await this.applyDaemonSet(ds);
+
+    const waiting = await this.moveNodes(nodes, gpuNodes, rendered.pools, policy.spec.driver.upgradePolicy?.maxUnavailable);
+    await this.prune(new Set(rendered.daemonSets.map((d) => d.metadata.name!)));
+
+    const dsStatus = new Map(this.daemonSets.list().map((d) => [d.metadata.name!, { desired: d.status?.desiredNumberScheduled ?? 0, ready: d.status?.numberReady ?? 0 }]));
+    const status = computeStatus(
+      {
+        generation: active.metadata.generation,
+        namespace: this.namespace,
+        policyErrors: [],
+        nodeProblems: problems,
+        pools: rendered.pools.map((p) => ({ name: p.name, ...(p.kernel ? { kernel: p.kernel } : {}), osTag: p.osTag, image: p.image, precompiled: p.precompiled, nodes: p.nodes.length, nodeNames: p.nodes })),
+        daemonSets: dsStatus,
+        waiting,
+        gpuNodes: gpuNodes.length,
+      },
+      active.status,
+      now(),
+    );
+    this.metrics.pools.replace([
+      { labels: { mode: "precompiled" }, value: rendered.pools.filter((p) => p.precompiled).length },
+      { labels: { mode: "conventional" }, value: rendered.pools.filter((p) => !p.precompiled).length },
+    ]);
+    if (problems.length > 0) await this.reportProblem(active, problems.map((p) => p.problem).join("; "), "NFDLabelsMissing");
+    else await this.reportProblem(active, "", "");
+    await this.writeStatus(active, status);
+  }
+
+  private async labelGpuNodes(nodes: Node[]): Promise<void> {
+    for (const node of nodes) {
+      const patch = desiredNodeLabels(node);
+      if (Object.keys(patch).length === 0) continue;
+      await this.client.mergePatch(`/api/v1/nodes/${node.metadata.name}`, { metadata: { labels: patch } });
+      this.log.info("labelled GPU node", { node: node.metadata.name, labels: patch });
+    }
+  }
+
+  /** Driver pods run as this ServiceAccount; without it the DaemonSets can create no pod. */
+  private async ensureDriverServiceAccount(): Promise<void> {
+    if (this.serviceAccountReady) return;
+    const path = `/api/v1/namespaces/${this.namespace}/serviceaccounts`;
+    try {
+      await this.client.get(`${path}/${DRIVER_SERVICE_ACCOUNT}`);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      await this.client.create(path, { metadata: { name: DRIVER_SERVICE_ACCOUNT, labels: { [MANAGED_BY_LABEL]: MANAGED_BY } } }).catch((e: unknown) => {
+        if (!isConflict(e)) throw e;
+      });
+      this.log.info("created the driver ServiceAccount", { serviceAccount: DRIVER_SERVICE_ACCOUNT });
+    }
+    this.serviceAccountReady = true;
+  }
+
+  private async applyDaemonSet(desired: DriverDaemonSet): Promise<void> {
+    const name = desired.metadata.name!;
+    const live = this.daemonSets.get(`${this.namespace}/${name}`);
+    if (live && isSubset({ metadata: { labels: desired.metadata.labels, ownerReferences: desired.metadata.ownerReferences }, spec: desired.spec }, live)) return;
+    await this.client.apply(`/apis/apps/v1/namespaces/${this.namespace}/daemonsets/${name}`, desired, FIELD_MANAGER, { force: true });
+    this.log.info(live ? "updated driver DaemonSet" : "created driver DaemonSet", { daemonSet: name });
+  }
+
+  /** Relabels nodes whose pool changed, within the policy's maxUnavailable; returns nodes left waiting. */
+  private async moveNodes(nodes: Node[], gpuNodes: GpuNodeFacts[], pools: { name: string; nodes: string[] }[], maxUnavailable: number | string | undefined): Promise<string[]> {
+    const desiredPool = new Map<string, string>();
+    for (const p of pools) for (const n of p.nodes) desiredPool.set(n, p.name);
+    const readyPods = new Set(
+      this.pods.list()
+        .filter((p) => p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"))
+        .map((p) => `${p.metadata.labels?.[POOL_LABEL] ?? ownerName(p)}/${p.spec?.nodeName}`),
+    );
+    const existing = new Set(this.daemonSets.list().map((d) => d.metadata.name!));
+    const rollout = nodes
+      .filter((n) => n.metadata.labels?.[POOL_NODE_LABEL] !== undefined || desiredPool.has(n.metadata.name!))
+      .map((n) => {
+        const currentPool = n.metadata.labels?.[POOL_NODE_LABEL];
+        return {
+          name: n.metadata.name!,
+          currentPool,
+          desiredPool: desiredPool.get(n.metadata.name!),
+          driverReady: currentPool !== undefined && readyPods.has(`${currentPool}/${n.metadata.name}`),
+        };
+      });
+    const budget = resolveMaxUnavailable(maxUnavailable, Math.max(gpuNodes.filter((n) => n.deployable).length, 1));
+    const plan = planRollout(rollout, existing, budget);
+    for (const [node, pool] of plan.moves) {
+      await this.client.mergePatch(`/api/v1/nodes/${node}`, { metadata: { labels: { [POOL_NODE_LABEL]: pool } } });
+      this.log.info("moved node to driver pool", { node, pool });
+    }
+    return plan.waiting;
+  }
+
+  /** Deletes DaemonSets no longer desired once no node is assigned to them. */
+  private async prune(desired: Set<string>): Promise<void> {
+    const assigned = new Set(this.nodes.list().map((n) => n.metadata.labels?.[POOL_NODE_LABEL]).filter((p) => p !== undefined));
+    for (const ds of this.daemonSets.list()) {
+      const name = ds.metadata.name!;
+      if (desired.has(name) || assigned.has(name) || ds.metadata.deletionTimestamp) continue;
+      try {
+        await this.client.delete(`/apis/apps/v1/namespaces/${this.namespace}/daemonsets/${name}`, { query: { propagationPolicy: "Background" } });
+        this.log.info("deleted driver DaemonSet no longer needed", { daemonSet: name });
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+  }
+
+  private async reportProblem(policy: ClusterPolicy, message: string, reason: string): Promise<void> {
+    const name = policy.metadata.name;
+    if ((this.lastProblem.get(name) ?? "") === message) return;
+    this.lastProblem.set(name, message);
+    const obj = { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, metadata: { ...policy.metadata, name } };
+    if (message) {
+      this.log.warn("policy problem", { policy: name, reason, message });
+      await this.events.record(obj, "Warning", reason, message);
+    }
+  }
+
+  private async writeStatus(policy: ClusterPolicy, status: ClusterPolicyStatus): Promise<void> {
+    if (sameJson(policy.status ?? {}, status)) return;
+    await this.client.mergePatch(`${CLUSTER_POLICY_PATH}/${policy.metadata.name}/status`, { status }).catch((err: unknown) => {
+      if (!isNotFound(err)) throw err;
+    });
+  }
+}
+
+const ownerName = (p: Pod) => p.metadata.ownerReferences?.find((o) => o.kind === "DaemonSet")?.name;
+const readyOf = (n: Node) => n.status?.conditions?.find((c) => c.type === "Ready")?.status;
+const now = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
+
+function nodeStateSeries(gpuNodes: GpuNodeFacts[], problems: number) {
+  const count = (f: (n: GpuNodeFacts) => boolean) => gpuNodes.filter(f).length;
+  return [
+    { labels: { state: "deployable" }, value: count((n) => n.deployable) },
+    { labels: { state: "excluded" }, value: count((n) => !n.deployable) },
+    { labels: { state: "notReady" }, value: count((n) => !n.ready) },
+    { labels: { state: "missingLabels" }, value: problems },
+  ];
+}

@@ -1,0 +1,107 @@
+import { createServer, type Server } from "node:http";
+import { hostname } from "node:os";
+import { KubeClient } from "../kube/client.ts";
+import { EventRecorder } from "../kube/events.ts";
+import { LeaderElector } from "../kube/lease.ts";
+import type { Logger } from "../kube/log.ts";
+import { DriverController } from "./driver-controller.ts";
+import { OperatorMetrics } from "./metrics.ts";
+
+export interface OperatorOptions {
+  kubeconfig?: string;
+  namespace: string;
+  leaderElect: boolean;
+  leaseName: string;
+  identity?: string;
+  /** host:port for /metrics; "0" disables. */
+  metricsAddress: string;
+  /** host:port for /healthz and /readyz; "0" disables. */
+  healthAddress: string;
+  log: Logger;
+}
+
+function listen(server: Server, address: string): Promise<void> {
+  const i = address.lastIndexOf(":");
+  const host = i > 0 ? address.slice(0, i) : undefined;
+  const port = Number(address.slice(i + 1));
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+}
+
+/**
+ * Runs the operator until SIGTERM/SIGINT: serves probes and metrics, waits to
+ * lead (when leader election is on), then runs the driver controller. On a
+ * signal it stops reconciling, releases the lease so a standby takes over at
+ * once, and returns. It exits non-zero if leadership is lost.
+ */
+export async function runOperator(opts: OperatorOptions): Promise<number> {
+  const log = opts.log;
+  const client = KubeClient.load(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {});
+  const metrics = new OperatorMetrics();
+  const controller = new DriverController({ client, namespace: opts.namespace, log, metrics, events: new EventRecorder(client, "gpuop", log) });
+  // The pod name (downward API) is unique among replicas; outside a pod, host and pid are.
+  const identity = opts.identity ?? process.env.POD_NAME ?? `${hostname()}_${process.pid}`;
+  const elector = new LeaderElector(client, { namespace: opts.namespace, name: opts.leaseName, identity }, log);
+  const stop = new AbortController();
+  let exitCode = 0;
+  let synced = false;
+  let standby = opts.leaderElect;
+  void controller.synced().then(() => (synced = true));
+
+  const servers: Server[] = [];
+  const serve = async (address: string, routes: Record<string, () => [number, string, string?]>) => {
+    if (address === "0" || address === "") return;
+    const server = createServer((req, res) => {
+      const route = routes[(req.url ?? "").split("?")[0] ?? ""];
+      const [code, body, type] = route ? route() : [404, "not found\n"];
+      res.writeHead(code, { "content-type": type ?? "text/plain; charset=utf-8" });
+      res.end(body);
+    });
+    await listen(server, address);
+    servers.push(server);
+  };
+  await serve(opts.healthAddress, {
+    "/healthz": () => [200, "ok\n"],
+    // A standby replica is ready: it is healthy and waiting to lead.
+    "/readyz": () => (standby || synced ? [200, "ok\n"] : [503, "caches not synced\n"]),
+  });
+  await serve(opts.metricsAddress, { "/metrics": () => [200, metrics.render(), "text/plain; version=0.0.4"] });
+
+  const onSignal = (sig: string) => {
+    log.info("shutting down", { signal: sig });
+    stop.abort();
+  };
+  process.once("SIGTERM", () => onSignal("SIGTERM"));
+  process.once("SIGINT", () => onSignal("SIGINT"));
+
+  log.info("gpuop operator starting", { namespace: opts.namespace, leaderElect: opts.leaderElect, identity, server: client.access.server });
+  try {
+    if (opts.leaderElect) {
+      const leading = new Promise<void>((resolve) => {
+        void elector.run(
+          () => {
+            standby = false;
+            metrics.leader.set(1);
+            resolve();
+          },
+          () => {
+            exitCode = 1;
+            stop.abort();
+          },
+          stop.signal,
+        );
+        stop.signal.addEventListener("abort", () => resolve(), { once: true });
+      });
+      await leading;
+    }
+    if (!stop.signal.aborted) await controller.run(stop.signal);
+  } finally {
+    await elector.release();
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    await client.close();
+    log.info("gpuop operator stopped");
+  }
+  return exitCode;
+}

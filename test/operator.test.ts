@@ -1,0 +1,267 @@
+// The operator against the real cluster: the seed's enable and disable flows
+// with its exact kubectl commands, mixed clusters, kernel upgrades, drift,
+// invalid policies, restarts, and a quiet steady state.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { attachCluster, type LocalCluster } from "./harness/cluster.ts";
+import { createGpuNode, deleteNodes, type SimulatedGpuNode } from "./harness/nodes.ts";
+import { startOperator, type OperatorProcess } from "./harness/operator.ts";
+import { deletePolicies, driverDaemonSets, driverPods, ensureNamespace, examplePolicy, getPolicy, installCrd, POLICY_PATH, waitForDriverPods, waitForState } from "./harness/policy.ts";
+import { eventually } from "./harness/wait.ts";
+import type { KubeClient } from "../src/kube/client.ts";
+import type { DaemonSet } from "../src/kube/types.ts";
+
+const NS = "gpu-operator";
+let cluster: LocalCluster;
+let client: KubeClient;
+let operator: OperatorProcess | undefined;
+let nodeNames: string[] = [];
+
+async function setNodes(nodes: SimulatedGpuNode[]): Promise<void> {
+  // Remove the drivers first: pods on a deleted node linger until pod GC's 40-second quarantine ends.
+  await deletePolicies(client);
+  await eventually("driver pods gone", async () => ((await driverPods(client)).length === 0 ? true : undefined));
+  await deleteNodes(client, nodeNames);
+  nodeNames = nodes.map((n) => n.name);
+  for (const n of nodes) await createGpuNode(client, n);
+}
+
+async function resetPolicy(yaml = examplePolicy): Promise<void> {
+  await deletePolicies(client);
+  await eventually("driver DaemonSets gone", async () => ((await driverDaemonSets(client)).length === 0 ? true : undefined));
+  await cluster.kubectl(["apply", "-f", "-"], { input: yaml });
+}
+
+const image = (ds: DaemonSet) => ((ds.spec?.template?.spec?.containers ?? []) as { image: string }[])[0]?.image;
+const kubectlPods = async () => (await cluster.kubectl(["get", "pods", "-l", "app=nvidia-driver-daemonset", "-n", NS, "--no-headers", "-o", "custom-columns=NAME:.metadata.name"])).stdout.trim().split("\n").filter(Boolean);
+
+before(async () => {
+  cluster = attachCluster(process.env.GPUOP_TEST_CLUSTER ?? "");
+  client = cluster.client();
+  await installCrd(cluster);
+  await ensureNamespace(client, NS);
+  operator = await startOperator({ kubeconfig: cluster.kubeconfig });
+});
+
+after(async () => {
+  await operator?.stop();
+  await deletePolicies(client).catch(() => undefined);
+  await deleteNodes(client, nodeNames);
+  await client.close();
+});
+
+const ubuntu2204 = { id: "ubuntu", versionId: "22.04" };
+const ubuntu2404 = { id: "ubuntu", versionId: "24.04" };
+
+describe("the seed's flows on Ubuntu 22.04 generic kernels", () => {
+  before(async () => {
+    await setNodes([
+      { name: "seed-a", kernel: "5.15.0-69-generic", os: ubuntu2204 },
+      { name: "seed-b", kernel: "5.15.0-69-generic", os: ubuntu2204 },
+      { name: "seed-c", kernel: "5.15.0-70-generic", os: ubuntu2204 },
+    ]);
+    await resetPolicy();
+  });
+
+  test("conventional install: one DaemonSet for the OS, pod names without a kernel version", async () => {
+    const pods = await waitForDriverPods(client, 3);
+    for (const p of pods) assert.doesNotMatch(p.metadata.name!, /5\.15\.0/);
+    const [ds, ...rest] = await driverDaemonSets(client);
+    assert.equal(rest.length, 0);
+    assert.equal(image(ds!), "nvcr.io/nvidia/driver:550.54.15-ubuntu22.04");
+    assert.equal(ds!.metadata.labels?.["nvidia.com/precompiled"], "false");
+    await waitForState(client, "ready");
+  });
+
+  test("enabling precompiled after install with the seed's kubectl patch gives one DaemonSet per kernel", async () => {
+    const { stdout } = await cluster.kubectl([
+      "patch", "clusterpolicy/cluster-policy", "--type=json",
+      '-p=[{"op":"replace", "path":"/spec/driver/usePrecompiled", "value":true}, {"op":"replace", "path":"/spec/driver/version", "value":"525"}]',
+    ]);
+    assert.equal(stdout.trim(), "clusterpolicy.nvidia.com/cluster-policy patched");
+    await waitForDriverPods(client, 3, (p) => /5\.15\.0-(69|70)-generic/.test(p.metadata.name!));
+    const names = await kubectlPods();
+    assert.equal(names.length, 3);
+    for (const n of names) assert.match(n, /^nvidia-driver-daemonset-5\.15\.0-(69|70)-generic-ubuntu22\.04-/);
+    const images = (await driverDaemonSets(client)).map(image).sort();
+    assert.deepEqual(images, ["nvcr.io/nvidia/driver:525-5.15.0-69-generic-ubuntu22.04", "nvcr.io/nvidia/driver:525-5.15.0-70-generic-ubuntu22.04"]);
+    const policy = await waitForState(client, "ready");
+    assert.equal(policy.status?.pools?.length, 2);
+  });
+
+  test("disabling precompiled with the seed's kubectl patch returns to conventional pods", async () => {
+    const { stdout } = await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", '-p=[{"op": "replace", "path": "/spec/driver/usePrecompiled", "value":false}]']);
+    assert.equal(stdout.trim(), "clusterpolicy.nvidia.com/cluster-policy patched");
+    await waitForDriverPods(client, 3, (p) => !/5\.15\.0/.test(p.metadata.name!));
+    for (const n of await kubectlPods()) assert.doesNotMatch(n, /5\.15\.0/);
+    assert.equal((await driverDaemonSets(client)).length, 1);
+  });
+});
+
+describe("a mixed cluster: three kernels, two Ubuntu releases", () => {
+  before(async () => {
+    await setNodes([
+      { name: "mixed-a", kernel: "5.15.0-1103-aws", os: ubuntu2204 },
+      { name: "mixed-b", kernel: "6.8.0-1046-azure-fde", os: ubuntu2404 },
+      { name: "mixed-c", kernel: "6.8.0-1047-oracle", os: ubuntu2404 },
+      { name: "mixed-d", kernel: "6.8.0-1047-oracle", os: ubuntu2404 },
+    ]);
+    await resetPolicy();
+  });
+
+  test("conventional mode gets one DaemonSet per OS release, each with its OS tag", async () => {
+    await waitForDriverPods(client, 4);
+    const images = (await driverDaemonSets(client)).map(image).sort();
+    assert.deepEqual(images, ["nvcr.io/nvidia/driver:550.54.15-ubuntu22.04", "nvcr.io/nvidia/driver:550.54.15-ubuntu24.04"]);
+  });
+
+  test("precompiled mode gets one DaemonSet per kernel and OS with the right images", async () => {
+    await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", '-p=[{"op":"replace","path":"/spec/driver/usePrecompiled","value":true},{"op":"replace","path":"/spec/driver/version","value":"580"}]']);
+    await waitForDriverPods(client, 4, (p) => /-(aws|azure-fde|oracle)-/.test(p.metadata.name!));
+    const images = (await driverDaemonSets(client)).map(image).sort();
+    assert.deepEqual(images, [
+      "nvcr.io/nvidia/driver:580-5.15.0-1103-aws-ubuntu22.04",
+      "nvcr.io/nvidia/driver:580-6.8.0-1046-azure-fde-ubuntu24.04",
+      "nvcr.io/nvidia/driver:580-6.8.0-1047-oracle-ubuntu24.04",
+    ]);
+    await waitForState(client, "ready");
+  });
+
+  test("a node's kernel upgrade moves it to the new kernel's pool, and the emptied pool goes away", async () => {
+    await client.mergePatch("/api/v1/nodes/mixed-a", { metadata: { labels: { "feature.node.kubernetes.io/kernel-version.full": "5.15.0-1104-aws" } } });
+    const pods = await waitForDriverPods(client, 4, (p) => !p.metadata.name!.includes("5.15.0-1103-aws"));
+    assert.match(pods.find((p) => p.spec?.nodeName === "mixed-a")!.metadata.name!, /5\.15\.0-1104-aws/);
+    await eventually("old pool removed", async () => {
+      const names = (await driverDaemonSets(client)).map((d) => d.metadata.name!);
+      return names.some((n) => n.includes("1103")) ? undefined : names;
+    });
+  });
+
+  test("a DaemonSet edited or deleted by hand is restored", async () => {
+    const [ds] = (await driverDaemonSets(client)).filter((d) => d.metadata.name!.includes("oracle"));
+    const name = ds!.metadata.name!;
+    const want = image(ds!);
+    await cluster.kubectl(["-n", NS, "set", "image", `daemonset/${name}`, "nvidia-driver-ctr=example.invalid/evil:1"]);
+    await eventually("image restored", async () => (image(await client.get<DaemonSet>(`/apis/apps/v1/namespaces/${NS}/daemonsets/${name}`)) === want ? true : undefined));
+    const uid = ds!.metadata.uid;
+    await cluster.kubectl(["-n", NS, "delete", "daemonset", name, "--wait=false"]);
+    await eventually("DaemonSet recreated", async () => {
+      const got = await client.get<DaemonSet>(`/apis/apps/v1/namespaces/${NS}/daemonsets/${name}`).catch(() => undefined);
+      return got && got.metadata.uid !== uid && !got.metadata.deletionTimestamp ? got : undefined;
+    });
+  });
+
+  test("with nothing changed, the operator makes no write requests", async () => {
+    await waitForState(client, "ready");
+    await waitForDriverPods(client, 4);
+    // Let in-flight events settle, then watch a quiet period.
+    await new Promise((r) => setTimeout(r, 2000));
+    const before = await operator!.writes();
+    await new Promise((r) => setTimeout(r, 5000));
+    assert.equal(await operator!.writes(), before, "writes during a quiet period");
+  });
+});
+
+describe("an invalid policy never takes a driver away", () => {
+  before(async () => {
+    await setNodes([
+      { name: "inval-a", kernel: "5.15.0-69-generic", os: ubuntu2204 },
+      { name: "inval-b", kernel: "6.8.0-1046-azure-fde", os: ubuntu2404 },
+    ]);
+    await resetPolicy();
+    await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", '-p=[{"op":"replace","path":"/spec/driver/usePrecompiled","value":true},{"op":"replace","path":"/spec/driver/version","value":"580"}]']);
+    await waitForDriverPods(client, 2, (p) => /generic|azure-fde/.test(p.metadata.name!));
+    await waitForState(client, "ready");
+  });
+
+  const snapshot = async () => (await driverDaemonSets(client)).map((d) => `${d.metadata.name}=${image(d)}@${d.metadata.uid}`).sort();
+
+  for (const c of [
+    { name: "precompiled with vGPU", patch: '[{"op":"add","path":"/spec/vgpuManager","value":{"enabled":true}}]', undo: '[{"op":"remove","path":"/spec/vgpuManager"}]', reason: /VGPU|Vgpu|vGPU/i },
+    { name: "precompiled with GDS (refused by the API server's rule)", patch: '[{"op":"add","path":"/spec/gds","value":{"enabled":true}}]', refused: /GPUDirect Storage/ },
+    { name: "a full version where a branch is needed (refused by the API server's rule)", patch: '[{"op":"replace","path":"/spec/driver/version","value":"580.95.05"}]', refused: /set version to "580"/ },
+    { name: "a branch NVIDIA publishes no precompiled images of for the OS", patch: '[{"op":"replace","path":"/spec/driver/version","value":"525"}]', undo: '[{"op":"replace","path":"/spec/driver/version","value":"580"}]', reason: /Unsupported|NotPublished|Platform/i },
+  ]) {
+    test(c.name, async () => {
+      const before = await snapshot();
+      if (c.refused) {
+        await assert.rejects(cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", `-p=${c.patch}`]), c.refused);
+        assert.deepEqual(await snapshot(), before);
+        return;
+      }
+      await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", `-p=${c.patch}`]);
+      const policy = await waitForState(client, "notReady");
+      const error = policy.status?.conditions?.find((x) => x.type === "Error");
+      assert.equal(error?.status, "True");
+      assert.match(error!.reason, c.reason!);
+      const events = await client.list<{ reason: string; message: string; involvedObject: { name: string } }>("/api/v1/namespaces/default/events");
+      assert.ok(events.items.some((e) => e.involvedObject.name === "cluster-policy" && e.message === error!.message.split(". Existing")[0]), "an Event says what to change");
+      assert.deepEqual(await snapshot(), before, "DaemonSets unchanged");
+      assert.equal((await waitForDriverPods(client, 2)).length, 2);
+      await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", `-p=${c.undo}`]);
+      await waitForState(client, "ready");
+    });
+  }
+
+  test("a GPU node without NFD labels is reported by name and the rest is still served", async () => {
+    await createGpuNode(client, { name: "inval-nolabels", kernel: "5.15.0-69-generic", withoutNfdLabels: true, labels: { "nvidia.com/gpu.present": "true" } });
+    nodeNames.push("inval-nolabels");
+    const policy = await waitForState(client, "notReady");
+    const error = policy.status?.conditions?.find((x) => x.type === "Error");
+    assert.equal(error?.reason, "NFDLabelsMissing");
+    assert.match(error!.message, /inval-nolabels/);
+    assert.equal((await waitForDriverPods(client, 2)).length, 2);
+  });
+});
+
+describe("several policies", () => {
+  test("the oldest is active and the others are marked ignored", async () => {
+    const second = examplePolicy.replace("name: cluster-policy", "name: zz-second-policy");
+    await cluster.kubectl(["apply", "-f", "-"], { input: second });
+    const p = await waitForState(client, "ignored", "zz-second-policy");
+    assert.match(p.status!.conditions![0]!.message, /cluster-policy/);
+    await client.delete(`${POLICY_PATH}/zz-second-policy`);
+    assert.ok(await getPolicy(client));
+  });
+});
+
+describe("operator processes", () => {
+  test("two replicas: one leads; when it stops, the other takes over", async () => {
+    await operator!.stop();
+    const a = await startOperator({ kubeconfig: cluster.kubeconfig, identity: "replica-a" });
+    const b = await startOperator({ kubeconfig: cluster.kubeconfig, identity: "replica-b" });
+    try {
+      const leader = async () => (await client.get<{ spec: { holderIdentity?: string } }>(`/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/gpuop-leader`)).spec.holderIdentity;
+      const first = await eventually("a leader", async () => ((await leader()) || undefined));
+      assert.ok(["replica-a", "replica-b"].includes(first));
+      const [active, standby] = first === "replica-a" ? [a, b] : [b, a];
+      assert.match(await active.metrics(), /^gpuop_leader 1$/m);
+      assert.doesNotMatch(await standby.metrics(), /^gpuop_leader 1$/m);
+      assert.equal(await active.stop("SIGTERM"), 0);
+      await eventually("standby takes over", async () => ((await leader()) === standby.identity ? true : undefined), { timeoutMs: 30_000 });
+      // The new leader serves changes.
+      await client.mergePatch("/api/v1/nodes/inval-b", { metadata: { labels: { "nvidia.com/gpu.deploy.driver": "false" } } });
+      await waitForDriverPods(client, 1);
+      await client.mergePatch("/api/v1/nodes/inval-b", { metadata: { labels: { "nvidia.com/gpu.deploy.driver": "true" } } });
+      await waitForDriverPods(client, 2);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
+  test("an operator killed mid-reconcile and restarted leaves no duplicates and loses nothing", async () => {
+    const first = await startOperator({ kubeconfig: cluster.kubeconfig, leaderElect: false });
+    await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", '-p=[{"op":"replace","path":"/spec/driver/usePrecompiled","value":false},{"op":"replace","path":"/spec/driver/version","value":"580.95.05"}]']);
+    // Kill it while the switch is under way.
+    await eventually("the switch has started", async () => ((await driverDaemonSets(client)).some((d) => d.metadata.labels?.["nvidia.com/precompiled"] === "false") ? true : undefined), { intervalMs: 20 });
+    await first.stop("SIGKILL");
+    operator = await startOperator({ kubeconfig: cluster.kubeconfig, leaderElect: false });
+    await client.delete("/api/v1/nodes/inval-nolabels").catch(() => undefined);
+    await waitForDriverPods(client, 2, (p) => !/generic|azure/.test(p.metadata.name!));
+    const sets = await driverDaemonSets(client);
+    assert.deepEqual(sets.map(image).sort(), ["nvcr.io/nvidia/driver:580.95.05-ubuntu22.04", "nvcr.io/nvidia/driver:580.95.05-ubuntu24.04"]);
+    assert.equal((await driverPods(client)).length, 2);
+    await waitForState(client, "ready");
+  });
+});
