@@ -1,5 +1,6 @@
 import { runOperator } from "../controller/operator.ts";
 import { jsonLogger } from "../kube/log.ts";
+import { UserError } from "../core/errors.ts";
 import { parseFlags, type Command } from "./command.ts";
 
 const usage = `Usage: gpuop operator [flags]
@@ -14,7 +15,17 @@ Flags:
   --no-leader-elect            run without leader election (one replica only)
   --lease-name <name>          Lease name (default: gpuop-leader)
   --metrics-bind-address <a>   host:port for /metrics, 0 to disable (default: :8080)
-  --health-bind-address <a>    host:port for /healthz and /readyz, 0 to disable (default: :8081)`;
+  --health-bind-address <a>    host:port for /healthz and /readyz, 0 to disable (default: :8081)
+  --no-image-check             roll out without first asking the registry whether each driver image exists
+  --plain-http-registries <l>  comma-separated registries (host:port) to reach over plain http
+  --image-recheck-seconds <n>  how often to ask again for a missing driver image (default: 60)`;
+
+function recheckSeconds(value: string | undefined): number {
+  if (value === undefined) return 60;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 1) throw new UserError(`--image-recheck-seconds must be a number of seconds of at least 1, not "${value}"`);
+  return n;
+}
 
 export const operatorCommand: Command = {
   name: "operator",
@@ -31,6 +42,9 @@ export const operatorCommand: Command = {
         "lease-name": { type: "string" },
         "metrics-bind-address": { type: "string" },
         "health-bind-address": { type: "string" },
+        "no-image-check": { type: "boolean" },
+        "plain-http-registries": { type: "string" },
+        "image-recheck-seconds": { type: "string" },
       },
       usage,
     );
@@ -42,6 +56,9 @@ export const operatorCommand: Command = {
       metricsAddress: values["metrics-bind-address"] ?? ":8080",
       healthAddress: values["health-bind-address"] ?? ":8081",
       log: jsonLogger({ component: "gpuop-operator" }),
+      imageCheck: !values["no-image-check"],
+      plainHttpRegistries: (values["plain-http-registries"] ?? "").split(",").map((s) => s.trim()).filter(Boolean),
+      imageRecheckSeconds: recheckSeconds(values["image-recheck-seconds"]),
     });
   },
 };

@@ -11,6 +11,7 @@ import type { EventRecorder } from "../kube/events.ts";
 import { Informer } from "../kube/informer.ts";
 import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, Node, Pod } from "../kube/types.ts";
+import type { ImageChecker } from "./image-check.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 import { WorkQueue } from "./workqueue.ts";
 
@@ -49,8 +50,11 @@ export class DriverController {
   /** Last reported problem per policy, so an Event is recorded once per transition. */
   private readonly lastProblem = new Map<string, string>();
 
-  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics }) {
+  private readonly images: ImageChecker | undefined;
+
+  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker }) {
     this.client = opts.client;
+    this.images = opts.images;
     this.namespace = opts.namespace;
     this.log = opts.log;
     this.events = opts.events;
@@ -145,12 +149,17 @@ export class DriverController {
         })
       : { daemonSets: [], pools: [] };
 
-    // Each DaemonSet runs only on nodes labelled with its pool (moveNodes), so pools change a few nodes at a time.
-    if (rendered.daemonSets.length > 0) await this.ensureDriverServiceAccount();
-    for (const ds of rendered.daemonSets) await this.applyDaemonSet(ds);
+    // A pool whose image the registry lacks gets no DaemonSet and no nodes: they keep the driver they have.
+    const missing = await this.missingImages(rendered.pools, gpuNodes, policy.spec.driver.imagePullSecrets ?? []);
+    if (missing.size > 0 && this.images) this.queue.addAfter(KEY, this.images.recheckMs);
+    const toApply = rendered.daemonSets.filter((d) => !missing.has(d.metadata.name));
 
-    const waiting = await this.moveNodes(nodes, gpuNodes, rendered.pools, policy.spec.driver.upgradePolicy?.maxUnavailable);
-    await this.prune(new Set(rendered.daemonSets.map((d) => d.metadata.name!)));
+    // Each DaemonSet runs only on nodes labelled with its pool (moveNodes), so pools change a few nodes at a time.
+    if (toApply.length > 0) await this.ensureDriverServiceAccount();
+    for (const ds of toApply) await this.applyDaemonSet(ds);
+
+    const waiting = await this.moveNodes(nodes, gpuNodes, rendered.pools.filter((p) => !missing.has(p.name)), policy.spec.driver.upgradePolicy?.maxUnavailable, [...missing.values()].flatMap((m) => m.nodes));
+    await this.prune(new Set(toApply.map((d) => d.metadata.name)));
 
     const dsStatus = new Map(this.daemonSets.list().map((d) => [d.metadata.name!, { desired: d.status?.desiredNumberScheduled ?? 0, ready: d.status?.numberReady ?? 0 }]));
     const status = computeStatus(
@@ -163,6 +172,7 @@ export class DriverController {
         daemonSets: dsStatus,
         waiting,
         gpuNodes: gpuNodes.length,
+        missingImages: [...missing.values()],
       },
       active.status,
       now(),
@@ -171,7 +181,9 @@ export class DriverController {
       { labels: { mode: "precompiled" }, value: rendered.pools.filter((p) => p.precompiled).length },
       { labels: { mode: "conventional" }, value: rendered.pools.filter((p) => !p.precompiled).length },
     ]);
+    const missingMessage = [...missing.values()].map((m) => `no driver image ${m.image} in the registry for ${m.nodes.join(", ")}`).join("; ");
     if (problems.length > 0) await this.reportProblem(active, problems.map((p) => p.problem).join("; "), "NFDLabelsMissing");
+    else if (missingMessage) await this.reportProblem(active, `${missingMessage}; those nodes keep the driver they have`, "PrecompiledImageMissing");
     else await this.reportProblem(active, "", "");
     await this.writeStatus(active, status);
   }
@@ -209,10 +221,34 @@ export class DriverController {
     this.log.info(live ? "updated driver DaemonSet" : "created driver DaemonSet", { daemonSet: name });
   }
 
-  /** Relabels nodes whose pool changed, within the policy's maxUnavailable; returns nodes left waiting. */
-  private async moveNodes(nodes: Node[], gpuNodes: GpuNodeFacts[], pools: { name: string; nodes: string[] }[], maxUnavailable: number | string | undefined): Promise<string[]> {
+  /** Pools whose image the registry says does not exist, with the nodes that would have used them. */
+  private async missingImages(pools: { name: string; image: string; nodes: string[] }[], gpuNodes: GpuNodeFacts[], pullSecrets: string[]): Promise<Map<string, { image: string; nodes: string[] }>> {
+    const missing = new Map<string, { image: string; nodes: string[] }>();
+    if (!this.images) return missing;
+    const archOf = new Map(gpuNodes.map((n) => [n.name, n.arch]));
+    for (const pool of pools) {
+      const arches = [...new Set(pool.nodes.map((n) => archOf.get(n) ?? "").filter(Boolean))];
+      if ((await this.images.availability(pool.image, arches, this.namespace, pullSecrets)) === "missing") {
+        missing.set(pool.name, { image: pool.image, nodes: pool.nodes });
+      }
+    }
+    return missing;
+  }
+
+  /**
+   * Relabels nodes whose pool changed, within the policy's maxUnavailable; returns nodes left
+   * waiting. Nodes in `hold` (their new image is missing) stay where they are while their current
+   * DaemonSet still selects them.
+   */
+  private async moveNodes(nodes: Node[], gpuNodes: GpuNodeFacts[], pools: { name: string; nodes: string[] }[], maxUnavailable: number | string | undefined, hold: string[] = []): Promise<string[]> {
     const desiredPool = new Map<string, string>();
     for (const p of pools) for (const n of p.nodes) desiredPool.set(n, p.name);
+    const held = new Set(hold);
+    for (const n of nodes) {
+      const current = n.metadata.labels?.[POOL_NODE_LABEL];
+      const ds = current ? this.daemonSets.get(`${this.namespace}/${current}`) : undefined;
+      if (held.has(n.metadata.name!) && current && ds && selects(ds, n)) desiredPool.set(n.metadata.name!, current);
+    }
     const readyPods = new Set(
       this.pods.list()
         .filter((p) => p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"))
@@ -274,6 +310,11 @@ export class DriverController {
 }
 
 const ownerName = (p: Pod) => p.metadata.ownerReferences?.find((o) => o.kind === "DaemonSet")?.name;
+/** Whether a DaemonSet's nodeSelector (pool label aside) matches a node's labels. */
+function selects(ds: DaemonSet, node: Node): boolean {
+  const selector = ((ds.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector) ?? {};
+  return Object.entries(selector).every(([k, v]) => k === POOL_NODE_LABEL || node.metadata.labels?.[k] === v);
+}
 const readyOf = (n: Node) => n.status?.conditions?.find((c) => c.type === "Ready")?.status;
 const now = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
 

@@ -5,6 +5,7 @@ import { EventRecorder } from "../kube/events.ts";
 import { LeaderElector } from "../kube/lease.ts";
 import type { Logger } from "../kube/log.ts";
 import { DriverController } from "./driver-controller.ts";
+import { ImageChecker } from "./image-check.ts";
 import { OperatorMetrics } from "./metrics.ts";
 
 export interface OperatorOptions {
@@ -18,6 +19,10 @@ export interface OperatorOptions {
   /** host:port for /healthz and /readyz; "0" disables. */
   healthAddress: string;
   log: Logger;
+  /** Check that each pool's driver image exists before moving nodes onto it (default true). */
+  imageCheck?: boolean;
+  plainHttpRegistries?: string[];
+  imageRecheckSeconds?: number;
 }
 
 function listen(server: Server, address: string): Promise<void> {
@@ -40,7 +45,10 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
   const log = opts.log;
   const client = KubeClient.load(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {});
   const metrics = new OperatorMetrics();
-  const controller = new DriverController({ client, namespace: opts.namespace, log, metrics, events: new EventRecorder(client, "gpuop", log) });
+  const images = opts.imageCheck === false
+    ? undefined
+    : new ImageChecker(client, log, { plainHttpRegistries: opts.plainHttpRegistries ?? [], missingTtlMs: (opts.imageRecheckSeconds ?? 60) * 1000 });
+  const controller = new DriverController({ client, namespace: opts.namespace, log, metrics, events: new EventRecorder(client, "gpuop", log), ...(images ? { images } : {}) });
   // The pod name (downward API) is unique among replicas; outside a pod, host and pid are.
   const identity = opts.identity ?? process.env.POD_NAME ?? `${hostname()}_${process.pid}`;
   const elector = new LeaderElector(client, { namespace: opts.namespace, name: opts.leaseName, identity }, log);
@@ -101,6 +109,7 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
     await elector.release();
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
     await client.close();
+    await images?.close();
     log.info("gpuop operator stopped");
   }
   return exitCode;

@@ -14,6 +14,8 @@ export interface StatusInputs {
   /** GPU nodes that wait for others before changing driver. */
   waiting: string[];
   gpuNodes: number;
+  /** Driver images the registry lacks, and the nodes that keep their current driver because of it. */
+  missingImages?: { image: string; nodes: string[] }[];
 }
 
 const list = (names: string[], max = 10) => (names.length > max ? `${names.slice(0, max).join(", ")} and ${names.length - max} more` : names.join(", "));
@@ -43,7 +45,16 @@ export function computeStatus(inputs: StatusInputs, previous: ClusterPolicyStatu
       const n = p.nodes ?? 0;
       return p.desired !== n || p.readyPods < n;
     });
-    if (inputs.gpuNodes === 0) {
+    const missing = inputs.missingImages ?? [];
+    if (missing.length > 0) {
+      const parts = missing.map((m) => `${m.image} (for ${list(m.nodes)})`);
+      ready = {
+        type: "Ready",
+        status: "False",
+        reason: "PrecompiledImageMissing",
+        message: `the registry has no ${parts.join(", ")}; those nodes keep the driver they have. Build the images with 'gpuop precompiled build' and set driver.repository, or choose another driver branch`,
+      };
+    } else if (inputs.gpuNodes === 0) {
       ready = { type: "Ready", status: "True", reason: "NoGPUNodes", message: "no GPU nodes in the cluster; nothing to deploy" };
     } else if (notReady.length === 0 && inputs.waiting.length === 0) {
       const pods = pools.reduce((s, p) => s + p.readyPods, 0);
