@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian tools the driver image tests need (bats, shellcheck);
+# Installs the Debian tools the tests need (bats and shellcheck for the driver
+# image, docker-registry as the older registry peer);
 # does nothing when they are already on PATH.
 set -euo pipefail
 missing=()
-for tool in bats shellcheck; do
+for tool in bats shellcheck docker-registry; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 ((${#missing[@]} == 0)) && exit 0
