@@ -44,3 +44,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 
 {{/* The ServiceAccount the driver pods run as (the operator renders serviceAccountName: nvidia-driver). */}}
 {{- define "gpu-operator.driverServiceAccount" -}}nvidia-driver{{- end -}}
+
+{{/* Env vars as the CRD wants them: values are strings (--set driver.env[0].value=1 gives a number). */}}
+{{- define "gpu-operator.env" -}}
+{{- $out := list -}}
+{{- range . -}}
+{{- $e := dict "name" .name -}}
+{{- if hasKey . "value" }}{{ $_ := set $e "value" (toString .value) }}{{ end -}}
+{{- $out = append $out $e -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
