@@ -13,6 +13,7 @@ export PATH=/usr/local/go/bin:$PATH
 command -v go >/dev/null || { echo "build-tools: go not found; install Go 1.26 at /usr/local/go" >&2; exit 1; }
 
 only=${1:-all}
+cache=${GPUOP_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gpuop/tools}
 
 # build <component> <version> <module dir> <ldflags> <binary>=<package>...
 build() {
@@ -23,6 +24,13 @@ build() {
   # The cache key covers everything that changes the output.
   local key; key=$(cat "$root/tools/go/$dir/go.mod" "$root/tools/go/$dir/go.sum" <(echo "$ldflags $* $(go env GOVERSION)") | sha256sum | cut -c1-16)
   if [[ -f $stamp && $(cat "$stamp") == "$key" ]]; then return 0; fi
+  # A machine-wide cache outlives the checkout, so fresh clones (CI) reuse earlier builds.
+  local cached="$cache/$name-$version-$key"
+  if [[ -f $cached/.built ]]; then
+    mkdir -p "$out" && cp -f "$cached"/bin/* "$out/" && echo "$key" > "$stamp"
+    echo "build-tools: $name $version taken from $cached" >&2
+    return 0
+  fi
   echo "build-tools: building $name $version" >&2
   local start=$SECONDS spec bin pkg
   mkdir -p "$out"
@@ -36,6 +44,7 @@ build() {
   done
   echo "$key" > "$stamp"
   echo "build-tools: $name $version built in $((SECONDS - start))s" >&2
+  if mkdir -p "$cached/bin" && cp -f "$out"/* "$cached/bin/"; then echo "$key" > "$cached/.built"; fi
 }
 
 kv=v$KUBERNETES_VERSION

@@ -8,6 +8,10 @@ import { createGpuNode, deleteNodes, type SimulatedGpuNode } from "./harness/nod
 import { startOperator, type OperatorProcess } from "./harness/operator.ts";
 import { deletePolicies, driverDaemonSets, driverPods, ensureNamespace, examplePolicy, getPolicy, installCrd, POLICY_PATH, waitForDriverPods, waitForState } from "./harness/policy.ts";
 import { eventually } from "./harness/wait.ts";
+import { repoRoot } from "./harness/tools.ts";
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
 import type { KubeClient } from "../src/kube/client.ts";
 import type { DaemonSet } from "../src/kube/types.ts";
 
@@ -125,6 +129,23 @@ describe("a mixed cluster: three kernels, two Ubuntu releases", () => {
       "nvcr.io/nvidia/driver:580-6.8.0-1047-oracle-ubuntu24.04",
     ]);
     await waitForState(client, "ready");
+  });
+
+  test("gpuop status shows the policy state and each node's kernel, mode, DaemonSet, image and pod", async () => {
+    const run = (args: string[]) => promisify(execFile)(join(repoRoot, "bin", "gpuop"), args, { env: { ...process.env, KUBECONFIG: cluster.kubeconfig } });
+    const json = JSON.parse((await run(["status", "-o", "json"])).stdout) as { policy: { state: string; usePrecompiled: boolean }; nodes: { node: string; kernel: string; mode: string; daemonSet: string; image: string; pod: string; phase: string }[] };
+    assert.equal(json.policy.state, "ready");
+    assert.equal(json.policy.usePrecompiled, true);
+    const b = json.nodes.find((n) => n.node === "mixed-b")!;
+    assert.equal(b.kernel, "6.8.0-1046-azure-fde");
+    assert.equal(b.mode, "precompiled");
+    assert.equal(b.daemonSet, "nvidia-driver-daemonset-6.8.0-1046-azure-fde-ubuntu24.04");
+    assert.equal(b.image, "nvcr.io/nvidia/driver:580-6.8.0-1046-azure-fde-ubuntu24.04");
+    assert.match(b.pod, /^nvidia-driver-daemonset-6\.8\.0-1046-azure-fde-ubuntu24\.04-/);
+    assert.equal(b.phase, "Running");
+    const table = (await run(["status"])).stdout;
+    assert.match(table, /state: ready/);
+    assert.match(table, /mixed-c\s+6\.8\.0-1047-oracle\s+ubuntu24\.04\s+precompiled/);
   });
 
   test("a node's kernel upgrade moves it to the new kernel's pool, and the emptied pool goes away", async () => {

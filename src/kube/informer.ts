@@ -5,6 +5,12 @@ import type { Logger } from "./log.ts";
 export type ChangeType = "added" | "modified" | "deleted";
 export type ChangeHandler<T> = (type: ChangeType, obj: T, old?: T) => void;
 
+/** managedFields is often most of an object's size and gpuop never reads it; caches drop it. */
+function trim<T extends KubeObject>(obj: T): T {
+  delete (obj.metadata as { managedFields?: unknown }).managedFields;
+  return obj;
+}
+
 export const objectKey = (o: KubeObject) => (o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : (o.metadata.name ?? ""));
 
 /**
@@ -53,7 +59,8 @@ export class Informer<T extends KubeObject> {
     const { items, metadata } = await this.client.list<T>(this.path, this.query, { signal });
     this.relists++;
     const seen = new Set<string>();
-    for (const item of items) {
+    for (const raw of items) {
+      const item = trim(raw);
       const key = objectKey(item);
       seen.add(key);
       const old = this.cache.get(key);
@@ -88,6 +95,7 @@ export class Informer<T extends KubeObject> {
               if (rv) this.resourceVersion = rv;
               return;
             }
+            trim(event.object);
             const key = objectKey(event.object);
             const old = this.cache.get(key);
             if (event.type === "DELETED") {
