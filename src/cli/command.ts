@@ -13,13 +13,26 @@ export interface Command {
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
-/** parseArgs with gpuop's conventions: unknown flags become UserErrors naming the flag. */
+/** Thrown by parseFlags for -h/--help: the CLI prints the usage and exits 0. */
+export class HelpRequested extends Error {
+  override name = "HelpRequested";
+  readonly usage: string;
+  constructor(usage: string) {
+    super("help requested");
+    this.usage = usage;
+  }
+}
+
+/** parseArgs with gpuop's conventions: unknown flags become UserErrors naming the flag; -h/--help shows `usage`. */
 export function parseFlags<O extends Options>(argv: string[], options: O, usage: string) {
+  let parsed;
   try {
-    return parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
   } catch (err) {
     throw new UserError(`${(err as Error).message}\n\n${usage}`);
   }
+  if ((parsed.values as { help?: boolean }).help) throw new HelpRequested(usage);
+  return parsed;
 }
 
 export type OutputFormat = "table" | "json" | "yaml";

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { UserError } from "../core/errors.ts";
+import { HelpRequested } from "./command.ts";
 import { commands } from "./commands.ts";
 
 function help(): string {
@@ -28,13 +29,18 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`gpuop: unknown command "${name}"\n\n${help()}`);
     return 2;
   }
-  if (rest.includes("--help") || rest.includes("-h")) {
+  // `gpuop <command> --help`; a subcommand's own --help reaches its flag parser.
+  if (rest[0] === "--help" || rest[0] === "-h") {
     process.stdout.write(command.usage + "\n");
     return 0;
   }
   try {
     return await command.run(rest);
   } catch (err) {
+    if (err instanceof HelpRequested) {
+      process.stdout.write(err.usage.trimEnd() + "\n");
+      return 0;
+    }
     if (err instanceof UserError) {
       process.stderr.write(`gpuop ${name}: ${err.message}\n`);
       return err.exitCode;
