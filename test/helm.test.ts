@@ -78,6 +78,11 @@ before(async () => {
   await deletePolicies(client).catch((e: { status?: number }) => {
     if (e.status !== 404) throw e;
   });
+  // An operator run without the chart (another test file) creates the nvidia-driver ServiceAccount
+  // itself; helm refuses to adopt an object it does not own.
+  await client.delete(`/api/v1/namespaces/${NS}/serviceaccounts/nvidia-driver`).catch((e: { status?: number }) => {
+    if (e.status !== 404) throw e;
+  });
   await deleteNodes(client, [...GPU_NODES.map((n) => n.name), CPU_NODE, NO_NFD_NODE]);
   await createCpuNode(CPU_NODE);
   for (const n of GPU_NODES) await createGpuNode(client, { ...n, os: { id: "ubuntu", versionId: "22.04" } });
@@ -156,7 +161,10 @@ describe("chart checks without installing", () => {
     });
     assert.equal(c.image, "ghcr.io/gpuop/gpuop:0.1.0");
     assert.deepEqual(c.args, ["operator", "--metrics-bind-address=:8080", "--health-bind-address=:8081", "--lease-name=gpuop-leader", "--image-recheck-seconds=60"]);
-    assert.deepEqual(c.env, [{ name: "OPERATOR_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } }]);
+    assert.deepEqual(c.env, [
+      { name: "OPERATOR_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+      { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+    ]);
     assert.equal(c.livenessProbe.httpGet.path, "/healthz");
     assert.equal(c.readinessProbe.httpGet.path, "/readyz");
     assert.ok(c.resources.requests.cpu && c.resources.limits.memory);
@@ -166,7 +174,7 @@ describe("chart checks without installing", () => {
     const sc = single.spec.template.spec.containers[0];
     assert.deepEqual(sc.args.slice(3), ["--no-leader-elect", "--no-image-check"]);
     assert.equal(sc.image, "ghcr.io/gpuop/gpuop:0.2.0");
-    assert.deepEqual(sc.env[1], { name: "GPUOP_DEBUG", value: "1" });
+    assert.deepEqual(sc.env.find((e: { name: string }) => e.name === "GPUOP_DEBUG"), { name: "GPUOP_DEBUG", value: "1" });
   });
 
   test("the ClusterPolicy is rendered from NVIDIA-named values", async () => {
