@@ -205,10 +205,16 @@ export class DriverController {
       await this.client.get(`${path}/${DRIVER_SERVICE_ACCOUNT}`);
     } catch (err) {
       if (!isNotFound(err)) throw err;
-      await this.client.create(path, { metadata: { name: DRIVER_SERVICE_ACCOUNT, labels: { [MANAGED_BY_LABEL]: MANAGED_BY } } }).catch((e: unknown) => {
-        if (!isConflict(e)) throw e;
-      });
-      this.log.info("created the driver ServiceAccount", { serviceAccount: DRIVER_SERVICE_ACCOUNT });
+      try {
+        await this.client.create(path, { metadata: { name: DRIVER_SERVICE_ACCOUNT, labels: { [MANAGED_BY_LABEL]: MANAGED_BY } } });
+        this.log.info("created the driver ServiceAccount", { serviceAccount: DRIVER_SERVICE_ACCOUNT });
+      } catch (e) {
+        if (isConflict(e)) return;
+        // Installed by the Helm chart, the operator may not create it: say so, and keep serving.
+        if ((e as { status?: number }).status !== 403) throw e;
+        this.log.warn("the driver ServiceAccount is missing and may not be created; driver pods cannot start until it exists", { serviceAccount: `${this.namespace}/${DRIVER_SERVICE_ACCOUNT}` });
+        return;
+      }
     }
     this.serviceAccountReady = true;
   }
