@@ -58,6 +58,10 @@ export async function startCluster(name = "gpuop-test"): Promise<LocalCluster> {
     "--etcd-binary", toolPath("etcd"),
     // Tests create many objects fast; the apiserver's default client limits would throttle the controllers.
     "--disable-qps-limits",
+    // ConfigMap watches go to etcd, which compacts every few seconds: test/informer.test.ts
+    // needs a real 410 Gone, which the watch cache would otherwise hide for minutes.
+    "--extra-args", "kube-apiserver=watch-cache-sizes=configmaps#0",
+    "--extra-args", "kube-apiserver=etcd-compaction-interval=5s",
     "--wait", "2m",
   ]);
   return attachCluster(name);
