@@ -99,6 +99,11 @@ describe("the seed's flows on Ubuntu 22.04 generic kernels", () => {
     await waitForDriverPods(client, 3, (p) => !/5\.15\.0/.test(p.metadata.name!));
     for (const n of await kubectlPods()) assert.doesNotMatch(n, /5\.15\.0/);
     assert.equal((await driverDaemonSets(client)).length, 1);
+    // The branch left in version works as NVIDIA's does, with a Warning Event saying what to set.
+    await eventually("a ConventionalVersionIsBranch event", async () => {
+      const events = await client.list<{ reason: string; type: string; involvedObject: { name: string } }>("/api/v1/namespaces/default/events");
+      return events.items.some((e) => e.reason === "ConventionalVersionIsBranch" && e.type === "Warning" && e.involvedObject.name === "cluster-policy") ? true : undefined;
+    });
   });
 });
 

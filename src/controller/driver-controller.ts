@@ -49,6 +49,7 @@ export class DriverController {
   private serviceAccountReady = false;
   /** Last reported problem per policy, so an Event is recorded once per transition. */
   private readonly lastProblem = new Map<string, string>();
+  private readonly lastWarning = new Map<string, string>();
 
   private readonly images: ImageChecker | undefined;
 
@@ -125,7 +126,9 @@ export class DriverController {
     let policy: ReturnType<typeof normalizePolicy> | undefined;
     try {
       policy = normalizePolicy(active);
-      policyErrors = validatePolicy(policy, gpuNodes).errors;
+      const validation = validatePolicy(policy, gpuNodes);
+      policyErrors = validation.errors;
+      await this.reportWarnings(active, validation.warnings);
     } catch (err) {
       if (!(err instanceof UserError)) throw err;
       policyErrors = [{ reason: "InvalidPolicy", message: err.message }];
@@ -304,6 +307,19 @@ export class DriverController {
     if (message) {
       this.log.warn("policy problem", { policy: name, reason, message });
       await this.events.record(obj, "Warning", reason, message);
+    }
+  }
+
+  /** Warnings (a policy that works but is probably not what was meant) become one Warning Event each time they change. */
+  private async reportWarnings(policy: ClusterPolicy, warnings: { reason: string; message: string }[]): Promise<void> {
+    const key = `${policy.metadata.name}/${policy.metadata.uid ?? ""}`;
+    const text = warnings.map((w) => w.message).join("; ");
+    if ((this.lastWarning.get(key) ?? "") === text) return;
+    this.lastWarning.set(key, text);
+    const obj = { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, metadata: { ...policy.metadata } };
+    for (const w of warnings) {
+      this.log.warn("policy warning", { policy: policy.metadata.name, reason: w.reason, message: w.message });
+      await this.events.record(obj, "Warning", w.reason, w.message);
     }
   }
 
