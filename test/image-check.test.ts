@@ -83,3 +83,14 @@ test("once the image is pushed, the node moves and the old DaemonSet goes away",
   await waitForState(client, "ready");
   await eventually("conventional DaemonSet pruned", async () => ((await driverDaemonSets(client)).every((d) => d.metadata.name!.includes("5.15.0")) ? true : undefined));
 });
+
+test("a pull secret that cannot be used is reported in a Warning Event, without its password", async () => {
+  await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", '-p=[{"op":"replace","path":"/spec/driver/imagePullSecrets","value":["nosuch"]}]']);
+  const event = await eventually("an ImageCheckFailed event", async () => {
+    const events = await client.list<{ reason: string; type: string; message: string; involvedObject: { name: string } }>("/api/v1/namespaces/default/events");
+    return events.items.find((e) => e.reason === "ImageCheckFailed" && e.involvedObject.name === "cluster-policy");
+  });
+  assert.equal(event.type, "Warning");
+  assert.match(event.message, /pull secret gpu-operator\/nosuch \(it does not exist\)/);
+  assert.doesNotMatch(event.message, /s3cret-pull/);
+});

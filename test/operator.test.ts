@@ -290,4 +290,13 @@ describe("operator processes", () => {
     assert.equal((await driverPods(client)).length, 2);
     await waitForState(client, "ready");
   });
+
+  test("deleting the policy removes its DaemonSets (owner references) and the nodes' pool labels", async () => {
+    await deletePolicies(client);
+    await eventually("DaemonSets and pods gone", async () => ((await driverDaemonSets(client)).length === 0 && (await driverPods(client)).length === 0 ? true : undefined));
+    await eventually("pool labels removed", async () => {
+      const nodes = await client.list<{ metadata: { name: string; labels?: Record<string, string> } }>("/api/v1/nodes");
+      return nodes.items.some((n) => n.metadata.labels?.["gpuop.nvidia.com/driver-pool"] !== undefined) ? undefined : true;
+    });
+  });
 });

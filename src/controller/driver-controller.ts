@@ -119,16 +119,24 @@ export class DriverController {
     for (const p of stored) {
       if (p !== active && active) await this.writeStatus(p, ignoredStatus(active.metadata.name, p.metadata.generation, p.status, now()));
     }
-    if (!active) return;
+    if (!active) {
+      // No policy: its DaemonSets are garbage-collected; drop the pool labels that pointed at them.
+      for (const n of nodes) {
+        if (n.metadata.labels?.[POOL_NODE_LABEL] === undefined) continue;
+        await this.client.mergePatch(`/api/v1/nodes/${n.metadata.name}`, { metadata: { labels: { [POOL_NODE_LABEL]: null } } });
+      }
+      return;
+    }
 
     const { gpuNodes, problems } = classifyNodes(nodes);
     let policyErrors: { reason: string; message: string }[];
     let policy: ReturnType<typeof normalizePolicy> | undefined;
+    let warnings: { reason: string; message: string }[] = [];
     try {
       policy = normalizePolicy(active);
       const validation = validatePolicy(policy, gpuNodes);
       policyErrors = validation.errors;
-      await this.reportWarnings(active, validation.warnings);
+      warnings = validation.warnings;
     } catch (err) {
       if (!(err instanceof UserError)) throw err;
       policyErrors = [{ reason: "InvalidPolicy", message: err.message }];
@@ -136,6 +144,7 @@ export class DriverController {
     this.metrics.nodes.replace(nodeStateSeries(gpuNodes, problems.length));
 
     if (policyErrors.length > 0 || !policy) {
+      await this.reportWarnings(active, warnings);
       // Never take a working driver away because of a bad policy: leave every DaemonSet and node as it is.
       await this.reportProblem(active, policyErrors.map((e) => e.message).join("; "), policyErrors[0]?.reason ?? "InvalidPolicy");
       await this.writeStatus(active, computeStatus({ generation: active.metadata.generation, namespace: this.namespace, policyErrors, nodeProblems: problems, pools: [], daemonSets: new Map(), waiting: [], gpuNodes: gpuNodes.length }, active.status, now()));
@@ -153,7 +162,8 @@ export class DriverController {
       : { daemonSets: [], pools: [] };
 
     // A pool whose image the registry lacks gets no DaemonSet and no nodes: they keep the driver they have.
-    const missing = await this.missingImages(rendered.pools, gpuNodes, policy.spec.driver.imagePullSecrets ?? []);
+    const { missing, unchecked } = await this.checkImages(rendered.pools, gpuNodes, policy.spec.driver.imagePullSecrets ?? []);
+    await this.reportWarnings(active, [...warnings, ...unchecked.map((u) => ({ reason: "ImageCheckFailed", message: `could not check driver image ${u.image}, rolled out without the check: ${u.reason}` }))]);
     if (missing.size > 0 && this.images) this.queue.addAfter(KEY, this.images.recheckMs);
     const toApply = rendered.daemonSets.filter((d) => !missing.has(d.metadata.name));
 
@@ -230,18 +240,19 @@ export class DriverController {
     this.log.info(live ? "updated driver DaemonSet" : "created driver DaemonSet", { daemonSet: name });
   }
 
-  /** Pools whose image the registry says does not exist, with the nodes that would have used them. */
-  private async missingImages(pools: { name: string; image: string; nodes: string[] }[], gpuNodes: GpuNodeFacts[], pullSecrets: string[]): Promise<Map<string, { image: string; nodes: string[] }>> {
+  /** Pools whose image the registry says does not exist (with the nodes that would have used them), and images it could not check. */
+  private async checkImages(pools: { name: string; image: string; nodes: string[] }[], gpuNodes: GpuNodeFacts[], pullSecrets: string[]) {
     const missing = new Map<string, { image: string; nodes: string[] }>();
-    if (!this.images) return missing;
+    const unchecked: { image: string; reason: string }[] = [];
+    if (!this.images) return { missing, unchecked };
     const archOf = new Map(gpuNodes.map((n) => [n.name, n.arch]));
     for (const pool of pools) {
       const arches = [...new Set(pool.nodes.map((n) => archOf.get(n) ?? "").filter(Boolean))];
-      if ((await this.images.availability(pool.image, arches, this.namespace, pullSecrets)) === "missing") {
-        missing.set(pool.name, { image: pool.image, nodes: pool.nodes });
-      }
+      const answer = await this.images.availability(pool.image, arches, this.namespace, pullSecrets);
+      if (answer.result === "missing") missing.set(pool.name, { image: pool.image, nodes: pool.nodes });
+      else if (answer.result === "unknown") unchecked.push({ image: pool.image, reason: answer.reason ?? "unknown" });
     }
-    return missing;
+    return { missing, unchecked };
   }
 
   /**

@@ -7,6 +7,12 @@ import { CredentialStore, normalizeRegistryHost, type Credentials } from "../reg
 
 export type Availability = "present" | "missing" | "unknown";
 
+export interface ImageAnswer {
+  result: Availability;
+  /** Why the registry could not tell ("unknown"), or which pull secret could not be used. */
+  reason?: string;
+}
+
 export interface ImageCheckOptions {
   /** Registries (host:port) spoken to over plain http, e.g. a local mirror. */
   plainHttpRegistries?: string[];
@@ -25,7 +31,7 @@ export interface ImageCheckOptions {
  * to the registry.
  */
 export class ImageChecker {
-  private readonly cache = new Map<string, { result: Availability; until: number }>();
+  private readonly cache = new Map<string, ImageAnswer & { until: number }>();
   private readonly clients = new Map<string, RegistryClient>();
   private readonly plainHttp: Set<string>;
   private readonly missingTtlMs: number;
@@ -47,25 +53,32 @@ export class ImageChecker {
   }
 
   /** Credentials for a registry from the policy's pull secrets (in the operator's namespace). */
-  private async credentials(registry: string, namespace: string, pullSecrets: readonly string[]): Promise<Credentials | undefined> {
+  private async credentials(registry: string, namespace: string, pullSecrets: readonly string[], problems: string[]): Promise<Credentials | undefined> {
     for (const name of pullSecrets) {
       let secret: Secret;
       try {
         secret = await this.kube.get<Secret>(`/api/v1/namespaces/${namespace}/secrets/${name}`);
       } catch (err) {
-        this.log.warn("cannot read pull secret", { secret: `${namespace}/${name}`, error: (err as Error).message });
+        problems.push(`cannot read pull secret ${namespace}/${name} (${(err as { status?: number }).status === 404 ? "it does not exist" : (err as Error).message})`);
         continue;
       }
       const data = secret.data?.[".dockerconfigjson"];
-      if (!data) continue;
-      const creds = CredentialStore.fromPullSecret(Buffer.from(data, "base64").toString("utf8"), namespace, name).for(registry);
-      if (creds) return creds;
+      if (!data) {
+        problems.push(`pull secret ${namespace}/${name} has no .dockerconfigjson`);
+        continue;
+      }
+      try {
+        const creds = CredentialStore.fromPullSecret(Buffer.from(data, "base64").toString("utf8"), namespace, name).for(registry);
+        if (creds) return creds;
+      } catch (err) {
+        problems.push((err as Error).message);
+      }
     }
     return undefined;
   }
 
-  private async clientFor(registry: string, namespace: string, pullSecrets: readonly string[]): Promise<RegistryClient> {
-    const creds = await this.credentials(registry, namespace, pullSecrets);
+  private async clientFor(registry: string, namespace: string, pullSecrets: readonly string[], problems: string[]): Promise<RegistryClient> {
+    const creds = await this.credentials(registry, namespace, pullSecrets, problems);
     const key = `${normalizeRegistryHost(registry)}|${creds?.source ?? ""}|${creds?.username ?? ""}`;
     let client = this.clients.get(key);
     if (!client) {
@@ -82,14 +95,16 @@ export class ImageChecker {
   }
 
   /** Whether `image` has a linux image for every one of `arches`. */
-  async availability(image: string, arches: readonly string[], namespace: string, pullSecrets: readonly string[]): Promise<Availability> {
-    const key = `${image}|${[...arches].sort().join(",")}`;
+  async availability(image: string, arches: readonly string[], namespace: string, pullSecrets: readonly string[]): Promise<ImageAnswer> {
+    const key = `${image}|${[...arches].sort().join(",")}|${pullSecrets.join(",")}`;
     const cached = this.cache.get(key);
-    if (cached && cached.until > Date.now()) return cached.result;
+    if (cached && cached.until > Date.now()) return cached;
     const ref = parseImageRef(image);
     let result: Availability;
+    let reason: string | undefined;
+    const problems: string[] = [];
     try {
-      const client = await this.clientFor(ref.registry, namespace, pullSecrets);
+      const client = await this.clientFor(ref.registry, namespace, pullSecrets, problems);
       const tag = ref.tag ?? ref.digest ?? "latest";
       const found = await Promise.all((arches.length ? arches : [undefined]).map((a) => client.hasTag(ref.repository, tag, a)));
       result = found.every(Boolean) ? "present" : "missing";
@@ -97,13 +112,15 @@ export class ImageChecker {
       // A missing repository is a missing image; anything else means we could not tell.
       if ((err as { code?: string }).code === "not-found") result = "missing";
       else {
-        this.log.warn("cannot check driver image; rolling out without the check", { image, error: (err as Error).message });
+        reason = [(err as Error).message, ...problems].join("; ");
+        this.log.warn("cannot check driver image; rolling out without the check", { image, reason });
         result = "unknown";
       }
     }
     const ttl = result === "present" ? this.presentTtlMs : result === "missing" ? this.missingTtlMs : Math.min(this.missingTtlMs, 30_000);
-    this.cache.set(key, { result, until: Date.now() + ttl });
-    return result;
+    const answer: ImageAnswer = reason ? { result, reason } : { result };
+    this.cache.set(key, { ...answer, until: Date.now() + ttl });
+    return answer;
   }
 
   async close(): Promise<void> {
