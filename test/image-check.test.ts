@@ -88,7 +88,7 @@ test("a pull secret that cannot be used is reported in a Warning Event, without 
   await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", '-p=[{"op":"replace","path":"/spec/driver/imagePullSecrets","value":["nosuch"]}]']);
   const event = await eventually("an ImageCheckFailed event", async () => {
     const events = await client.list<{ reason: string; type: string; message: string; involvedObject: { name: string } }>("/api/v1/namespaces/default/events");
-    return events.items.find((e) => e.reason === "ImageCheckFailed" && e.involvedObject.name === "cluster-policy");
+    return events.items.find((e) => e.reason === "ImageCheckFailed" && e.involvedObject.name === "cluster-policy" && e.message.includes("nosuch"));
   });
   assert.equal(event.type, "Warning");
   assert.match(event.message, /pull secret gpu-operator\/nosuch \(it does not exist\)/);
