@@ -1,6 +1,5 @@
 import { spawn } from "node:child_process";
 import { accessSync, constants, existsSync, statSync } from "node:fs";
-import { homedir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
@@ -15,7 +14,7 @@ import { parseOsTag } from "../core/os.ts";
 import { KubeClient } from "../kube/client.ts";
 import type { Node } from "../kube/types.ts";
 import { RegistryClient } from "../registry/client.ts";
-import { CredentialStore } from "../registry/credentials.ts";
+import { dockerConfigCredentials } from "../registry/credentials.ts";
 import { parseFlags } from "./command.ts";
 
 /** images/driver, shipped beside src/ and dist/ (both two levels below the package root). */
@@ -115,12 +114,6 @@ async function execute(plan: BuildPlan, dryRun: boolean, io: BuildIo): Promise<n
   return 0;
 }
 
-function dockerCredentials(registry: string, explicit: string | undefined) {
-  const path = explicit ?? join(process.env.DOCKER_CONFIG ?? join(homedir(), ".docker"), "config.json");
-  if (explicit === undefined && !existsSync(path)) return undefined;
-  return CredentialStore.fromFile(path).for(registry);
-}
-
 /** `gpuop precompiled build`: hooked under the `precompiled` command. */
 export async function precompiledBuild(argv: string[], io: BuildIo = processIo): Promise<number> {
   const { values: v, positionals } = parseFlags(argv, flags, usage);
@@ -171,7 +164,7 @@ export async function precompiledBuild(argv: string[], io: BuildIo = processIo):
       io.out(`no GPU nodes (label ${selector}) in the cluster: nothing to build\n`);
       return problems.length > 0 ? 1 : 0;
     }
-    const credentials = dockerCredentials(repo.registry, v["docker-config"]);
+    const credentials = dockerConfigCredentials(repo.registry, v["docker-config"]);
     registry = new RegistryClient({
       registry: repo.registry, plainHttp: v["plain-http"] ?? false, insecure: v.insecure ?? false,
       ...(credentials ? { credentials } : {}),

@@ -1,6 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
-import { homedir } from "node:os";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { checkCatalogFilter, checkExitCode, planCheck, summarizeCatalog, withKernelFallback, type CheckRow, type CheckTarget } from "../core/catalog.ts";
 import { UserError } from "../core/errors.ts";
 import { ARCH_LABEL, classifyNodes, NFD_NVIDIA_PCI_LABEL, type GpuNodeProblem } from "../core/gpu-node.ts";
@@ -12,7 +10,7 @@ import { checkDriverBranch, formatPrecompiledTag } from "../core/tag.ts";
 import { KubeClient } from "../kube/client.ts";
 import type { Node, Secret } from "../kube/types.ts";
 import { RegistryClient } from "../registry/client.ts";
-import { CredentialStore, type Credentials } from "../registry/credentials.ts";
+import { CredentialStore, dockerConfigCredentials, type Credentials } from "../registry/credentials.ts";
 import { formatPlatform, type Platform } from "../registry/manifest.ts";
 import { mapLimit } from "../registry/pool.ts";
 import { formatData, formatTable, outputFormat, parseFlags, type Command, type OutputFormat } from "./command.ts";
@@ -115,10 +113,7 @@ async function credentialsFor(registry: string, v: RegistryFlagValues, kube: Kub
     if (!creds) throw new UserError(`pull secret ${ns}/${name} has no credentials for ${registry}: add an "auths" entry for it`);
     return creds;
   }
-  const explicit = v["docker-config"];
-  const path = explicit ?? join(process.env.DOCKER_CONFIG ?? join(homedir(), ".docker"), "config.json");
-  if (explicit === undefined && !existsSync(path)) return undefined;
-  return CredentialStore.fromFile(path).for(registry);
+  return dockerConfigCredentials(registry, v["docker-config"]);
 }
 
 async function registryClient(ref: ImageRef, v: RegistryFlagValues, kube: Kube): Promise<RegistryClient> {

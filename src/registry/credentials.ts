@@ -1,4 +1,6 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
 
 /**
@@ -122,4 +124,14 @@ export class CredentialStore {
   hosts(): string[] {
     return [...this.byHost.keys()].sort();
   }
+}
+
+/**
+ * Credentials for `registry` from a docker config.json: `explicit` when given
+ * (it must exist), else $DOCKER_CONFIG/config.json or ~/.docker/config.json if present.
+ */
+export function dockerConfigCredentials(registry: string, explicit?: string): Credentials | undefined {
+  const path = explicit ?? join(process.env.DOCKER_CONFIG ?? join(homedir(), ".docker"), "config.json");
+  if (explicit === undefined && !existsSync(path)) return undefined;
+  return CredentialStore.fromFile(path).for(registry);
 }
