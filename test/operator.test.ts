@@ -183,8 +183,40 @@ describe("a mixed cluster: three kernels, two Ubuntu releases", () => {
     // Let in-flight events settle, then watch a quiet period.
     await new Promise((r) => setTimeout(r, 2000));
     const before = await operator!.writes();
+    assert.ok(before > 0, "the operator's write counter is exported (it has written before)");
     await new Promise((r) => setTimeout(r, 5000));
     assert.equal(await operator!.writes(), before, "writes during a quiet period");
+  });
+});
+
+describe("a mode switch rolls: nodes move maxUnavailable at a time", () => {
+  before(async () => {
+    await setNodes(["a", "b", "c", "d"].map((x) => ({ name: `roll-${x}`, kernel: "5.15.0-69-generic", os: ubuntu2204 })));
+    await resetPolicy(examplePolicy.replace("imagePullPolicy: IfNotPresent", "imagePullPolicy: IfNotPresent\n    upgradePolicy:\n      maxUnavailable: 1"));
+    await waitForDriverPods(client, 4);
+    await waitForState(client, "ready");
+  });
+
+  test("with maxUnavailable 1, the status shows the other nodes waiting while one changes driver", async () => {
+    const messages: string[] = [];
+    const stop = new AbortController();
+    const watching = client.watch<{ metadata: { name: string }; status?: { conditions?: { type: string; message: string }[] } }>(
+      POLICY_PATH, { fieldSelector: "metadata.name=cluster-policy", timeoutSeconds: 120 },
+      (e) => messages.push(e.object.status?.conditions?.find((c) => c.type === "Ready")?.message ?? ""),
+      stop.signal,
+    );
+    try {
+      await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", '-p=[{"op":"replace","path":"/spec/driver/usePrecompiled","value":true},{"op":"replace","path":"/spec/driver/version","value":"525"}]']);
+      await waitForDriverPods(client, 4, (p) => p.metadata.name!.includes("5.15.0-69-generic"));
+      await waitForState(client, "ready");
+    } finally {
+      stop.abort();
+      await watching;
+    }
+    const waiting = messages.map((m) => /waiting to change driver: (.*)$/.exec(m)?.[1]).filter((w): w is string => w !== undefined);
+    assert.ok(waiting.length > 0, `no status showed waiting nodes: ${messages.join(" | ")}`);
+    // The first pass moves one node and holds the other three.
+    assert.equal(waiting[0]!.split(", ").length, 3, waiting[0]);
   });
 });
 
