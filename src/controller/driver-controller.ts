@@ -2,7 +2,7 @@ import { classifyNodes, desiredNodeLabels, type GpuNodeFacts } from "../core/gpu
 import { isSubset } from "../core/diff.ts";
 import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, type ClusterPolicy, type ClusterPolicyStatus } from "../core/policy.ts";
 import { renderDriverDaemonSets, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY, POOL_LABEL } from "../core/render.ts";
-import { planRollout, resolveMaxUnavailable, POOL_NODE_LABEL } from "../core/rollout.ts";
+import { planRollout, poolSelects, resolveMaxUnavailable, POOL_NODE_LABEL } from "../core/rollout.ts";
 import { computeStatus, ignoredStatus } from "../core/status.ts";
 import { validatePolicy } from "../core/validate.ts";
 import { UserError } from "../core/errors.ts";
@@ -343,11 +343,9 @@ export class DriverController {
 }
 
 const ownerName = (p: Pod) => p.metadata.ownerReferences?.find((o) => o.kind === "DaemonSet")?.name;
-/** Whether a DaemonSet's nodeSelector (pool label aside) matches a node's labels. */
-function selects(ds: DaemonSet, node: Node): boolean {
-  const selector = ((ds.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector) ?? {};
-  return Object.entries(selector).every(([k, v]) => k === POOL_NODE_LABEL || node.metadata.labels?.[k] === v);
-}
+/** Whether a DaemonSet still selects a node (pool label aside). */
+const selects = (ds: DaemonSet, node: Node) =>
+  poolSelects((ds.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector ?? {}, node.metadata.labels ?? {});
 const readyOf = (n: Node) => n.status?.conditions?.find((c) => c.type === "Ready")?.status;
 const now = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
 

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { planRollout, resolveMaxUnavailable, type NodeRollout } from "./rollout.ts";
+import { planRollout, poolSelects, POOL_NODE_LABEL, resolveMaxUnavailable, type NodeRollout } from "./rollout.ts";
 
 test("resolveMaxUnavailable takes counts and percentages, rounding up, never below one", () => {
   assert.equal(resolveMaxUnavailable(undefined, 10), 3);
@@ -75,4 +75,11 @@ test("property: never more nodes without a ready driver than the budget allows, 
       if (plan.waiting.length > 0) assert.equal(costlyMoves, Math.max(0, max - alreadyDown));
     }),
   );
+});
+
+test("a pool selects a node while every selector label but its own pool label matches", () => {
+  const selector = { "feature.node.kubernetes.io/kernel-version.full": "5.15.0-69-generic", [POOL_NODE_LABEL]: "p" };
+  assert.equal(poolSelects(selector, { "feature.node.kubernetes.io/kernel-version.full": "5.15.0-69-generic" }), true);
+  assert.equal(poolSelects(selector, { "feature.node.kubernetes.io/kernel-version.full": "5.15.0-70-generic", [POOL_NODE_LABEL]: "p" }), false);
+  assert.equal(poolSelects({}, {}), true);
 });

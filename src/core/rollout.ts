@@ -71,3 +71,11 @@ export function planRollout(nodes: NodeRollout[], existingPools: ReadonlySet<str
   }
   return { moves, waiting };
 }
+
+/**
+ * Whether a driver DaemonSet's nodeSelector still matches a node, its own pool label aside:
+ * a node whose kernel or OS changed no longer runs that pool's driver, whatever its label says.
+ */
+export function poolSelects(nodeSelector: Readonly<Record<string, string>>, nodeLabels: Readonly<Record<string, string>>): boolean {
+  return Object.entries(nodeSelector).every(([k, v]) => k === POOL_NODE_LABEL || nodeLabels[k] === v);
+}
