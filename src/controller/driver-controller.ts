@@ -1,8 +1,8 @@
 import { classifyNodes, desiredNodeLabels, type GpuNodeFacts } from "../core/gpu-node.ts";
-import { isSubset } from "../core/diff.ts";
+import { canonicalJson, isSubset } from "../core/diff.ts";
 import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, type ClusterPolicy, type ClusterPolicyStatus } from "../core/policy.ts";
-import { renderDriverDaemonSets, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY, POOL_LABEL } from "../core/render.ts";
-import { planRollout, poolSelects, resolveMaxUnavailable, POOL_NODE_LABEL } from "../core/rollout.ts";
+import { renderDriverDaemonSets, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
+import { nodeRollouts, planRollout, readyDriverKeys, resolveMaxUnavailable, POOL_NODE_LABEL } from "../core/rollout.ts";
 import { computeStatus, ignoredStatus } from "../core/status.ts";
 import { validatePolicy } from "../core/validate.ts";
 import { UserError } from "../core/errors.ts";
@@ -19,14 +19,7 @@ export const FIELD_MANAGER = "gpuop";
 const KEY = "cluster";
 
 /** JSON equality after dropping undefined fields, as the API server stores objects. */
-const sameJson = (a: unknown, b: unknown) => JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
-function canonical(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(canonical);
-  if (v && typeof v === "object") {
-    return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined).sort(([a], [b]) => a.localeCompare(b)).map(([k, x]) => [k, canonical(x)]));
-  }
-  return v;
-}
+const sameJson = (a: unknown, b: unknown) => canonicalJson(a) === canonicalJson(b);
 
 /**
  * Keeps one driver DaemonSet per pool (OS tag, or kernel and OS tag when
@@ -261,33 +254,10 @@ export class DriverController {
    * DaemonSet still selects them.
    */
   private async moveNodes(nodes: Node[], gpuNodes: GpuNodeFacts[], pools: { name: string; nodes: string[] }[], maxUnavailable: number | string | undefined, hold: string[] = []): Promise<string[]> {
-    const desiredPool = new Map<string, string>();
-    for (const p of pools) for (const n of p.nodes) desiredPool.set(n, p.name);
-    const held = new Set(hold);
-    for (const n of nodes) {
-      const current = n.metadata.labels?.[POOL_NODE_LABEL];
-      const ds = current ? this.daemonSets.get(`${this.namespace}/${current}`) : undefined;
-      if (held.has(n.metadata.name!) && current && ds && selects(ds, n)) desiredPool.set(n.metadata.name!, current);
-    }
-    const readyPods = new Set(
-      this.pods.list()
-        .filter((p) => p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"))
-        .map((p) => `${p.metadata.labels?.[POOL_LABEL] ?? ownerName(p)}/${p.spec?.nodeName}`),
-    );
-    const existing = new Set(this.daemonSets.list().map((d) => d.metadata.name!));
-    const rollout = nodes
-      .filter((n) => n.metadata.labels?.[POOL_NODE_LABEL] !== undefined || desiredPool.has(n.metadata.name!))
-      .map((n) => {
-        const currentPool = n.metadata.labels?.[POOL_NODE_LABEL];
-        return {
-          name: n.metadata.name!,
-          currentPool,
-          desiredPool: desiredPool.get(n.metadata.name!),
-          driverReady: currentPool !== undefined && readyPods.has(`${currentPool}/${n.metadata.name}`),
-        };
-      });
+    const liveSelectors = new Map(this.daemonSets.list().map((d) => [d.metadata.name!, (d.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector ?? {}]));
+    const rollout = nodeRollouts({ nodes, pools, hold: new Set(hold), liveSelectors, readyDrivers: readyDriverKeys(this.pods.list()) });
     const budget = resolveMaxUnavailable(maxUnavailable, Math.max(gpuNodes.filter((n) => n.deployable).length, 1));
-    const plan = planRollout(rollout, existing, budget);
+    const plan = planRollout(rollout, new Set(liveSelectors.keys()), budget);
     for (const [node, pool] of plan.moves) {
       await this.client.mergePatch(`/api/v1/nodes/${node}`, { metadata: { labels: { [POOL_NODE_LABEL]: pool } } });
       this.log.info("moved node to driver pool", { node, pool });
@@ -342,10 +312,6 @@ export class DriverController {
   }
 }
 
-const ownerName = (p: Pod) => p.metadata.ownerReferences?.find((o) => o.kind === "DaemonSet")?.name;
-/** Whether a DaemonSet still selects a node (pool label aside). */
-const selects = (ds: DaemonSet, node: Node) =>
-  poolSelects((ds.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector ?? {}, node.metadata.labels ?? {});
 const readyOf = (n: Node) => n.status?.conditions?.find((c) => c.type === "Ready")?.status;
 const now = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
 

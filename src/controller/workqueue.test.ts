@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
 import { WorkQueue } from "./workqueue.ts";
 
 test("a key added many times before it runs is processed once", async () => {
@@ -28,7 +29,7 @@ test("a key added while it is being processed is processed again afterwards, nev
     maxRunning = Math.max(maxRunning, running);
     runs++;
     if (runs === 1) q.add("k");
-    await WorkQueue.idle(5);
+    await sleep(5);
     running--;
     if (runs === 2) ac.abort();
   }, ac.signal);

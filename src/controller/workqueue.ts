@@ -1,5 +1,3 @@
-import { sleep } from "../kube/informer.ts";
-
 /**
  * A keyed work queue: a key added many times while waiting is processed once;
  * a key added while being processed is processed again afterwards; failures
@@ -76,10 +74,5 @@ export class WorkQueue {
       }
     }
     for (const t of this.timers) clearTimeout(t);
-  }
-
-  /** Lets pending timers fire in tests. */
-  static idle(ms: number): Promise<void> {
-    return sleep(ms);
   }
 }

@@ -1,11 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { canonicalJson } from "./diff.ts";
 import {
   DRIVER_CONTAINER,
   POOL_LABEL,
   RENDER_HASH_ANNOTATION,
-  canonicalJson,
   renderDriverDaemonSets,
   renderHash,
   type DriverDaemonSet,
@@ -16,22 +16,12 @@ import { NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL } from "./os.ts";
 import { isDnsSubdomain, isLabelValue } from "./names.ts";
 import type { ClusterPolicy, DriverSpec } from "./policy.ts";
 import type { DaemonSet } from "../kube/types.ts";
+import { gpuNodeObject } from "../../test/harness/nodes.ts";
 
+/** A Ready GPU node as NFD labels it (the harness's simulated node). */
 function node(name: string, kernel: string, os = "ubuntu", version = "22.04", extra: Record<string, string> = {}): NodeLike {
-  return {
-    metadata: {
-      name,
-      labels: {
-        [NFD_NVIDIA_PCI_LABEL]: "true",
-        [NFD_KERNEL_LABEL]: kernel,
-        [NFD_OS_ID_LABEL]: os,
-        [NFD_OS_VERSION_ID_LABEL]: version,
-        "kubernetes.io/arch": "amd64",
-        ...extra,
-      },
-    },
-    status: { conditions: [{ type: "Ready", status: "True" }] },
-  };
+  const n = gpuNodeObject({ name, kernel, os: { id: os, versionId: version }, labels: extra });
+  return { ...n, status: { ...n.status, conditions: [{ type: "Ready", status: "True" }] } };
 }
 
 function policy(driver: DriverSpec, spec: Record<string, unknown> = {}): ClusterPolicy {

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { UserError } from "./errors.ts";
 import { classifyNodes, DEPLOY_DRIVER_LABEL, NFD_KERNEL_LABEL, type GpuNodeFacts, type NodeLike } from "./gpu-node.ts";
+import { canonicalJson } from "./diff.ts";
 import { parseImageRef } from "./image.ts";
 import { conventionalDaemonSetName, precompiledDaemonSetName } from "./names.ts";
 import { MAJOR_VERSION_ONLY_OS_IDS, NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL, isOsTag, parseOsTag } from "./os.ts";
@@ -480,18 +481,6 @@ export function renderHash(ds: DriverDaemonSet): string {
   const { [RENDER_HASH_ANNOTATION]: _ignored, ...annotations } = ds.metadata.annotations;
   const subject = { labels: ds.metadata.labels, annotations, ownerReferences: ds.metadata.ownerReferences ?? [], spec: ds.spec };
   return createHash("sha256").update(canonicalJson(subject)).digest("hex").slice(0, 16);
-}
-
-/** JSON with object keys sorted, so equal values give equal text. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => compare(a, b));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value);
 }
 
 function compare(a: string, b: string): number {

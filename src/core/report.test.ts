@@ -2,20 +2,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { driverStatusRows } from "./report.ts";
 import { POOL_NODE_LABEL } from "./rollout.ts";
+import { gpuNodeObject } from "../../test/harness/nodes.ts";
 
-const node = (name: string, kernel: string, extra: Record<string, string> = {}) => ({
-  metadata: {
-    name,
-    labels: {
-      "feature.node.kubernetes.io/pci-10de.present": "true",
-      "feature.node.kubernetes.io/kernel-version.full": kernel,
-      "feature.node.kubernetes.io/system-os_release.ID": "ubuntu",
-      "feature.node.kubernetes.io/system-os_release.VERSION_ID": "22.04",
-      "nvidia.com/gpu.deploy.driver": "true",
-      ...extra,
-    },
-  },
-});
+const node = (name: string, kernel: string, extra: Record<string, string> = {}) =>
+  gpuNodeObject({ name, kernel, labels: { "nvidia.com/gpu.deploy.driver": "true", ...extra } });
 
 test("one row per GPU node joining its pool's DaemonSet and its driver pod", () => {
   const ds = {

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { planRollout, poolSelects, POOL_NODE_LABEL, resolveMaxUnavailable, type NodeRollout } from "./rollout.ts";
+import { nodeRollouts, planRollout, poolSelects, POOL_NODE_LABEL, readyDriverKeys, resolveMaxUnavailable, type NodeRollout } from "./rollout.ts";
 
 test("resolveMaxUnavailable takes counts and percentages, rounding up, never below one", () => {
   assert.equal(resolveMaxUnavailable(undefined, 10), 3);
@@ -82,4 +82,33 @@ test("a pool selects a node while every selector label but its own pool label ma
   assert.equal(poolSelects(selector, { "feature.node.kubernetes.io/kernel-version.full": "5.15.0-69-generic" }), true);
   assert.equal(poolSelects(selector, { "feature.node.kubernetes.io/kernel-version.full": "5.15.0-70-generic", [POOL_NODE_LABEL]: "p" }), false);
   assert.equal(poolSelects({}, {}), true);
+});
+
+test("nodeRollouts: desired pools, readiness from pods, and held nodes kept where their driver still runs", () => {
+  const node = (name: string, labels: Record<string, string>) => ({ metadata: { name, labels } });
+  const kernel = "feature.node.kubernetes.io/kernel-version.full";
+  const rows = nodeRollouts({
+    nodes: [
+      node("new", {}),
+      node("moving", { [POOL_NODE_LABEL]: "old" }),
+      node("held", { [POOL_NODE_LABEL]: "old", [kernel]: "5.15.0-69-generic" }),
+      node("held-upgraded", { [POOL_NODE_LABEL]: "old", [kernel]: "5.15.0-70-generic" }),
+      node("unrelated", {}),
+    ],
+    pools: [{ name: "p", nodes: ["new", "moving"] }],
+    hold: new Set(["held", "held-upgraded"]),
+    liveSelectors: new Map([["old", { [kernel]: "5.15.0-69-generic", [POOL_NODE_LABEL]: "old" }]]),
+    readyDrivers: readyDriverKeys([
+      { metadata: { labels: { [POOL_NODE_LABEL]: "old" } }, spec: { nodeName: "moving" }, status: { conditions: [{ type: "Ready", status: "True" }] } },
+      { metadata: { ownerReferences: [{ kind: "DaemonSet", name: "old" }] }, spec: { nodeName: "held" }, status: { conditions: [{ type: "Ready", status: "True" }] } },
+      { metadata: { labels: { [POOL_NODE_LABEL]: "old" } }, spec: { nodeName: "held-upgraded" }, status: { conditions: [{ type: "Ready", status: "False" }] } },
+    ]),
+  });
+  assert.deepEqual(rows, [
+    { name: "new", desiredPool: "p", driverReady: false },
+    { name: "moving", currentPool: "old", desiredPool: "p", driverReady: true },
+    { name: "held", currentPool: "old", desiredPool: "old", driverReady: true },
+    // Its kernel changed: the old DaemonSet no longer runs there, so there is nothing to keep.
+    { name: "held-upgraded", currentPool: "old", driverReady: false },
+  ]);
 });

@@ -79,3 +79,55 @@ export function planRollout(nodes: NodeRollout[], existingPools: ReadonlySet<str
 export function poolSelects(nodeSelector: Readonly<Record<string, string>>, nodeLabels: Readonly<Record<string, string>>): boolean {
   return Object.entries(nodeSelector).every(([k, v]) => k === POOL_NODE_LABEL || nodeLabels[k] === v);
 }
+
+/** What the controller sees of the cluster, reduced to what a rollout plan needs. */
+export interface RolloutObservation {
+  nodes: readonly { metadata: { name?: string; labels?: Record<string, string> } }[];
+  /** Pools the policy wants, with their nodes (pools whose image is missing left out). */
+  pools: readonly { name: string; nodes: readonly string[] }[];
+  /** Nodes whose new pool's image is missing: they stay where they are while that still works. */
+  hold: ReadonlySet<string>;
+  /** nodeSelector of each driver DaemonSet that exists, by name. */
+  liveSelectors: ReadonlyMap<string, Readonly<Record<string, string>>>;
+  /** `<pool>/<node>` for every driver pod that is Ready. */
+  readyDrivers: ReadonlySet<string>;
+}
+
+/** The rollout state of every node that has or should have a driver pool. */
+export function nodeRollouts(o: RolloutObservation): NodeRollout[] {
+  const desired = new Map<string, string>();
+  for (const p of o.pools) for (const n of p.nodes) desired.set(n, p.name);
+  const out: NodeRollout[] = [];
+  for (const node of o.nodes) {
+    const name = node.metadata.name ?? "";
+    const labels = node.metadata.labels ?? {};
+    const currentPool = labels[POOL_NODE_LABEL];
+    const selector = currentPool !== undefined ? o.liveSelectors.get(currentPool) : undefined;
+    const desiredPool = o.hold.has(name) && currentPool !== undefined && selector && poolSelects(selector, labels) ? currentPool : desired.get(name);
+    if (currentPool === undefined && desiredPool === undefined) continue;
+    out.push({
+      name,
+      ...(currentPool !== undefined ? { currentPool } : {}),
+      ...(desiredPool !== undefined ? { desiredPool } : {}),
+      driverReady: currentPool !== undefined && o.readyDrivers.has(`${currentPool}/${name}`),
+    });
+  }
+  return out;
+}
+
+/** `<pool>/<node>` of each Ready driver pod; a pod's pool is its pool label, else its DaemonSet. */
+export function readyDriverKeys(
+  pods: readonly {
+    metadata: { labels?: Record<string, string>; ownerReferences?: readonly { kind: string; name: string }[] };
+    spec?: { nodeName?: string };
+    status?: { conditions?: readonly { type: string; status: string }[] };
+  }[],
+): Set<string> {
+  const keys = new Set<string>();
+  for (const p of pods) {
+    if (!p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")) continue;
+    const pool = p.metadata.labels?.[POOL_NODE_LABEL] ?? p.metadata.ownerReferences?.find((o) => o.kind === "DaemonSet")?.name;
+    if (pool && p.spec?.nodeName) keys.add(`${pool}/${p.spec.nodeName}`);
+  }
+  return keys;
+}

@@ -3,24 +3,12 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { validatePolicy, type PolicyValidation } from "./validate.ts";
 import { renderDriverDaemonSets } from "./render.ts";
-import { classifyNodes, DEPLOY_DRIVER_LABEL, NFD_KERNEL_LABEL, NFD_NVIDIA_PCI_LABEL, type NodeLike } from "./gpu-node.ts";
-import { NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL } from "./os.ts";
+import { classifyNodes, DEPLOY_DRIVER_LABEL, type NodeLike } from "./gpu-node.ts";
 import type { ClusterPolicy, DriverSpec } from "./policy.ts";
+import { gpuNodeObject } from "../../test/harness/nodes.ts";
 
 function node(name: string, kernel = "5.15.0-69-generic", os = "ubuntu", version = "22.04", arch = "amd64", extra: Record<string, string> = {}): NodeLike {
-  return {
-    metadata: {
-      name,
-      labels: {
-        [NFD_NVIDIA_PCI_LABEL]: "true",
-        [NFD_KERNEL_LABEL]: kernel,
-        [NFD_OS_ID_LABEL]: os,
-        [NFD_OS_VERSION_ID_LABEL]: version,
-        "kubernetes.io/arch": arch,
-        ...extra,
-      },
-    },
-  };
+  return gpuNodeObject({ name, kernel, os: { id: os, versionId: version }, arch, labels: extra });
 }
 
 function policy(driver: DriverSpec, spec: Record<string, unknown> = {}): ClusterPolicy {

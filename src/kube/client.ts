@@ -78,13 +78,6 @@ export class KubeClient {
     await this.dispatcher.close();
   }
 
-  /** Total requests made, optionally only of some verbs. */
-  countRequests(verbs?: string[]): number {
-    let n = 0;
-    for (const [verb, c] of this.requestCounts) if (!verbs || verbs.includes(verb)) n += c;
-    return n;
-  }
-
   private authHeader(): string | undefined {
     const a = this.access;
     if (a.tokenFile) {

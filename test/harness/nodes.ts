@@ -8,7 +8,8 @@ export interface SimulatedGpuNode {
   kernel: string;
   /** os-release ID and VERSION_ID, e.g. ubuntu / 22.04. */
   os?: { id: string; versionId: string; prettyName?: string };
-  arch?: "amd64" | "arm64";
+  /** kubernetes.io/arch: amd64 (default), arm64, … */
+  arch?: string;
   /** Extra labels, e.g. nvidia.com/gpu.deploy.driver=false. */
   labels?: Record<string, string>;
   /** Leave out Node Feature Discovery's labels, as on a node NFD has not reached. */

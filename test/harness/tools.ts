@@ -33,6 +33,3 @@ export function toolPath(binary: keyof typeof homes | string): string {
   if (!existsSync(path)) throw new Error(`${path} is missing: run 'make tools' (hack/build-tools.sh ${home[0]})`);
   return path;
 }
-
-/** The Node.js binary running this process (Node 24 from .tools when the system's is older). */
-export const nodeBinary = process.execPath;
