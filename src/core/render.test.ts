@@ -197,6 +197,7 @@ test("image pull secrets, policy env, args, resources and probes reach every pod
       GPU_DIRECT_RDMA_ENABLED: "true",
       USE_HOST_MOFED: "true",
       FOO: "bar",
+      NVIDIA_VISIBLE_DEVICES: "void",
     });
     assert.equal(c.startupProbe?.failureThreshold, 30);
     assert.equal(c.startupProbe?.initialDelaySeconds, 60);
@@ -206,6 +207,12 @@ test("image pull secrets, policy env, args, resources and probes reach every pod
     assert.ok(pod.volumes.some((v) => v.name === "kernel-module-config" && "configMap" in v && v.configMap.name === "module-params"));
     assert.ok(c.volumeMounts.some((m) => m.mountPath === "/run/mellanox/drivers"));
   }
+});
+
+test("the driver container always runs with NVIDIA_VISIBLE_DEVICES=void, even when the policy's env says otherwise", () => {
+  const r = render({ version: "550.54.15", env: [{ name: "NVIDIA_VISIBLE_DEVICES", value: "all" }] }, [node("a", "5.15.0-69-generic")]);
+  const env = r.daemonSets[0]?.spec.template.spec.containers[0]?.env ?? [];
+  assert.deepEqual(env.filter((e) => e.name === "NVIDIA_VISIBLE_DEVICES"), [{ name: "NVIDIA_VISIBLE_DEVICES", value: "void" }]);
 });
 
 test("pod spec essentials of a driver DaemonSet", () => {

@@ -337,6 +337,9 @@ function podSpec(pool: Pool, nodes: readonly GpuNodeFacts[], driver: NormalizedD
     if (driver.rdma?.useHostMofed) env.set("USE_HOST_MOFED", "true");
   }
   env.setAll(driver.env);
+  // The driver runs before any driver exists: with nvidia as the default runtime, anything
+  // but void makes the NVIDIA hook fail the container on a reboot, so the policy cannot change it.
+  env.set("NVIDIA_VISIBLE_DEVICES", "void");
 
   const pullPolicy = driver.imagePullPolicy ?? "IfNotPresent";
   const container: Container = {
