@@ -87,6 +87,12 @@ test("--dry-run prints the exact commands and runs nothing", async () => {
   assert.deepEqual(calls(), []);
 });
 
+test("--kernel-module-type reaches the build as KERNEL_MODULE_TYPE", async () => {
+  rmSync(log, { force: true });
+  assert.equal(await precompiledBuild(["--kernel", "6.8.0-1047-oracle", "--branch", "570", "--registry", "localhost:5000", "--os", "ubuntu24.04", "--kernel-module-type", "open"], capture()), 0);
+  assert.deepEqual(calls()[0]?.slice(8, 10), ["--build-arg", "KERNEL_MODULE_TYPE=open"]);
+});
+
 test("bad input stops the command before anything runs, saying what to fix", async () => {
   rmSync(log, { force: true });
   const base = ["--kernel", "5.15.0-69-generic", "--branch", "535", "--registry", "r.example.com"];
@@ -104,6 +110,7 @@ test("bad input stops the command before anything runs, saying what to fix", asy
     [with_("--registry", "r.example.com/gpu:v1"), /carries a tag or digest/],
     [with_("--builder", "podman"), /podman is not installed \(not on PATH\)/],
     [with_("--builder", "kaniko"), /--builder "kaniko" is not one of docker, podman, buildah/],
+    [with_("--kernel-module-type", "closed"), /--kernel-module-type "closed" is not one of all, open, proprietary/],
     [with_("--context", dir), /has no Dockerfile/],
     [with_("--context", join(dir, "nope")), /is not a folder/],
     [with_("--os", "ubuntu24.04").concat("--context", ctx22), /--os ubuntu24.04 does not match --context/],

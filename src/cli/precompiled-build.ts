@@ -3,7 +3,7 @@ import { accessSync, constants, existsSync, statSync } from "node:fs";
 import { delimiter, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
-  BUILDERS, DEFAULT_BUILD_OS_TAG, DEFAULT_CUDA_VERSIONS, DRIVER_IMAGE_NAME, isBuilder, kernelTargets, osTagOfContext,
+  BUILD_MODULE_TYPES, BUILDERS, DEFAULT_BUILD_OS_TAG, DEFAULT_CUDA_VERSIONS, DRIVER_IMAGE_NAME, isBuilder, kernelTargets, osTagOfContext,
   planBuild, shellQuote, type BuildPlan, type Builder, type KernelTarget,
 } from "../core/build-plan.ts";
 import { withKernelFallback } from "../core/catalog.ts";
@@ -36,6 +36,8 @@ before anything runs.
   --context <dir>           build context (default: images/driver/<os>/precompiled of gpuop)
   --cuda-version <V>        CUDA base image version (default ${Object.entries(DEFAULT_CUDA_VERSIONS).map(([o, v]) => `${v} for ${o}`).join(", ")})
   --builder <name>          ${BUILDERS.join(", ")} (default docker)
+  --kernel-module-type <T>  ${BUILD_MODULE_TYPES.join(", ")}: which of Canonical's module flavours the image
+                            carries (default all: each node picks, open where its GPU needs it)
   --push                    push the image after building it
   --dry-run                 print the commands, run nothing
 
@@ -51,6 +53,7 @@ before anything runs.
 const flags = {
   kernel: { type: "string" }, branch: { type: "string" }, registry: { type: "string" }, os: { type: "string" },
   context: { type: "string" }, "cuda-version": { type: "string" }, builder: { type: "string" },
+  "kernel-module-type": { type: "string" },
   push: { type: "boolean" }, "dry-run": { type: "boolean" },
   "missing-from-cluster": { type: "boolean" }, selector: { type: "string" }, kubeconfig: { type: "string" },
   "docker-config": { type: "string" }, "plain-http": { type: "boolean" }, insecure: { type: "boolean" },
@@ -131,7 +134,7 @@ export async function precompiledBuild(argv: string[], io: BuildIo = processIo):
   if (v.os !== undefined && contextOs !== undefined && v.os !== contextOs) {
     throw new UserError(`--os ${v.os} does not match --context ${v.context}, which is for ${contextOs}: drop --os or fix it`);
   }
-  const common = { registry: v.registry, branch: v.branch, cudaVersion: v["cuda-version"], builder };
+  const common = { registry: v.registry, branch: v.branch, cudaVersion: v["cuda-version"], kernelModuleType: v["kernel-module-type"], builder };
 
   if (!v["missing-from-cluster"]) {
     if (v.kernel === undefined) throw new UserError("give the kernel with --kernel (the node's `uname -r`, e.g. 5.15.0-1033-aws), or use --missing-from-cluster");

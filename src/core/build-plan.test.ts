@@ -32,6 +32,16 @@ test("--push adds the builder's push; buildah builds with 'buildah build'; podma
   assert.deepEqual(p.commands.map((c) => c.slice(0, 2)), [["podman", "build"], ["podman", "push"]]);
 });
 
+test("a kernel module type is passed as the KERNEL_MODULE_TYPE build arg; none leaves the context's default", () => {
+  const args = (kernelModuleType?: string) => planBuild({ ...base, kernelModuleType }).commands[0]?.filter((a) => a.startsWith("KERNEL_MODULE_TYPE="));
+  assert.deepEqual(args("open"), ["KERNEL_MODULE_TYPE=open"]);
+  assert.deepEqual(args("proprietary"), ["KERNEL_MODULE_TYPE=proprietary"]);
+  assert.deepEqual(args("all"), ["KERNEL_MODULE_TYPE=all"]);
+  assert.deepEqual(args(undefined), []);
+  const open = planBuild({ ...base, kernelModuleType: "open" }).commands[0] ?? [];
+  assert.deepEqual(open.slice(open.indexOf("KERNEL_MODULE_TYPE=open") - 1, open.indexOf("KERNEL_MODULE_TYPE=open") + 2), ["--build-arg", "KERNEL_MODULE_TYPE=open", "-t"]);
+});
+
 test("the CUDA base version defaults per OS tag", () => {
   const cuda = (osTag: string, kernel: string) => planBuild({ ...base, osTag, kernel }).commands[0]?.find((a) => a.startsWith("CUDA_VERSION="));
   assert.equal(cuda("ubuntu22.04", "5.15.0-69-generic"), "CUDA_VERSION=12.1.0");
@@ -52,6 +62,7 @@ test("every bad input is refused with a message naming it", () => {
     [{ registry: "UPPER.example.com/Gpu" }, /image reference/],
     [{ cudaVersion: "latest" }, /--cuda-version "latest" is not a CUDA version/],
     [{ builder: "kaniko" as never }, /builder "kaniko" is not one of docker, podman, buildah/],
+    [{ kernelModuleType: "auto" }, /--kernel-module-type "auto" is not one of all, open, proprietary/],
   ];
   for (const [change, message] of bad) {
     assert.throws(() => planBuild({ ...base, ...change }), (e: unknown) => e instanceof UserError && message.test(e.message), JSON.stringify(change));

@@ -20,6 +20,9 @@ export const DEFAULT_CUDA_VERSIONS: Readonly<Record<string, string>> = {
 export const DEFAULT_BUILD_OS_TAG = "ubuntu22.04";
 /** The image name under the private registry, as the seed tags it. */
 export const DRIVER_IMAGE_NAME = "driver";
+/** Which of Canonical's kernel module flavours the image carries (the context's KERNEL_MODULE_TYPE build arg; all by default). */
+export const BUILD_MODULE_TYPES = ["all", "open", "proprietary"] as const;
+export type BuildModuleType = (typeof BUILD_MODULE_TYPES)[number];
 
 export interface BuildInput {
   /** Registry and path prefix the image goes under: `registry.example.com/gpu`. */
@@ -30,6 +33,8 @@ export interface BuildInput {
   /** Defaults per OS tag (DEFAULT_CUDA_VERSIONS). */
   cudaVersion?: string | undefined;
   builder: Builder;
+  /** Passed as KERNEL_MODULE_TYPE only when given; the context's default ships both flavours. */
+  kernelModuleType?: string | undefined;
   push: boolean;
   /** The build context folder, passed to the builder as is. */
   context: string;
@@ -95,6 +100,10 @@ export function planBuild(input: BuildInput): BuildPlan {
   if (!CUDA_VERSION.test(cuda)) {
     throw new UserError(`--cuda-version "${cuda}" is not a CUDA version like 12.1.0 (see the base-${input.osTag} tags of nvidia/cuda)`);
   }
+  const moduleType = input.kernelModuleType;
+  if (moduleType !== undefined && !(BUILD_MODULE_TYPES as readonly string[]).includes(moduleType)) {
+    throw new UserError(`--kernel-module-type "${moduleType}" is not one of ${BUILD_MODULE_TYPES.join(", ")} (all ships both and lets each node pick)`);
+  }
   const tag = formatPrecompiledTag({ branch: input.branch, kernel: input.kernel, osTag: input.osTag });
   const image = `${input.registry.replace(/\/+$/, "")}/${DRIVER_IMAGE_NAME}:${tag}`;
   parseImageRef(image);
@@ -104,6 +113,7 @@ export function planBuild(input: BuildInput): BuildPlan {
     "--build-arg", `KERNEL_VERSION=${input.kernel}`,
     "--build-arg", `CUDA_VERSION=${cuda}`,
     "--build-arg", `DRIVER_BRANCH=${input.branch}`,
+    ...(moduleType !== undefined ? ["--build-arg", `KERNEL_MODULE_TYPE=${moduleType}`] : []),
     "-t", image,
     input.context,
   ]];
