@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian tools the tests need (bats and shellcheck for the driver
-# image, docker-registry as the older registry peer, openssl for the TLS tests);
-# does nothing when they are already on PATH.
+# image, apt-utils for apt-ftparchive, which indexes the driver image tests'
+# stand-in apt archive, docker-registry as the older registry peer, openssl
+# for the TLS tests); does nothing when they are already on PATH.
 set -euo pipefail
 missing=()
-for tool in bats shellcheck docker-registry openssl; do
-  command -v "$tool" >/dev/null || missing+=("$tool")
+# command:package
+for tool in bats:bats shellcheck:shellcheck apt-ftparchive:apt-utils docker-registry:docker-registry openssl:openssl; do
+  command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
 ((${#missing[@]} == 0)) && exit 0
 sudo=()

@@ -43,5 +43,6 @@ CONTEXTS=(ubuntu22.04 ubuntu24.04)
   cd "$REPO"
   shellcheck images/driver/common/nvidia-driver images/driver/common/nvidia-driver-probe \
     images/driver/common/build-image.sh images/driver/test/stubs/stub images/driver/test/helpers.bash \
+    images/driver/test/archive.bash \
     images/driver/test/*.bats hack/sync-driver-contexts.sh hack/test-deps.sh
 }

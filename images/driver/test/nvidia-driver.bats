@@ -20,9 +20,12 @@ teardown() { teardown_fake_root; }
   [ "$status" -eq 0 ]
   diff -u - "$STUB_LOG" <<CALLS
 uname -r
-apt-get install -y --no-install-recommends linux-objects-nvidia-535-server-${KERNEL} linux-signatures-nvidia-${KERNEL} linux-modules-nvidia-535-server-${KERNEL}
+apt-get install -y --no-install-recommends nvidia-utils-535-server libnvidia-gl-535-server linux-objects-nvidia-535-server-${KERNEL} linux-modules-nvidia-535-server-${KERNEL}
 depmod -a ${KERNEL}
+mount --make-runbindable ${SYSFS_ROOT}
+mount --make-private ${SYSFS_ROOT}
 mount --rbind ${ROOT} ${RUN_DIR}/driver
+modprobe -a i2c_core ipmi_msghandler ipmi_devintf
 modprobe nvidia
 modprobe nvidia-uvm
 modprobe nvidia-modeset
@@ -56,7 +59,7 @@ CALLS
   grep -q "stopping nvidia-persistenced (pid ${old_daemon})" "$INIT_OUT"
   calls | sed -n '2,5p' | diff -u - <(printf '%s\n' "rmmod nvidia_drm" "rmmod nvidia_modeset" "rmmod nvidia_uvm" "rmmod nvidia")
   calls | grep -n . | grep -q "^8:umount -l -R ${RUN_DIR}/driver$"
-  calls | grep -n . | grep -q "^9:mount --rbind"
+  calls | grep -n . | grep -q "^11:mount --rbind"
   stop_driver
   [ "$status" -eq 0 ]
 }
@@ -126,7 +129,7 @@ EOF2
   export GPU_DIRECT_RDMA_ENABLED=true
   pci_device 0000:3b:00.0 0x15b3 0x020700
   start_driver
-  calls | grep '^modprobe' | diff -u - <(printf 'modprobe %s\n' nvidia nvidia-uvm nvidia-modeset nvidia-peermem)
+  calls | grep '^modprobe' | diff -u - <(printf 'modprobe %s\n' '-a i2c_core ipmi_msghandler ipmi_devintf' nvidia nvidia-uvm nvidia-modeset nvidia-peermem)
   stop_driver
   [ "$status" -eq 0 ]
   calls | grep '^rmmod' | diff -u - <(printf 'rmmod %s\n' nvidia_modeset nvidia_uvm nvidia_peermem nvidia)
@@ -172,6 +175,7 @@ EOF2
   pci_device 0000:05:00.0 0x10de 0x068000
   start_driver
   fm=$(cat "$FABRICMANAGER_PID_FILE")
+  calls | grep -q "^apt-get install .* linux-modules-nvidia-535-server-${KERNEL} nvidia-fabricmanager-535 libnvidia-nscq-535$"
   calls | grep -q "^nv-fabricmanager -c ${ROOT}/usr/share/nvidia/nvswitch/fabricmanager.cfg$"
   stop_driver
   [ "$status" -eq 0 ]
@@ -185,7 +189,7 @@ EOF2
   image_info module-types "proprietary open"
   export KERNEL_MODULE_TYPE=open
   start_driver
-  calls | grep -q "^apt-get install -y --no-install-recommends linux-objects-nvidia-535-server-open-${KERNEL} linux-signatures-nvidia-${KERNEL} linux-modules-nvidia-535-server-open-${KERNEL}$"
+  calls | grep -q "^apt-get install -y --no-install-recommends nvidia-utils-535-server libnvidia-gl-535-server linux-modules-nvidia-535-server-open-${KERNEL}$"
   stop_driver
 }
 
@@ -193,6 +197,7 @@ EOF2
   image_info module-types "proprietary open"
   image_info driver-branch 570
   image_info driver-version ""
+  image_info packages/open "linux-modules-nvidia-570-server-open-${KERNEL}"
   start_driver
   calls | grep -q "^apt-get install .* linux-modules-nvidia-570-server-open-${KERNEL}$"
   stop_driver
@@ -222,4 +227,173 @@ EOF2
   not grep -q '^rmmod' "$STUB_LOG"
   calls | tail -n1 | grep -q "^umount -l -R ${RUN_DIR}/driver$"
   [ ! -e "${RUN_DIR}/nvidia-driver.pid" ]
+}
+
+@test "a node without NVSwitch installs no fabric manager" {
+  start_driver
+  not grep -q 'fabricmanager' "$STUB_LOG"
+  stop_driver
+}
+
+# An NVLink5 system: an InfiniBand port of the NVLink switch tray (SW_MNG in its VPD).
+nvlink5_node() {
+  mkdir -p "${SYSFS_ROOT}/class/infiniband/mlx5_0/device"
+  printf 'PN MCX750500B\nV0 SW_MNG\n' >"${SYSFS_ROOT}/class/infiniband/mlx5_0/device/vpd"
+  image_info driver-branch 580
+  image_info driver-version 580.95.05
+  image_info packages/userspace nvidia-utils-580-server
+  image_info packages/proprietary "linux-modules-nvidia-580-server-${KERNEL}"
+  image_info packages/open "linux-modules-nvidia-580-server-open-${KERNEL}"
+  image_info packages/nvlink5 "$(printf '%s\n' nvlsm infiniband-diags nvidia-fabricmanager libnvidia-nscq nvidia-imex libnvsdm)"
+  image_info module-types "proprietary open"
+  export STUB_NVIDIA_VERSION=580.95.05
+}
+
+@test "NVLink5 systems get fabric manager, NVLSM, NSCQ, IMEX and NVSDM, started once mlx5_core and ib_umad are loaded" {
+  nvlink5_node
+  mkdir -p "${SYSFS_ROOT}/module/mlx5_core"
+  start_driver_background
+  wait_for_output "waiting for the ib_umad kernel module"
+  not grep -q '^nvidia-fabricmanager-start.sh' "$STUB_LOG"
+  mkdir -p "${SYSFS_ROOT}/module/ib_umad"
+  wait_ready
+  calls | grep -q "^apt-get install -y --no-install-recommends nvidia-utils-580-server linux-modules-nvidia-580-server-open-${KERNEL} nvlsm infiniband-diags nvidia-fabricmanager libnvidia-nscq nvidia-imex libnvsdm$"
+  calls | grep -q "^nvidia-fabricmanager-start.sh --mode start --fm-config-file ${ROOT}/usr/share/nvidia/nvswitch/fabricmanager.cfg --fm-pid-file ${FABRICMANAGER_PID_FILE} --nvlsm-config-file ${ROOT}/usr/share/nvidia/nvlsm/nvlsm.conf --nvlsm-pid-file ${NVLSM_PID_FILE}$"
+  nvlsm=$(cat "$NVLSM_PID_FILE")
+  stop_driver
+  [ "$status" -eq 0 ]
+  not kill -0 "$nvlsm" 2>/dev/null
+  grep -q 'stopping nvlsm' "$INIT_OUT"
+}
+
+@test "an NVLink5 system with an image that has no NVLink5 packages stops init, saying why" {
+  nvlink5_node
+  image_info packages/nvlink5 ""
+  run "$DRIVER" init
+  [ "$status" -eq 1 ]
+  [[ $output == *"this node is an nvlink5 system, but this image has no fabric manager for branch 580"* ]]
+  not grep -q '^apt-get\|^modprobe' "$STUB_LOG"
+}
+
+@test "a Blackwell GPU gets the open modules under KERNEL_MODULE_TYPE=auto, even on a branch that prefers proprietary" {
+  image_info module-types "proprietary open"
+  pci_device 0000:1b:00.0 0x10de 0x030200 0x2901
+  start_driver
+  calls | grep -q "^apt-get install .* linux-modules-nvidia-535-server-open-${KERNEL}$"
+  grep -q 'the GPU 0000:1b:00.0 (device 0x2901) needs the open kernel modules' "$INIT_OUT"
+  stop_driver
+}
+
+@test "a Hopper GPU on branch 535 keeps the proprietary modules under auto" {
+  image_info module-types "proprietary open"
+  pci_device 0000:1b:00.0 0x10de 0x030200 0x2330
+  start_driver
+  calls | grep -q "^apt-get install .* linux-modules-nvidia-535-server-${KERNEL}$"
+  stop_driver
+}
+
+@test "a Blackwell GPU with an image without open modules, or KERNEL_MODULE_TYPE=proprietary, stops init, saying what to change" {
+  pci_device 0000:1b:00.0 0x10de 0x030200 0x2941
+  run "$DRIVER" init
+  [ "$status" -eq 1 ]
+  [[ $output == *"the GPU 0000:1b:00.0 (device 0x2941) runs only with the open kernel modules, which this image lacks: rebuild it with --kernel-module-type all"* ]]
+  image_info module-types "proprietary open"
+  export KERNEL_MODULE_TYPE=proprietary
+  run "$DRIVER" init
+  [ "$status" -eq 1 ]
+  [[ $output == *"KERNEL_MODULE_TYPE=proprietary but the GPU 0000:1b:00.0 (device 0x2941) runs only with the open kernel modules"* ]]
+  not grep -q '^apt-get\|^modprobe' "$STUB_LOG"
+}
+
+@test "a firmware search path already set on the node is kept" {
+  printf '/lib/firmware/custom' >"${SYSFS_ROOT}/module/firmware_class/parameters/path"
+  start_driver
+  [ "$(cat "${SYSFS_ROOT}/module/firmware_class/parameters/path")" = /lib/firmware/custom ]
+  grep -q 'keeping the firmware search path already set' "$INIT_OUT"
+  stop_driver
+}
+
+@test "NVreg_EnableGpuFirmware=0 leaves the firmware search path unset" {
+  printf 'NVreg_EnableGpuFirmware=0\n' >"${ROOT}/drivers/nvidia.conf"
+  start_driver
+  [ ! -s "${SYSFS_ROOT}/module/firmware_class/parameters/path" ]
+  stop_driver
+}
+
+@test "reload_nvidia_peermem waits for the NVIDIA and OFED drivers, loads nvidia-peermem in the driver root, then waits for a signal" {
+  start_command reload_nvidia_peermem
+  wait_for_output "waiting for the NVIDIA and Mellanox OFED drivers"
+  loaded_module nvidia 0
+  not grep -q chroot "$STUB_LOG"
+  mkdir -p "${ROOT}/run/mellanox/drivers"
+  touch "${ROOT}/run/mellanox/drivers/.driver-ready"
+  wait_for_output "nvidia-peermem loaded; waiting for a signal"
+  [ "$(calls)" = "chroot ${RUN_DIR}/driver modprobe nvidia-peermem" ]
+  stop_driver
+  [ "$status" -eq 0 ]
+}
+
+@test "reload_nvidia_peermem with the host's OFED waits for mlx5_core, and fails when the load fails" {
+  export USE_HOST_MOFED=true STUB_FAIL_chroot=1
+  loaded_module nvidia 0
+  mkdir -p "${SYSFS_ROOT}/module/mlx5_core"
+  run "$DRIVER" reload_nvidia_peermem
+  [ "$status" -eq 1 ]
+  [[ $output == *"loading nvidia-peermem failed"* ]]
+}
+
+@test "probe_nvidia_peermem fails only while mlx5_core is loaded and nvidia-peermem is not" {
+  run "$DRIVER" probe_nvidia_peermem
+  [ "$status" -eq 0 ]
+  [[ $output == *"mlx5_core) is not loaded yet"* ]]
+  mkdir -p "${SYSFS_ROOT}/module/mlx5_core"
+  run "$DRIVER" probe_nvidia_peermem
+  [ "$status" -eq 1 ]
+  [[ $output == *"nvidia-peermem is not loaded"* ]]
+  loaded_module nvidia_peermem 0
+  run "$DRIVER" probe_nvidia_peermem
+  [ "$status" -eq 0 ]
+}
+
+@test "an unknown command is a usage error listing the commands" {
+  run "$DRIVER" update
+  [ "$status" -eq 2 ]
+  [[ $output == *"usage: nvidia-driver init|reload_nvidia_peermem|probe_nvidia_peermem"* ]]
+}
+
+@test "STARTUP_PROBE in the environment is not run" {
+  export STARTUP_PROBE=${BATS_TEST_TMPDIR}/evil
+  printf '#!/bin/sh\ntouch %s/ran\n' "$BATS_TEST_TMPDIR" >"$STARTUP_PROBE"
+  chmod +x "$STARTUP_PROBE"
+  start_driver
+  [ ! -e "${BATS_TEST_TMPDIR}/ran" ]
+  calls | grep -qx nvidia-smi
+  stop_driver
+}
+
+@test "DAEMON_STOP_TIMEOUT is checked as a number before any arithmetic runs it" {
+  mkdir -p "${PERSISTENCED_PID_FILE%/*}"
+  sleep 300 3>&- &
+  old_daemon=$!
+  echo "$old_daemon" >"$PERSISTENCED_PID_FILE"
+  # shellcheck disable=SC2016 # the command substitution is the attack
+  export DAEMON_STOP_TIMEOUT='x[$(touch '"${BATS_TEST_TMPDIR}"'/ran)]'
+  run "$DRIVER" init
+  kill "$old_daemon"
+  [ "$status" -eq 1 ]
+  [[ $output == *"DAEMON_STOP_TIMEOUT='x[\$(touch"*"is not a number of seconds"* ]]
+  [ ! -e "${BATS_TEST_TMPDIR}/ran" ]
+}
+
+@test "as the image runs them, the scripts ignore host-path overrides in their environment" {
+  [[ ! -e /etc/gpuop && ! -e /sys/module/nvidia ]] || skip "this machine has a real driver or driver image"
+  loaded_module nvidia 0
+  run env ROOT="$ROOT" SYSFS_ROOT="$SYSFS_ROOT" IMAGE_INFO_DIR="${ROOT}/etc/gpuop" "${COMMON}/nvidia-driver" init
+  [ "$status" -eq 1 ]
+  [[ $output == *"/etc/gpuop/kernel-version is missing"* ]]
+  [[ $output != *"${ROOT}/etc/gpuop"* ]]
+  run env ROOT="$ROOT" SYSFS_ROOT="$SYSFS_ROOT" "${COMMON}/nvidia-driver-probe" startup
+  [ "$status" -eq 1 ]
+  [[ $output == *"the nvidia module is not loaded yet"* ]]
+  not grep -q nvidia-smi "$STUB_LOG"
 }
