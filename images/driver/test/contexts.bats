@@ -25,6 +25,16 @@ CONTEXTS=(ubuntu22.04 ubuntu24.04)
   done
 }
 
+@test "the image runs with NVIDIA_VISIBLE_DEVICES=void and ships both module flavours by default" {
+  for os in "${CONTEXTS[@]}"; do
+    df=${REPO}/images/driver/${os}/precompiled/Dockerfile
+    # Set after FROM, so it replaces the CUDA base image's "all".
+    [ "$(grep -n '^ENV NVIDIA_VISIBLE_DEVICES=void$' "$df" | cut -d: -f1)" -gt "$(grep -n '^FROM ' "$df" | cut -d: -f1)" ]
+    grep -qx 'ARG KERNEL_MODULE_TYPE=all' "$df"
+    grep -qx 'ARG TARGETARCH' "$df"
+  done
+}
+
 @test "every file a Dockerfile copies is in its context, and the entrypoint and probe are copied" {
   for os in "${CONTEXTS[@]}"; do
     ctx=${REPO}/images/driver/${os}/precompiled
@@ -43,6 +53,6 @@ CONTEXTS=(ubuntu22.04 ubuntu24.04)
   cd "$REPO"
   shellcheck images/driver/common/nvidia-driver images/driver/common/nvidia-driver-probe \
     images/driver/common/build-image.sh images/driver/test/stubs/stub images/driver/test/helpers.bash \
-    images/driver/test/archive.bash \
+    images/driver/test/archive.bash images/driver/test/fake-root/run \
     images/driver/test/*.bats hack/sync-driver-contexts.sh hack/test-deps.sh
 }
