@@ -86,6 +86,7 @@ for type in "${module_types[@]}"; do
   apt-cache show --no-all-versions "$modules" >/dev/null 2>&1 ||
     die "Canonical publishes no ${modules}: check the kernel and branch (apt-cache search linux-modules-nvidia-${B}-server-${K%%-*}), or build with KERNEL_MODULE_TYPE=${other}"
   r=$(release_of_modules "$modules")
+  r=${r%%-*}
   [[ $r =~ ^${B}\.[0-9.]+$ ]] ||
     die "cannot tell which driver release ${modules} was built from (no 'nvidia-kernel-common-${B}-server (>= ...)' in its Depends): report this kernel and branch"
   if [[ -n $release && $r != "$release" ]]; then
