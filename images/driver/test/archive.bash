@@ -23,6 +23,7 @@
 # Kernels and what their modules were built from:
 K535=5.15.0-1033-aws        # 535 modules from 535.161.08; the archive's newest 535 is 535.183.01
 K535_GONE=5.15.0-1020-aws   # 535 modules from 535.129.03, whose user space left the archive
+K535_NO_FM=5.15.0-1030-aws  # 535 modules from 535.154.05, whose fabric manager the archive lacks
 K580=6.8.0-1047-oracle      # 580 modules from 580.95.05
 ARCHES=(amd64 arm64)
 
@@ -105,9 +106,11 @@ make_archive() {
   for arch in "${ARCHES[@]}"; do
     userspace_release 535 535.161.08 "$arch"
     userspace_release 535 535.183.01 "$arch"
+    userspace_release 535 535.154.05 "$arch"
     userspace_release 580 580.95.05 "$arch"
     modules_for_kernel 535 535.161.08 "$K535" "$arch"
     modules_for_kernel 535 535.129.03 "$K535_GONE" "$arch"
+    modules_for_kernel 535 535.154.05 "$K535_NO_FM" "$arch"
     modules_for_kernel 580 580.95.05 "$K580" "$arch"
     fabric_release 535 535.161.08 "$arch"
     fabric_release 535 535.183.01 "$arch"

@@ -117,6 +117,12 @@ EOF
   [[ $output == *"this kernel and branch cannot be built now"* ]]
 }
 
+@test "no fabric manager of the modules' release fails the build rather than dropping NVSwitch support" {
+  build "$K535_NO_FM" 535 amd64
+  [ "$status" -eq 1 ]
+  [[ $output == *"the archive has no nvidia-fabricmanager-535 535.154.05, which the branch 535 modules for kernel ${K535_NO_FM} need"* ]]
+}
+
 @test "a DRIVER_VERSION other than the modules' release fails, saying which release they are" {
   build "$K535" 535 amd64 DRIVER_VERSION=535.183.01
   [ "$status" -eq 1 ]
