@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { runOperator } from "../controller/operator.ts";
 import { jsonLogger } from "../kube/log.ts";
 import { UserError } from "../core/errors.ts";
@@ -18,13 +19,33 @@ Flags:
   --health-bind-address <a>    host:port for /healthz and /readyz, 0 to disable (default: :8081)
   --no-image-check             roll out without first asking the registry whether each driver image exists
   --plain-http-registries <l>  comma-separated registries (host:port) to reach over plain http
-  --image-recheck-seconds <n>  how often to ask again for a missing driver image (default: 60)`;
+  --image-recheck-seconds <n>  how often to ask again for a missing driver image (default: 60)
+  --allowed-image-repositories <l>
+                               comma-separated registries or repositories (nvcr.io/nvidia,
+                               registry.example.com:5000) that driver images must come from;
+                               a policy naming another is refused (default: any)
+  --registry-ca-file <file>    PEM CA certificates to trust for registries, besides the system's`;
 
 function recheckSeconds(value: string | undefined): number {
   if (value === undefined) return 60;
   const n = Number(value);
   if (!Number.isFinite(n) || n < 1) throw new UserError(`--image-recheck-seconds must be a number of seconds of at least 1, not "${value}"`);
   return n;
+}
+
+function list(value: string | undefined): string[] {
+  return (value ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+}
+
+function readCa(file: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new UserError(`--registry-ca-file ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): give a PEM file of CA certificates`);
+  }
+  if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new UserError(`--registry-ca-file ${file} has no PEM certificate: give a file with -----BEGIN CERTIFICATE----- blocks`);
+  return pem;
 }
 
 export const operatorCommand: Command = {
@@ -45,6 +66,8 @@ export const operatorCommand: Command = {
         "no-image-check": { type: "boolean" },
         "plain-http-registries": { type: "string" },
         "image-recheck-seconds": { type: "string" },
+        "allowed-image-repositories": { type: "string" },
+        "registry-ca-file": { type: "string" },
       },
       usage,
     );
@@ -57,8 +80,10 @@ export const operatorCommand: Command = {
       healthAddress: values["health-bind-address"] ?? ":8081",
       log: jsonLogger({ component: "gpuop-operator" }),
       imageCheck: !values["no-image-check"],
-      plainHttpRegistries: (values["plain-http-registries"] ?? "").split(",").map((s) => s.trim()).filter(Boolean),
+      plainHttpRegistries: list(values["plain-http-registries"]),
       imageRecheckSeconds: recheckSeconds(values["image-recheck-seconds"]),
+      allowedImageRepositories: list(values["allowed-image-repositories"]),
+      ...(values["registry-ca-file"] ? { registryCa: readCa(values["registry-ca-file"]) } : {}),
     });
   },
 };

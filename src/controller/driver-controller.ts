@@ -5,6 +5,7 @@ import { renderDriverDaemonSets, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, M
 import { nodeRollouts, planRollout, readyDriverKeys, resolveMaxUnavailable, POOL_NODE_LABEL } from "../core/rollout.ts";
 import { computeStatus, ignoredStatus } from "../core/status.ts";
 import { validatePolicy } from "../core/validate.ts";
+import type { RepositoryAllowList } from "../core/security.ts";
 import { UserError } from "../core/errors.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
@@ -45,9 +46,11 @@ export class DriverController {
   private readonly lastWarning = new Map<string, string>();
 
   private readonly images: ImageChecker | undefined;
+  private readonly allowedRepositories: RepositoryAllowList | undefined;
 
-  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker }) {
+  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList }) {
     this.client = opts.client;
+    this.allowedRepositories = opts.allowedRepositories;
     this.images = opts.images;
     this.namespace = opts.namespace;
     this.log = opts.log;
@@ -127,7 +130,7 @@ export class DriverController {
     let warnings: { reason: string; message: string }[] = [];
     try {
       policy = normalizePolicy(active);
-      const validation = validatePolicy(policy, gpuNodes);
+      const validation = validatePolicy(policy, gpuNodes, this.allowedRepositories ? { allowedRepositories: this.allowedRepositories } : {});
       policyErrors = validation.errors;
       warnings = validation.warnings;
     } catch (err) {
