@@ -4,6 +4,7 @@ import fc from "fast-check";
 import { readFileSync } from "node:fs";
 import { ENTRYPOINT_VARIABLES, forbiddenEnvReason, RepositoryAllowList, stripControl } from "./security.ts";
 import { validatePolicy } from "./validate.ts";
+import { MANAGER_TOKEN_VOLUME, renderDriverDaemonSets } from "./render.ts";
 import type { ClusterPolicy, DriverSpec } from "./policy.ts";
 import { gpuNodeObject } from "../../test/harness/nodes.ts";
 
@@ -81,4 +82,23 @@ test("stripControl leaves printable text and replaces escape sequences and bidi 
       assert.doesNotMatch(stripControl(s, { newlines: false }), /[\u0000-\u001f\u007f-\u009f\u202a-\u202e]/);
     }),
   );
+});
+
+test("the API token is mounted into the k8s-driver-manager init container only, never into the driver container", () => {
+  const manager = { image: "k8s-driver-manager", repository: "nvcr.io/nvidia/cloud-native", version: "v0.6.8" };
+  for (const withManager of [true, false]) {
+    const { daemonSets } = renderDriverDaemonSets({ policy: policy(withManager ? { manager } : {}), nodes, namespace: "gpu-operator" });
+    const pod = daemonSets[0]!.spec.template.spec;
+    assert.equal(pod.automountServiceAccountToken, false);
+    const tokenVolumes = pod.volumes.filter((v) => "projected" in v && v.projected.sources.some((s) => "serviceAccountToken" in s)).map((v) => v.name);
+    assert.deepEqual(tokenVolumes, withManager ? [MANAGER_TOKEN_VOLUME] : []);
+    for (const c of pod.containers) {
+      assert.ok(!c.volumeMounts.some((m) => m.name === MANAGER_TOKEN_VOLUME || m.mountPath.startsWith("/var/run/secrets")), c.name);
+    }
+    const init = pod.initContainers ?? [];
+    assert.equal(init.length, withManager ? 1 : 0);
+    for (const c of init) {
+      assert.deepEqual(c.volumeMounts.find((m) => m.name === MANAGER_TOKEN_VOLUME), { name: MANAGER_TOKEN_VOLUME, mountPath: "/var/run/secrets/kubernetes.io/serviceaccount", readOnly: true });
+    }
+  }
 });
