@@ -24,7 +24,9 @@ Flags:
                                comma-separated registries or repositories (nvcr.io/nvidia,
                                registry.example.com:5000) that driver images must come from;
                                a policy naming another is refused (default: any)
-  --registry-ca-file <file>    PEM CA certificates to trust for registries, besides the system's`;
+  --registry-ca-file <file>    PEM CA certificates to trust for registries, besides the system's
+  --gpu-node-label <key[=v]>   only nodes with this admin-only label (under node-restriction.kubernetes.io/,
+                               which kubelets cannot set on themselves) get GPU labels and driver pods`;
 
 function recheckSeconds(value: string | undefined): number {
   if (value === undefined) return 60;
@@ -68,6 +70,7 @@ export const operatorCommand: Command = {
         "image-recheck-seconds": { type: "string" },
         "allowed-image-repositories": { type: "string" },
         "registry-ca-file": { type: "string" },
+        "gpu-node-label": { type: "string" },
       },
       usage,
     );
@@ -84,6 +87,7 @@ export const operatorCommand: Command = {
       imageRecheckSeconds: recheckSeconds(values["image-recheck-seconds"]),
       allowedImageRepositories: list(values["allowed-image-repositories"]),
       ...(values["registry-ca-file"] ? { registryCa: readCa(values["registry-ca-file"]) } : {}),
+      ...(values["gpu-node-label"] ? { gpuNodeLabel: values["gpu-node-label"] } : {}),
     });
   },
 };

@@ -5,7 +5,7 @@ import { renderDriverDaemonSets, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, M
 import { nodeRollouts, planRollout, readyDriverKeys, resolveMaxUnavailable, POOL_NODE_LABEL } from "../core/rollout.ts";
 import { computeStatus, ignoredStatus } from "../core/status.ts";
 import { validatePolicy } from "../core/validate.ts";
-import type { RepositoryAllowList } from "../core/security.ts";
+import { restrictedNodes, type RepositoryAllowList, type RestrictedNodeLabel } from "../core/security.ts";
 import { UserError } from "../core/errors.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
@@ -47,10 +47,12 @@ export class DriverController {
 
   private readonly images: ImageChecker | undefined;
   private readonly allowedRepositories: RepositoryAllowList | undefined;
+  private readonly gpuNodeLabel: RestrictedNodeLabel | undefined;
 
-  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList }) {
+  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList; gpuNodeLabel?: RestrictedNodeLabel }) {
     this.client = opts.client;
     this.allowedRepositories = opts.allowedRepositories;
+    this.gpuNodeLabel = opts.gpuNodeLabel;
     this.images = opts.images;
     this.namespace = opts.namespace;
     this.log = opts.log;
@@ -109,7 +111,8 @@ export class DriverController {
 
   /** One pass: node labels, policy validation, DaemonSets, node moves, pruning, status. */
   async reconcile(): Promise<void> {
-    const nodes = this.nodes.list();
+    // With an admin-only GPU node label required, other nodes are not GPU nodes to gpuop, whatever labels they set on themselves.
+    const nodes = restrictedNodes(this.nodes.list(), this.gpuNodeLabel);
     await this.labelGpuNodes(nodes);
 
     const stored = this.policies.list();
@@ -156,6 +159,7 @@ export class DriverController {
           nodes,
           namespace: this.namespace,
           ownerRef: { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: active.metadata.name, uid: active.metadata.uid ?? "" },
+          ...(this.gpuNodeLabel ? { requiredNodeLabels: { [this.gpuNodeLabel.key]: this.gpuNodeLabel.value } } : {}),
         })
       : { daemonSets: [], pools: [] };
 

@@ -150,6 +150,8 @@ export interface RenderInput {
    * during a mode switch without two driver pods on one node.
    */
   selectByPoolLabel?: boolean;
+  /** Labels every driver pod's node must carry besides gpuop's own: the admin-only GPU node label (docs/security.md). */
+  requiredNodeLabels?: Record<string, string>;
 }
 
 export interface RenderResult {
@@ -189,7 +191,13 @@ export function renderDriverDaemonSets(input: RenderInput): RenderResult {
       nodes: group.nodes.map((n) => n.name),
     };
     result.pools.push(pool);
-    result.daemonSets.push(renderDaemonSet(pool, group.nodes, driver, input.namespace, owner, input.selectByPoolLabel ?? true));
+    const ds = renderDaemonSet(pool, group.nodes, driver, input.namespace, owner, input.selectByPoolLabel ?? true);
+    if (input.requiredNodeLabels && Object.keys(input.requiredNodeLabels).length > 0) {
+      // Labels a node can set on itself are not enough to attract a privileged pod.
+      Object.assign(ds.spec.template.spec.nodeSelector, input.requiredNodeLabels);
+      ds.metadata.annotations[RENDER_HASH_ANNOTATION] = renderHash(ds);
+    }
+    result.daemonSets.push(ds);
   }
   return result;
 }

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { readFileSync } from "node:fs";
-import { ENTRYPOINT_VARIABLES, forbiddenEnvReason, RepositoryAllowList, stripControl } from "./security.ts";
+import { ENTRYPOINT_VARIABLES, forbiddenEnvReason, parseRestrictedNodeLabel, RepositoryAllowList, restrictedNodes, stripControl } from "./security.ts";
 import { validatePolicy } from "./validate.ts";
 import { MANAGER_TOKEN_VOLUME, renderDriverDaemonSets } from "./render.ts";
 import type { ClusterPolicy, DriverSpec } from "./policy.ts";
@@ -101,4 +101,25 @@ test("the API token is mounted into the k8s-driver-manager init container only, 
       assert.deepEqual(c.volumeMounts.find((m) => m.name === MANAGER_TOKEN_VOLUME), { name: MANAGER_TOKEN_VOLUME, mountPath: "/var/run/secrets/kubernetes.io/serviceaccount", readOnly: true });
     }
   }
+});
+
+test("the admin-only GPU node label: parsed, refused outside node-restriction.kubernetes.io/, required by every driver pod", () => {
+  assert.deepEqual(parseRestrictedNodeLabel("node-restriction.kubernetes.io/nvidia-gpu"), { key: "node-restriction.kubernetes.io/nvidia-gpu", value: "true" });
+  assert.deepEqual(parseRestrictedNodeLabel("node-restriction.kubernetes.io/gpu=a100"), { key: "node-restriction.kubernetes.io/gpu", value: "a100" });
+  assert.throws(() => parseRestrictedNodeLabel("nvidia.com/gpu.present=true"), /not under node-restriction\.kubernetes\.io\/: a kubelet may set other labels/);
+  assert.throws(() => parseRestrictedNodeLabel("node-restriction.kubernetes.io/a=b=c"), /more than one '='/);
+  assert.throws(() => parseRestrictedNodeLabel("node-restriction.kubernetes.io/"), /not a valid label/);
+
+  const label = parseRestrictedNodeLabel("node-restriction.kubernetes.io/gpu=a100");
+  const admitted = gpuNodeObject({ name: "gpu-2", kernel: "5.15.0-69-generic", os: { id: "ubuntu", versionId: "22.04" }, arch: "amd64", labels: { [label.key]: "a100" } });
+  const selfLabelled = gpuNodeObject({ name: "gpu-3", kernel: "5.15.0-69-generic", os: { id: "ubuntu", versionId: "22.04" }, arch: "amd64", labels: { [label.key]: "true" } });
+  assert.deepEqual(restrictedNodes([...nodes, admitted, selfLabelled], label).map((n) => n.metadata.name), ["gpu-2"]);
+  assert.equal(restrictedNodes(nodes, undefined).length, 1);
+
+  const plain = renderDriverDaemonSets({ policy: policy({}), nodes, namespace: "gpu-operator" }).daemonSets[0]!;
+  const restricted = renderDriverDaemonSets({ policy: policy({}), nodes, namespace: "gpu-operator", requiredNodeLabels: { [label.key]: label.value } }).daemonSets[0]!;
+  assert.equal(restricted.spec.template.spec.nodeSelector[label.key], "a100");
+  assert.equal(plain.spec.template.spec.nodeSelector[label.key], undefined);
+  // The hash covers the selector, so switching the option updates live DaemonSets.
+  assert.notEqual(restricted.metadata.annotations["gpuop.nvidia.com/render-hash"], plain.metadata.annotations["gpuop.nvidia.com/render-hash"]);
 });

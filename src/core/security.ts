@@ -122,3 +122,33 @@ export function stripControl(text: string, opts: { newlines?: boolean } = {}): s
   const out = text.replace(CONTROL, "\uFFFD");
   return opts.newlines === false ? out.replace(/[\r\n\t]/g, " ") : out;
 }
+
+/** Labels under this prefix can be set by an admin but not by a kubelet on its own node (NodeRestriction). */
+export const NODE_RESTRICTION_PREFIX = "node-restriction.kubernetes.io/";
+
+/** An admin-only label every GPU node must carry before gpuop labels it or runs a driver on it. */
+export interface RestrictedNodeLabel {
+  key: string;
+  value: string;
+}
+
+/** Parses `key` or `key=value` (value defaults to "true"); the key must be under node-restriction.kubernetes.io/. */
+export function parseRestrictedNodeLabel(text: string): RestrictedNodeLabel {
+  const [key = "", value = "true", ...rest] = text.trim().split("=");
+  const fix = `give a label like ${NODE_RESTRICTION_PREFIX}nvidia-gpu=true, set by the cluster admin on GPU nodes`;
+  if (rest.length > 0) throw new UserError(`GPU node label "${text}" has more than one '=': ${fix}`);
+  if (!key.startsWith(NODE_RESTRICTION_PREFIX)) {
+    throw new UserError(`GPU node label "${text}" is not under ${NODE_RESTRICTION_PREFIX}: a kubelet may set other labels on its own node, which would let any node attract a driver pod; ${fix}`);
+  }
+  const name = key.slice(NODE_RESTRICTION_PREFIX.length);
+  if (!/^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(name) || !/^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/.test(value)) {
+    throw new UserError(`GPU node label "${text}" is not a valid label: ${fix}`);
+  }
+  return { key, value };
+}
+
+/** The nodes that carry the admin-only label; all nodes when none is required. */
+export function restrictedNodes<N extends { metadata: { labels?: Record<string, string> } }>(nodes: readonly N[], label: RestrictedNodeLabel | undefined): N[] {
+  if (!label) return [...nodes];
+  return nodes.filter((n) => n.metadata.labels?.[label.key] === label.value);
+}
