@@ -8,6 +8,8 @@ import { createServer, type ServerResponse } from "node:http";
 import { ImageChecker } from "../src/controller/image-check.ts";
 import type { KubeClient } from "../src/kube/client.ts";
 import { silentLogger } from "../src/kube/log.ts";
+import { RegistryClient } from "../src/registry/client.ts";
+import { pushImage, startRegistry } from "./harness/registry.ts";
 
 async function stallingRegistry() {
   const held: ServerResponse[] = [];
@@ -100,5 +102,25 @@ test("a pull secret name that is not an object name never becomes an API path", 
   } finally {
     await checker.close();
     await reg.close();
+  }
+});
+
+test("the registry CA option lets the check verify a private registry's certificate", { timeout: 120_000 }, async () => {
+  const reg = await startRegistry({ tls: true });
+  const push = new RegistryClient({ registry: reg.host, ca: reg.ca! });
+  const image = `${reg.host}/nvidia/driver:550.54.15-ubuntu22.04`;
+  const without = new ImageChecker(noKube, silentLogger);
+  const withCa = new ImageChecker(noKube, silentLogger, { ca: reg.ca! });
+  try {
+    await pushImage(push, "nvidia/driver", ["550.54.15-ubuntu22.04"]);
+    const refused = await without.check(image, ["amd64"], "gpu-operator", []);
+    assert.equal(refused.result, "unknown");
+    assert.match(refused.reason ?? "", /cannot verify the TLS certificate/);
+    assert.deepEqual(await withCa.check(image, ["amd64"], "gpu-operator", []), { result: "present" });
+  } finally {
+    await without.close();
+    await withCa.close();
+    await push.close();
+    await reg.stop();
   }
 });
