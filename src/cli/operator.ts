@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { runOperator } from "../controller/operator.ts";
 import { jsonLogger } from "../kube/log.ts";
 import { UserError } from "../core/errors.ts";
+import { parseRestrictedNodeLabel, RepositoryAllowList } from "../core/security.ts";
 import { parseFlags, type Command } from "./command.ts";
 
 const usage = `Usage: gpuop operator [flags]
@@ -74,6 +75,10 @@ export const operatorCommand: Command = {
       },
       usage,
     );
+    // Bad security settings stop the operator before it connects to anything.
+    const allowed = list(values["allowed-image-repositories"]);
+    new RepositoryAllowList(allowed);
+    if (values["gpu-node-label"] !== undefined) parseRestrictedNodeLabel(values["gpu-node-label"]);
     return runOperator({
       ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
       namespace: values.namespace ?? process.env.OPERATOR_NAMESPACE ?? "gpu-operator",
@@ -85,7 +90,7 @@ export const operatorCommand: Command = {
       imageCheck: !values["no-image-check"],
       plainHttpRegistries: list(values["plain-http-registries"]),
       imageRecheckSeconds: recheckSeconds(values["image-recheck-seconds"]),
-      allowedImageRepositories: list(values["allowed-image-repositories"]),
+      allowedImageRepositories: allowed,
       ...(values["registry-ca-file"] ? { registryCa: readCa(values["registry-ca-file"]) } : {}),
       ...(values["gpu-node-label"] ? { gpuNodeLabel: values["gpu-node-label"] } : {}),
     });
