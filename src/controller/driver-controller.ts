@@ -176,7 +176,8 @@ export class DriverController {
 
     const held = [...missing.values(), ...pending.values()];
     const waiting = await this.moveNodes(nodes, gpuNodes, rendered.pools.filter((p) => !missing.has(p.name) && !pending.has(p.name)), policy.spec.driver.upgradePolicy?.maxUnavailable, held.flatMap((m) => m.nodes));
-    await this.prune(new Set(toApply.map((d) => d.metadata.name)));
+    // A pool still waiting for its image answer keeps any DaemonSet it already has.
+    await this.prune(new Set([...toApply.map((d) => d.metadata.name), ...pending.keys()]));
 
     const dsStatus = new Map(this.daemonSets.list().map((d) => [d.metadata.name!, { desired: d.status?.desiredNumberScheduled ?? 0, ready: d.status?.numberReady ?? 0 }]));
     const status = computeStatus(
