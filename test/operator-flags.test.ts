@@ -29,6 +29,7 @@ test("bad security flags stop the operator with what to give instead", async () 
     [["--allowed-image-repositories", "nvcr.io/nvidia,nvidia"], /allow-list entry "nvidia" is neither a registry host nor a repository with its registry/],
     [["--registry-ca-file", "/nonexistent/ca.pem"], /--registry-ca-file \/nonexistent\/ca\.pem cannot be read \(ENOENT\)/],
     [["--registry-ca-file", notPem], /has no PEM certificate/],
+    [["--namespace", "../kube-system"], /namespace "\.\.\/kube-system" is not a Kubernetes namespace name/],
   ];
   for (const [args, message] of cases) {
     const r = await gpuop(["operator", ...args]);

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { runOperator } from "../controller/operator.ts";
 import { jsonLogger } from "../kube/log.ts";
 import { UserError } from "../core/errors.ts";
+import { isDnsLabel } from "../core/names.ts";
 import { parseRestrictedNodeLabel, RepositoryAllowList } from "../core/security.ts";
 import { parseFlags, type Command } from "./command.ts";
 
@@ -75,13 +76,15 @@ export const operatorCommand: Command = {
       },
       usage,
     );
-    // Bad security settings stop the operator before it connects to anything.
+    // Bad settings stop the operator before it connects to anything; the namespace becomes part of API paths.
+    const namespace = values.namespace ?? process.env.OPERATOR_NAMESPACE ?? "gpu-operator";
+    if (!isDnsLabel(namespace)) throw new UserError(`namespace "${namespace}" is not a Kubernetes namespace name: use lower-case letters, digits and '-' (at most 63)`);
     const allowed = list(values["allowed-image-repositories"]);
     new RepositoryAllowList(allowed);
     if (values["gpu-node-label"] !== undefined) parseRestrictedNodeLabel(values["gpu-node-label"]);
     return runOperator({
       ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
-      namespace: values.namespace ?? process.env.OPERATOR_NAMESPACE ?? "gpu-operator",
+      namespace,
       leaderElect: !values["no-leader-elect"],
       leaseName: values["lease-name"] ?? "gpuop-leader",
       metricsAddress: values["metrics-bind-address"] ?? ":8080",
