@@ -206,8 +206,8 @@ describe("chart checks without installing", () => {
     assert.deepEqual(driver.env, [{ name: "NVIDIA_DEBUG", value: "1" }]);
     assert.deepEqual(driver.resources, { limits: { memory: "2Gi" } });
     assert.deepEqual(driver.manager, { repository: "nvcr.io/nvidia/cloud-native", image: "k8s-driver-manager", version: "v0.6.10", imagePullPolicy: "IfNotPresent" });
-    // The driver manager evicts GPU pods, so only then do the driver pods get a token and a role.
-    assert.equal(find(objs, "ServiceAccount", "nvidia-driver", NS).automountServiceAccountToken, true);
+    // The driver manager evicts GPU pods, so only then do the driver pods get a role; its token is mounted into the manager alone.
+    assert.equal(find(objs, "ServiceAccount", "nvidia-driver", NS).automountServiceAccountToken, false);
     assert.deepEqual(find(objs, "ClusterRoleBinding", "gpu-operator-driver-manager").subjects, [{ kind: "ServiceAccount", name: "nvidia-driver", namespace: NS }]);
 
     // NVIDIA's docs write one secret without braces: --set driver.imagePullSecrets=<pull-secret>.

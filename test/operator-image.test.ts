@@ -16,14 +16,20 @@ const stages = instructions.reduce<string[][]>((acc, l) => {
   return acc;
 }, []);
 
-test("the Dockerfile builds in one stage and ships production dependencies and dist, as a numeric non-root user", () => {
-  assert.match(dockerfile, /^ARG NODE_IMAGE=node:24[-\w.]*$/m);
-  assert.equal(stages.length, 2);
-  const [build, final] = stages as [string[], string[]];
+test("the Dockerfile compiles, installs production dependencies, and ships them with dist and no package manager, as a numeric non-root user", () => {
+  // Pinned by digest: a rebuild does not silently pick up another base.
+  assert.match(dockerfile, /^ARG NODE_IMAGE=node:24[-\w.]*@sha256:[0-9a-f]{64}$/m);
+  assert.equal(stages.length, 3);
+  const [build, deps, final] = stages as [string[], string[], string[]];
   assert.ok(build.some((l) => /npm ci\b/.test(l) && !l.includes("--omit=dev")));
   assert.ok(build.some((l) => /tsc -p tsconfig\.build\.json/.test(l)));
-  assert.ok(final.some((l) => /npm ci\b.*--omit=dev/.test(l)));
+  assert.ok(deps.some((l) => /npm ci\b.*--omit=dev/.test(l)));
+  assert.ok(!final.some((l) => /\bnpm (ci|install)\b/.test(l)), "nothing installed in the final stage");
+  // npm and its kin are removed from the runtime image.
+  const removal = final.find((l) => /^RUN rm -rf/.test(l)) ?? "";
+  for (const path of ["/usr/local/lib/node_modules", "/usr/local/bin/npm", "/usr/local/bin/npx", "/usr/local/bin/corepack"]) assert.ok(removal.includes(path), path);
   assert.ok(final.some((l) => /^COPY --from=build \/src\/dist \.\/dist$/.test(l)));
+  assert.ok(final.some((l) => /^COPY --from=deps \/app\/node_modules \.\/node_modules$/.test(l)));
   assert.ok(!final.some((l) => /COPY (\.|src)\b/.test(l)), "no sources in the final stage");
   const user = final.filter((l) => l.startsWith("USER ")).at(-1);
   assert.match(user ?? "", /^USER [1-9]\d*:[1-9]\d*$/, "numeric, so runAsNonRoot can be verified");

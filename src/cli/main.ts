@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { stripControl } from "../core/security.ts";
 import { UserError } from "../core/errors.ts";
 import { HelpRequested } from "./command.ts";
 import { commands } from "./commands.ts";
@@ -26,7 +27,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const command = commands.find((c) => c.name === name);
   if (!command) {
-    process.stderr.write(`gpuop: unknown command "${name}"\n\n${help()}`);
+    process.stderr.write(`gpuop: unknown command "${stripControl(name, { newlines: false })}"\n\n${help()}`);
     return 2;
   }
   // `gpuop <command> --help`; a subcommand's own --help reaches its flag parser.
@@ -42,12 +43,13 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (err instanceof UserError) {
-      process.stderr.write(`gpuop ${name}: ${err.message}\n`);
+      process.stderr.write(`gpuop ${name}: ${stripControl(err.message)}\n`);
       return err.exitCode;
     }
     // An unexpected failure: still one readable line, the stack only on request.
     const e = err as Error;
-    process.stderr.write(`gpuop ${name}: ${e.message ?? String(err)}\n`);
+    // Messages can quote registry or cluster text: no escape sequences reach the terminal.
+    process.stderr.write(`gpuop ${name}: ${stripControl(e.message ?? String(err))}\n`);
     if (process.env.GPUOP_DEBUG) process.stderr.write(`${e.stack}\n`);
     return 1;
   }

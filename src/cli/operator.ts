@@ -1,6 +1,9 @@
+import { readFileSync } from "node:fs";
 import { runOperator } from "../controller/operator.ts";
 import { jsonLogger } from "../kube/log.ts";
 import { UserError } from "../core/errors.ts";
+import { isDnsLabel } from "../core/names.ts";
+import { parseRestrictedNodeLabel, RepositoryAllowList } from "../core/security.ts";
 import { parseFlags, type Command } from "./command.ts";
 
 const usage = `Usage: gpuop operator [flags]
@@ -18,13 +21,35 @@ Flags:
   --health-bind-address <a>    host:port for /healthz and /readyz, 0 to disable (default: :8081)
   --no-image-check             roll out without first asking the registry whether each driver image exists
   --plain-http-registries <l>  comma-separated registries (host:port) to reach over plain http
-  --image-recheck-seconds <n>  how often to ask again for a missing driver image (default: 60)`;
+  --image-recheck-seconds <n>  how often to ask again for a missing driver image (default: 60)
+  --allowed-image-repositories <l>
+                               comma-separated registries or repositories (nvcr.io/nvidia,
+                               registry.example.com:5000) that driver images must come from;
+                               a policy naming another is refused (default: any)
+  --registry-ca-file <file>    PEM CA certificates to trust for registries, besides the system's
+  --gpu-node-label <key[=v]>   only nodes with this admin-only label (under node-restriction.kubernetes.io/,
+                               which kubelets cannot set on themselves) get GPU labels and driver pods`;
 
 function recheckSeconds(value: string | undefined): number {
   if (value === undefined) return 60;
   const n = Number(value);
   if (!Number.isFinite(n) || n < 1) throw new UserError(`--image-recheck-seconds must be a number of seconds of at least 1, not "${value}"`);
   return n;
+}
+
+function list(value: string | undefined): string[] {
+  return (value ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+}
+
+function readCa(file: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new UserError(`--registry-ca-file ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): give a PEM file of CA certificates`);
+  }
+  if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new UserError(`--registry-ca-file ${file} has no PEM certificate: give a file with -----BEGIN CERTIFICATE----- blocks`);
+  return pem;
 }
 
 export const operatorCommand: Command = {
@@ -45,20 +70,32 @@ export const operatorCommand: Command = {
         "no-image-check": { type: "boolean" },
         "plain-http-registries": { type: "string" },
         "image-recheck-seconds": { type: "string" },
+        "allowed-image-repositories": { type: "string" },
+        "registry-ca-file": { type: "string" },
+        "gpu-node-label": { type: "string" },
       },
       usage,
     );
+    // Bad settings stop the operator before it connects to anything; the namespace becomes part of API paths.
+    const namespace = values.namespace ?? process.env.OPERATOR_NAMESPACE ?? "gpu-operator";
+    if (!isDnsLabel(namespace)) throw new UserError(`namespace "${namespace}" is not a Kubernetes namespace name: use lower-case letters, digits and '-' (at most 63)`);
+    const allowed = list(values["allowed-image-repositories"]);
+    new RepositoryAllowList(allowed);
+    if (values["gpu-node-label"] !== undefined) parseRestrictedNodeLabel(values["gpu-node-label"]);
     return runOperator({
       ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
-      namespace: values.namespace ?? process.env.OPERATOR_NAMESPACE ?? "gpu-operator",
+      namespace,
       leaderElect: !values["no-leader-elect"],
       leaseName: values["lease-name"] ?? "gpuop-leader",
       metricsAddress: values["metrics-bind-address"] ?? ":8080",
       healthAddress: values["health-bind-address"] ?? ":8081",
       log: jsonLogger({ component: "gpuop-operator" }),
       imageCheck: !values["no-image-check"],
-      plainHttpRegistries: (values["plain-http-registries"] ?? "").split(",").map((s) => s.trim()).filter(Boolean),
+      plainHttpRegistries: list(values["plain-http-registries"]),
       imageRecheckSeconds: recheckSeconds(values["image-recheck-seconds"]),
+      allowedImageRepositories: allowed,
+      ...(values["registry-ca-file"] ? { registryCa: readCa(values["registry-ca-file"]) } : {}),
+      ...(values["gpu-node-label"] ? { gpuNodeLabel: values["gpu-node-label"] } : {}),
     });
   },
 };

@@ -1,3 +1,4 @@
+import { stripControl } from "../core/security.ts";
 import { readFileSync } from "node:fs";
 import { checkCatalogFilter, checkExitCode, planCheck, summarizeCatalog, withKernelFallback, type CheckRow, type CheckTarget } from "../core/catalog.ts";
 import { UserError } from "../core/errors.ts";
@@ -139,12 +140,13 @@ async function registryClient(ref: ImageRef, v: RegistryFlagValues, kube: Kube):
     insecure: v.insecure ?? false,
     ...(ca ? { ca } : {}),
     ...(timeoutMs ? { timeoutMs } : {}),
-    ...(v.verbose ? { log: (line: string) => process.stderr.write(`registry: ${line}\n`) } : {}),
+    ...(v.verbose ? { log: (line: string) => process.stderr.write(`registry: ${stripControl(line, { newlines: false })}\n`) } : {}),
   });
 }
 
+/** Tags and messages come from a registry: no escape sequences reach the terminal. */
 function write(text: string) {
-  process.stdout.write(text);
+  process.stdout.write(stripControl(text));
 }
 
 // ---- list ----

@@ -3,7 +3,11 @@ import { driverStatusRows } from "../core/report.ts";
 import { MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
 import { KubeClient } from "../kube/client.ts";
 import type { DaemonSet, Node, Pod } from "../kube/types.ts";
+import { stripControl } from "../core/security.ts";
 import { formatData, formatTable, outputFormat, parseFlags, type Command } from "./command.ts";
+
+/** Policy values, node labels and messages can hold escape sequences: none reach the terminal. */
+const write = (text: string) => process.stdout.write(stripControl(text));
 
 const usage = `Usage: gpuop status [flags]
 
@@ -46,23 +50,23 @@ export const statusCommand: Command = {
           }
         : undefined;
       if (format !== "table") {
-        process.stdout.write(formatData({ policy: summary ?? null, nodes: rows }, format));
+        write(formatData({ policy: summary ?? null, nodes: rows }, format));
         return 0;
       }
       if (!summary) {
-        process.stdout.write("ClusterPolicy: none (create one, e.g. with the Helm chart, to deploy drivers)\n");
+        write("ClusterPolicy: none (create one, e.g. with the Helm chart, to deploy drivers)\n");
       } else {
-        process.stdout.write(`ClusterPolicy: ${summary.name}   state: ${summary.state}   usePrecompiled: ${summary.usePrecompiled}   version: ${summary.version}\n`);
-        for (const c of summary.conditions) if (c.status === "True" && c.type === "Error") process.stdout.write(`Error (${c.reason}): ${c.message}\n`);
+        write(`ClusterPolicy: ${summary.name}   state: ${summary.state}   usePrecompiled: ${summary.usePrecompiled}   version: ${summary.version}\n`);
+        for (const c of summary.conditions) if (c.status === "True" && c.type === "Error") write(`Error (${c.reason}): ${c.message}\n`);
         const ready = summary.conditions.find((c) => c.type === "Ready");
-        if (ready && ready.status !== "True") process.stdout.write(`Not ready (${ready.reason}): ${ready.message}\n`);
+        if (ready && ready.status !== "True") write(`Not ready (${ready.reason}): ${ready.message}\n`);
       }
-      process.stdout.write("\n");
+      write("\n");
       if (rows.length === 0) {
-        process.stdout.write("No GPU nodes (nodes labelled feature.node.kubernetes.io/pci-10de.present=true).\n");
+        write("No GPU nodes (nodes labelled feature.node.kubernetes.io/pci-10de.present=true).\n");
         return 0;
       }
-      process.stdout.write(
+      write(
         formatTable(
           ["NODE", "KERNEL", "OS", "MODE", "DAEMONSET", "IMAGE", "POD", "PHASE"],
           rows.map((r) => [r.node, r.kernel, r.osTag, r.mode, r.daemonSet, r.image, r.pod, r.problem ? `${r.phase}: ${r.problem}` : r.phase]),

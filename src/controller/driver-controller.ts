@@ -5,6 +5,7 @@ import { renderDriverDaemonSets, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, M
 import { nodeRollouts, planRollout, readyDriverKeys, resolveMaxUnavailable, POOL_NODE_LABEL } from "../core/rollout.ts";
 import { computeStatus, ignoredStatus } from "../core/status.ts";
 import { validatePolicy } from "../core/validate.ts";
+import { restrictedNodes, type RepositoryAllowList, type RestrictedNodeLabel } from "../core/security.ts";
 import { UserError } from "../core/errors.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
@@ -45,9 +46,13 @@ export class DriverController {
   private readonly lastWarning = new Map<string, string>();
 
   private readonly images: ImageChecker | undefined;
+  private readonly allowedRepositories: RepositoryAllowList | undefined;
+  private readonly gpuNodeLabel: RestrictedNodeLabel | undefined;
 
-  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker }) {
+  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList; gpuNodeLabel?: RestrictedNodeLabel }) {
     this.client = opts.client;
+    this.allowedRepositories = opts.allowedRepositories;
+    this.gpuNodeLabel = opts.gpuNodeLabel;
     this.images = opts.images;
     this.namespace = opts.namespace;
     this.log = opts.log;
@@ -59,6 +64,8 @@ export class DriverController {
     this.daemonSets = new Informer(this.client, `/apis/apps/v1/namespaces/${ns}/daemonsets`, { labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` }, this.log);
     this.pods = new Informer(this.client, `/api/v1/namespaces/${ns}/pods`, { labelSelector: "app=nvidia-driver-daemonset" }, this.log);
     const enqueue = () => this.queue.add(KEY);
+    // Image checks run off the reconcile path; a new answer is a reason to reconcile.
+    this.images?.onAnswer(enqueue);
     this.policies.onChange(enqueue);
     this.daemonSets.onChange(enqueue);
     this.pods.onChange(enqueue);
@@ -104,7 +111,8 @@ export class DriverController {
 
   /** One pass: node labels, policy validation, DaemonSets, node moves, pruning, status. */
   async reconcile(): Promise<void> {
-    const nodes = this.nodes.list();
+    // With an admin-only GPU node label required, other nodes are not GPU nodes to gpuop, whatever labels they set on themselves.
+    const nodes = restrictedNodes(this.nodes.list(), this.gpuNodeLabel);
     await this.labelGpuNodes(nodes);
 
     const stored = this.policies.list();
@@ -127,7 +135,7 @@ export class DriverController {
     let warnings: { reason: string; message: string }[] = [];
     try {
       policy = normalizePolicy(active);
-      const validation = validatePolicy(policy, gpuNodes);
+      const validation = validatePolicy(policy, gpuNodes, this.allowedRepositories ? { allowedRepositories: this.allowedRepositories } : {});
       policyErrors = validation.errors;
       warnings = validation.warnings;
     } catch (err) {
@@ -151,21 +159,25 @@ export class DriverController {
           nodes,
           namespace: this.namespace,
           ownerRef: { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: active.metadata.name, uid: active.metadata.uid ?? "" },
+          ...(this.gpuNodeLabel ? { requiredNodeLabels: { [this.gpuNodeLabel.key]: this.gpuNodeLabel.value } } : {}),
         })
       : { daemonSets: [], pools: [] };
 
     // A pool whose image the registry lacks gets no DaemonSet and no nodes: they keep the driver they have.
-    const { missing, unchecked } = await this.checkImages(rendered.pools, gpuNodes, policy.spec.driver.imagePullSecrets ?? []);
+    // A pool whose image the registry has not answered for yet waits the same way, without a warning.
+    const { missing, unchecked, pending } = await this.checkImages(rendered.pools, gpuNodes, policy.spec.driver.imagePullSecrets ?? []);
     await this.reportWarnings(active, [...warnings, ...unchecked.map((u) => ({ reason: "ImageCheckFailed", message: `could not check driver image ${u.image}, rolled out without the check: ${u.reason}` }))]);
     if (missing.size > 0 && this.images) this.queue.addAfter(KEY, this.images.recheckMs);
-    const toApply = rendered.daemonSets.filter((d) => !missing.has(d.metadata.name));
+    const toApply = rendered.daemonSets.filter((d) => !missing.has(d.metadata.name) && !pending.has(d.metadata.name));
 
     // Each DaemonSet runs only on nodes labelled with its pool (moveNodes), so pools change a few nodes at a time.
     if (toApply.length > 0) await this.ensureDriverServiceAccount();
     for (const ds of toApply) await this.applyDaemonSet(ds);
 
-    const waiting = await this.moveNodes(nodes, gpuNodes, rendered.pools.filter((p) => !missing.has(p.name)), policy.spec.driver.upgradePolicy?.maxUnavailable, [...missing.values()].flatMap((m) => m.nodes));
-    await this.prune(new Set(toApply.map((d) => d.metadata.name)));
+    const held = [...missing.values(), ...pending.values()];
+    const waiting = await this.moveNodes(nodes, gpuNodes, rendered.pools.filter((p) => !missing.has(p.name) && !pending.has(p.name)), policy.spec.driver.upgradePolicy?.maxUnavailable, held.flatMap((m) => m.nodes));
+    // A pool still waiting for its image answer keeps any DaemonSet it already has.
+    await this.prune(new Set([...toApply.map((d) => d.metadata.name), ...pending.keys()]));
 
     const dsStatus = new Map(this.daemonSets.list().map((d) => [d.metadata.name!, { desired: d.status?.desiredNumberScheduled ?? 0, ready: d.status?.numberReady ?? 0 }]));
     const status = computeStatus(
@@ -237,15 +249,17 @@ export class DriverController {
   private async checkImages(pools: { name: string; image: string; nodes: string[] }[], gpuNodes: GpuNodeFacts[], pullSecrets: string[]) {
     const missing = new Map<string, { image: string; nodes: string[] }>();
     const unchecked: { image: string; reason: string }[] = [];
-    if (!this.images) return { missing, unchecked };
+    const pending = new Map<string, { image: string; nodes: string[] }>();
+    if (!this.images) return { missing, unchecked, pending };
     const archOf = new Map(gpuNodes.map((n) => [n.name, n.arch]));
     for (const pool of pools) {
       const arches = [...new Set(pool.nodes.map((n) => archOf.get(n) ?? "").filter(Boolean))];
       const answer = await this.images.availability(pool.image, arches, this.namespace, pullSecrets);
       if (answer.result === "missing") missing.set(pool.name, { image: pool.image, nodes: pool.nodes });
+      else if (answer.pending) pending.set(pool.name, { image: pool.image, nodes: pool.nodes });
       else if (answer.result === "unknown") unchecked.push({ image: pool.image, reason: answer.reason ?? "unknown" });
     }
-    return { missing, unchecked };
+    return { missing, unchecked, pending };
   }
 
   /**

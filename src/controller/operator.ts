@@ -7,6 +7,7 @@ import type { Logger } from "../kube/log.ts";
 import { DriverController } from "./driver-controller.ts";
 import { ImageChecker } from "./image-check.ts";
 import { OperatorMetrics } from "./metrics.ts";
+import { parseRestrictedNodeLabel, RepositoryAllowList } from "../core/security.ts";
 
 export interface OperatorOptions {
   kubeconfig?: string;
@@ -23,6 +24,12 @@ export interface OperatorOptions {
   imageCheck?: boolean;
   plainHttpRegistries?: string[];
   imageRecheckSeconds?: number;
+  /** Image repositories driver pods may use (empty: any). */
+  allowedImageRepositories?: string[];
+  /** PEM CA certificates trusted for registries, besides the system's. */
+  registryCa?: string;
+  /** An admin-only label (node-restriction.kubernetes.io/…) GPU nodes must carry. */
+  gpuNodeLabel?: string;
 }
 
 function listen(server: Server, address: string): Promise<void> {
@@ -47,8 +54,11 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
   const metrics = new OperatorMetrics();
   const images = opts.imageCheck === false
     ? undefined
-    : new ImageChecker(client, log, { plainHttpRegistries: opts.plainHttpRegistries ?? [], missingTtlMs: (opts.imageRecheckSeconds ?? 60) * 1000 });
-  const controller = new DriverController({ client, namespace: opts.namespace, log, metrics, events: new EventRecorder(client, "gpuop", log), ...(images ? { images } : {}) });
+    : new ImageChecker(client, log, { plainHttpRegistries: opts.plainHttpRegistries ?? [], missingTtlMs: (opts.imageRecheckSeconds ?? 60) * 1000, ...(opts.registryCa ? { ca: opts.registryCa } : {}) });
+  const allowedRepositories = new RepositoryAllowList(opts.allowedImageRepositories ?? []);
+  if (allowedRepositories.enabled) log.info("driver images restricted to allowed repositories", { repositories: allowedRepositories.entries });
+  const gpuNodeLabel = opts.gpuNodeLabel ? parseRestrictedNodeLabel(opts.gpuNodeLabel) : undefined;
+  const controller = new DriverController({ client, namespace: opts.namespace, log, metrics, events: new EventRecorder(client, "gpuop", log), ...(images ? { images } : {}), allowedRepositories, ...(gpuNodeLabel ? { gpuNodeLabel } : {}) });
   // The pod name (downward API) is unique among replicas; outside a pod, host and pid are.
   const identity = opts.identity ?? process.env.POD_NAME ?? `${hostname()}_${process.pid}`;
   const elector = new LeaderElector(client, { namespace: opts.namespace, name: opts.leaseName, identity }, log);

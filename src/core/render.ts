@@ -42,6 +42,9 @@ export const DRIVER_CONTAINER = "nvidia-driver-ctr";
 export const DRIVER_MANAGER_CONTAINER = "k8s-driver-manager";
 export const DRIVER_SERVICE_ACCOUNT = "nvidia-driver";
 export const DRIVER_READY_FILE = "/run/nvidia/validations/.driver-ctr-ready";
+/** The driver-manager's API token, mounted into the k8s-driver-manager init container only. */
+export const MANAGER_TOKEN_VOLUME = "driver-manager-token";
+export const SERVICE_ACCOUNT_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /** NVIDIA's startup probe timing: the conventional container compiles modules first. */
 export const STARTUP_PROBE_DEFAULTS = {
@@ -80,12 +83,18 @@ export type Container = {
   readinessProbe?: Probe;
   lifecycle?: { preStop: { exec: { command: string[] } } };
 };
+export type ProjectedSource =
+  | { serviceAccountToken: { path: string; expirationSeconds: number } }
+  | { configMap: { name: string; items: { key: string; path: string }[] } }
+  | { downwardAPI: { items: { path: string; fieldRef: { apiVersion: string; fieldPath: string } }[] } };
 export type Volume =
   | { name: string; hostPath: { path: string; type?: string } }
-  | { name: string; configMap: { name: string } };
+  | { name: string; configMap: { name: string } }
+  | { name: string; projected: { sources: ProjectedSource[] } };
 export type NodeSelectorRequirement = { key: string; operator: "In"; values: string[] };
 export type PodSpec = {
   serviceAccountName: string;
+  automountServiceAccountToken: boolean;
   priorityClassName: string;
   hostPID: boolean;
   nodeSelector: Record<string, string>;
@@ -141,6 +150,8 @@ export interface RenderInput {
    * during a mode switch without two driver pods on one node.
    */
   selectByPoolLabel?: boolean;
+  /** Labels every driver pod's node must carry besides gpuop's own: the admin-only GPU node label (docs/security.md). */
+  requiredNodeLabels?: Record<string, string>;
 }
 
 export interface RenderResult {
@@ -180,7 +191,13 @@ export function renderDriverDaemonSets(input: RenderInput): RenderResult {
       nodes: group.nodes.map((n) => n.name),
     };
     result.pools.push(pool);
-    result.daemonSets.push(renderDaemonSet(pool, group.nodes, driver, input.namespace, owner, input.selectByPoolLabel ?? true));
+    const ds = renderDaemonSet(pool, group.nodes, driver, input.namespace, owner, input.selectByPoolLabel ?? true);
+    if (input.requiredNodeLabels && Object.keys(input.requiredNodeLabels).length > 0) {
+      // Labels a node can set on itself are not enough to attract a privileged pod.
+      Object.assign(ds.spec.template.spec.nodeSelector, input.requiredNodeLabels);
+      ds.metadata.annotations[RENDER_HASH_ANNOTATION] = renderHash(ds);
+    }
+    result.daemonSets.push(ds);
   }
   return result;
 }
@@ -361,6 +378,8 @@ function podSpec(pool: Pool, nodes: readonly GpuNodeFacts[], driver: NormalizedD
 
   const spec: PodSpec = {
     serviceAccountName: DRIVER_SERVICE_ACCOUNT,
+    // Only the manager calls the API: its token is mounted into it alone (below), never into the driver container.
+    automountServiceAccountToken: false,
     priorityClassName: "system-node-critical",
     hostPID: true,
     nodeSelector,
@@ -372,7 +391,10 @@ function podSpec(pool: Pool, nodes: readonly GpuNodeFacts[], driver: NormalizedD
   const secrets = [...new Set([...(driver.imagePullSecrets ?? []), ...(driver.manager?.imagePullSecrets ?? [])])].filter((s) => s !== "");
   if (secrets.length > 0) spec.imagePullSecrets = secrets.map((name) => ({ name }));
   const manager = managerContainer(driver, rdma, pullPolicy);
-  if (manager) spec.initContainers = [manager];
+  if (manager) {
+    spec.initContainers = [manager];
+    volumes.serviceAccountToken(MANAGER_TOKEN_VOLUME);
+  }
   return spec;
 }
 
@@ -431,6 +453,7 @@ function managerContainer(driver: NormalizedDriverSpec, rdma: boolean, defaultPu
     { name: "run-nvidia", mountPath: "/run/nvidia", mountPropagation: "Bidirectional" },
     { name: "host-root", mountPath: "/host", readOnly: true, mountPropagation: "HostToContainer" },
     { name: "host-sys", mountPath: "/sys" },
+    { name: MANAGER_TOKEN_VOLUME, mountPath: SERVICE_ACCOUNT_MOUNT_PATH, readOnly: true },
   ];
   if (rdma) mounts.push({ name: "run-mellanox-drivers", mountPath: "/run/mellanox/drivers", mountPropagation: "HostToContainer" });
   return {
@@ -470,6 +493,19 @@ class Volumes {
   }
   configMap(name: string, configMap: string): void {
     this.#volumes.push({ name, configMap: { name: configMap } });
+  }
+  /** What automountServiceAccountToken would mount, as a volume that can be mounted into one container. */
+  serviceAccountToken(name: string): void {
+    this.#volumes.push({
+      name,
+      projected: {
+        sources: [
+          { serviceAccountToken: { path: "token", expirationSeconds: 3607 } },
+          { configMap: { name: "kube-root-ca.crt", items: [{ key: "ca.crt", path: "ca.crt" }] } },
+          { downwardAPI: { items: [{ path: "namespace", fieldRef: { apiVersion: "v1", fieldPath: "metadata.namespace" } }] } },
+        ],
+      },
+    });
   }
   list(): Volume[] {
     return this.#volumes;

@@ -3,6 +3,7 @@ import { classifyNodes, type GpuNodeFacts, type NodeLike } from "./gpu-node.ts";
 import { parseImageRef } from "./image.ts";
 import { renderDriverDaemonSets } from "./render.ts";
 import { normalizePolicy, type ClusterPolicy, type NormalizedClusterPolicy } from "./policy.ts";
+import { forbiddenEnvReason, isObjectName, RepositoryAllowList } from "./security.ts";
 import { checkPrecompiledSupport, isNvidiaRepository } from "./support.ts";
 import { driverBranchOf, isDriverBranch, isFullDriverVersion } from "./tag.ts";
 
@@ -35,7 +36,10 @@ export type PolicyProblemReason =
   | "PrecompiledConflictsWithGDRCopy"
   | "PrecompiledConflictsWithVGPU"
   | "UnsupportedPlatform"
-  | "InvalidImageReference";
+  | "InvalidImageReference"
+  | "ForbiddenEnv"
+  | "ImageNotAllowed"
+  | "InvalidObjectName";
 
 export interface PolicyValidation {
   /** Any error makes the policy invalid. */
@@ -47,7 +51,12 @@ export interface PolicyValidation {
 /** Node names in a message: enough to act on, bounded for 1,000-node clusters. */
 const NODES_IN_MESSAGE = 10;
 
-export function validatePolicy(policy: ClusterPolicy, nodes: readonly (NodeLike | GpuNodeFacts)[]): PolicyValidation {
+export interface ValidateOptions {
+  /** The operator's image repository allow-list (--allowed-image-repositories); empty allows all. */
+  allowedRepositories?: RepositoryAllowList;
+}
+
+export function validatePolicy(policy: ClusterPolicy, nodes: readonly (NodeLike | GpuNodeFacts)[], opts: ValidateOptions = {}): PolicyValidation {
   const result: PolicyValidation = { errors: [], warnings: [] };
   let p: NormalizedClusterPolicy;
   try {
@@ -63,6 +72,8 @@ export function validatePolicy(policy: ClusterPolicy, nodes: readonly (NodeLike 
   if (!driver.enabled) return result;
 
   checkImageReference(p, result);
+  checkEnv(p, result);
+  checkObjectNames(p, result);
   const version = driver.version ?? "";
   if (version === "") {
     result.errors.push({
@@ -79,7 +90,8 @@ export function validatePolicy(policy: ClusterPolicy, nodes: readonly (NodeLike 
     // Whatever the checks above missed (a tag too long for a registry, say) must surface here,
     // not as a failed render after the policy was accepted.
     try {
-      renderDriverDaemonSets({ policy: p, nodes, namespace: "validate" });
+      const { daemonSets } = renderDriverDaemonSets({ policy: p, nodes, namespace: "validate" });
+      if (opts.allowedRepositories?.enabled) checkAllowedImages(p, daemonSets, opts.allowedRepositories, result);
     } catch (err) {
       if (!(err instanceof UserError)) throw err;
       result.errors.push({ reason: "InvalidSpec", message: `no driver image can be formed: ${err.message}; change spec.driver.repository, image or version` });
@@ -228,4 +240,73 @@ function checkImageReference(p: NormalizedClusterPolicy, result: PolicyValidatio
   };
   check("spec.driver", driver.repository, driver.image);
   if (driver.manager?.image) check("spec.driver.manager", driver.manager.repository, driver.manager.image);
+}
+
+/** Environment that would change what the privileged containers run is refused, whatever its value. */
+function checkEnv(p: NormalizedClusterPolicy, result: PolicyValidation): void {
+  const lists = [
+    { field: "spec.driver.env", container: "driver" as const, env: p.spec.driver.env ?? [] },
+    { field: "spec.driver.manager.env", container: "manager" as const, env: p.spec.driver.manager?.env ?? [] },
+  ];
+  for (const { field, container, env } of lists) {
+    for (const { name } of env) {
+      const why = forbiddenEnvReason(name, container);
+      if (why === undefined) continue;
+      result.errors.push({
+        reason: "ForbiddenEnv",
+        field,
+        message: `${field} sets ${JSON.stringify(name)}, which a ClusterPolicy may not set: ${why}; remove it from ${field}`,
+      });
+    }
+  }
+}
+
+/** Names the policy gives to Secrets and ConfigMaps become API paths and pod fields: they must be object names. */
+function checkObjectNames(p: NormalizedClusterPolicy, result: PolicyValidation): void {
+  const driver = p.spec.driver;
+  const named: [string, string | undefined][] = [
+    ...(driver.imagePullSecrets ?? []).map((n, i): [string, string] => [`spec.driver.imagePullSecrets[${i}]`, n]),
+    ...(driver.manager?.imagePullSecrets ?? []).map((n, i): [string, string] => [`spec.driver.manager.imagePullSecrets[${i}]`, n]),
+    ["spec.driver.secretEnv", driver.secretEnv],
+    ["spec.driver.kernelModuleConfig.name", driver.kernelModuleConfig?.name],
+  ];
+  for (const [field, name] of named) {
+    if (name === undefined || name === "" || isObjectName(name)) continue;
+    result.errors.push({
+      reason: "InvalidObjectName",
+      field,
+      message: `${field} is ${JSON.stringify(name)}, which is not a Kubernetes object name: use lower-case letters, digits, '-' and '.' (at most 253), the name of an object in the operator's namespace`,
+    });
+  }
+}
+
+/** Every image the policy renders (driver and manager, every pool) must lie under the operator's allow-list. */
+function checkAllowedImages(p: NormalizedClusterPolicy, daemonSets: readonly { spec: { template: { spec: { containers: { image: string }[]; initContainers?: { image: string }[] } } } }[], allow: RepositoryAllowList, result: PolicyValidation): void {
+  const images = new Map<string, string>();
+  const driver = p.spec.driver;
+  // By name as well as rendered: a policy with no GPU node yet renders no DaemonSet.
+  images.set(imageNameOf(driver.repository, driver.image), "spec.driver");
+  if (driver.manager?.image) images.set(imageNameOf(driver.manager.repository, driver.manager.image), "spec.driver.manager");
+  for (const ds of daemonSets) {
+    const pod = ds.spec.template.spec;
+    for (const c of pod.initContainers ?? []) if (!images.has(c.image)) images.set(c.image, "spec.driver.manager");
+    for (const c of pod.containers) if (!images.has(c.image)) images.set(c.image, "spec.driver");
+  }
+  const refused = new Map<string, string[]>();
+  for (const [image, field] of images) {
+    if (allow.allows(image)) continue;
+    refused.set(field, [...(refused.get(field) ?? []), image]);
+  }
+  for (const [field, list] of refused) {
+    result.errors.push({
+      reason: "ImageNotAllowed",
+      field: `${field}.repository`,
+      message: `${field} renders image ${list.sort().join(", ")}, which is outside the operator's allowed image repositories (${allow.entries.join(", ")}): set ${field}.repository and image to an allowed repository, or ask the cluster admin to add it to the operator's --allowed-image-repositories`,
+    });
+  }
+}
+
+function imageNameOf(repository: string | undefined, image: string | undefined): string {
+  const repo = (repository ?? "").replace(/\/+$/, "");
+  return repo === "" ? (image ?? "") : `${repo}/${image ?? ""}`;
 }

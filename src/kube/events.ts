@@ -1,3 +1,4 @@
+import { stripControl } from "../core/security.ts";
 import type { KubeClient } from "./client.ts";
 import type { Logger } from "./log.ts";
 import type { KubeObject } from "./types.ts";
@@ -32,8 +33,9 @@ export class EventRecorder {
           uid: obj.metadata.uid,
           resourceVersion: obj.metadata.resourceVersion,
         },
-        reason,
-        message: message.slice(0, 1024),
+        // Policy values and registry text end up here, and kubectl prints Events raw to terminals.
+        reason: stripControl(reason, { newlines: false }),
+        message: stripControl(message.slice(0, 1024)),
         type,
         source: { component: this.component },
         reportingComponent: this.component,

@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Agent, request, type Dispatcher } from "undici";
 import { UserError } from "../core/errors.ts";
+import { stripControl } from "../core/security.ts";
 import { parseChallenges, type Challenge } from "./challenge.ts";
 import { normalizeRegistryHost, type Credentials } from "./credentials.ts";
 import { RegistryError, type RegistryErrorCode } from "./errors.ts";
@@ -30,9 +31,32 @@ export interface RegistryClientOptions {
   retry?: Partial<RetryPolicy>;
   /** Connections kept per origin; default 16. */
   connections?: number;
-  /** Debug log of requests (method, URL, status, time): never headers or bodies. */
+  /** Debug log of requests (method, URL without its query, status, time): never headers or bodies. */
   log?: (line: string) => void;
+  /** Called once per token service host other than the registry's own (the operator logs it). */
+  onRealm?: (host: string) => void;
+  /** Tag list pages followed before giving up on a registry that keeps sending more; default 1000. */
+  maxTagPages?: number;
 }
+
+/** A call's own limits, on top of the client's per-request timeout. */
+export interface CallOptions {
+  /** Aborts the call (its requests, retries and waits): a deadline for the whole check. */
+  signal?: AbortSignal;
+}
+
+/**
+ * The most gpuop reads of each kind of response, so that a hostile or broken registry cannot
+ * exhaust the operator's memory (its pod has 256 MiB). Manifests: the distribution spec lets
+ * registries refuse more than 4 MiB. Tag pages and tokens are JSON of a few hundred KiB at most.
+ */
+export const BODY_LIMITS = {
+  manifest: 4 * 1024 * 1024,
+  json: 16 * 1024 * 1024,
+  blob: 16 * 1024 * 1024,
+  error: 64 * 1024,
+} as const;
+export const DEFAULT_MAX_TAG_PAGES = 1000;
 
 /** A manifest's identity as HEAD reports it. */
 export interface ManifestDescriptor {
@@ -61,6 +85,7 @@ interface SendOptions {
   body?: Buffer | string;
   /** Repository the request is about, for error messages. */
   repository?: string;
+  signal?: AbortSignal | undefined;
 }
 
 interface BearerState { scheme: "bearer"; realm: string; service: string | undefined }
@@ -91,11 +116,14 @@ export class RegistryClient {
   private readonly policy: RetryPolicy;
   private readonly log: ((line: string) => void) | undefined;
   private readonly plainHttp: boolean;
+  private readonly maxTagPages: number;
   private auth: AuthState | undefined;
   private readonly tokens = new Map<string, Token>();
   private readonly pendingTokens = new Map<string, Promise<Token>>();
   private readonly secrets = new Set<string>();
   private readonly counts = new Map<string, number>();
+  private readonly realmHosts = new Set<string>();
+  private readonly onRealm: ((host: string) => void) | undefined;
 
   constructor(opts: RegistryClientOptions) {
     this.registry = opts.registry;
@@ -107,6 +135,8 @@ export class RegistryClient {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.policy = { ...defaultRetryPolicy, ...opts.retry };
     this.log = opts.log;
+    this.maxTagPages = opts.maxTagPages ?? DEFAULT_MAX_TAG_PAGES;
+    this.onRealm = opts.onRealm;
     for (const s of [opts.credentials?.password, opts.credentials?.identityToken]) if (s) this.secrets.add(s);
     if (opts.credentials?.username !== undefined && opts.credentials.password !== undefined) {
       this.secrets.add(basicValue(opts.credentials.username, opts.credentials.password));
@@ -146,17 +176,19 @@ export class RegistryClient {
    * pages; copes with registries that ignore `n` (one big page), send no
    * `Link`, or return tags unsorted.
    */
-  async listTags(repository: string, opts: { pageSize?: number } = {}): Promise<string[]> {
+  async listTags(repository: string, opts: { pageSize?: number } & CallOptions = {}): Promise<string[]> {
     checkRepository(repository);
     const pageSize = opts.pageSize ?? 1000;
     const scope = pullScope(repository);
     const tags = new Set<string>();
     let next: string | undefined = `/v2/${repository}/tags/list?n=${pageSize}`;
     for (let page = 0; next !== undefined; page++) {
-      if (page > 100_000) throw this.error("protocol", `registry ${this.registry} kept sending tag pages for ${repository}: stopped after 100000`);
-      const res = await this.send("GET", next, { scope, repository, headers: { accept: "application/json" } });
+      if (page >= this.maxTagPages) {
+        throw this.error("protocol", `registry ${this.registry} kept sending tag pages for ${repository}: stopped after ${this.maxTagPages} pages (${tags.size} tags); check the registry, or name the image's tag so no listing is needed`);
+      }
+      const res = await this.send("GET", next, { scope, repository, headers: { accept: "application/json" }, signal: opts.signal });
       await this.expectOk(res, { repository });
-      const body = (await this.json(res)) as { tags?: unknown };
+      const body = (await this.json(res, BODY_LIMITS.json)) as { tags?: unknown };
       const pageTags = Array.isArray(body.tags) ? body.tags.filter((t): t is string => typeof t === "string") : [];
       const before = tags.size;
       for (const t of pageTags) tags.add(t);
@@ -189,11 +221,11 @@ export class RegistryClient {
   }
 
   /** `HEAD` a manifest: its digest and media type, or undefined when the tag does not exist. */
-  async headManifest(repository: string, reference: string): Promise<ManifestDescriptor | undefined> {
+  async headManifest(repository: string, reference: string, opts: CallOptions = {}): Promise<ManifestDescriptor | undefined> {
     checkRepository(repository);
     checkReference(reference);
     const res = await this.send("HEAD", `/v2/${repository}/manifests/${reference}`, {
-      scope: pullScope(repository), repository, headers: { accept: manifestAccept },
+      scope: pullScope(repository), repository, headers: { accept: manifestAccept }, signal: opts.signal,
     });
     await res.body.dump();
     if (res.status === 404) return undefined;
@@ -206,18 +238,18 @@ export class RegistryClient {
   }
 
   /** `GET` a manifest (index or image), or undefined when it does not exist. */
-  async getManifest(repository: string, reference: string): Promise<Manifest | undefined> {
+  async getManifest(repository: string, reference: string, opts: CallOptions = {}): Promise<Manifest | undefined> {
     checkRepository(repository);
     checkReference(reference);
     const res = await this.send("GET", `/v2/${repository}/manifests/${reference}`, {
-      scope: pullScope(repository), repository, headers: { accept: manifestAccept },
+      scope: pullScope(repository), repository, headers: { accept: manifestAccept }, signal: opts.signal,
     });
     if (res.status === 404) {
       await res.body.dump();
       return undefined;
     }
     await this.expectOk(res, { repository });
-    const raw = Buffer.from(await res.body.arrayBuffer());
+    const raw = await this.readBody(res, BODY_LIMITS.manifest, `the manifest of ${repository}:${reference}`);
     let body: ManifestBody;
     try {
       body = JSON.parse(raw.toString("utf8")) as ManifestBody;
@@ -241,13 +273,13 @@ export class RegistryClient {
    * The platforms an image runs on: an index's list, or a single image's
    * config (os/architecture). Undefined when the reference does not exist.
    */
-  async platforms(repository: string, reference: string): Promise<Platform[] | undefined> {
-    const manifest = await this.getManifest(repository, reference);
+  async platforms(repository: string, reference: string, opts: CallOptions = {}): Promise<Platform[] | undefined> {
+    const manifest = await this.getManifest(repository, reference, opts);
     if (!manifest) return undefined;
     if (manifest.isIndex) return indexPlatforms(manifest.body);
     const config = manifest.body.config;
     if (!config?.digest) return [];
-    const blob = JSON.parse((await this.getBlob(repository, config.digest)).toString("utf8")) as { os?: string; architecture?: string; variant?: string };
+    const blob = JSON.parse((await this.getBlob(repository, config.digest, opts)).toString("utf8")) as { os?: string; architecture?: string; variant?: string };
     if (!blob.os || !blob.architecture) return [];
     const p: Platform = { os: blob.os, architecture: normalizeArch(blob.architecture) };
     if (blob.variant) p.variant = blob.variant;
@@ -259,9 +291,9 @@ export class RegistryClient {
    * an image for linux/<arch>. One HEAD without arch; with arch a GET (plus
    * the config blob for single-platform images).
    */
-  async hasTag(repository: string, tag: string, arch?: string): Promise<boolean> {
-    if (arch === undefined) return (await this.headManifest(repository, tag)) !== undefined;
-    const platforms = await this.platforms(repository, tag);
+  async hasTag(repository: string, tag: string, arch?: string, opts: CallOptions = {}): Promise<boolean> {
+    if (arch === undefined) return (await this.headManifest(repository, tag, opts)) !== undefined;
+    const platforms = await this.platforms(repository, tag, opts);
     if (!platforms) return false;
     const want = normalizeArch(arch);
     return platforms.some((p) => p.os === "linux" && p.architecture === want);
@@ -283,12 +315,12 @@ export class RegistryClient {
   }
 
   /** A blob's bytes (following the registry's redirect to storage, if any). */
-  async getBlob(repository: string, digest: string): Promise<Buffer> {
+  async getBlob(repository: string, digest: string, opts: CallOptions & { maxBytes?: number } = {}): Promise<Buffer> {
     checkRepository(repository);
     checkReference(digest);
-    const res = await this.send("GET", `/v2/${repository}/blobs/${digest}`, { scope: pullScope(repository), repository });
+    const res = await this.send("GET", `/v2/${repository}/blobs/${digest}`, { scope: pullScope(repository), repository, signal: opts.signal });
     await this.expectOk(res, { repository });
-    return Buffer.from(await res.body.arrayBuffer());
+    return this.readBody(res, opts.maxBytes ?? BODY_LIMITS.blob, `blob ${digest} of ${repository}`);
   }
 
   /** Uploads a blob (POST then monolithic PUT) unless the registry has it; returns its digest. */
@@ -343,17 +375,17 @@ export class RegistryClient {
     for (let retry = 0; ; ) {
       const headers: Record<string, string> = { "user-agent": "gpuop", ...opts.headers };
       const sameOrigin = new URL(url).origin === origin;
-      const authorization = sameOrigin ? await this.authorization(opts.scope) : undefined;
+      const authorization = sameOrigin ? await this.authorization(opts.scope, opts.signal) : undefined;
       if (authorization) headers.authorization = authorization;
       let res: Response;
       try {
-        res = await this.raw(method, url, headers, opts.body);
+        res = await this.raw(method, url, headers, opts.body, opts.signal);
       } catch (err) {
-        const e = this.networkError(err, url);
+        const e = this.networkError(err, url, undefined, opts.signal);
         // Only retry what may not have reached the server, or is safe to repeat.
         const retryable = (e.code === "timeout" || e.message.includes("reset")) && method !== "POST";
         if (retryable && retry < this.policy.retries) {
-          await sleep(backoffDelay(retry++, this.policy));
+          await this.wait(backoffDelay(retry++, this.policy), opts.signal);
           continue;
         }
         throw e;
@@ -378,14 +410,14 @@ export class RegistryClient {
         const wait = after ?? backoffDelay(retry, this.policy);
         this.log?.(`retrying ${method} ${redactUrl(url)} in ${wait} ms after HTTP ${res.status}`);
         retry++;
-        await sleep(wait);
+        await this.wait(wait, opts.signal);
         continue;
       }
       return res;
     }
   }
 
-  private async raw(method: string, url: string, headers: Record<string, string>, body?: Buffer | string): Promise<Response> {
+  private async raw(method: string, url: string, headers: Record<string, string>, body?: Buffer | string, signal?: AbortSignal): Promise<Response> {
     this.counts.set(method, (this.counts.get(method) ?? 0) + 1);
     const started = performance.now();
     const res = await request(url, {
@@ -395,7 +427,7 @@ export class RegistryClient {
       dispatcher: this.agent,
       headersTimeout: this.timeoutMs,
       bodyTimeout: this.timeoutMs,
-      signal: AbortSignal.timeout(this.timeoutMs),
+      signal: signal ? AbortSignal.any([AbortSignal.timeout(this.timeoutMs), signal]) : AbortSignal.timeout(this.timeoutMs),
     });
     this.log?.(`${method} ${redactUrl(url)} -> ${res.statusCode} (${Math.round(performance.now() - started)} ms)`);
     return { status: res.statusCode, headers: res.headers, body: res.body, url };
@@ -405,7 +437,8 @@ export class RegistryClient {
   private learn(challenges: Challenge[], scope: string | undefined, sentAuthorization: boolean): boolean {
     const bearer = challenges.find((c) => c.scheme === "bearer" && c.params.realm);
     if (bearer) {
-      this.auth = { scheme: "bearer", realm: bearer.params.realm!, service: bearer.params.service };
+      const realm = this.checkRealm(bearer.params.realm!);
+      this.auth = { scheme: "bearer", realm, service: bearer.params.service };
       // A token we sent was refused (expired or too narrow): fetch a new one,
       // for the scope the registry names if it names one.
       this.tokens.delete(scope ?? "");
@@ -420,7 +453,36 @@ export class RegistryClient {
     return false;
   }
 
-  private async authorization(scope: string | undefined): Promise<string | undefined> {
+  /**
+   * The token realm a registry names may be anywhere; credentials go there. Refused: a realm that
+   * is not http(s), and plain http for a registry spoken to over https (the credentials would
+   * cross the network in clear). A realm on another host is allowed (nvcr.io, Docker Hub and ECR
+   * all do it) and logged, so the destination of the credentials can be audited.
+   */
+  private checkRealm(realm: string): string {
+    let url: URL;
+    try {
+      url = new URL(realm);
+    } catch {
+      throw this.error("protocol", `registry ${this.registry} names a token service that is not a URL (${JSON.stringify(stripControl(realm.slice(0, 100)))}): check the registry address`);
+    }
+    if (url.protocol !== "https:" && url.protocol !== "http:") {
+      throw this.error("protocol", `registry ${this.registry} names a token service with scheme ${url.protocol.slice(0, 20)}; only https is used: check the registry address`);
+    }
+    if (!this.plainHttp && url.protocol === "http:") {
+      throw this.error("tls", `registry ${this.registry} is spoken to over https but names a token service over plain http (${url.host}); gpuop does not send credentials there: fix the registry's token realm, or list the registry as plain http if it is one`);
+    }
+    if (url.host !== new URL(this.base).host && !this.realmHosts.has(url.host)) {
+      this.realmHosts.add(url.host);
+      this.log?.(`token service of ${this.registry} is ${url.protocol}//${url.host}`);
+      this.onRealm?.(url.host);
+    }
+    url.username = "";
+    url.password = "";
+    return url.toString();
+  }
+
+  private async authorization(scope: string | undefined, signal?: AbortSignal): Promise<string | undefined> {
     const auth = this.auth;
     if (!auth || auth.scheme === "none") return undefined;
     if (auth.scheme === "basic") {
@@ -433,7 +495,7 @@ export class RegistryClient {
     // Concurrent requests for one scope share one token request.
     let pending = this.pendingTokens.get(key);
     if (!pending) {
-      pending = this.fetchToken(auth, scope).finally(() => this.pendingTokens.delete(key));
+      pending = this.fetchToken(auth, scope, signal).finally(() => this.pendingTokens.delete(key));
       this.pendingTokens.set(key, pending);
     }
     const token = await pending;
@@ -442,7 +504,7 @@ export class RegistryClient {
   }
 
   /** The token flow of the distribution spec (GET with basic auth) or OAuth2 with a refresh token. */
-  private async fetchToken(auth: BearerState, scope: string | undefined): Promise<Token> {
+  private async fetchToken(auth: BearerState, scope: string | undefined, signal?: AbortSignal): Promise<Token> {
     const realm = new URL(auth.realm);
     const c = this.credentials;
     let res: Response;
@@ -452,21 +514,24 @@ export class RegistryClient {
           const form = new URLSearchParams({ grant_type: "refresh_token", refresh_token: c.identityToken, client_id: "gpuop" });
           if (auth.service) form.set("service", auth.service);
           if (scope) form.set("scope", scope);
-          res = await this.raw("POST", realm.toString(), { "content-type": "application/x-www-form-urlencoded", "user-agent": "gpuop" }, form.toString());
+          res = await this.raw("POST", realm.toString(), { "content-type": "application/x-www-form-urlencoded", "user-agent": "gpuop" }, form.toString(), signal);
         } else {
           const url = new URL(realm);
           if (auth.service) url.searchParams.set("service", auth.service);
           if (scope) url.searchParams.set("scope", scope);
           const headers: Record<string, string> = { "user-agent": "gpuop" };
           if (c?.username !== undefined && c.password !== undefined) headers.authorization = `Basic ${basicValue(c.username, c.password)}`;
-          res = await this.raw("GET", url.toString(), headers);
+          res = await this.raw("GET", url.toString(), headers, undefined, signal);
         }
       } catch (err) {
-        throw this.networkError(err, realm.toString(), `the token service of ${this.registry}`);
+        throw this.networkError(err, realm.toString(), `the token service of ${this.registry}`, signal);
       }
       if (isRetryableStatus(res.status) && retry < this.policy.retries) {
+        const after = parseRetryAfter(res.headers["retry-after"]);
+        // As for the registry itself: a wait longer than the policy's cap is reported, not waited out.
+        if (after !== undefined && after > this.policy.maxDelayMs) break;
         await res.body.dump();
-        await sleep(parseRetryAfter(res.headers["retry-after"]) ?? backoffDelay(retry, this.policy));
+        await this.wait(after ?? backoffDelay(retry, this.policy), signal);
         continue;
       }
       break;
@@ -475,11 +540,16 @@ export class RegistryClient {
       await res.body.dump();
       throw this.unauthorized(undefined, c !== undefined, `its token service ${realm.host}`);
     }
+    if (res.status === 429) {
+      await res.body.dump();
+      const after = parseRetryAfter(res.headers["retry-after"]);
+      throw this.error("rate-limited", `the token service ${realm.host} of ${this.registry} is rate limiting requests (HTTP 429${after !== undefined ? `, retry after ${Math.ceil(after / 1000)} s` : ""}): wait and try again, or use credentials with a higher limit`, 429);
+    }
     if (res.status !== 200) {
       await res.body.dump();
       throw this.error(res.status >= 500 ? "server" : "protocol", `the token service ${realm.host} of ${this.registry} answered HTTP ${res.status}: try again later, or check the registry address`, res.status);
     }
-    const body = (await this.json(res)) as { token?: string; access_token?: string; expires_in?: number };
+    const body = (await this.json(res, BODY_LIMITS.json)) as { token?: string; access_token?: string; expires_in?: number };
     const value = body.token ?? body.access_token;
     if (!value) throw this.error("protocol", `the token service ${realm.host} of ${this.registry} answered without a token`);
     this.secrets.add(value);
@@ -492,13 +562,14 @@ export class RegistryClient {
 
   private async expectOk(res: Response, ctx: { repository?: string }): Promise<void> {
     if (res.status >= 200 && res.status < 300) return;
-    const text = res.body ? await res.body.text().catch(() => "") : "";
+    const text = res.body ? await this.readBody(res, BODY_LIMITS.error, "an error").then((b) => b.toString("utf8"), () => "") : "";
     let codes: { code?: string; message?: string }[] = [];
     try {
       const parsed = JSON.parse(text) as { errors?: { code?: string; message?: string }[] };
       codes = Array.isArray(parsed.errors) ? parsed.errors : [];
     } catch { /* not JSON: the status alone decides */ }
-    const detail = codes.map((e) => [e.code, e.message].filter(Boolean).join(": ")).join("; ").slice(0, 200);
+    // Registry text goes into Events and terminals: no control characters.
+    const detail = stripControl(codes.map((e) => [e.code, e.message].filter((x) => typeof x === "string" && x !== "").join(": ")).join("; ").slice(0, 200), { newlines: false });
     const said = detail ? ` (${detail})` : "";
     const repo = ctx.repository;
     if (res.status === 401) throw this.unauthorized(repo, this.credentials !== undefined);
@@ -520,7 +591,7 @@ export class RegistryClient {
     if (res.status === 400 && this.plainHttp && /https/i.test(text)) {
       throw this.error("tls", `registry ${this.registry} serves https, not plain http: drop --plain-http`, 400);
     }
-    throw this.error("protocol", `registry ${this.registry} answered HTTP ${res.status}${said} for ${res.url.replace(this.base, "")}`, res.status);
+    throw this.error("protocol", `registry ${this.registry} answered HTTP ${res.status}${said} for ${redactUrl(res.url).replace(this.base, "")}`, res.status);
   }
 
   private unauthorized(repository: string | undefined, sentCredentials: boolean, via = ""): RegistryError {
@@ -532,8 +603,9 @@ export class RegistryClient {
     return this.error("unauthorized", `registry ${this.registry}${where} requires credentials for access${what}: log in (docker login ${this.registry}) and pass the config with --docker-config, or name a pull secret with --pull-secret`, 401);
   }
 
-  private networkError(err: unknown, url: string, what = `registry ${this.registry}`): RegistryError {
+  private networkError(err: unknown, url: string, what = `registry ${this.registry}`, signal?: AbortSignal): RegistryError {
     if (err instanceof RegistryError) return err;
+    if (signal?.aborted) return this.error("timeout", `${what} gave no answer before the check's deadline: ${String((signal.reason as Error | undefined)?.message ?? "aborted")}`);
     const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
     const code = e.code ?? e.cause?.code ?? "";
     const msg = `${e.message ?? ""} ${e.cause?.message ?? ""}`;
@@ -569,8 +641,38 @@ export class RegistryClient {
     return out;
   }
 
-  private async json(res: Response): Promise<unknown> {
-    const text = await res.body.text();
+  /** Waits, or throws when the call's deadline passes first. */
+  private async wait(ms: number, signal?: AbortSignal): Promise<void> {
+    try {
+      await sleep(ms, undefined, signal ? { signal } : {});
+    } catch (err) {
+      throw this.networkError(err, this.base, undefined, signal);
+    }
+  }
+
+  /** The response body, refused (and the connection dropped) past `limit` bytes. */
+  private async readBody(res: Response, limit: number, what: string): Promise<Buffer> {
+    const declared = Number(first(res.headers["content-length"]) ?? NaN);
+    const tooLarge = () => this.error("protocol", `registry ${this.registry} sent ${what} larger than ${limit} bytes; gpuop reads no more: check the registry`);
+    if (declared > limit) {
+      res.body.destroy();
+      throw tooLarge();
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length;
+      if (size > limit) {
+        res.body.destroy();
+        throw tooLarge();
+      }
+      chunks.push(chunk as Buffer);
+    }
+    return Buffer.concat(chunks);
+  }
+
+  private async json(res: Response, limit: number): Promise<unknown> {
+    const text = (await this.readBody(res, limit, `a response to ${res.url.replace(this.base, "").split("?")[0]}`)).toString("utf8");
     try {
       return JSON.parse(text);
     } catch {
@@ -609,8 +711,11 @@ function maxString(values: string[]): string {
   return max;
 }
 
-/** URLs carry no secrets we put there, but a token realm could carry its own query; keep only the path. */
-function redactUrl(url: string): string {
+/**
+ * A URL for a log line: origin and path only. Queries can carry secrets gpuop never put there (a
+ * storage backend's pre-signed blob URL, a realm's own parameters); so can user info.
+ */
+export function redactUrl(url: string): string {
   const u = new URL(url);
-  return u.searchParams.has("refresh_token") || u.username || u.password ? `${u.origin}${u.pathname}` : url;
+  return `${u.origin}${u.pathname}${u.search ? "?…" : ""}`;
 }
