@@ -31,9 +31,10 @@ test("driver.env may not set PATH, LD_*, shell hooks or the entrypoint's own var
 
 test("the entrypoint's variable list covers every setting the driver entrypoint reads with a default", () => {
   const script = readFileSync(new URL("../../images/driver/common/nvidia-driver", import.meta.url), "utf8");
-  // `NAME=${NAME:-default}`: a variable the entrypoint takes from its environment.
-  const overridable = [...script.matchAll(/^([A-Z_][A-Z0-9_]*)=\$\{\1:-/gm)].map((m) => m[1]!);
-  assert.ok(overridable.length >= 10, `found ${overridable.length}`);
+  // `NAME=${NAME:-default}`: a variable the entrypoint takes from its environment. Host paths
+  // are fixed in the script (tests reach a fake root through use_root), so few remain.
+  const overridable = [...script.matchAll(/^\s*([A-Z_][A-Z0-9_]*)=\$\{\1:-/gm)].map((m) => m[1]!);
+  assert.ok(overridable.includes("DAEMON_STOP_TIMEOUT"), `found ${overridable.join(", ")}`);
   for (const name of overridable) assert.ok(forbiddenEnvReason(name, "driver") !== undefined, `${name} is not refused`);
   for (const name of ENTRYPOINT_VARIABLES) assert.ok(forbiddenEnvReason(name, "driver"));
 });
