@@ -119,11 +119,27 @@ test("a spec of the wrong shape is an error, not an exception", () => {
   assert.match(v.errors[0]?.message ?? "", /usePrecompiled must be a boolean/);
 });
 
-test("property: a policy without errors always renders", () => {
+// Labels hold at most 63 characters each, but a precompiled tag joins kernel and OS, and
+// registries allow 128: only rendering finds such a tag too long (validatePolicy's last check).
+const LONG_KERNEL = `5.15.0-69-${"g".repeat(53)}`;
+const LONG_OS_ID = "o".repeat(58);
+
+test("a node whose precompiled tag would be too long makes the policy invalid, saying what to set", () => {
+  const v = validatePolicy(policy({ usePrecompiled: true, version: "550", repository: "registry.local:5000/gpu" }), [node("long", LONG_KERNEL, LONG_OS_ID, "22.04")]);
+  assert.deepEqual(reasons(v), ["InvalidSpec"]);
+  assert.match(v.errors[0]?.message ?? "", /^no driver image can be formed: tag "550-5\.15\.0-69-g+-o+22\.04" is 131 characters long.*; set spec\.driver\.repository, image and version so that one can, or set spec\.driver\.usePrecompiled to false$/);
+  // Conventional tags leave the kernel out and fit.
+  assert.deepEqual(validatePolicy(policy({ version: "550.54.15", repository: "registry.local:5000/gpu" }), [node("long", LONG_KERNEL, LONG_OS_ID, "22.04")]).errors, []);
+});
+
+// validatePolicy renders as its last check, so "no errors, then it renders" holds by
+// construction; what this property checks is that every error, the render fallback's
+// included (the long node), says what to set, and that no input throws.
+test("property: every error says what to change, and a policy without errors renders", () => {
   const versionArb = fc.constantFrom(undefined, "", "525", "550", "999", "525.105.17", "550.54.15", "latest", `sha256:${"f".repeat(64)}`, "sha256:bad");
   const repoArb = fc.constantFrom(undefined, "nvcr.io/nvidia", "registry.local:5000/gpu", "Bad/Repo", "");
-  const kernelArb = fc.constantFrom("5.15.0-69-generic", "6.8.0-45-aws", "5.14.0-427.13.1.el9_4.x86_64", "6.8.0-1049-nvidia-64k");
-  const osArb = fc.constantFrom(["ubuntu", "22.04"], ["ubuntu", "24.04"], ["rhel", "9.4"]);
+  const kernelArb = fc.constantFrom("5.15.0-69-generic", "6.8.0-45-aws", "5.14.0-427.13.1.el9_4.x86_64", "6.8.0-1049-nvidia-64k", LONG_KERNEL);
+  const osArb = fc.constantFrom(["ubuntu", "22.04"], ["ubuntu", "24.04"], ["rhel", "9.4"], [LONG_OS_ID, "22.04"]);
   const nodesArb = fc.array(fc.tuple(kernelArb, osArb, fc.constantFrom("amd64", "arm64")), { maxLength: 6 }).map((specs) =>
     specs.map(([k, [os, v], arch], i) => node(`n${i}`, k, os, v, arch)),
   );
