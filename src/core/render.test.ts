@@ -393,3 +393,31 @@ test("nothing is rendered that the apiserver would drop or rewrite (so a steady 
   const env = r.daemonSets[0]?.spec.template.spec.containers[0]?.env ?? [];
   assert.deepEqual(env.filter((e) => e.name === "EMPTY" || e.name === "UNSET"), [{ name: "EMPTY" }, { name: "UNSET" }]);
 });
+
+test("the driver manager's drain settings come from upgradePolicy.drain, with NVIDIA's defaults", () => {
+  const manager = { repository: "nvcr.io/nvidia/cloud-native", image: "k8s-driver-manager", version: "v0.8.0" };
+  const drainEnv = (upgradePolicy?: DriverSpec["upgradePolicy"]) => {
+    const r = render({ version: "550.54.15", manager, ...(upgradePolicy ? { upgradePolicy } : {}) }, [node("a", "5.15.0-69-generic")]);
+    const env = r.daemonSets[0]?.spec.template.spec.initContainers?.[0]?.env ?? [];
+    return Object.fromEntries(env.filter((e) => /DRAIN|EVICTION/.test(e.name)).map((e) => [e.name, e.value]));
+  };
+  // Not asked to drain: GPU pods are evicted, the node is not drained.
+  // An empty selector is rendered without a value, as the apiserver stores it.
+  const defaults = { ENABLE_GPU_POD_EVICTION: "true", ENABLE_AUTO_DRAIN: "false", DRAIN_USE_FORCE: "false", DRAIN_POD_SELECTOR_LABEL: undefined, DRAIN_TIMEOUT_SECONDS: "300s", DRAIN_DELETE_EMPTYDIR_DATA: "false" };
+  assert.deepEqual(drainEnv(), defaults);
+  assert.deepEqual(drainEnv({ autoUpgrade: true }), defaults);
+  assert.deepEqual(drainEnv({ drain: {} }), defaults);
+  // Each setting different from its default, and the booleans from each other.
+  assert.deepEqual(drainEnv({ drain: { force: true, deleteEmptyDir: true } }), { ...defaults, DRAIN_USE_FORCE: "true", DRAIN_DELETE_EMPTYDIR_DATA: "true" });
+  assert.deepEqual(drainEnv({ drain: { enable: true, force: false, podSelector: "app=batch", timeoutSeconds: 45, deleteEmptyDir: true } }), {
+    ENABLE_GPU_POD_EVICTION: "true",
+    ENABLE_AUTO_DRAIN: "true",
+    DRAIN_USE_FORCE: "false",
+    DRAIN_POD_SELECTOR_LABEL: "app=batch",
+    DRAIN_TIMEOUT_SECONDS: "45s",
+    DRAIN_DELETE_EMPTYDIR_DATA: "true",
+  });
+  // The policy's own manager env wins over the rendered value.
+  const m = render({ version: "550.54.15", manager: { ...manager, env: [{ name: "DRAIN_TIMEOUT_SECONDS", value: "0s" }] } }, [node("a", "5.15.0-69-generic")]);
+  assert.deepEqual(m.daemonSets[0]?.spec.template.spec.initContainers?.[0]?.env?.filter((e) => e.name === "DRAIN_TIMEOUT_SECONDS"), [{ name: "DRAIN_TIMEOUT_SECONDS", value: "0s" }]);
+});
