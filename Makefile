@@ -7,7 +7,7 @@ include hack/versions.env
 NODE_DIR := $(CURDIR)/.tools/node-$(NODE_VERSION)
 export PATH := $(NODE_DIR)/bin:$(CURDIR)/.tools/bin:/usr/local/go/bin:$(PATH)
 
-.PHONY: all node deps tools build typecheck lint unit test cluster-up cluster-down demo bench clean
+.PHONY: all node deps tools build typecheck lint unit test mutate cluster-up cluster-down demo bench clean
 
 all: build
 
@@ -40,6 +40,13 @@ unit: deps
 test: deps tools build typecheck lint
 	@if [[ -x hack/test-deps.sh ]]; then hack/test-deps.sh; fi
 	node test/run.ts
+
+# Mutation testing of src/core (StrykerJS, tap runner over the core's unit
+# tests; not part of `make test`): prints the mutation score and fails below
+# 85%. One module: `make mutate MUTATE=src/core/rollout.ts`. Incremental: each
+# scope keeps its results under .tmp/stryker, so reruns test only what changed.
+mutate: deps
+	npx stryker run $(if $(MUTATE),--mutate $(MUTATE) --incrementalFile .tmp/stryker/$(notdir $(MUTATE)).json)
 
 cluster-up: deps tools
 	@node test/harness/cluster-cli.ts up

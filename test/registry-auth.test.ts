@@ -5,12 +5,14 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RegistryClient } from "../src/registry/client.ts";
 import { CredentialStore } from "../src/registry/credentials.ts";
 import { RegistryError } from "../src/registry/errors.ts";
 import { localClient, pushImage, startRegistry, type LocalRegistry } from "./harness/registry.ts";
+import { eventually } from "./harness/wait.ts";
 
 const repo = "nvidia/driver";
 const tag = "525-5.15.0-69-generic-ubuntu22.04";
@@ -201,6 +203,95 @@ describe("bearer tokens (the nvcr.io / Docker Hub / GHCR flow)", () => {
       assert.equal(token.issuer!.counts.issued - issuedBefore, 2);
     } finally {
       await c.close();
+    }
+  });
+});
+
+/**
+ * A loopback front for `target` that sends blob GETs to a "storage" server on another origin
+ * (another port), as registries backed by S3 or a CDN do; storage records the headers it got and
+ * serves the blob, fetched from the registry with its own credentials.
+ */
+async function redirectingFront(target: LocalRegistry, storageAuth: string) {
+  const storageSaw: IncomingHttpHeaders[] = [];
+  const frontSawAuth: boolean[] = [];
+  const listen = async (server: Server) => {
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    return `127.0.0.1:${(server.address() as { port: number }).port}`;
+  };
+  const forward = (path: string, req: { method?: string; headers: IncomingHttpHeaders; pipe(d: NodeJS.WritableStream): unknown }, res: import("node:http").ServerResponse, headers: IncomingHttpHeaders) => {
+    const up = httpRequest(`${target.url}${path}`, { method: req.method, headers: { ...headers, host: target.host } }, (upRes) => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      upRes.pipe(res);
+    });
+    up.on("error", () => { res.statusCode = 502; res.end(); });
+    req.pipe(up);
+  };
+  const storage = createServer((req, res) => {
+    storageSaw.push(req.headers);
+    const { authorization: _dropped, ...rest } = req.headers;
+    forward(new URL(req.url!, "http://x").searchParams.get("path")!, req, res, { ...rest, authorization: storageAuth });
+  });
+  const storageHost = await listen(storage);
+  const front = createServer((req, res) => {
+    if (req.method === "GET" && /^\/v2\/.+\/blobs\/sha256:/.test(req.url!) && req.headers.authorization) {
+      frontSawAuth.push(true);
+      res.writeHead(307, { location: `http://${storageHost}/blob?path=${encodeURIComponent(req.url!)}` });
+      res.end();
+      return;
+    }
+    forward(req.url!, req, res, req.headers);
+  });
+  const host = await listen(front);
+  const close = (server: Server) => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); });
+  return { host, storageSaw, frontSawAuth, close: async () => { await close(front); await close(storage); } };
+}
+
+describe("redirects and token lifetime", () => {
+  test("a redirect to another origin (blob storage) is followed without the Authorization header", async () => {
+    const front = await redirectingFront(basic, `Basic ${Buffer.from(`ci:${password}`).toString("base64")}`);
+    const client = new RegistryClient({ registry: front.host, plainHttp: true, credentials: { username: "ci", password, source: "test" } });
+    try {
+      // A single-platform image: the architecture is in its config blob, which the front redirects.
+      assert.equal(await client.hasTag(repo, tag, "amd64"), true);
+      assert.equal(front.frontSawAuth.length, 1, "the blob request reached the front with credentials");
+      assert.equal(front.storageSaw.length, 1, "and was redirected to storage");
+      assert.equal(front.storageSaw[0]!.authorization, undefined, "storage, another origin, got no credentials");
+    } finally {
+      await client.close();
+      await front.close();
+    }
+  });
+
+  test("a bearer token is renewed before it expires, without a refused request", async () => {
+    // 11 s tokens: the client renews 5.5 s after issue (half the lifetime early, for tokens this short).
+    const shortLived = await startRegistry({ auth: "token", users, tokenSeconds: 11 });
+    const { client, lines } = loggingClient(shortLived, { username: "ci", password, source: "test" });
+    try {
+      const seed = localClient(shortLived, { username: "ci", password });
+      try {
+        await pushImage(seed, repo, [tag]);
+      } finally {
+        await seed.close();
+      }
+      const issued = () => shortLived.issuer!.counts.issued;
+      assert.equal(await client.hasTag(repo, tag), true);
+      const first = issued();
+      const firstLines = lines.length;
+      let checks = 0;
+      await eventually("a second token", async () => {
+        assert.equal(await client.hasTag(repo, tag), true);
+        checks++;
+        return issued() > first ? true : undefined;
+      }, { timeoutMs: 60_000, intervalMs: 500 });
+      assert.equal(issued(), first + 1, "one renewal");
+      assert.ok(checks > 1, "the first token served requests before it was renewed");
+      // Renewed ahead of expiry: the registry never refused the old token.
+      const later = lines.slice(firstLines).join("\n");
+      assert.doesNotMatch(later, /-> 401/, later);
+    } finally {
+      await client.close();
+      await shortLived.stop();
     }
   });
 });

@@ -15,7 +15,6 @@ import {
   type NodeLike,
 } from "./gpu-node.ts";
 import { NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL } from "./os.ts";
-import type { Node } from "../kube/types.ts";
 
 function gpuNode(name: string, extra: Record<string, string> = {}, ready = true): NodeLike {
   return {
@@ -172,9 +171,4 @@ test("classifyNodes skips non-GPU nodes and sorts by name", () => {
   const { gpuNodes, problems } = classifyNodes([gpuNode("b"), { metadata: { name: "cpu" } }, missing, gpuNode("a")]);
   assert.deepEqual(gpuNodes.map((n) => n.name), ["a", "b"]);
   assert.deepEqual(problems.map((n) => n.name), ["m"]);
-});
-
-test("the kube client's Node type fits NodeLike", () => {
-  const node: Node = { metadata: { name: "a", labels: {} }, status: { nodeInfo: { kernelVersion: "x" } } };
-  assert.equal(isGpuNode(node), false);
 });

@@ -5,9 +5,7 @@ import { canonicalJson } from "./diff.ts";
 import {
   DRIVER_CONTAINER,
   POOL_LABEL,
-  RENDER_HASH_ANNOTATION,
   renderDriverDaemonSets,
-  renderHash,
   type DriverDaemonSet,
   type RenderInput,
 } from "./render.ts";
@@ -15,7 +13,6 @@ import { desiredNodeLabels, DEPLOY_DRIVER_LABEL, DEPLOY_OPERANDS_LABEL, NFD_KERN
 import { NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL } from "./os.ts";
 import { isDnsSubdomain, isLabelValue } from "./names.ts";
 import type { ClusterPolicy, DriverSpec } from "./policy.ts";
-import type { DaemonSet } from "../kube/types.ts";
 import { gpuNodeObject } from "../../test/harness/nodes.ts";
 
 /** A Ready GPU node as NFD labels it (the harness's simulated node). */
@@ -260,10 +257,6 @@ test("pod spec essentials of a driver DaemonSet", () => {
   // Names unique where server-side apply merges lists by key.
   assert.equal(new Set(pod.volumes.map((v) => v.name)).size, pod.volumes.length);
   assert.equal(new Set(c.volumeMounts.map((m) => m.mountPath)).size, c.volumeMounts.length);
-  assert.equal(ds.metadata.annotations[RENDER_HASH_ANNOTATION], renderHash(ds));
-  // Fits the kube client's DaemonSet type.
-  const typed: DaemonSet = ds;
-  assert.ok(typed);
 });
 
 test("no manager image, no init container; explicit ownerRef wins; no uid, no owner", () => {
@@ -324,17 +317,6 @@ test("output is deterministic: node order and key order do not matter", () => {
     assert.equal(JSON.stringify(two), JSON.stringify(one));
   }
   assert.equal(canonicalJson({ b: 1, a: [{ d: 2, c: undefined }] }), '{"a":[{"d":2}],"b":1}');
-});
-
-test("render hash changes with the spec and ignores itself", () => {
-  const nodes = [node("a", "5.15.0-69-generic")];
-  const a = render({ version: "550.54.15" }, nodes).daemonSets[0];
-  const b = render({ version: "550.54.16" }, nodes).daemonSets[0];
-  assert.ok(a && b);
-  assert.notEqual(renderHash(a), renderHash(b));
-  const copy = structuredClone(a);
-  copy.metadata.annotations[RENDER_HASH_ANNOTATION] = "something else";
-  assert.equal(renderHash(copy), renderHash(a));
 });
 
 const kernelArb = fc.constantFrom(
@@ -418,3 +400,136 @@ test("nothing is rendered that the apiserver would drop or rewrite (so a steady 
   const env = r.daemonSets[0]?.spec.template.spec.containers[0]?.env ?? [];
   assert.deepEqual(env.filter((e) => e.name === "EMPTY" || e.name === "UNSET"), [{ name: "EMPTY" }, { name: "UNSET" }]);
 });
+
+test("the driver manager's drain settings come from upgradePolicy.drain, with NVIDIA's defaults", () => {
+  const manager = { repository: "nvcr.io/nvidia/cloud-native", image: "k8s-driver-manager", version: "v0.8.0" };
+  const drainEnv = (upgradePolicy?: DriverSpec["upgradePolicy"]) => {
+    const r = render({ version: "550.54.15", manager, ...(upgradePolicy ? { upgradePolicy } : {}) }, [node("a", "5.15.0-69-generic")]);
+    const env = r.daemonSets[0]?.spec.template.spec.initContainers?.[0]?.env ?? [];
+    return Object.fromEntries(env.filter((e) => /DRAIN|EVICTION/.test(e.name)).map((e) => [e.name, e.value]));
+  };
+  // Not asked to drain: GPU pods are evicted, the node is not drained.
+  // An empty selector is rendered without a value, as the apiserver stores it.
+  const defaults = { ENABLE_GPU_POD_EVICTION: "true", ENABLE_AUTO_DRAIN: "false", DRAIN_USE_FORCE: "false", DRAIN_POD_SELECTOR_LABEL: undefined, DRAIN_TIMEOUT_SECONDS: "300s", DRAIN_DELETE_EMPTYDIR_DATA: "false" };
+  assert.deepEqual(drainEnv(), defaults);
+  assert.deepEqual(drainEnv({ autoUpgrade: true }), defaults);
+  assert.deepEqual(drainEnv({ drain: {} }), defaults);
+  // Each setting different from its default, and the booleans from each other.
+  assert.deepEqual(drainEnv({ drain: { force: true, deleteEmptyDir: true } }), { ...defaults, DRAIN_USE_FORCE: "true", DRAIN_DELETE_EMPTYDIR_DATA: "true" });
+  assert.deepEqual(drainEnv({ drain: { enable: true, force: false, podSelector: "app=batch", timeoutSeconds: 45, deleteEmptyDir: true } }), {
+    ENABLE_GPU_POD_EVICTION: "true",
+    ENABLE_AUTO_DRAIN: "true",
+    DRAIN_USE_FORCE: "false",
+    DRAIN_POD_SELECTOR_LABEL: "app=batch",
+    DRAIN_TIMEOUT_SECONDS: "45s",
+    DRAIN_DELETE_EMPTYDIR_DATA: "true",
+  });
+  // The policy's own manager env wins over the rendered value.
+  const m = render({ version: "550.54.15", manager: { ...manager, env: [{ name: "DRAIN_TIMEOUT_SECONDS", value: "0s" }] } }, [node("a", "5.15.0-69-generic")]);
+  assert.deepEqual(m.daemonSets[0]?.spec.template.spec.initContainers?.[0]?.env?.filter((e) => e.name === "DRAIN_TIMEOUT_SECONDS"), [{ name: "DRAIN_TIMEOUT_SECONDS", value: "0s" }]);
+});
+
+test("the driver pod: volumes, mounts, security and probes as NVIDIA's operator renders them", () => {
+  const r = render({ version: "550.54.15", manager: { repository: "nvcr.io/nvidia/cloud-native", image: "k8s-driver-manager", version: "v0.8.0" }, readinessProbe: { periodSeconds: 7 } }, [node("a", "5.15.0-69-generic")]);
+  const ds = r.daemonSets[0]!;
+  assert.equal(ds.apiVersion, "apps/v1");
+  assert.equal(ds.kind, "DaemonSet");
+  assert.deepEqual(ds.spec.template.metadata.annotations, { "kubectl.kubernetes.io/default-container": DRIVER_CONTAINER });
+  const pod = ds.spec.template.spec;
+  assert.deepEqual(pod.volumes.map((v) => ["hostPath" in v ? [v.name, v.hostPath.path, v.hostPath.type] : [v.name]].flat()), [
+    ["run-nvidia", "/run/nvidia", "DirectoryOrCreate"],
+    ["var-log", "/var/log", undefined],
+    ["dev-log", "/dev/log", undefined],
+    ["host-os-release", "/etc/os-release", undefined],
+    ["host-root", "/", undefined],
+    ["host-sys", "/sys", "Directory"],
+    ["firmware-search-path", "/sys/module/firmware_class/parameters/path", undefined],
+    ["nv-firmware", "/run/nvidia/driver/lib/firmware", "DirectoryOrCreate"],
+  ]);
+  const c = pod.containers[0]!;
+  const readOnly = (mounts: { name: string; readOnly?: boolean }[]) => mounts.filter((m) => m.readOnly).map((m) => m.name);
+  assert.deepEqual(readOnly(c.volumeMounts), ["host-os-release", "host-root"]);
+  assert.deepEqual(c.args, ["init"]);
+  assert.deepEqual(c.securityContext, { privileged: true, seLinuxOptions: { level: "s0" } });
+  assert.deepEqual(c.startupProbe?.exec.command, ["/bin/sh", "-c", "test -e /sys/module/nvidia/refcnt && nvidia-smi >/dev/null && mkdir -p /run/nvidia/validations && touch /run/nvidia/validations/.driver-ctr-ready"]);
+  assert.deepEqual(c.readinessProbe?.exec.command, ["/bin/sh", "-c", "test -e /run/nvidia/validations/.driver-ctr-ready"]);
+  assert.equal(c.readinessProbe?.periodSeconds, 7);
+  assert.equal((c.env ?? []).some((e) => e.name === "GPU_DIRECT_RDMA_ENABLED"), false);
+  assert.equal(pod.imagePullSecrets, undefined);
+  const m = pod.initContainers![0]!;
+  assert.deepEqual([m.command, m.args, m.securityContext], [["driver-manager"], ["uninstall_driver"], { privileged: true }]);
+  assert.deepEqual((m.env ?? []).find((e) => e.name === "NVIDIA_VISIBLE_DEVICES"), { name: "NVIDIA_VISIBLE_DEVICES", value: "void" });
+  assert.deepEqual(m.volumeMounts, [
+    { name: "run-nvidia", mountPath: "/run/nvidia", mountPropagation: "Bidirectional" },
+    { name: "host-root", mountPath: "/host", readOnly: true, mountPropagation: "HostToContainer" },
+    { name: "host-sys", mountPath: "/sys" },
+  ]);
+});
+
+test("GPUDirect RDMA, a kernel module config, extra args", () => {
+  const manager = { repository: "nvcr.io/nvidia/cloud-native", image: "k8s-driver-manager", version: "v0.8.0" };
+  const r = render({ version: "550.54.15", manager, rdma: { enabled: true, useHostMofed: true }, kernelModuleConfig: { name: "modules" }, args: ["--debug"] }, [node("a", "5.15.0-69-generic")]);
+  const pod = r.daemonSets[0]!.spec.template.spec;
+  const c = pod.containers[0]!;
+  assert.deepEqual(pod.volumes.find((v) => v.name === "run-mellanox-drivers"), { name: "run-mellanox-drivers", hostPath: { path: "/run/mellanox/drivers", type: "DirectoryOrCreate" } });
+  const mellanox = { name: "run-mellanox-drivers", mountPath: "/run/mellanox/drivers", mountPropagation: "HostToContainer" };
+  assert.deepEqual(c.volumeMounts.find((x) => x.name === "run-mellanox-drivers"), mellanox);
+  assert.deepEqual(pod.initContainers?.[0]?.volumeMounts.find((x) => x.name === "run-mellanox-drivers"), mellanox);
+  assert.deepEqual(c.volumeMounts.find((x) => x.name === "kernel-module-config"), { name: "kernel-module-config", mountPath: "/drivers", readOnly: true });
+  assert.deepEqual((c.env ?? []).filter((e) => /RDMA|MOFED/.test(e.name)), [{ name: "GPU_DIRECT_RDMA_ENABLED", value: "true" }, { name: "USE_HOST_MOFED", value: "true" }]);
+  assert.deepEqual(c.args, ["init", "--debug"]);
+  // RDMA without the host's MOFED.
+  const own = render({ version: "550.54.15", rdma: { enabled: true } }, [node("a", "5.15.0-69-generic")]).daemonSets[0]!.spec.template.spec.containers[0]!;
+  assert.deepEqual((own.env ?? []).filter((e) => /RDMA|MOFED/.test(e.name)), [{ name: "GPU_DIRECT_RDMA_ENABLED", value: "true" }]);
+  // Disabled RDMA adds nothing.
+  const off = render({ version: "550.54.15", manager, rdma: { enabled: false, useHostMofed: true } }, [node("a", "5.15.0-69-generic")]).daemonSets[0]!.spec.template.spec;
+  assert.equal(off.volumes.some((v) => v.name === "run-mellanox-drivers"), false);
+  assert.equal(off.initContainers?.[0]?.volumeMounts.some((x) => x.name === "run-mellanox-drivers"), false);
+  assert.equal((off.containers[0]!.env ?? []).some((e) => /RDMA|MOFED/.test(e.name)), false);
+});
+
+test("pull secrets: the driver's and the manager's, once each, empty names dropped", () => {
+  const secrets = (driver: DriverSpec) => render({ version: "550.54.15", ...driver }, [node("a", "5.15.0-69-generic")]).daemonSets[0]!.spec.template.spec.imagePullSecrets;
+  const manager = { repository: "nvcr.io/nvidia/cloud-native", image: "k8s-driver-manager", version: "v0.8.0" };
+  assert.deepEqual(secrets({ imagePullSecrets: ["ngc", "", "mirror"], manager: { ...manager, imagePullSecrets: ["mirror", "mgr"] } }), [{ name: "ngc" }, { name: "mirror" }, { name: "mgr" }]);
+  assert.deepEqual(secrets({ manager: { ...manager, imagePullSecrets: ["mgr"] } }), [{ name: "mgr" }]);
+  assert.deepEqual(secrets({ imagePullSecrets: ["ngc"] }), [{ name: "ngc" }]);
+  assert.equal(secrets({ imagePullSecrets: [""] }), undefined);
+});
+
+test("the manager image: a digest version, and a bad name refused", () => {
+  const digest = `sha256:${"b".repeat(64)}`;
+  const init = (m: NonNullable<DriverSpec["manager"]>) => render({ version: "550.54.15", manager: m }, [node("a", "5.15.0-69-generic")]).daemonSets[0]!.spec.template.spec.initContainers?.[0];
+  assert.equal(init({ repository: "nvcr.io/nvidia/cloud-native", image: "k8s-driver-manager", version: digest })?.image, `nvcr.io/nvidia/cloud-native/k8s-driver-manager@${digest}`);
+  assert.equal(init({ repository: "nvcr.io/nvidia/cloud-native", image: "k8s-driver-manager" })?.image, "nvcr.io/nvidia/cloud-native/k8s-driver-manager");
+  assert.throws(() => init({ repository: "nvcr.io/nvidia/cloud-native", image: "K8s Driver Manager", version: "v0.8.0" }), /K8s Driver Manager|lower case|not a valid/i);
+});
+
+test("a conventional version that is neither full, branch nor digest is refused", () => {
+  assert.throws(() => render({ version: "latest" }, [node("a", "5.15.0-69-generic")]), /"latest" is not a full driver version/);
+});
+
+test("the owner reference names the policy's own kind and version, with defaults when it has none", () => {
+  const p = policy({ version: "550.54.15" });
+  p.apiVersion = "nvidia.com/v1alpha1";
+  p.kind = "ClusterPolicyOld";
+  const own = renderDriverDaemonSets({ policy: p, nodes: [node("a", "5.15.0-69-generic")], namespace: "ns" }).daemonSets[0]!.metadata.ownerReferences?.[0];
+  assert.deepEqual([own?.apiVersion, own?.kind], ["nvidia.com/v1alpha1", "ClusterPolicyOld"]);
+  delete p.apiVersion;
+  delete p.kind;
+  const def = renderDriverDaemonSets({ policy: p, nodes: [node("a", "5.15.0-69-generic")], namespace: "ns" }).daemonSets[0]!.metadata.ownerReferences?.[0];
+  assert.deepEqual([def?.apiVersion, def?.kind], ["nvidia.com/v1", "ClusterPolicy"]);
+});
+
+test("a major-version-only OS pool selects its nodes' versions, sorted", () => {
+  const r = render({ usePrecompiled: true, version: "550" }, [node("b", "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.4"), node("a", "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.2")]);
+  assert.deepEqual(r.daemonSets[0]?.spec.template.spec.affinity?.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]?.matchExpressions[0]?.values, ["9.2", "9.4"]);
+});
+
+// Surviving mutants in render.ts, explained:
+// - compare(): `<`/`>` -> `<=`/`>=`, and dropping the `a > b` case: the names and versions sorted
+//   are distinct, and V8's sort only asks whether the result is below zero.
+// - groupIntoPools `kernel !== undefined ? { kernel } : {}` -> always: the pool copies the kernel
+//   only when it is defined, so an undefined kernel key never leaves the function.
+// - driverImage's `throw new Error("precompiled pool without a kernel")` and the branch-path OS tag
+//   check: precompiled pools always have a kernel, and node facts only carry valid OS tags.

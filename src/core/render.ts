@@ -1,7 +1,5 @@
-import { createHash } from "node:crypto";
 import { UserError } from "./errors.ts";
 import { classifyNodes, DEPLOY_DRIVER_LABEL, NFD_KERNEL_LABEL, type GpuNodeFacts, type NodeLike } from "./gpu-node.ts";
-import { canonicalJson } from "./diff.ts";
 import { parseImageRef } from "./image.ts";
 import { conventionalDaemonSetName, precompiledDaemonSetName } from "./names.ts";
 import { MAJOR_VERSION_ONLY_OS_IDS, NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL, isOsTag, parseOsTag } from "./os.ts";
@@ -35,8 +33,6 @@ export const MANAGED_BY = "gpuop";
 export const PRECOMPILED_LABEL = "nvidia.com/precompiled";
 /** The pool a DaemonSet, its pods and (set by the controller) its nodes belong to. */
 export const POOL_LABEL = POOL_NODE_LABEL;
-/** Hash of the rendered DaemonSet, for cheap comparison with what is live. */
-export const RENDER_HASH_ANNOTATION = "gpuop.nvidia.com/render-hash";
 
 export const DRIVER_CONTAINER = "nvidia-driver-ctr";
 export const DRIVER_MANAGER_CONTAINER = "k8s-driver-manager";
@@ -293,7 +289,6 @@ function renderDaemonSet(
       },
     },
   };
-  ds.metadata.annotations[RENDER_HASH_ANNOTATION] = renderHash(ds);
   return ds;
 }
 
@@ -510,16 +505,6 @@ class Volumes {
   list(): Volume[] {
     return this.#volumes;
   }
-}
-
-/**
- * A stable hash of what gpuop renders for a DaemonSet (labels, annotations other than this
- * hash, owner and spec), independent of key order. Equal hashes mean equal rendered objects.
- */
-export function renderHash(ds: DriverDaemonSet): string {
-  const { [RENDER_HASH_ANNOTATION]: _ignored, ...annotations } = ds.metadata.annotations;
-  const subject = { labels: ds.metadata.labels, annotations, ownerReferences: ds.metadata.ownerReferences ?? [], spec: ds.spec };
-  return createHash("sha256").update(canonicalJson(subject)).digest("hex").slice(0, 16);
 }
 
 function compare(a: string, b: string): number {

@@ -112,3 +112,66 @@ test("nodeRollouts: desired pools, readiness from pods, and held nodes kept wher
     { name: "held-upgraded", currentPool: "old", driverReady: false },
   ]);
 });
+
+test("the pool label is the one the DaemonSets select and the controller writes", () => {
+  assert.equal(POOL_NODE_LABEL, "gpuop.nvidia.com/driver-pool");
+});
+
+test("resolveMaxUnavailable: a bad or zero value is a budget of one, never zero (a rollout must move)", () => {
+  assert.equal(resolveMaxUnavailable("0", 10), 1);
+  assert.equal(resolveMaxUnavailable("0%", 10), 1);
+  assert.equal(resolveMaxUnavailable("-3", 10), 1);
+  assert.equal(resolveMaxUnavailable("2.5", 10), 1);
+  assert.equal(resolveMaxUnavailable("half", 10), 1);
+  assert.equal(resolveMaxUnavailable(2.9, 10), 2);
+  // A percentage is the whole value, spaces aside.
+  assert.equal(resolveMaxUnavailable(" 50% ", 10), 5);
+  assert.equal(resolveMaxUnavailable("x50%", 10), 1);
+  assert.equal(resolveMaxUnavailable("50%x", 10), 1);
+  assert.equal(resolveMaxUnavailable("30%", 5), 2);
+});
+
+test("nodes move in name order, whatever order they are listed in", () => {
+  const nodes: NodeRollout[] = ["d", "b", "a", "c"].map((name) => ({ name, currentPool: "old", desiredPool: "new", driverReady: true }));
+  const plan = planRollout(nodes, new Set(["old", "new"]), 1);
+  assert.deepEqual([...plan.moves], [["a", "new"]]);
+  assert.deepEqual(plan.waiting, ["b", "c", "d"]);
+});
+
+test("nodeRollouts: only a held node keeps its pool; a node without a name is still listed", () => {
+  const kernel = "feature.node.kubernetes.io/kernel-version.full";
+  const rows = nodeRollouts({
+    // Its old pool still selects it, but it is not held: it goes where the policy wants it.
+    nodes: [{ metadata: { name: "selected", labels: { [POOL_NODE_LABEL]: "old", [kernel]: "5.15.0-69-generic" } } }, { metadata: { labels: { [POOL_NODE_LABEL]: "old" } } }],
+    pools: [{ name: "p", nodes: ["selected"] }],
+    hold: new Set(),
+    liveSelectors: new Map([["old", { [kernel]: "5.15.0-69-generic" }]]),
+    readyDrivers: new Set(["old/selected"]),
+  });
+  assert.deepEqual(rows, [
+    { name: "selected", currentPool: "old", desiredPool: "p", driverReady: true },
+    { name: "", currentPool: "old", driverReady: false },
+  ]);
+});
+
+test("readyDriverKeys: only Ready pods with a pool and a node count", () => {
+  const ready = { conditions: [{ type: "PodScheduled", status: "True" }, { type: "Ready", status: "True" }] };
+  const keys = readyDriverKeys([
+    { metadata: { labels: { [POOL_NODE_LABEL]: "p" } }, spec: { nodeName: "several-conditions" }, status: ready },
+    { metadata: { labels: { [POOL_NODE_LABEL]: "p" } }, spec: { nodeName: "initialized-only" }, status: { conditions: [{ type: "Initialized", status: "True" }, { type: "Ready", status: "False" }] } },
+    { metadata: { labels: { [POOL_NODE_LABEL]: "p" } }, spec: { nodeName: "no-conditions" }, status: {} },
+    { metadata: { labels: { [POOL_NODE_LABEL]: "p" } }, spec: { nodeName: "no-status" } },
+    { metadata: { ownerReferences: [{ kind: "ReplicaSet", name: "rs" }] }, spec: { nodeName: "not-a-daemonset" }, status: ready },
+    { metadata: { ownerReferences: [{ kind: "Node", name: "n" }, { kind: "DaemonSet", name: "owner" }] }, spec: { nodeName: "second-owner" }, status: ready },
+    { metadata: {}, spec: { nodeName: "no-pool" }, status: ready },
+    { metadata: { labels: { [POOL_NODE_LABEL]: "p" } }, status: ready },
+    { metadata: { labels: { [POOL_NODE_LABEL]: "p" } }, spec: {}, status: ready },
+  ]);
+  assert.deepEqual([...keys].sort(), ["owner/second-owner", "p/several-conditions"]);
+});
+
+// Surviving mutants in rollout.ts, each equivalent (no input tells it apart):
+// - planRollout `n.currentPool !== undefined &&` -> true: existingPools.has(undefined) is false anyway.
+// - nodeRollouts `currentPool !== undefined ? liveSelectors.get(currentPool)` -> true: get(undefined) is undefined.
+// - nodeRollouts `&& currentPool !== undefined &&` (hold) -> true: without a current pool there is no selector.
+// - nodeRollouts driverReady `currentPool !== undefined &&` -> true: readyDriverKeys never makes an "undefined/<node>" key.

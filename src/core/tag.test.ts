@@ -157,3 +157,38 @@ describe("driver versions", () => {
     assert.throws(() => checkDriverBranch("latest"), userError(/"latest" is not a driver branch like 525, 535 or 580/));
   });
 });
+
+describe("what formatting and parsing check", () => {
+  it("formatPrecompiledTag checks the kernel and the OS tag, not only the text", () => {
+    assert.throws(() => formatPrecompiledTag({ branch: "550", kernel: "generic", osTag: "ubuntu22.04" }), userError(/^tag "550-generic-ubuntu22\.04": .*generic/));
+    assert.throws(() => formatPrecompiledTag({ branch: "550", kernel: "5.15.0-69-generic", osTag: "ubuntu" }), userError(/OS tag "ubuntu" is not like ubuntu22\.04/));
+  });
+
+  it("formatConventionalTag checks the OS tag and the length", () => {
+    assert.throws(() => formatConventionalTag({ version: "550.54.15", osTag: "ubuntu" }), userError(/OS tag "ubuntu" is not like ubuntu22\.04/));
+    // An OS tag of valid form can still make the tag too long for a registry.
+    const osTag = `${"u".repeat(115)}22.04`;
+    assert.throws(() => formatConventionalTag({ version: "550.54.15", osTag }), userError(/is 130 characters long; registries allow at most 128$/));
+  });
+
+  it("a tag of 128 characters is allowed, 129 is not", () => {
+    const tagOf = (osId: string) => `550.54.15-${osId}22.04`;
+    assert.equal(tagOf("u".repeat(113)).length, 128);
+    assert.equal(parseConventionalTag(tagOf("u".repeat(113))).osTag, `${"u".repeat(113)}22.04`);
+    assert.throws(() => parseConventionalTag(tagOf("u".repeat(114))), userError(/is 129 characters long/));
+  });
+
+  it("full versions are matched whole", () => {
+    for (const v of ["x550.54.15", "550.54.15x", "550.54.15.1"]) assert.equal(isFullDriverVersion(v), false, v);
+  });
+
+  it("says which part of a precompiled tag is wrong", () => {
+    assert.throws(() => parsePrecompiledTag("nodashes"), userError(/^tag "nodashes" is not a precompiled driver tag <branch>-<kernel>-<os-tag>/));
+    assert.throws(() => parsePrecompiledTag("abc-5.15.0-69-generic-ubuntu22.04"), userError(/"abc" is not a driver branch like 525$/));
+  });
+
+  // Surviving mutants in tag.ts, each equivalent:
+  // - `first < 0` -> `first <= 0` (parsePrecompiledTag) and `dash < 0` -> `dash <= 0` (parseConventionalTag):
+  //   a tag cannot start with '-' (checkTagText refuses it first), so the dash is never at 0.
+  // - checkKernel `err instanceof UserError` -> true: parseKernel throws nothing but UserErrors.
+});

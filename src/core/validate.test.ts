@@ -119,11 +119,27 @@ test("a spec of the wrong shape is an error, not an exception", () => {
   assert.match(v.errors[0]?.message ?? "", /usePrecompiled must be a boolean/);
 });
 
-test("property: a policy without errors always renders", () => {
+// Labels hold at most 63 characters each, but a precompiled tag joins kernel and OS, and
+// registries allow 128: only rendering finds such a tag too long (validatePolicy's last check).
+const LONG_KERNEL = `5.15.0-69-${"g".repeat(53)}`;
+const LONG_OS_ID = "o".repeat(58);
+
+test("a node whose precompiled tag would be too long makes the policy invalid, saying what to set", () => {
+  const v = validatePolicy(policy({ usePrecompiled: true, version: "550", repository: "registry.local:5000/gpu" }), [node("long", LONG_KERNEL, LONG_OS_ID, "22.04")]);
+  assert.deepEqual(reasons(v), ["InvalidSpec"]);
+  assert.match(v.errors[0]?.message ?? "", /^no driver image can be formed: tag "550-5\.15\.0-69-g+-o+22\.04" is 131 characters long.*; set spec\.driver\.repository, image and version so that one can, or set spec\.driver\.usePrecompiled to false$/);
+  // Conventional tags leave the kernel out and fit.
+  assert.deepEqual(validatePolicy(policy({ version: "550.54.15", repository: "registry.local:5000/gpu" }), [node("long", LONG_KERNEL, LONG_OS_ID, "22.04")]).errors, []);
+});
+
+// validatePolicy renders as its last check, so "no errors, then it renders" holds by
+// construction; what this property checks is that every error, the render fallback's
+// included (the long node), says what to set, and that no input throws.
+test("property: every error says what to change, and a policy without errors renders", () => {
   const versionArb = fc.constantFrom(undefined, "", "525", "550", "999", "525.105.17", "550.54.15", "latest", `sha256:${"f".repeat(64)}`, "sha256:bad");
   const repoArb = fc.constantFrom(undefined, "nvcr.io/nvidia", "registry.local:5000/gpu", "Bad/Repo", "");
-  const kernelArb = fc.constantFrom("5.15.0-69-generic", "6.8.0-45-aws", "5.14.0-427.13.1.el9_4.x86_64", "6.8.0-1049-nvidia-64k");
-  const osArb = fc.constantFrom(["ubuntu", "22.04"], ["ubuntu", "24.04"], ["rhel", "9.4"]);
+  const kernelArb = fc.constantFrom("5.15.0-69-generic", "6.8.0-45-aws", "5.14.0-427.13.1.el9_4.x86_64", "6.8.0-1049-nvidia-64k", LONG_KERNEL);
+  const osArb = fc.constantFrom(["ubuntu", "22.04"], ["ubuntu", "24.04"], ["rhel", "9.4"], [LONG_OS_ID, "22.04"]);
   const nodesArb = fc.array(fc.tuple(kernelArb, osArb, fc.constantFrom("amd64", "arm64")), { maxLength: 6 }).map((specs) =>
     specs.map(([k, [os, v], arch], i) => node(`n${i}`, k, os, v, arch)),
   );
@@ -150,3 +166,91 @@ test("node facts (classifyNodes) and Node objects give the same answer", () => {
     assert.deepEqual(a, b);
   }
 });
+
+test("each error names the field to change", () => {
+  const field = (v: PolicyValidation) => v.errors.map((e) => `${e.reason}@${e.field}`);
+  assert.deepEqual(field(validatePolicy(policy({ usePrecompiled: true }), nodes)), ["VersionMissing@spec.driver.version"]);
+  assert.deepEqual(field(validatePolicy(policy({ usePrecompiled: true, version: "525" }, { gds: { enabled: true }, gdrcopy: { enabled: true }, vgpuDeviceManager: { enabled: true }, sandboxWorkloads: { enabled: true, defaultWorkload: "vm-vgpu" } }), nodes)), [
+    "PrecompiledConflictsWithGDS@spec.gds.enabled",
+    "PrecompiledConflictsWithGDRCopy@spec.gdrcopy.enabled",
+    "PrecompiledConflictsWithVGPU@spec.vgpuDeviceManager.enabled",
+    "PrecompiledConflictsWithVGPU@spec.sandboxWorkloads.enabled",
+  ]);
+  const digest = validatePolicy(policy({ usePrecompiled: true, version: `sha256:${"a".repeat(64)}` }), nodes);
+  assert.deepEqual(field(digest), ["VersionIsDigest@spec.driver.version"]);
+  // The digest is shortened in the message.
+  assert.match(digest.errors[0]!.message, /^spec\.driver\.version is a digest \(sha256:a{12}…\), but/);
+  assert.deepEqual(field(validatePolicy(policy({ usePrecompiled: true, version: "525" }), [node("rhel-1", "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.4")])), ["UnsupportedPlatform@spec.driver.repository"]);
+  assert.deepEqual(field(validatePolicy(policy({ version: "latest" }), nodes)), ["VersionNotAFullVersion@spec.driver.version"]);
+  const image = validatePolicy(policy({ repository: "nvcr.io/NVIDIA", version: "550.54.15" }), nodes);
+  assert.deepEqual(field(image), ["InvalidImageReference@spec.driver"]);
+  assert.match(image.errors[0]!.message, /^spec\.driver\.repository and spec\.driver\.image do not form an image name: "nvcr\.io\/NVIDIA\/driver"/);
+  assert.doesNotMatch(image.errors[0]!.message, /:tag/);
+  const branch = validatePolicy(policy({ version: "525" }), nodes);
+  assert.equal(branch.warnings[0]?.field, "spec.driver.version");
+  assert.match(branch.warnings[0]?.message ?? "", /^spec\.driver\.version "525" is a driver branch, so conventional images are pulled as 525-<os-tag>/);
+});
+
+test("a conventional digest must be exactly sha256: and 64 lower-case hex digits", () => {
+  for (const bad of ["sha256:bad", `sha256:${"a".repeat(65)}`, `sha256:${"A".repeat(64)}`]) {
+    const v = validatePolicy(policy({ version: bad }), nodes);
+    assert.deepEqual(v.errors.map((e) => `${e.reason}@${e.field}`), ["VersionNotAFullVersion@spec.driver.version"], bad);
+    assert.match(v.errors[0]!.message, /is not a digest: set it to sha256: followed by 64 lower-case hex digits/);
+  }
+});
+
+test("repository and image: trailing slashes, an empty repository, a manager without one", () => {
+  const ok = (driver: DriverSpec) => assert.deepEqual(validatePolicy(policy(driver), nodes).errors, [], JSON.stringify(driver));
+  ok({ version: "550.54.15", repository: "registry.local:5000/gpu/" });
+  ok({ version: "550.54.15", repository: "registry.local:5000/gpu//" });
+  ok({ version: "550.54.15", repository: "", image: "registry.local:5000/gpu/driver" });
+  ok({ version: "550.54.15", manager: { image: "registry.local:5000/gpu/k8s-driver-manager", version: "v0.8.0" } });
+});
+
+test("NVIDIA's platforms are checked when no repository is given (NVIDIA's is the default)", () => {
+  const p: ClusterPolicy = { metadata: { name: "p" }, spec: { driver: { usePrecompiled: true, version: "525" } } };
+  assert.deepEqual(reasons(validatePolicy(p, [node("rhel-1", "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.4")])), ["UnsupportedPlatform"]);
+});
+
+test("a node of unknown architecture is not judged; several reasons for one node are listed together", () => {
+  const noArch = node("no-arch", "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.4");
+  delete noArch.metadata.labels?.["kubernetes.io/arch"];
+  delete (noArch.status as { nodeInfo?: unknown }).nodeInfo;
+  assert.deepEqual(validatePolicy(policy({ usePrecompiled: true, version: "525" }), [noArch]).errors, []);
+  const v = validatePolicy(policy({ usePrecompiled: true, version: "525" }), [node("rhel-1", "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.4")]);
+  assert.equal(v.errors.length, 1);
+  assert.match(v.errors[0]!.message, /OS 'rhel9'.*\); NVIDIA publishes no precompiled images for kernel flavor 'el9_4'/);
+});
+
+test("platform errors come sorted by reason, whatever the node order", () => {
+  const cluster = [node("custom-1", "5.15.0-69-lowlatency"), node("arm-1", "5.15.0-69-generic", "ubuntu", "22.04", "arm64"), node("rhel-1", "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.4")];
+  for (const order of [cluster, [...cluster].reverse()]) {
+    const messages = validatePolicy(policy({ usePrecompiled: true, version: "525" }), order).errors.map((e) => e.message);
+    assert.equal(messages.length, 3);
+    assert.deepEqual(messages, [...messages].sort());
+  }
+});
+
+test("node lists in messages: ten are all shown, more are cut at ten", () => {
+  const rhel = (n: number) => Array.from({ length: n }, (_, i) => node(`rhel-${String(i).padStart(2, "0")}`, "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.4"));
+  const ten = validatePolicy(policy({ usePrecompiled: true, version: "525" }), rhel(10)).errors[0]!.message;
+  assert.match(ten, /\(GPU nodes rhel-00, rhel-01, .*, rhel-09\)$/);
+  assert.doesNotMatch(ten, /more/);
+  const eleven = validatePolicy(policy({ usePrecompiled: true, version: "525" }), rhel(11)).errors[0]!.message;
+  assert.match(eleven, /\(GPU nodes rhel-00, rhel-01, .*, rhel-09 and 1 more\)$/);
+  assert.doesNotMatch(eleven, /rhel-10/);
+});
+
+test("a programming error is not turned into a policy error", () => {
+  const broken = { metadata: { name: "p" }, get spec(): never { throw new TypeError("boom"); } } as unknown as ClusterPolicy;
+  assert.throws(() => validatePolicy(broken, nodes), TypeError);
+});
+
+// Surviving mutants in validate.ts, explained:
+// - The `if (!(err instanceof UserError)) throw err` guards around rendering, the support check and
+//   parseImageRef: those throw only UserErrors for any policy and node set, so nothing reaches them.
+// - renderDriverDaemonSets' namespace "validate" -> "": the namespace is not checked, and the result is dropped.
+// - `if (!isNvidiaRepository(repository)) return` -> never return: checkPrecompiledSupport finds no
+//   reason for a repository that is not NVIDIA's, so the answer is the same.
+// - The sort comparator's `<` / `>` -> `<=` / `>=`: the keys are a Map's, never equal.
+// - The conventional digest regex without `^`: the version is known to start with "sha256:" there.

@@ -94,7 +94,7 @@ export function validatePolicy(policy: ClusterPolicy, nodes: readonly (NodeLike 
       if (opts.allowedRepositories?.enabled) checkAllowedImages(p, daemonSets, opts.allowedRepositories, result);
     } catch (err) {
       if (!(err instanceof UserError)) throw err;
-      result.errors.push({ reason: "InvalidSpec", message: `no driver image can be formed: ${err.message}; change spec.driver.repository, image or version` });
+      result.errors.push({ reason: "InvalidSpec", message: `no driver image can be formed: ${err.message}; set spec.driver.repository, image and version so that one can, or set spec.driver.usePrecompiled to false` });
     }
   }
   return result;

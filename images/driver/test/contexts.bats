@@ -44,7 +44,10 @@ CONTEXTS=(ubuntu22.04 ubuntu24.04)
     done
     grep -qx nvidia-driver <<<"$copied"
     grep -qx nvidia-driver-probe <<<"$copied"
-    [ -x "${ctx}/nvidia-driver" ] && [ -x "${ctx}/nvidia-driver-probe" ] && [ -x "${ctx}/build-image.sh" ]
+    # One check a line: bats' errexit ignores a failure that is not last in an && chain.
+    for x in nvidia-driver nvidia-driver-probe build-image.sh; do
+      [ -x "${ctx}/${x}" ] || { echo "${ctx}/${x} is not executable"; false; }
+    done
   done
 }
 
