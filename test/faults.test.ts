@@ -9,9 +9,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { attachCluster, type LocalCluster } from "./harness/cluster.ts";
-import { assertConverged, clearFleet, freshFleet, isConventionalPod, isPrecompiledPod, NS, toConventional, toPrecompiled, watchPlacement } from "./harness/faults.ts";
+import { assertConverged, clearFleet, freshFleet, isPrecompiledPod, NS, toPrecompiled, watchPlacement } from "./harness/faults.ts";
 import { startOperator, type OperatorProcess } from "./harness/operator.ts";
-import { driverPods, ensureNamespace, installCrd, waitForDriverPods, waitForState } from "./harness/policy.ts";
+import { driverDaemonSets, ensureNamespace, getPolicy, installCrd, waitForDriverPods, waitForState } from "./harness/policy.ts";
 import { isWrite, startApiProxy, type ApiProxy } from "./harness/proxy.ts";
 import { eventually } from "./harness/wait.ts";
 import type { KubeClient } from "../src/kube/client.ts";
@@ -71,10 +71,10 @@ describe("the leader cut off from the API server", () => {
     const [leader, standby, leaderProxy] = first === "part-a" ? [a, b, pa] : [b, a, pb];
     const placement = await watchPlacement(client);
     try {
+      // Cut the leader off just as it moves a node, so it has a write in flight when the partition begins.
+      leaderProxy.pauseWhen((r) => isWrite(r) && r.method === "PATCH" && r.url.startsWith("/api/v1/nodes/"));
       await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", `-p=${toPrecompiled}`]);
-      await eventually("the switch has started", async () => ((await driverPods(client)).some(isPrecompiledPod) ? true : undefined), { intervalMs: 50 });
-      leaderProxy.pause();
-      const pausedAt = Date.now();
+      const pausedAt = await eventually("the partition begins", async () => leaderProxy.pausedAt, { timeoutMs: 60_000 });
       await eventually("the standby takes over", async () => ((await leaseHolder(lease)) === standby.identity ? true : undefined), { timeoutMs: 60_000 });
       // The partition heals: whatever the old leader still had queued would now reach the API server.
       leaderProxy.resume();
@@ -85,6 +85,7 @@ describe("the leader cut off from the API server", () => {
       const lostAt = Date.parse((JSON.parse(lost) as { ts: string }).ts);
       const late = leaderProxy.requests.filter((r) => isWrite(r) && r.at >= pausedAt && r.outcome === "forwarded");
       assert.deepEqual(late.map((r) => `${r.method} ${r.url}`), [], "no write of the cut-off leader reached the API server after the partition began");
+      assert.ok(leaderProxy.requests.some((r) => isWrite(r) && r.at >= pausedAt && r.outcome === "dropped"), "the leader had a write in flight, which it abandoned");
       const afterLoss = leaderProxy.requests.filter((r) => isWrite(r) && r.at > lostAt);
       assert.deepEqual(afterLoss.map((r) => `${r.method} ${r.url}`), [], "the old leader sent no write after it lost leadership");
       await assertConverged(client, nodeNames, isPrecompiledPod);
@@ -130,27 +131,44 @@ describe("throttling and conflicts", () => {
     }
   });
 
-  test("409 on writes: the operator re-reads and finishes, and the status matches the final spec", async () => {
+  test("409 on writes: nothing stale is written back, and the status follows the latest spec", async () => {
     await freshCluster("conf", 4);
     const p = await proxy("conflict");
     const op = await operatorVia(p, "conflict", "faults-conflict");
     await waitForDriverPods(client, 4);
     await waitForState(client, "ready");
+    const placement = await watchPlacement(client);
+    const isStatusWrite = (r: { method: string; url: string }) => r.method === "PATCH" && r.url.startsWith("/apis/nvidia.com/v1/clusterpolicies/cluster-policy/status");
     try {
-      p.inject({ status: 409, oncePerRequest: true, match: isWrite });
+      // Every status write conflicts until the spec has changed under it; every other write conflicts once.
+      p.inject({ status: 409, match: isStatusWrite });
+      p.inject({ status: 409, oncePerRequest: true, match: (r) => isWrite(r) && !isStatusWrite(r) });
       const from = p.requests.length;
       await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", `-p=${toPrecompiled}`]);
-      await eventually("a conflict", async () => (p.requests.slice(from).some((r) => r.outcome === "injected") ? true : undefined));
-      // Change the spec again while writes are conflicting: what lands must follow the latest spec.
-      await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", `-p=${toConventional}`]);
-      await assertConverged(client, nodeNames, isConventionalPod);
+      await eventually("a status write conflicts", async () => (p.requests.slice(from).some((r) => r.outcome === "injected" && isStatusWrite(r)) ? true : undefined));
+      await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", '-p=[{"op":"replace","path":"/spec/driver/version","value":"535"}]']);
+      const latest = (await getPolicy(client)).metadata.generation;
+      // The operator has acted on the latest spec once a DaemonSet carries its image.
+      await eventually("the operator applies the latest spec", async () => ((await driverDaemonSets(client)).some((d) => JSON.stringify(d.spec?.template).includes(":535-")) ? true : undefined));
+      const cleared = p.requests.length;
+      p.clearInjections();
+      await assertConverged(client, nodeNames, isPrecompiledPod);
+      const statusWrites = p.requests.slice(cleared).filter((r) => isStatusWrite(r) && r.outcome === "forwarded");
+      assert.ok(statusWrites.length > 0, "the status was written once the conflicts stopped");
+      for (const w of statusWrites) {
+        const observed = (JSON.parse(w.body) as { status?: { observedGeneration?: number } }).status?.observedGeneration;
+        assert.equal(observed, latest, `a status write after the conflicts reports generation ${String(observed)}, not the latest ${String(latest)}`);
+      }
       const conflicted = p.requests.slice(from).filter((r) => r.outcome === "injected");
-      assert.ok(conflicted.some((r) => r.url.includes("/status")), "a status write met a conflict");
-      const policy = await waitForState(client, "ready");
-      assert.equal(policy.status?.observedGeneration, policy.metadata.generation);
+      assert.ok(conflicted.some((r) => !isStatusWrite(r)), "other writes met conflicts too");
+      for (const c of conflicted.filter((r) => !isStatusWrite(r))) {
+        assert.ok(p.requests.slice(cleared).some((r) => r.method === c.method && r.url === c.url) || p.requests.some((r) => r.at > c.at && r.method === c.method && r.url === c.url && r.outcome === "forwarded"), `${c.method} ${c.url} was sent again`);
+      }
+      assert.deepEqual(placement.unsteady(), [], "no node was moved back by a stale write");
       assert.equal(op.proc.exitCode, null, "the operator is still running");
     } finally {
       p.clearInjections();
+      await placement.stop();
       await op.stop();
     }
   });

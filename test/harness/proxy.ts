@@ -45,6 +45,10 @@ export interface ApiProxy {
   readonly requests: ProxiedRequest[];
   /** Holds new requests and stops streaming answers (watches) until resume; nothing is lost, only delayed. */
   pause(): void;
+  /** Pauses as the first request matching arrives, holding that request too (so the client has it in flight). */
+  pauseWhen(match: (r: ProxiedRequest) => boolean): void;
+  /** When the proxy last paused, or undefined while it never has. */
+  readonly pausedAt: number | undefined;
   /** Closes every connection and refuses new ones until resume. */
   drop(): void;
   resume(): void;
@@ -91,6 +95,8 @@ export async function startApiProxy(kubeconfig: string, kubeconfigOut: string): 
   const requests: ProxiedRequest[] = [];
   let injections: { rule: Injection; used: number; seen: Set<string> }[] = [];
   let mode: "open" | "paused" | "dropping" = "open";
+  let pauseTrigger: ((r: ProxiedRequest) => boolean) | undefined;
+  let pausedAt: number | undefined;
   let waiters: (() => void)[] = [];
   const sockets = new Set<Socket>();
   /** Streaming answers in progress: while paused, their chunks wait here. */
@@ -104,6 +110,11 @@ export async function startApiProxy(kubeconfig: string, kubeconfigOut: string): 
     const body = Buffer.concat(chunks).toString("utf8");
     const rec: ProxiedRequest = { at: Date.now(), method: req.method ?? "GET", url: req.url ?? "/", body, outcome: "pending" };
     requests.push(rec);
+    if (pauseTrigger?.(rec)) {
+      pauseTrigger = undefined;
+      mode = "paused";
+      pausedAt = rec.at;
+    }
     let gone = false;
     res.on("close", () => (gone = true));
     await released();
@@ -209,6 +220,13 @@ export async function startApiProxy(kubeconfig: string, kubeconfigOut: string): 
     requests,
     pause() {
       mode = "paused";
+      pausedAt = Date.now();
+    },
+    pauseWhen(match) {
+      pauseTrigger = match;
+    },
+    get pausedAt() {
+      return pausedAt;
     },
     drop() {
       mode = "dropping";
