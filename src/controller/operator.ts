@@ -63,6 +63,9 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
   const identity = opts.identity ?? process.env.POD_NAME ?? `${hostname()}_${process.pid}`;
   const elector = new LeaderElector(client, { namespace: opts.namespace, name: opts.leaseName, identity }, log);
   const stop = new AbortController();
+  // Every request but the Lease's own stops when leadership is lost or on shutdown: a write
+  // still in flight then could land after another replica has taken over.
+  client.fence = stop.signal;
   let exitCode = 0;
   let synced = false;
   let standby = opts.leaderElect;
@@ -89,7 +92,7 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
 
   const onSignal = (sig: string) => {
     log.info("shutting down", { signal: sig });
-    stop.abort();
+    stop.abort(new Error(`shutting down on ${sig}`));
   };
   process.once("SIGTERM", () => onSignal("SIGTERM"));
   process.once("SIGINT", () => onSignal("SIGINT"));
@@ -106,7 +109,7 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
           },
           () => {
             exitCode = 1;
-            stop.abort();
+            stop.abort(new Error("leadership lost"));
           },
           stop.signal,
         );

@@ -19,6 +19,24 @@ export const isNotFound = (e: unknown) => e instanceof KubeApiError && e.status 
 export const isConflict = (e: unknown) => e instanceof KubeApiError && e.status === 409;
 export const isGone = (e: unknown) => e instanceof KubeApiError && e.status === 410;
 
+/** A request refused before it was sent: the client's fence is down (leadership lost, or shutting down). */
+export class FencedError extends Error {
+  override name = "FencedError";
+}
+
+/** The most a 429's Retry-After may make one request wait, and how many 429s in a row one request accepts. */
+export const THROTTLE_MAX_WAIT_MS = 30_000;
+export const THROTTLE_MAX_RETRIES = 10;
+
+/** Milliseconds a 429/503 answer asks to wait (Retry-After in seconds or as a date), capped; 1 s when absent or unreadable. */
+export function retryAfterMs(header: string | string[] | undefined, nowMs = Date.now()): number {
+  const value = (Array.isArray(header) ? header[0] : header)?.trim();
+  let ms = 1000;
+  if (value && /^\d+$/.test(value)) ms = Number(value) * 1000;
+  else if (value && /[a-z]/i.test(value) && !Number.isNaN(Date.parse(value))) ms = Date.parse(value) - nowMs;
+  return Math.min(Math.max(ms, 0), THROTTLE_MAX_WAIT_MS);
+}
+
 export type Query = Record<string, string | number | boolean | undefined>;
 
 export interface RequestOptions {
@@ -29,6 +47,8 @@ export interface RequestOptions {
   /** Kubernetes verb for request accounting; derived from the method when absent. */
   verb?: string;
   timeoutMs?: number;
+  /** Sent even when the fence is down: only leader election's own Lease requests. */
+  unfenced?: boolean;
 }
 
 export interface WatchEvent<T> {
@@ -39,6 +59,24 @@ export interface WatchEvent<T> {
 export interface ListResult<T> {
   items: T[];
   metadata: ListMeta;
+}
+
+/** The API server's "slow down": 429 from API Priority and Fairness, or 503 with a Retry-After. */
+const isThrottled = (res: Dispatcher.ResponseData) => res.statusCode === 429 || (res.statusCode === 503 && res.headers["retry-after"] !== undefined);
+
+/** Waits, ending early (the next send then refuses or aborts) if a signal aborts. */
+function sleepUnlessAborted(ms: number, signals: (AbortSignal | undefined)[]): Promise<void> {
+  const live = signals.filter((s): s is AbortSignal => s !== undefined);
+  return new Promise((resolve) => {
+    if (live.some((s) => s.aborted)) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      for (const s of live) s.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    for (const s of live) s.addEventListener("abort", done, { once: true });
+  });
 }
 
 const verbOf: Record<string, string> = { GET: "get", POST: "create", PUT: "update", PATCH: "patch", DELETE: "delete" };
@@ -53,6 +91,13 @@ export class KubeClient {
   readonly requestCounts = new Map<string, number>();
   private readonly dispatcher: Dispatcher;
   private tokenCache?: { value: string; readAt: number };
+  /**
+   * Once this signal aborts, no request is sent and requests in flight are
+   * aborted (except `unfenced` ones). The operator sets it to a signal that
+   * aborts when leadership is lost or on shutdown, so a replica that may no
+   * longer lead never acts.
+   */
+  fence: AbortSignal | undefined;
 
   constructor(access: ClusterAccess) {
     this.access = access;
@@ -99,6 +144,10 @@ export class KubeClient {
   }
 
   private async send(method: string, path: string, opts: RequestOptions): Promise<Dispatcher.ResponseData> {
+    const fence = opts.unfenced ? undefined : this.fence;
+    if (fence?.aborted) throw new FencedError(`${method} ${path} not sent: ${String(fence.reason ?? "this client is fenced")}`);
+    const signals = [opts.signal, fence].filter((s): s is AbortSignal => s !== undefined);
+    const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
     const verb = opts.verb ?? verbOf[method] ?? method.toLowerCase();
     this.requestCounts.set(verb, (this.requestCounts.get(verb) ?? 0) + 1);
     const headers: Record<string, string> = { accept: "application/json", "user-agent": "gpuop" };
@@ -115,10 +164,11 @@ export class KubeClient {
         headers,
         body,
         dispatcher: this.dispatcher,
-        signal: opts.signal,
+        signal,
         ...(opts.timeoutMs ? { headersTimeout: opts.timeoutMs } : {}),
       });
     } catch (err) {
+      if (fence?.aborted && !opts.signal?.aborted) throw new FencedError(`${method} ${path} aborted: ${String(fence.reason ?? "this client is fenced")}`, { cause: err });
       if ((err as Error).name === "AbortError") throw err;
       const code = (err as { code?: string }).code ?? (err as Error).message;
       throw new Error(`cannot reach the Kubernetes API at ${this.access.server} (${this.access.source}): ${code}`, { cause: err });
@@ -137,8 +187,21 @@ export class KubeClient {
     throw new KubeApiError(res.statusCode, status.reason ?? `HTTP${res.statusCode}`, `${method} ${path}: ${res.statusCode} ${message}`);
   }
 
+  /**
+   * Sends a request; a 429 (or 503) with Retry-After is sent again after the
+   * wait it asks for (capped), up to THROTTLE_MAX_RETRIES times, so throttling
+   * slows the work down without skipping any of it. Other errors are the
+   * caller's to retry: a write is never re-sent here with a body that may
+   * have gone stale.
+   */
   async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
-    const res = await this.send(method, path, opts);
+    let res = await this.send(method, path, opts);
+    for (let attempt = 1; attempt <= THROTTLE_MAX_RETRIES && isThrottled(res); attempt++) {
+      const waitMs = retryAfterMs(res.headers["retry-after"]);
+      await res.body.dump();
+      await sleepUnlessAborted(waitMs, [opts.signal, opts.unfenced ? undefined : this.fence]);
+      res = await this.send(method, path, opts);
+    }
     if (res.statusCode >= 300) return KubeClient.fail(res, method, path);
     const text = await res.body.text();
     return (text ? JSON.parse(text) : undefined) as T;

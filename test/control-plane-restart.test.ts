@@ -1,0 +1,114 @@
+// The control plane restarted under a running operator: kube-apiserver stopped
+// for 20 s in the middle of a mode switch, then started again on the same
+// etcd; etcd itself stopped and started. The operator must come back on its
+// own (reconnect, relist or resume its watches) and finish, with no node ever
+// running two driver pods. This file restarts the shared test cluster's
+// processes and leaves them running again.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { attachCluster, type LocalCluster } from "./harness/cluster.ts";
+import { restartExited, startComponent, stopComponent, type Component } from "./harness/control-plane.ts";
+import { assertConverged, clearFleet, freshFleet, isConventionalPod, isPrecompiledPod, NS, toConventional, toPrecompiled, watchPlacement } from "./harness/faults.ts";
+import { startOperator } from "./harness/operator.ts";
+import { driverPods, ensureNamespace, installCrd, waitForDriverPods, waitForState } from "./harness/policy.ts";
+import { eventually } from "./harness/wait.ts";
+import type { KubeClient } from "../src/kube/client.ts";
+
+let cluster: LocalCluster;
+let client: KubeClient;
+let nodeNames: string[] = [];
+const others: Component[] = ["kube-controller-manager", "kube-scheduler", "kwok-controller"];
+const OUTAGE_MS = 20_000;
+const ETCD_OUTAGE_MS = 10_000;
+
+/** Waits until the API server answers again and every other component runs (restarting any that exited, as a kubelet would). */
+async function controlPlaneBack(): Promise<void> {
+  await eventually("the API server answers", async () => ((await client.list("/api/v1/namespaces")).items.length > 0 ? true : undefined), { timeoutMs: 120_000 });
+  const restarted = restartExited(cluster.name, others);
+  if (restarted.length > 0) console.log(`# restarted after the outage: ${restarted.join(", ")}`);
+}
+
+before(async () => {
+  cluster = attachCluster(process.env.GPUOP_TEST_CLUSTER ?? "");
+  client = cluster.client();
+  await installCrd(cluster);
+  await ensureNamespace(client, NS);
+  nodeNames = await freshFleet(cluster, client, [], "restart", 8);
+});
+
+after(async () => {
+  // Whatever happened above, leave the shared cluster running for the next file.
+  for (const c of ["etcd", "kube-apiserver"] as const) {
+    try {
+      restartExited(cluster.name, [c]);
+    } catch (err) {
+      console.error(`could not restart ${c}: ${(err as Error).message}`);
+    }
+  }
+  await controlPlaneBack().catch(() => undefined);
+  await clearFleet(client, nodeNames).catch(() => undefined);
+  await client.close();
+});
+
+describe("kube-apiserver and etcd restarts", () => {
+  test("kube-apiserver stopped for 20 s during a mode switch: the same operator process reconnects and finishes", async () => {
+    // Without leader election the process must ride the outage out itself (with it, it would
+    // exit on the lost lease and be restarted: see the etcd test).
+    const operator = await startOperator({ kubeconfig: cluster.kubeconfig, leaderElect: false });
+    const placement = await watchPlacement(client);
+    try {
+      await waitForDriverPods(client, nodeNames.length);
+      await waitForState(client, "ready");
+      await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", `-p=${toPrecompiled}`]);
+      await eventually("the switch has started", async () => ((await driverPods(client)).some(isPrecompiledPod) ? true : undefined), { intervalMs: 50 });
+      await stopComponent(cluster.name, "kube-apiserver");
+      await new Promise((r) => setTimeout(r, OUTAGE_MS));
+      startComponent(cluster.name, "kube-apiserver");
+      await controlPlaneBack();
+      await assertConverged(client, nodeNames, isPrecompiledPod, 300_000);
+      assert.equal(operator.proc.exitCode, null, `the operator rode the outage out:\n${operator.logs().slice(-2000)}`);
+      assert.match(operator.logs(), /watch failed; retrying|reconcile failed; retrying/, "the operator saw the outage");
+      assert.deepEqual(placement.unsteady(), [], "each node went from its old pool to its new one once");
+      console.log(`# nodes that briefly had two driver pods during the handover: ${placement.overlaps.size}`);
+    } finally {
+      await placement.stop();
+      await operator.stop();
+    }
+  });
+
+  test("etcd stopped for 10 s under a leader-elected operator: it steps down, a restarted replica takes over, and the switch finishes", async () => {
+    // As in a Deployment: a replica that exits is started again.
+    let operator = await startOperator({ kubeconfig: cluster.kubeconfig, args: ["--no-image-check", "--lease-name", "faults-etcd"] });
+    const exits: (number | null)[] = [];
+    let supervising = true;
+    const supervisor = (async () => {
+      while (supervising) {
+        if (operator.proc.exitCode !== null) {
+          exits.push(operator.proc.exitCode);
+          operator = await startOperator({ kubeconfig: cluster.kubeconfig, args: ["--no-image-check", "--lease-name", "faults-etcd"] });
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    })();
+    const placement = await watchPlacement(client);
+    try {
+      await waitForDriverPods(client, nodeNames.length);
+      await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", `-p=${toConventional}`]);
+      await eventually("the switch has started", async () => ((await driverPods(client)).some(isConventionalPod) ? true : undefined), { intervalMs: 50 });
+      await stopComponent(cluster.name, "etcd");
+      await new Promise((r) => setTimeout(r, ETCD_OUTAGE_MS));
+      startComponent(cluster.name, "etcd");
+      await controlPlaneBack();
+      await assertConverged(client, nodeNames, isConventionalPod, 300_000);
+      assert.ok(exits.every((c) => c !== 0), `a replica that stepped down exited non-zero: ${exits.join(", ")}`);
+      console.log(`# operator exits during the etcd outage: ${exits.length} (${exits.join(", ")})`);
+      assert.deepEqual(placement.unsteady(), [], "each node went from its old pool to its new one once");
+      console.log(`# nodes that briefly had two driver pods during the handover: ${placement.overlaps.size}`);
+    } finally {
+      supervising = false;
+      await supervisor;
+      await placement.stop();
+      await operator.stop();
+    }
+  });
+});
