@@ -1,6 +1,7 @@
 import { runOperator } from "../controller/operator.ts";
 import { jsonLogger } from "../kube/log.ts";
 import { UserError } from "../core/errors.ts";
+import { isDriverBranch, isFullDriverVersion } from "../core/tag.ts";
 import { parseFlags, type Command } from "./command.ts";
 
 const usage = `Usage: gpuop operator [flags]
@@ -18,7 +19,33 @@ Flags:
   --health-bind-address <a>    host:port for /healthz and /readyz, 0 to disable (default: :8081)
   --no-image-check             roll out without first asking the registry whether each driver image exists
   --plain-http-registries <l>  comma-separated registries (host:port) to reach over plain http
-  --image-recheck-seconds <n>  how often to ask again for a missing driver image (default: 60)`;
+  --image-recheck-seconds <n>  how often to ask again for a missing driver image (default: 60)
+  --default-driver-version <v> driver version for a ClusterPolicy without spec.driver.version, e.g. 550.54.15
+                               (with usePrecompiled its branch, 550, is used); default: none, such a policy is refused
+  --gpu-node-selector <l>      comma-separated key=value labels that mark GPU nodes as well as NFD's PCI label,
+                               the clouds' accelerator labels and nvidia.com/gpu.present=true`;
+
+function gpuNodeSelector(value: string | undefined): Record<string, string> | undefined {
+  if (value === undefined || value.trim() === "") return undefined;
+  const selector: Record<string, string> = {};
+  for (const part of value.split(",").map((s) => s.trim()).filter(Boolean)) {
+    const eq = part.indexOf("=");
+    const key = eq > 0 ? part.slice(0, eq) : "";
+    if (!key || !/^([a-z0-9.-]+\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/.test(key)) {
+      throw new UserError(`--gpu-node-selector takes key=value pairs separated by commas, like example.com/gpu=true; "${part}" is not one`);
+    }
+    selector[key] = part.slice(eq + 1);
+  }
+  return selector;
+}
+
+function defaultDriverVersion(value: string | undefined): string | undefined {
+  if (value === undefined || value === "") return undefined;
+  if (!isDriverBranch(value) && !isFullDriverVersion(value)) {
+    throw new UserError(`--default-driver-version must be a driver version like 550.54.15 or a branch like 550, not "${value}"`);
+  }
+  return value;
+}
 
 function recheckSeconds(value: string | undefined): number {
   if (value === undefined) return 60;
@@ -45,6 +72,8 @@ export const operatorCommand: Command = {
         "no-image-check": { type: "boolean" },
         "plain-http-registries": { type: "string" },
         "image-recheck-seconds": { type: "string" },
+        "default-driver-version": { type: "string" },
+        "gpu-node-selector": { type: "string" },
       },
       usage,
     );
@@ -59,6 +88,8 @@ export const operatorCommand: Command = {
       imageCheck: !values["no-image-check"],
       plainHttpRegistries: (values["plain-http-registries"] ?? "").split(",").map((s) => s.trim()).filter(Boolean),
       imageRecheckSeconds: recheckSeconds(values["image-recheck-seconds"]),
+      ...(defaultDriverVersion(values["default-driver-version"]) ? { defaultDriverVersion: values["default-driver-version"]! } : {}),
+      ...(gpuNodeSelector(values["gpu-node-selector"]) ? { gpuNodeSelector: gpuNodeSelector(values["gpu-node-selector"])! } : {}),
     });
   },
 };

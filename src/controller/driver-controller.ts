@@ -1,6 +1,6 @@
-import { classifyNodes, desiredNodeLabels, type GpuNodeFacts } from "../core/gpu-node.ts";
+import { classifyNodes, desiredNodeLabels, type GpuNodeFacts, type GpuNodeOptions } from "../core/gpu-node.ts";
 import { canonicalJson, isSubset } from "../core/diff.ts";
-import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, type ClusterPolicy, type ClusterPolicyStatus } from "../core/policy.ts";
+import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, withDefaultDriverVersion, type ClusterPolicy, type ClusterPolicyStatus } from "../core/policy.ts";
 import { renderDriverDaemonSets, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
 import { nodeRollouts, planRollout, readyDriverKeys, resolveMaxUnavailable, POOL_NODE_LABEL } from "../core/rollout.ts";
 import { computeStatus, ignoredStatus } from "../core/status.ts";
@@ -45,9 +45,15 @@ export class DriverController {
   private readonly lastWarning = new Map<string, string>();
 
   private readonly images: ImageChecker | undefined;
+  /** Used where the policy names no spec.driver.version (--default-driver-version). */
+  private readonly defaultDriverVersion: string | undefined;
+  /** GPU nodes beyond NFD's and the clouds' labels (--gpu-node-selector). */
+  private readonly gpuNodeOptions: GpuNodeOptions;
 
-  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker }) {
+  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; defaultDriverVersion?: string; gpuNodeSelector?: Record<string, string> }) {
     this.client = opts.client;
+    this.defaultDriverVersion = opts.defaultDriverVersion;
+    this.gpuNodeOptions = opts.gpuNodeSelector ? { gpuNodeSelector: opts.gpuNodeSelector } : {};
     this.images = opts.images;
     this.namespace = opts.namespace;
     this.log = opts.log;
@@ -121,12 +127,12 @@ export class DriverController {
       return;
     }
 
-    const { gpuNodes, problems } = classifyNodes(nodes);
+    const { gpuNodes, problems } = classifyNodes(nodes, this.gpuNodeOptions);
     let policyErrors: { reason: string; message: string }[];
     let policy: ReturnType<typeof normalizePolicy> | undefined;
     let warnings: { reason: string; message: string }[] = [];
     try {
-      policy = normalizePolicy(active);
+      policy = normalizePolicy(withDefaultDriverVersion(active, this.defaultDriverVersion));
       const validation = validatePolicy(policy, gpuNodes);
       policyErrors = validation.errors;
       warnings = validation.warnings;
@@ -149,6 +155,7 @@ export class DriverController {
       ? renderDriverDaemonSets({
           policy,
           nodes,
+          gpuNodeOptions: this.gpuNodeOptions,
           namespace: this.namespace,
           ownerRef: { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: active.metadata.name, uid: active.metadata.uid ?? "" },
         })
@@ -196,7 +203,7 @@ export class DriverController {
 
   private async labelGpuNodes(nodes: Node[]): Promise<void> {
     for (const node of nodes) {
-      const patch = desiredNodeLabels(node);
+      const patch = desiredNodeLabels(node, this.gpuNodeOptions);
       if (Object.keys(patch).length === 0) continue;
       await this.client.mergePatch(`/api/v1/nodes/${node.metadata.name}`, { metadata: { labels: patch } });
       this.log.info("labelled GPU node", { node: node.metadata.name, labels: patch });

@@ -23,6 +23,10 @@ export interface OperatorOptions {
   imageCheck?: boolean;
   plainHttpRegistries?: string[];
   imageRecheckSeconds?: number;
+  /** Driver version for a policy without spec.driver.version. */
+  defaultDriverVersion?: string;
+  /** Nodes with all these labels are GPU nodes too. */
+  gpuNodeSelector?: Record<string, string>;
 }
 
 function listen(server: Server, address: string): Promise<void> {
@@ -48,7 +52,7 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
   const images = opts.imageCheck === false
     ? undefined
     : new ImageChecker(client, log, { plainHttpRegistries: opts.plainHttpRegistries ?? [], missingTtlMs: (opts.imageRecheckSeconds ?? 60) * 1000 });
-  const controller = new DriverController({ client, namespace: opts.namespace, log, metrics, events: new EventRecorder(client, "gpuop", log), ...(images ? { images } : {}) });
+  const controller = new DriverController({ client, namespace: opts.namespace, log, metrics, events: new EventRecorder(client, "gpuop", log), ...(images ? { images } : {}), ...(opts.defaultDriverVersion ? { defaultDriverVersion: opts.defaultDriverVersion } : {}), ...(opts.gpuNodeSelector ? { gpuNodeSelector: opts.gpuNodeSelector } : {}) });
   // The pod name (downward API) is unique among replicas; outside a pod, host and pid are.
   const identity = opts.identity ?? process.env.POD_NAME ?? `${hostname()}_${process.pid}`;
   const elector = new LeaderElector(client, { namespace: opts.namespace, name: opts.leaseName, identity }, log);

@@ -1,4 +1,5 @@
 import { UserError } from "./errors.ts";
+import { driverBranchOf, isFullDriverVersion } from "./tag.ts";
 
 /**
  * The ClusterPolicy (nvidia.com/v1), as NVIDIA's GPU Operator defines it, with the parts gpuop
@@ -302,6 +303,24 @@ function expectEnvList(o: Record<string, unknown>, field: string, at: string): v
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * The policy with the operator's default driver version (`--default-driver-version`) filled in
+ * where spec.driver.version is absent or empty, as NVIDIA's operator falls back to its default
+ * driver image (NVIDIA's sample ClusterPolicy names none). With usePrecompiled a full default
+ * version gives its branch (550.54.15 -> 550), since precompiled images are tagged by branch.
+ * Anything else is returned as it is, for validatePolicy to judge.
+ */
+export function withDefaultDriverVersion<T extends ClusterPolicy>(policy: T, defaultVersion: string | undefined): T {
+  if (!defaultVersion) return policy;
+  const spec = policy.spec;
+  if (spec !== undefined && !isRecord(spec)) return policy;
+  const driver = spec?.driver;
+  if (driver !== undefined && !isRecord(driver)) return policy;
+  if (driver?.version !== undefined && driver.version !== "") return policy;
+  const version = driver?.usePrecompiled === true && isFullDriverVersion(defaultVersion) ? driverBranchOf(defaultVersion) : defaultVersion;
+  return { ...policy, spec: { ...spec, driver: { ...driver, version } } };
 }
 
 /**

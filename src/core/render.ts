@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { UserError } from "./errors.ts";
-import { classifyNodes, DEPLOY_DRIVER_LABEL, NFD_KERNEL_LABEL, type GpuNodeFacts, type NodeLike } from "./gpu-node.ts";
+import { classifyNodes, DEPLOY_DRIVER_LABEL, NFD_KERNEL_LABEL, type GpuNodeFacts, type GpuNodeOptions, type NodeLike } from "./gpu-node.ts";
 import { canonicalJson } from "./diff.ts";
 import { parseImageRef } from "./image.ts";
 import { conventionalDaemonSetName, precompiledDaemonSetName } from "./names.ts";
@@ -141,6 +141,8 @@ export interface RenderInput {
    * during a mode switch without two driver pods on one node.
    */
   selectByPoolLabel?: boolean;
+  /** How GPU nodes are recognised beyond the built-in labels (the operator's --gpu-node-selector). */
+  gpuNodeOptions?: GpuNodeOptions;
 }
 
 export interface RenderResult {
@@ -158,7 +160,7 @@ export interface RenderResult {
 export function renderDriverDaemonSets(input: RenderInput): RenderResult {
   const policy = normalizePolicy(input.policy);
   const driver = policy.spec.driver;
-  const { gpuNodes, problems } = classifyNodes(input.nodes);
+  const { gpuNodes, problems } = classifyNodes(input.nodes, input.gpuNodeOptions);
   const result: RenderResult = {
     daemonSets: [],
     pools: [],
@@ -280,7 +282,15 @@ function renderDaemonSet(
   return ds;
 }
 
-function podSpec(pool: Pool, nodes: readonly GpuNodeFacts[], driver: NormalizedDriverSpec, selectByPoolLabel: boolean): PodSpec {
+/**
+ * Which nodes a pool's pods may run on. With NFD's labels on every node of the pool, the OS (and,
+ * precompiled, the kernel) labels, so a node whose kernel changed leaves the DaemonSet at once.
+ * Where gpuop read a node's kernel or OS from status.nodeInfo, which no selector can match, the
+ * pool label alone: gpuop sets it, one value per node, so a node still matches one driver
+ * DaemonSet at most. NFD-labelled clusters keep the selectors they had (no DaemonSet changes).
+ */
+function driverNodeSelector(pool: Pool, nodes: readonly GpuNodeFacts[], selectByPoolLabel: boolean): Pick<PodSpec, "nodeSelector" | "affinity"> {
+  if (selectByPoolLabel && !nodes.every((n) => n.nfd)) return { nodeSelector: { [DEPLOY_DRIVER_LABEL]: "true", [POOL_NODE_LABEL]: pool.name } };
   const os = parseOsTag(pool.osTag);
   const nodeSelector: Record<string, string> = { [NFD_OS_ID_LABEL]: os.id };
   let affinity: PodSpec["affinity"];
@@ -301,6 +311,11 @@ function podSpec(pool: Pool, nodes: readonly GpuNodeFacts[], driver: NormalizedD
   if (pool.kernel !== undefined) nodeSelector[NFD_KERNEL_LABEL] = pool.kernel;
   nodeSelector[DEPLOY_DRIVER_LABEL] = "true";
   if (selectByPoolLabel) nodeSelector[POOL_NODE_LABEL] = pool.name;
+  return { nodeSelector, ...(affinity ? { affinity } : {}) };
+}
+
+function podSpec(pool: Pool, nodes: readonly GpuNodeFacts[], driver: NormalizedDriverSpec, selectByPoolLabel: boolean): PodSpec {
+  const { nodeSelector, affinity } = driverNodeSelector(pool, nodes, selectByPoolLabel);
 
   const rdma = driver.rdma?.enabled === true;
   const volumes = new Volumes();
