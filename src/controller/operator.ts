@@ -63,13 +63,21 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
   void controller.synced().then(() => (synced = true));
 
   const servers: Server[] = [];
-  const serve = async (address: string, routes: Record<string, () => [number, string, string?]>) => {
+  type Answer = [number, string, string?];
+  const serve = async (address: string, routes: Record<string, () => Answer | Promise<Answer>>) => {
     if (address === "0" || address === "") return;
     const server = createServer((req, res) => {
       const route = routes[(req.url ?? "").split("?")[0] ?? ""];
-      const [code, body, type] = route ? route() : [404, "not found\n"];
-      res.writeHead(code, { "content-type": type ?? "text/plain; charset=utf-8" });
-      res.end(body);
+      void Promise.resolve(route ? route() : ([404, "not found\n"] as Answer)).then(
+        ([code, body, type]) => {
+          res.writeHead(code, { "content-type": type ?? "text/plain; charset=utf-8" });
+          res.end(body);
+        },
+        (err: unknown) => {
+          res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
+          res.end(`${(err as Error).message}\n`);
+        },
+      );
     });
     await listen(server, address);
     servers.push(server);
@@ -79,7 +87,7 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
     // A standby replica is ready: it is healthy and waiting to lead.
     "/readyz": () => (standby || synced ? [200, "ok\n"] : [503, "caches not synced\n"]),
   });
-  await serve(opts.metricsAddress, { "/metrics": () => [200, metrics.render(), "text/plain; version=0.0.4"] });
+  await serve(opts.metricsAddress, { "/metrics": async () => [200, await metrics.render(), metrics.contentType] });
 
   const onSignal = (sig: string) => {
     log.info("shutting down", { signal: sig });
