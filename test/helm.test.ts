@@ -304,7 +304,8 @@ describe("installed from a chart repository, with the operator running as the ch
 
   test("a policy problem is recorded as an Event in default (events RBAC)", async () => {
     const uid = (await getPolicy(client)).metadata.uid;
-    await createGpuNode(client, { name: NO_NFD_NODE, kernel: "5.15.0-69-generic", withoutNfdLabels: true, labels: { "nvidia.com/gpu.present": "true" } });
+    // Neither NFD's labels nor an OS gpuop can read from nodeInfo: the node cannot be served.
+    await createGpuNode(client, { name: NO_NFD_NODE, kernel: "5.15.0-69-generic", os: { id: "cos", versionId: "117", prettyName: "Container-Optimized OS from Google" }, withoutNfdLabels: true, labels: { "nvidia.com/gpu.present": "true" } });
     await eventually("NFDLabelsMissing event", async () => {
       const { items } = await client.list<{ reason?: string; message?: string; involvedObject: { uid?: string }; source?: { component?: string } }>("/api/v1/namespaces/default/events");
       return items.some((e) => e.reason === "NFDLabelsMissing" && e.involvedObject.uid === uid && e.source?.component === "gpuop" && e.message?.includes(NO_NFD_NODE)) ? true : undefined;

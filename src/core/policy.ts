@@ -78,6 +78,8 @@ export interface DriverSpec {
   imagePullSecrets?: string[];
   env?: EnvVar[];
   args?: string[];
+  /** Driver pods in the host's network namespace (NVIDIA's CRD added it). */
+  hostNetwork?: boolean;
   resources?: ResourceRequirements;
   manager?: DriverManagerSpec;
   rdma?: GpuDirectRdmaSpec;
@@ -235,7 +237,7 @@ export function normalizePolicy(obj: unknown): NormalizedClusterPolicy {
 
 function checkDriverTypes(driver: Record<string, unknown>): void {
   const at = "spec.driver";
-  for (const f of ["enabled", "usePrecompiled", "useNvidiaDriverCRD", "useOpenKernelModules"]) {
+  for (const f of ["enabled", "usePrecompiled", "useNvidiaDriverCRD", "useOpenKernelModules", "hostNetwork"]) {
     expectType(driver, f, "boolean", at);
   }
   for (const f of ["repository", "image", "version", "secretEnv"]) expectType(driver, f, "string", at);

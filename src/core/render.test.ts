@@ -451,3 +451,12 @@ test("nodes without NFD labels: kernel and OS from nodeInfo, selected by the poo
     [POOL_LABEL]: "nvidia-driver-daemonset-ubuntu22.04",
   });
 });
+
+test("driver.hostNetwork puts the driver pods in the host's network with cluster DNS; unset changes nothing", () => {
+  const on = render({ version: "550.54.15", hostNetwork: true }, [node("a", "5.15.0-69-generic")]).daemonSets[0]!.spec.template.spec;
+  assert.equal(on.hostNetwork, true);
+  assert.equal(on.dnsPolicy, "ClusterFirstWithHostNet");
+  const off = render({ version: "550.54.15", hostNetwork: false }, [node("a", "5.15.0-69-generic")]).daemonSets[0]!;
+  assert.equal(off.spec.template.spec.hostNetwork, undefined);
+  assert.equal(renderHash(off), renderHash(render({ version: "550.54.15" }, [node("a", "5.15.0-69-generic")]).daemonSets[0]!));
+});

@@ -88,6 +88,8 @@ export type PodSpec = {
   serviceAccountName: string;
   priorityClassName: string;
   hostPID: boolean;
+  hostNetwork?: boolean;
+  dnsPolicy?: string;
   nodeSelector: Record<string, string>;
   affinity?: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: { matchExpressions: NodeSelectorRequirement[] }[] } } };
   tolerations: { key: string; operator: "Exists"; effect: string }[];
@@ -375,6 +377,8 @@ function podSpec(pool: Pool, nodes: readonly GpuNodeFacts[], driver: NormalizedD
     serviceAccountName: DRIVER_SERVICE_ACCOUNT,
     priorityClassName: "system-node-critical",
     hostPID: true,
+    // In the host's network, cluster DNS still answers only with this policy.
+    ...(driver.hostNetwork === true ? { hostNetwork: true, dnsPolicy: "ClusterFirstWithHostNet" } : {}),
     nodeSelector,
     ...(affinity ? { affinity } : {}),
     tolerations: [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }],
