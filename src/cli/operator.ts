@@ -41,8 +41,8 @@ function gpuNodeSelector(value: string | undefined): Record<string, string> | un
 
 function defaultDriverVersion(value: string | undefined): string | undefined {
   if (value === undefined || value === "") return undefined;
-  if (!isDriverBranch(value) && !isFullDriverVersion(value)) {
-    throw new UserError(`--default-driver-version must be a driver version like 550.54.15 or a branch like 550, not "${value}"`);
+  if (!isDriverBranch(value) && !isFullDriverVersion(value) && !/^sha256:[a-f0-9]{64}$/.test(value)) {
+    throw new UserError(`--default-driver-version must be a driver version like 550.54.15, a branch like 550 or a sha256: digest, not "${value}"`);
   }
   return value;
 }
