@@ -84,6 +84,21 @@ test("NVIDIA's sample ClusterPolicy on NVIDIA's CRD: default driver version, nod
     return p.status?.state === "ready" && p.status.conditions?.some((c) => c.type === "Ready" && c.status === "True" && c.observedGeneration === p.metadata.generation) ? p : undefined;
   });
   assert.equal(policy.spec?.driver?.version, undefined, "the stored policy still names no version");
+
+  // NVIDIA's CRD has no status.pools: the pruned status must not make every reconcile write it again.
+  const reconciles = async () => Number(/^gpuop_reconcile_total\{result="success"\} (\d+)$/m.exec(await operator!.metrics())?.[1] ?? 0);
+  await eventually("writes to settle", async () => {
+    const w = await operator!.writes();
+    await cluster.kubectl(["label", "--overwrite", "node", "nv-nfd", `example.com/touched=${Date.now()}`]);
+    const r = await reconciles();
+    await eventually("a reconcile after the label change", async () => ((await reconciles()) > r ? true : undefined));
+    return (await operator!.writes()) === w ? true : undefined;
+  });
+  const writes = await operator!.writes();
+  const r = await reconciles();
+  await cluster.kubectl(["label", "--overwrite", "node", "nv-nfd", "example.com/touched=last"]);
+  await eventually("a reconcile after the label change", async () => ((await reconciles()) > r ? true : undefined));
+  assert.equal(await operator!.writes(), writes, "a reconcile with nothing to change writes nothing");
 });
 
 test("without a default driver version the sample policy is refused with a message naming the flag, and the drivers stay", async () => {

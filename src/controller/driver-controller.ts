@@ -43,6 +43,8 @@ export class DriverController {
   /** Last reported problem per policy, so an Event is recorded once per transition. */
   private readonly lastProblem = new Map<string, string>();
   private readonly lastWarning = new Map<string, string>();
+  /** Per policy, the status last written and what the server stored of it. */
+  private readonly writtenStatus = new Map<string, { desired: string; stored: string }>();
 
   private readonly images: ImageChecker | undefined;
   /** Used where the policy names no spec.driver.version (--default-driver-version). */
@@ -313,9 +315,18 @@ export class DriverController {
 
   private async writeStatus(policy: ClusterPolicy, status: ClusterPolicyStatus): Promise<void> {
     if (sameJson(policy.status ?? {}, status)) return;
-    await this.client.mergePatch(`${CLUSTER_POLICY_PATH}/${policy.metadata.name}/status`, { status }).catch((err: unknown) => {
+    // A CRD that lacks some of gpuop's status fields (NVIDIA's has no pools) prunes them, so the
+    // stored status never equals the desired one: skip the write when nothing changed since the last.
+    const key = policy.metadata.uid ?? policy.metadata.name;
+    const desired = canonicalJson(status);
+    const last = this.writtenStatus.get(key);
+    if (last && last.desired === desired && last.stored === canonicalJson(policy.status ?? {})) return;
+    try {
+      const stored = await this.client.mergePatch<ClusterPolicy>(`${CLUSTER_POLICY_PATH}/${policy.metadata.name}/status`, { status });
+      this.writtenStatus.set(key, { desired, stored: canonicalJson(stored?.status ?? {}) });
+    } catch (err) {
       if (!isNotFound(err)) throw err;
-    });
+    }
   }
 }
 
