@@ -8,6 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { chartDir, Helm, type KubeManifest } from "./harness/helm.ts";
+import { attachCluster } from "./harness/cluster.ts";
+import { installCrd } from "./harness/policy.ts";
 import { repoRoot } from "./harness/tools.ts";
 
 const NS = "gpu-operator";
@@ -35,7 +37,10 @@ function valuesFile(values: unknown): string {
 const find = (objs: KubeManifest[], kind: string, name?: string) => objs.filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name)) as (KubeManifest & Record<string, any>)[]; // eslint-disable-line @typescript-eslint/no-explicit-any
 const args = (objs: KubeManifest[]) => find(objs, "Deployment", "gpu-operator")[0]!.spec.template.spec.containers[0].args as string[];
 
-/** The install notes, as `helm install` prints them (a client-side dry run, nothing is installed). */
+/**
+ * The install notes, as `helm install` prints them (a client-side dry run, nothing is installed;
+ * helm still maps the ClusterPolicy kind, so the CRD must exist).
+ */
 async function notes(extra: string[] = []): Promise<string> {
   const out = await helm.ok(["install", "gpu-operator", chartDir, "--namespace", NS, "--dry-run=client", ...extra]);
   return out.slice(out.indexOf("NOTES:"));
@@ -97,6 +102,7 @@ test("bad types in NVIDIA's values are still refused, naming the value's path", 
 });
 
 test("the install notes list the given settings gpuop does not act on, and say NFD is not deployed", async () => {
+  await installCrd(attachCluster(process.env.GPUOP_TEST_CLUSTER ?? ""));
   const text = await notes(["-f", nvidiaValues]);
   for (const s of ["toolkit", "devicePlugin", "dcgmExporter", "gfd", "migManager", "validator", "operator.runtimeClass", "operator.annotations", "operator.logging"]) {
     assert.match(text, new RegExp(`^  ${s.replace(".", "\\.")}$`, "m"), s);

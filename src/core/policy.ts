@@ -310,7 +310,8 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 /**
  * The policy with the operator's default driver version (`--default-driver-version`) filled in
  * where spec.driver.version is absent or empty, as NVIDIA's operator falls back to its default
- * driver image (NVIDIA's sample ClusterPolicy names none). With usePrecompiled a full default
+ * driver image (NVIDIA's sample ClusterPolicy names none), and, as that default image does, the
+ * repository nvcr.io/nvidia where the policy names none. With usePrecompiled a full default
  * version gives its branch (550.54.15 -> 550), since precompiled images are tagged by branch.
  * Anything else is returned as it is, for validatePolicy to judge.
  */
@@ -322,8 +323,16 @@ export function withDefaultDriverVersion<T extends ClusterPolicy>(policy: T, def
   if (driver !== undefined && !isRecord(driver)) return policy;
   if (driver?.version !== undefined && driver.version !== "") return policy;
   const version = driver?.usePrecompiled === true && isFullDriverVersion(defaultVersion) ? driverBranchOf(defaultVersion) : defaultVersion;
-  return { ...policy, spec: { ...spec, driver: { ...driver, version } } };
+  const defaulted: DriverSpec = { ...(driver as DriverSpec | undefined), version };
+  // NVIDIA's operator then pulls its default image, nvcr.io/nvidia/driver: without a repository,
+  // a plain image name would otherwise be looked up on Docker Hub.
+  const image = defaulted.image ?? driverSpecDefaults.image;
+  if (!defaulted.repository && !image.includes("/")) defaulted.repository = DEFAULT_DRIVER_REPOSITORY;
+  return { ...policy, spec: { ...spec, driver: defaulted } };
 }
+
+/** Where NVIDIA publishes its driver images; used with the operator's default driver version. */
+export const DEFAULT_DRIVER_REPOSITORY = "nvcr.io/nvidia";
 
 /**
  * With several ClusterPolicies, the oldest is active (then the lowest name, so the choice is
