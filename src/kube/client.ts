@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { Agent, request as httpRequest, type Dispatcher } from "undici";
+import type { Credential } from "./exec-credential.ts";
 import { resolveClusterAccess, type ClusterAccess } from "./kubeconfig.ts";
 import type { ListMeta, Status } from "./types.ts";
 
@@ -87,7 +88,7 @@ export class KubeClient {
   }
 
   /** The Authorization header and the connection pool for the next request. */
-  private async credentials(): Promise<{ auth?: string; dispatcher: Dispatcher }> {
+  private async credentials(): Promise<{ auth?: string; dispatcher: Dispatcher; credential?: Credential }> {
     const plugin = this.access.credentials;
     if (!plugin) {
       const auth = this.staticAuth();
@@ -104,7 +105,7 @@ export class KubeClient {
       }
       dispatcher = this.pluginAgent.dispatcher;
     }
-    return { ...(c.token ? { auth: `Bearer ${c.token}` } : {}), dispatcher };
+    return { ...(c.token ? { auth: `Bearer ${c.token}` } : {}), dispatcher, credential: c };
   }
 
   private staticAuth(): string | undefined {
@@ -131,7 +132,7 @@ export class KubeClient {
     const verb = opts.verb ?? verbOf[method] ?? method.toLowerCase();
     this.requestCounts.set(verb, (this.requestCounts.get(verb) ?? 0) + 1);
     const headers: Record<string, string> = { accept: "application/json", "user-agent": "gpuop" };
-    const { auth, dispatcher } = await this.credentials();
+    const { auth, dispatcher, credential } = await this.credentials();
     if (auth) headers.authorization = auth;
     let body: string | undefined;
     if (opts.body !== undefined) {
@@ -156,7 +157,7 @@ export class KubeClient {
     // A plugin's token can be revoked or expire early: ask the plugin once more, as kubectl does.
     if (res.statusCode === 401 && this.access.credentials && !retried) {
       await res.body.dump();
-      this.access.credentials.invalidate();
+      this.access.credentials.invalidate(credential);
       return this.send(method, path, opts, true);
     }
     return res;

@@ -45,8 +45,11 @@ export interface Credential {
 /** A credential that may be fetched again: before expiry passes, and after a 401. */
 export interface CredentialSource {
   get(): Promise<Credential>;
-  /** The server rejected the credential: the next get() asks the plugin again. */
-  invalidate(): void;
+  /**
+   * The server rejected the credential: the next get() asks the plugin again. Given the rejected
+   * credential, a newer one (fetched by a concurrent request meanwhile) is kept.
+   */
+  invalidate(rejected?: Credential): void;
 }
 
 export interface ExecPluginOptions {
@@ -114,8 +117,8 @@ export class ExecPlugin implements CredentialSource {
     return this.cached;
   }
 
-  invalidate(): void {
-    this.cached = undefined;
+  invalidate(rejected?: Credential): void {
+    if (rejected === undefined || rejected === this.cached) this.cached = undefined;
   }
 
   private interactive(): boolean {

@@ -108,8 +108,11 @@ printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential",
     now += 31_000;
     process.env.EXPIRES = "2030-01-01T05:00:00Z";
     assert.equal((await p.get()).token, "tok-2", "asked again after expiry");
-    assert.equal((await p.get()).token, "tok-2", "the new token is reused");
-    p.invalidate();
+    const second = await p.get();
+    assert.equal(second.token, "tok-2", "the new token is reused");
+    p.invalidate({ token: "tok-1" });
+    assert.equal((await p.get()).token, "tok-2", "a 401 for an older token keeps the newer one");
+    p.invalidate(second);
     assert.equal((await p.get()).token, "tok-3", "asked again after a 401");
     const first = JSON.parse(readFileSync(seen, "utf8").split("\n")[0]!) as { info: unknown; env: string; args: string };
     assert.deepEqual(first.info, { apiVersion: "client.authentication.k8s.io/v1", kind: "ExecCredential", spec: { interactive: false, cluster: { server: "https://h:6443", config: { audience: "a" } } } });
