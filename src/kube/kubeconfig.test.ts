@@ -133,3 +133,12 @@ test("a failing or missing plugin says which plugin, why, and its install hint; 
   await assert.rejects(new ExecPlugin({ ...base, exec: { apiVersion: v1, command: "gpuop-no-such-plugin", interactiveMode: "Never", installHint: "brew install it" } }).get(), /was not found.*\nbrew install it/s);
   await assert.rejects(new ExecPlugin({ ...base, exec: { apiVersion: v1, command: fail, interactiveMode: "Always" } }).get(), /needs a terminal/);
 });
+
+test("an oidc auth-provider user gets its id-token from @kubernetes/client-node", async () => {
+  const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const idToken = `${b64({ alg: "none" })}.${b64({ iss: "https://issuer.example.com", exp: Math.floor(Date.parse("2099-01-01") / 1000) })}.sig`;
+  const access = fromKubeconfig(kubeconfig(config("https://h:6443", `{auth-provider: {name: oidc, config: {client-id: gpuop, idp-issuer-url: "https://issuer.example.com", id-token: "${idToken}"}}}`)));
+  assert.ok(access.credentials);
+  assert.deepEqual(await access.credentials.get(), { token: idToken });
+  throwsUserError(() => fromKubeconfig(kubeconfig(config("http://h:8080", `{auth-provider: {name: oidc, config: {id-token: "${idToken}"}}}`))), /plain http/);
+});
