@@ -42,7 +42,8 @@ const args = (objs: KubeManifest[]) => find(objs, "Deployment", "gpu-operator")[
  * helm still maps the ClusterPolicy kind, so the CRD must exist).
  */
 async function notes(extra: string[] = []): Promise<string> {
-  const out = await helm.ok(["install", "gpu-operator", chartDir, "--namespace", NS, "--dry-run=client", ...extra]);
+  // A namespace of its own: objects other tests left in gpu-operator would stop the dry run.
+  const out = await helm.ok(["install", "gpu-operator", chartDir, "--namespace", "nvidia-values-notes", "--dry-run=client", ...extra]);
   return out.slice(out.indexOf("NOTES:"));
 }
 
