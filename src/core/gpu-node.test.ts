@@ -211,7 +211,8 @@ test("isGpuNode: managed clouds' accelerator labels and a configured selector fi
   assert.equal(isGpuNode(labelled({ "karpenter.k8s.aws/instance-gpu-manufacturer": "amd" })), false);
   assert.equal(isGpuNode(labelled({ "kubernetes.azure.com/accelerator": "nvidia" })), true);
   assert.equal(isGpuNode(labelled({ "cloud.google.com/gke-accelerator": "" })), false);
-  assert.equal(CLOUD_GPU_LABELS.length, 4);
+  assert.equal(isGpuNode(labelled({ "eks.amazonaws.com/instance-gpu-manufacturer": "NVIDIA" })), true);
+  assert.equal(CLOUD_GPU_LABELS.length, 5);
   const selector = { gpuNodeSelector: { "example.com/pool": "gpu", "example.com/vendor": "nvidia" } };
   assert.equal(isGpuNode(labelled({ "example.com/pool": "gpu", "example.com/vendor": "nvidia" }), selector), true);
   assert.equal(isGpuNode(labelled({ "example.com/pool": "gpu" }), selector), false, "every label of the selector must match");

@@ -15,14 +15,17 @@ export const DEPLOY_DRIVER_LABEL = "nvidia.com/gpu.deploy.driver";
 export const DEPLOY_OPERANDS_LABEL = "nvidia.com/gpu.deploy.operands";
 
 /**
- * Labels managed Kubernetes services put on GPU nodes (any value but "" and "false" marks a GPU
- * node), so gpuop finds them without Node Feature Discovery: GKE's accelerator type, EKS's and
- * Karpenter's, AKS's. Karpenter's manufacturer label must say nvidia.
+ * Labels that mark GPU nodes on managed clusters, so gpuop finds them without Node Feature
+ * Discovery: GKE's accelerator type (set by GKE), the accelerator label cluster-autoscaler reads
+ * on AWS (set on EKS node groups by eksctl and most templates), Karpenter's and EKS Auto Mode's
+ * GPU manufacturer, and AKS's accelerator. Without a value here any value but "" and "false"
+ * counts; with one, that value (case-insensitive).
  */
 export const CLOUD_GPU_LABELS: readonly { label: string; value?: string }[] = [
   { label: "cloud.google.com/gke-accelerator" },
   { label: "k8s.amazonaws.com/accelerator" },
   { label: "karpenter.k8s.aws/instance-gpu-manufacturer", value: "nvidia" },
+  { label: "eks.amazonaws.com/instance-gpu-manufacturer", value: "nvidia" },
   { label: "kubernetes.azure.com/accelerator", value: "nvidia" },
 ];
 
