@@ -1,15 +1,25 @@
 // A kubeconfig whose user is an exec credential plugin, as EKS, GKE and AKS write them. The
 // plugin is a script that asks the real API server for a ServiceAccount token (TokenRequest,
 // bound to a Secret so deleting the Secret revokes it) and prints it as an ExecCredential.
+import { execFile } from "node:child_process";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { attachCluster, kwokWorkdir, type LocalCluster } from "./harness/cluster.ts";
-import { toolPath } from "./harness/tools.ts";
+import { repoRoot, toolPath } from "./harness/tools.ts";
 import { eventually } from "./harness/wait.ts";
 import { KubeClient } from "../src/kube/client.ts";
+
+/** The built CLI, as a user runs it. */
+function gpuop(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(join(repoRoot, "bin", "gpuop"), args, { env: { ...process.env, KUBECONFIG: "" } }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1) : 0, stdout, stderr });
+    });
+  });
+}
 
 const ns = "exec-plugin-test";
 const sa = "exec-plugin";
@@ -29,7 +39,11 @@ before(async () => {
   mkdirSync(state, { recursive: true });
   await admin.create("/api/v1/namespaces", { metadata: { name: ns } });
   await admin.create(`/api/v1/namespaces/${ns}/serviceaccounts`, { metadata: { name: sa } });
-  await admin.create("/apis/rbac.authorization.k8s.io/v1/clusterroles", { metadata: { name: "exec-plugin-test" }, rules: [{ apiGroups: [""], resources: ["nodes"], verbs: ["get", "list"] }] });
+  await admin.create("/apis/rbac.authorization.k8s.io/v1/clusterroles", { metadata: { name: "exec-plugin-test" }, rules: [
+    { apiGroups: [""], resources: ["nodes", "pods"], verbs: ["get", "list"] },
+    { apiGroups: ["apps"], resources: ["daemonsets"], verbs: ["list"] },
+    { apiGroups: ["nvidia.com"], resources: ["clusterpolicies"], verbs: ["list"] },
+  ] });
   await admin.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
     metadata: { name: "exec-plugin-test" },
     roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "exec-plugin-test" },
@@ -116,4 +130,24 @@ test("an exec-plugin kubeconfig authenticates as the plugin's ServiceAccount; th
   } finally {
     await client.close();
   }
+});
+
+test("the CLI works with the exec-plugin kubeconfig; a broken kubeconfig or credentials over http end in one clear line", async () => {
+  const status = await gpuop(["status", "--kubeconfig", kubeconfig, "-o", "json"]);
+  assert.equal(status.code, 0, status.stderr);
+  assert.ok("nodes" in (JSON.parse(status.stdout) as object));
+
+  const broken = join(state, "broken.yaml");
+  writeFileSync(broken, "clusters:\n- name: c\n  cluster: {}\n");
+  const r = await gpuop(["status", "--kubeconfig", broken]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /kubeconfig .*broken\.yaml: clusters\[0\] \("c"\) has no server URL/);
+  assert.doesNotMatch(r.stderr, /TypeError|\n\s+at /);
+
+  const http = join(state, "http.yaml");
+  writeFileSync(http, JSON.stringify({ "current-context": "c", clusters: [{ name: "k", cluster: { server: "http://127.0.0.1:1" } }], contexts: [{ name: "c", context: { cluster: "k", user: "u" } }], users: [{ name: "u", user: { token: "secret-token" } }] }));
+  const h = await gpuop(["status", "--kubeconfig", http]);
+  assert.equal(h.code, 2);
+  assert.match(h.stderr, /plain http/);
+  assert.doesNotMatch(h.stderr, /secret-token/);
 });
