@@ -42,7 +42,11 @@ before(async () => {
   await eventually("driver DaemonSets gone", async () => ((await driverDaemonSets(client).catch(() => [])).length === 0 ? true : undefined));
   // NVIDIA's CRD replaces gpuop's for this file (same field manager as installCrd, which restores it).
   await cluster.kubectl(["apply", "--server-side", "--force-conflicts", "-f", join(fixtures, "nvidia.com_clusterpolicies.yaml")]);
-  await cluster.kubectl(["wait", "--for=condition=Established", "crd/clusterpolicies.nvidia.com", "--timeout=60s"]);
+  // Polled rather than `kubectl wait`, which fails while a new CRD has no conditions yet.
+  await eventually("NVIDIA's CRD Established", async () => {
+    const crd = await client.get<{ status?: { conditions?: { type: string; status: string }[] } }>("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/clusterpolicies.nvidia.com");
+    return crd.status?.conditions?.some((c) => c.type === "Established" && c.status === "True") ? true : undefined;
+  });
   await ensureNamespace(client, NS);
   await deleteNodes(client, nodes.map((n) => n.name));
   for (const n of nodes) await createGpuNode(client, n);

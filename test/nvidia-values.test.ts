@@ -9,7 +9,8 @@ import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { chartDir, Helm, type KubeManifest } from "./harness/helm.ts";
 import { attachCluster } from "./harness/cluster.ts";
-import { installCrd } from "./harness/policy.ts";
+import { crdPath } from "./harness/policy.ts";
+import { eventually } from "./harness/wait.ts";
 import { repoRoot } from "./harness/tools.ts";
 
 const NS = "gpu-operator";
@@ -103,7 +104,18 @@ test("bad types in NVIDIA's values are still refused, naming the value's path", 
 });
 
 test("the install notes list the given settings gpuop does not act on, and say NFD is not deployed", async () => {
-  await installCrd(attachCluster(process.env.GPUOP_TEST_CLUSTER ?? ""));
+  const cluster = attachCluster(process.env.GPUOP_TEST_CLUSTER ?? "");
+  await cluster.kubectl(["apply", "--server-side", "-f", crdPath]);
+  const client = cluster.client();
+  try {
+    // Polled rather than `kubectl wait`, which fails while a new CRD has no conditions yet.
+    await eventually("the CRD Established", async () => {
+      const crd = await client.get<{ status?: { conditions?: { type: string; status: string }[] } }>("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/clusterpolicies.nvidia.com");
+      return crd.status?.conditions?.some((c) => c.type === "Established" && c.status === "True") ? true : undefined;
+    });
+  } finally {
+    await client.close();
+  }
   const text = await notes(["-f", nvidiaValues]);
   for (const s of ["toolkit", "devicePlugin", "dcgmExporter", "gfd", "migManager", "validator", "operator.runtimeClass", "operator.annotations", "operator.logging"]) {
     assert.match(text, new RegExp(`^  ${s.replace(".", "\\.")}$`, "m"), s);

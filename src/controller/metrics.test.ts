@@ -59,3 +59,15 @@ test("the operator's registry has gpuop's series and the process and Node.js run
   }
   assert.match(m.contentType, /^text\/plain/);
 });
+
+test("a metric field added without the registry is exposed as well", async () => {
+  class WithExtra extends OperatorMetrics {
+    readonly extra = new Counter("gpuop_extra_total", "Added by another part of the operator.");
+  }
+  const m = new WithExtra();
+  m.extra.inc({ kind: "x" }, 2);
+  const text = await m.render();
+  assert.match(text, /^gpuop_extra_total\{kind="x"\} 2$/m);
+  assert.match(text, /^gpuop_leader 0$/m);
+  assert.equal(text.match(/^# TYPE gpuop_extra_total counter$/gm)?.length, 1);
+});

@@ -19,7 +19,8 @@ const labelKey = (l: Labels) => JSON.stringify(Object.entries(l).sort(([a], [b])
 abstract class Metric<M extends PromCounter | PromGauge | PromHistogram> {
   readonly name: string;
   readonly help: string;
-  protected readonly registry: Registry;
+  /** Where the metric is registered: OperatorMetrics' registry, or its own. */
+  readonly registry: Registry;
   private metric?: M;
 
   constructor(name: string, help: string, labelNames: readonly string[] | undefined, registry: Registry | undefined) {
@@ -150,8 +151,13 @@ export class OperatorMetrics {
     return this.registry.contentType;
   }
 
-  /** Every series in Prometheus text format. */
-  render(): Promise<string> {
-    return this.registry.metrics();
+  /**
+   * Every series in Prometheus text format. A metric field made without this registry
+   * (`new Counter(name, help)`) is exposed too, after the registered ones.
+   */
+  async render(): Promise<string> {
+    const own = (Object.values(this) as unknown[]).filter((m): m is Counter | Gauge | Histogram => (m instanceof Counter || m instanceof Gauge || m instanceof Histogram) && m.registry !== this.registry);
+    const texts = await Promise.all([this.registry.metrics(), ...own.map((m) => m.render())]);
+    return texts.map((t) => (t.endsWith("\n") ? t : `${t}\n`)).join("");
   }
 }
