@@ -160,7 +160,7 @@ describe("chart checks without installing", () => {
       seccompProfile: { type: "RuntimeDefault" },
     });
     assert.equal(c.image, "ghcr.io/gpuop/gpuop:0.1.0");
-    assert.deepEqual(c.args, ["operator", "--metrics-bind-address=:8080", "--health-bind-address=:8081", "--lease-name=gpuop-leader", "--image-recheck-seconds=60"]);
+    assert.deepEqual(c.args, ["operator", "--metrics-bind-address=:8080", "--health-bind-address=:8081", "--lease-name=gpuop-leader", "--image-recheck-seconds=60", "--default-driver-version=550.54.15"]);
     assert.deepEqual(c.env, [
       { name: "OPERATOR_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
       { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
@@ -172,7 +172,7 @@ describe("chart checks without installing", () => {
 
     const single = find(await helm.template(["--set", "operator.leaderElection.enabled=false", "--set", "operator.version=0.2.0", "--set", "operator.logLevel=debug", "--set", "operator.imageCheck.enabled=false"]), "Deployment", "gpu-operator", NS);
     const sc = single.spec.template.spec.containers[0];
-    assert.deepEqual(sc.args.slice(3), ["--no-leader-elect", "--no-image-check"]);
+    assert.deepEqual(sc.args.slice(3), ["--no-leader-elect", "--no-image-check", "--default-driver-version=550.54.15"]);
     assert.equal(sc.image, "ghcr.io/gpuop/gpuop:0.2.0");
     assert.deepEqual(sc.env.find((e: { name: string }) => e.name === "GPUOP_DEBUG"), { name: "GPUOP_DEBUG", value: "1" });
   });
@@ -304,7 +304,8 @@ describe("installed from a chart repository, with the operator running as the ch
 
   test("a policy problem is recorded as an Event in default (events RBAC)", async () => {
     const uid = (await getPolicy(client)).metadata.uid;
-    await createGpuNode(client, { name: NO_NFD_NODE, kernel: "5.15.0-69-generic", withoutNfdLabels: true, labels: { "nvidia.com/gpu.present": "true" } });
+    // Neither NFD's labels nor an OS gpuop can read from nodeInfo: the node cannot be served.
+    await createGpuNode(client, { name: NO_NFD_NODE, kernel: "5.15.0-69-generic", os: { id: "cos", versionId: "117", prettyName: "Container-Optimized OS from Google" }, withoutNfdLabels: true, labels: { "nvidia.com/gpu.present": "true" } });
     await eventually("NFDLabelsMissing event", async () => {
       const { items } = await client.list<{ reason?: string; message?: string; involvedObject: { uid?: string }; source?: { component?: string } }>("/api/v1/namespaces/default/events");
       return items.some((e) => e.reason === "NFDLabelsMissing" && e.involvedObject.uid === uid && e.source?.component === "gpuop" && e.message?.includes(NO_NFD_NODE)) ? true : undefined;

@@ -280,8 +280,8 @@ describe("an invalid policy never takes a driver away", () => {
     });
   }
 
-  test("a GPU node without NFD labels is reported by name and the rest is still served", async () => {
-    await createGpuNode(client, { name: "inval-nolabels", kernel: "5.15.0-69-generic", withoutNfdLabels: true, labels: { "nvidia.com/gpu.present": "true" } });
+  test("a GPU node without NFD labels whose OS nodeInfo does not tell is reported by name and the rest is still served", async () => {
+    await createGpuNode(client, { name: "inval-nolabels", kernel: "5.15.0-69-generic", os: { id: "cos", versionId: "117", prettyName: "Container-Optimized OS from Google" }, withoutNfdLabels: true, labels: { "nvidia.com/gpu.present": "true" } });
     nodeNames.push("inval-nolabels");
     const policy = await waitForState(client, "notReady");
     const error = policy.status?.conditions?.find((x) => x.type === "Error");

@@ -147,8 +147,8 @@ describe("precompiled check on the cluster's GPU nodes", { skip: clusterName ? f
     { name: "pc-gpu-a", kernel: "5.15.0-69-generic", os: { id: "ubuntu", versionId: "22.04" }, arch: "amd64" },
     { name: "pc-gpu-b", kernel: "6.8.0-1046-azure-fde", os: { id: "ubuntu", versionId: "24.04" }, arch: "arm64" },
     { name: "pc-gpu-c", kernel: "5.15.0-70-generic", os: { id: "ubuntu", versionId: "22.04" }, arch: "arm64" },
-    // NFD found the GPU but has not labelled kernel and OS yet.
-    { name: "pc-gpu-d", kernel: "5.15.0-69-generic", withoutNfdLabels: true, labels: { "feature.node.kubernetes.io/pci-10de.present": "true" } },
+    // NFD found the GPU but has not labelled kernel and OS yet, and the OS nodeInfo reports is not one gpuop reads.
+    { name: "pc-gpu-d", kernel: "5.15.0-69-generic", os: { id: "cos", versionId: "117", prettyName: "Container-Optimized OS from Google" }, withoutNfdLabels: true, labels: { "feature.node.kubernetes.io/pci-10de.present": "true" } },
   ];
   const ns = "precompiled-cli-test";
   let kube: KubeClient;
@@ -187,12 +187,12 @@ describe("precompiled check on the cluster's GPU nodes", { skip: clusterName ? f
       ["pc-gpu-c", "525-5.15.0-70-generic-ubuntu22.04", "arm64", false],
     ]);
     const problem = out.problems.find((p) => p.node === "pc-gpu-d");
-    assert.match(problem?.problem ?? "", /GPU node pc-gpu-d has no feature\.node\.kubernetes\.io\/system-os_release\.ID, feature\.node\.kubernetes\.io\/system-os_release\.VERSION_ID labels: deploy Node Feature Discovery/);
+    assert.match(problem?.problem ?? "", /GPU node pc-gpu-d: the node's OS "Container-Optimized OS from Google" \(status\.nodeInfo\.osImage\) is not one gpuop can tell a driver image for .*: deploy Node Feature Discovery/);
 
     const table = await gpuop(args());
     assert.equal(table.code, 1);
     assert.match(table.stdout, /pc-gpu-c\s+5\.15\.0-70-generic\s+ubuntu22\.04\s+arm64\s+525-5\.15\.0-70-generic-ubuntu22\.04\s+n\/a \(custom\)\s+no/);
-    assert.match(table.stdout, /problem: GPU node pc-gpu-d has no/);
+    assert.match(table.stdout, /problem: GPU node pc-gpu-d: the node's OS/);
   });
 
   test("once every node has an image: exit 0, so a kernel upgrade may proceed", async () => {

@@ -4,6 +4,7 @@ import { jsonLogger } from "../kube/log.ts";
 import { UserError } from "../core/errors.ts";
 import { isDnsLabel } from "../core/names.ts";
 import { parseRestrictedNodeLabel, RepositoryAllowList } from "../core/security.ts";
+import { isDriverBranch, isFullDriverVersion } from "../core/tag.ts";
 import { parseFlags, type Command } from "./command.ts";
 
 const usage = `Usage: gpuop operator [flags]
@@ -28,7 +29,33 @@ Flags:
                                a policy naming another is refused (default: any)
   --registry-ca-file <file>    PEM CA certificates to trust for registries, besides the system's
   --gpu-node-label <key[=v]>   only nodes with this admin-only label (under node-restriction.kubernetes.io/,
-                               which kubelets cannot set on themselves) get GPU labels and driver pods`;
+                               which kubelets cannot set on themselves) get GPU labels and driver pods
+  --default-driver-version <v> driver version for a ClusterPolicy without spec.driver.version, e.g. 550.54.15
+                               (with usePrecompiled its branch, 550, is used); default: none, such a policy is refused
+  --gpu-node-selector <l>      comma-separated key=value labels that mark GPU nodes as well as NFD's PCI label,
+                               the clouds' accelerator labels and nvidia.com/gpu.present=true`;
+
+function gpuNodeSelector(value: string | undefined): Record<string, string> | undefined {
+  if (value === undefined || value.trim() === "") return undefined;
+  const selector: Record<string, string> = {};
+  for (const part of value.split(",").map((s) => s.trim()).filter(Boolean)) {
+    const eq = part.indexOf("=");
+    const key = eq > 0 ? part.slice(0, eq) : "";
+    if (!key || !/^([a-z0-9.-]+\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/.test(key)) {
+      throw new UserError(`--gpu-node-selector takes key=value pairs separated by commas, like example.com/gpu=true; "${part}" is not one`);
+    }
+    selector[key] = part.slice(eq + 1);
+  }
+  return selector;
+}
+
+function defaultDriverVersion(value: string | undefined): string | undefined {
+  if (value === undefined || value === "") return undefined;
+  if (!isDriverBranch(value) && !isFullDriverVersion(value) && !/^sha256:[a-f0-9]{64}$/.test(value)) {
+    throw new UserError(`--default-driver-version must be a driver version like 550.54.15, a branch like 550 or a sha256: digest, not "${value}"`);
+  }
+  return value;
+}
 
 function recheckSeconds(value: string | undefined): number {
   if (value === undefined) return 60;
@@ -73,6 +100,8 @@ export const operatorCommand: Command = {
         "allowed-image-repositories": { type: "string" },
         "registry-ca-file": { type: "string" },
         "gpu-node-label": { type: "string" },
+        "default-driver-version": { type: "string" },
+        "gpu-node-selector": { type: "string" },
       },
       usage,
     );
@@ -96,6 +125,8 @@ export const operatorCommand: Command = {
       allowedImageRepositories: allowed,
       ...(values["registry-ca-file"] ? { registryCa: readCa(values["registry-ca-file"]) } : {}),
       ...(values["gpu-node-label"] ? { gpuNodeLabel: values["gpu-node-label"] } : {}),
+      ...(defaultDriverVersion(values["default-driver-version"]) ? { defaultDriverVersion: values["default-driver-version"]! } : {}),
+      ...(gpuNodeSelector(values["gpu-node-selector"]) ? { gpuNodeSelector: gpuNodeSelector(values["gpu-node-selector"])! } : {}),
     });
   },
 };

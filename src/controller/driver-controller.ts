@@ -1,6 +1,6 @@
-import { classifyNodes, desiredNodeLabels, type GpuNodeFacts } from "../core/gpu-node.ts";
+import { classifyNodes, desiredNodeLabels, type GpuNodeFacts, type GpuNodeOptions } from "../core/gpu-node.ts";
 import { canonicalJson, isSubset } from "../core/diff.ts";
-import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, type ClusterPolicy, type ClusterPolicyStatus } from "../core/policy.ts";
+import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, withDefaultDriverVersion, type ClusterPolicy, type ClusterPolicyStatus } from "../core/policy.ts";
 import { renderDriverDaemonSets, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
 import { nodeRollouts, planRollout, readyDriverKeys, resolveMaxUnavailable, POOL_NODE_LABEL } from "../core/rollout.ts";
 import { computeStatus, ignoredStatus } from "../core/status.ts";
@@ -44,15 +44,23 @@ export class DriverController {
   /** Last reported problem per policy, so an Event is recorded once per transition. */
   private readonly lastProblem = new Map<string, string>();
   private readonly lastWarning = new Map<string, string>();
+  /** Per policy, the status last written and what the server stored of it. */
+  private readonly writtenStatus = new Map<string, { desired: string; stored: string }>();
 
   private readonly images: ImageChecker | undefined;
   private readonly allowedRepositories: RepositoryAllowList | undefined;
   private readonly gpuNodeLabel: RestrictedNodeLabel | undefined;
+  /** Used where the policy names no spec.driver.version (--default-driver-version). */
+  private readonly defaultDriverVersion: string | undefined;
+  /** GPU nodes beyond NFD's and the clouds' labels (--gpu-node-selector). */
+  private readonly gpuNodeOptions: GpuNodeOptions;
 
-  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList; gpuNodeLabel?: RestrictedNodeLabel }) {
+  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList; gpuNodeLabel?: RestrictedNodeLabel; defaultDriverVersion?: string; gpuNodeSelector?: Record<string, string> }) {
     this.client = opts.client;
     this.allowedRepositories = opts.allowedRepositories;
     this.gpuNodeLabel = opts.gpuNodeLabel;
+    this.defaultDriverVersion = opts.defaultDriverVersion;
+    this.gpuNodeOptions = opts.gpuNodeSelector ? { gpuNodeSelector: opts.gpuNodeSelector } : {};
     this.images = opts.images;
     this.namespace = opts.namespace;
     this.log = opts.log;
@@ -129,12 +137,12 @@ export class DriverController {
       return;
     }
 
-    const { gpuNodes, problems } = classifyNodes(nodes);
+    const { gpuNodes, problems } = classifyNodes(nodes, this.gpuNodeOptions);
     let policyErrors: { reason: string; message: string }[];
     let policy: ReturnType<typeof normalizePolicy> | undefined;
     let warnings: { reason: string; message: string }[] = [];
     try {
-      policy = normalizePolicy(active);
+      policy = normalizePolicy(withDefaultDriverVersion(active, this.defaultDriverVersion));
       const validation = validatePolicy(policy, gpuNodes, this.allowedRepositories ? { allowedRepositories: this.allowedRepositories } : {});
       policyErrors = validation.errors;
       warnings = validation.warnings;
@@ -157,6 +165,7 @@ export class DriverController {
       ? renderDriverDaemonSets({
           policy,
           nodes,
+          gpuNodeOptions: this.gpuNodeOptions,
           namespace: this.namespace,
           ownerRef: { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: active.metadata.name, uid: active.metadata.uid ?? "" },
           ...(this.gpuNodeLabel ? { requiredNodeLabels: { [this.gpuNodeLabel.key]: this.gpuNodeLabel.value } } : {}),
@@ -208,7 +217,7 @@ export class DriverController {
 
   private async labelGpuNodes(nodes: Node[]): Promise<void> {
     for (const node of nodes) {
-      const patch = desiredNodeLabels(node);
+      const patch = desiredNodeLabels(node, this.gpuNodeOptions);
       if (Object.keys(patch).length === 0) continue;
       await this.client.mergePatch(`/api/v1/nodes/${node.metadata.name}`, { metadata: { labels: patch } });
       this.log.info("labelled GPU node", { node: node.metadata.name, labels: patch });
@@ -320,9 +329,18 @@ export class DriverController {
 
   private async writeStatus(policy: ClusterPolicy, status: ClusterPolicyStatus): Promise<void> {
     if (sameJson(policy.status ?? {}, status)) return;
-    await this.client.mergePatch(`${CLUSTER_POLICY_PATH}/${policy.metadata.name}/status`, { status }).catch((err: unknown) => {
+    // A CRD that lacks some of gpuop's status fields (NVIDIA's has no pools) prunes them, so the
+    // stored status never equals the desired one: skip the write when nothing changed since the last.
+    const key = policy.metadata.uid ?? policy.metadata.name;
+    const desired = canonicalJson(status);
+    const last = this.writtenStatus.get(key);
+    if (last && last.desired === desired && last.stored === canonicalJson(policy.status ?? {})) return;
+    try {
+      const stored = await this.client.mergePatch<ClusterPolicy>(`${CLUSTER_POLICY_PATH}/${policy.metadata.name}/status`, { status });
+      this.writtenStatus.set(key, { desired, stored: canonicalJson(stored?.status ?? {}) });
+    } catch (err) {
       if (!isNotFound(err)) throw err;
-    });
+    }
   }
 }
 

@@ -1,120 +1,163 @@
 /**
- * A small Prometheus registry (counters, gauges, histograms with labels) and
- * its text exposition format; enough for the operator's /metrics.
+ * The operator's metrics on prom-client: gpuop's own series (counters, gauges, histograms with
+ * labels) plus prom-client's default process and Node.js runtime metrics (resident memory, CPU,
+ * open fds, event-loop lag, GC), which every Prometheus target is expected to have.
+ *
+ * The small classes below keep the interface the controller was written against (inc, set,
+ * replace, setTotal, observe, get); each is backed by one prom-client metric.
  */
+import { collectDefaultMetrics, Counter as PromCounter, Gauge as PromGauge, Histogram as PromHistogram, Registry } from "prom-client";
+
 type Labels = Record<string, string>;
 
 const labelKey = (l: Labels) => JSON.stringify(Object.entries(l).sort(([a], [b]) => a.localeCompare(b)));
-const escape = (v: string) => v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
-const fmtLabels = (l: Labels, extra: Labels = {}) => {
-  const all = { ...l, ...extra };
-  const parts = Object.entries(all).map(([k, v]) => `${k}="${escape(v)}"`);
-  return parts.length ? `{${parts.join(",")}}` : "";
-};
 
-interface Metric {
-  render(): string;
-}
-
-export class Counter implements Metric {
-  private readonly values = new Map<string, { labels: Labels; value: number }>();
+/**
+ * prom-client needs a metric's label names up front. Given, the metric exists (and is exposed)
+ * from the start; otherwise it is made on first use from that call's label names.
+ */
+abstract class Metric<M extends PromCounter | PromGauge | PromHistogram> {
   readonly name: string;
   readonly help: string;
-  constructor(name: string, help: string) {
+  /** Where the metric is registered: OperatorMetrics' registry, or its own. */
+  readonly registry: Registry;
+  private metric?: M;
+
+  constructor(name: string, help: string, labelNames: readonly string[] | undefined, registry: Registry | undefined) {
     this.name = name;
     this.help = help;
+    this.registry = registry ?? new Registry();
+    if (labelNames) this.metric = this.make([...labelNames]);
   }
+
+  protected abstract make(labelNames: string[]): M;
+
+  /** The prom-client metric, if made yet. */
+  protected made(): M | undefined {
+    return this.metric;
+  }
+
+  protected prom(labels: Labels): M {
+    this.metric ??= this.make(Object.keys(labels).sort());
+    return this.metric;
+  }
+
+  /** This metric alone in Prometheus text format. */
+  async render(): Promise<string> {
+    if (!this.metric) return `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} ${this.type}\n`;
+    return this.registry.getSingleMetricAsString(this.name);
+  }
+
+  protected abstract readonly type: string;
+}
+
+export class Counter extends Metric<PromCounter> {
+  protected readonly type = "counter";
+  private readonly values = new Map<string, number>();
+
+  constructor(name: string, help: string, labelNames?: readonly string[], registry?: Registry) {
+    super(name, help, labelNames, registry);
+  }
+
+  protected make(labelNames: string[]): PromCounter {
+    return new PromCounter({ name: this.name, help: this.help, labelNames, registers: [this.registry] });
+  }
+
   inc(labels: Labels = {}, by = 1): void {
+    this.prom(labels).inc(labels, by);
     const k = labelKey(labels);
-    const v = this.values.get(k) ?? { labels, value: 0 };
-    v.value += by;
-    this.values.set(k, v);
+    this.values.set(k, (this.values.get(k) ?? 0) + by);
   }
+
   get(labels: Labels = {}): number {
-    return this.values.get(labelKey(labels))?.value ?? 0;
+    return this.values.get(labelKey(labels)) ?? 0;
   }
+
   /** Mirrors a total counted elsewhere (e.g. the API client's request counts). */
   setTotal(labels: Labels, total: number): void {
-    this.values.set(labelKey(labels), { labels, value: total });
-  }
-  render(): string {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
-    for (const { labels, value } of this.values.values()) lines.push(`${this.name}${fmtLabels(labels)} ${value}`);
-    return lines.join("\n");
+    const current = this.get(labels);
+    if (total > current) this.inc(labels, total - current);
   }
 }
 
-export class Gauge implements Metric {
-  private values = new Map<string, { labels: Labels; value: number }>();
-  readonly name: string;
-  readonly help: string;
-  constructor(name: string, help: string) {
-    this.name = name;
-    this.help = help;
+export class Gauge extends Metric<PromGauge> {
+  protected readonly type = "gauge";
+  private values = new Map<string, number>();
+
+  constructor(name: string, help: string, labelNames?: readonly string[], registry?: Registry) {
+    super(name, help, labelNames, registry);
   }
+
+  protected make(labelNames: string[]): PromGauge {
+    return new PromGauge({ name: this.name, help: this.help, labelNames, registers: [this.registry] });
+  }
+
   set(value: number, labels: Labels = {}): void {
-    this.values.set(labelKey(labels), { labels, value });
+    this.prom(labels).set(labels, value);
+    this.values.set(labelKey(labels), value);
   }
+
   /** Replaces every series at once, so label sets that disappeared are dropped. */
   replace(series: { labels: Labels; value: number }[]): void {
-    this.values = new Map(series.map((s) => [labelKey(s.labels), s]));
+    const first = series[0];
+    (first ? this.prom(first.labels) : this.made())?.reset();
+    this.values = new Map();
+    for (const s of series) this.set(s.value, s.labels);
   }
+
   get(labels: Labels = {}): number | undefined {
-    return this.values.get(labelKey(labels))?.value;
-  }
-  render(): string {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
-    for (const { labels, value } of this.values.values()) lines.push(`${this.name}${fmtLabels(labels)} ${value}`);
-    return lines.join("\n");
+    return this.values.get(labelKey(labels));
   }
 }
 
-export class Histogram implements Metric {
-  private readonly series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
-  readonly name: string;
-  readonly help: string;
+export class Histogram extends Metric<PromHistogram> {
+  protected readonly type = "histogram";
   readonly buckets: number[];
-  constructor(name: string, help: string, buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]) {
-    this.name = name;
-    this.help = help;
+
+  constructor(name: string, help: string, buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], labelNames?: readonly string[], registry?: Registry) {
+    // The buckets must be set before the parent makes the metric.
+    super(name, help, undefined, registry);
     this.buckets = buckets;
+    if (labelNames) this.prom(Object.fromEntries(labelNames.map((l) => [l, ""])));
   }
+
+  protected make(labelNames: string[]): PromHistogram {
+    return new PromHistogram({ name: this.name, help: this.help, labelNames, buckets: this.buckets, registers: [this.registry] });
+  }
+
   observe(value: number, labels: Labels = {}): void {
-    const k = labelKey(labels);
-    const s = this.series.get(k) ?? { labels, counts: this.buckets.map(() => 0), sum: 0, count: 0 };
-    this.buckets.forEach((b, i) => {
-      if (value <= b) s.counts[i]! += 1;
-    });
-    s.sum += value;
-    s.count += 1;
-    this.series.set(k, s);
-  }
-  render(): string {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
-    for (const s of this.series.values()) {
-      this.buckets.forEach((b, i) => lines.push(`${this.name}_bucket${fmtLabels(s.labels, { le: String(b) })} ${s.counts[i]}`));
-      lines.push(`${this.name}_bucket${fmtLabels(s.labels, { le: "+Inf" })} ${s.count}`);
-      lines.push(`${this.name}_sum${fmtLabels(s.labels)} ${s.sum}`);
-      lines.push(`${this.name}_count${fmtLabels(s.labels)} ${s.count}`);
-    }
-    return lines.join("\n");
+    this.prom(labels).observe(labels, value);
   }
 }
 
-/** The operator's metrics. */
+/** The operator's metrics, and the process and runtime metrics, in one registry. */
 export class OperatorMetrics {
-  readonly reconciles = new Counter("gpuop_reconcile_total", "Reconciles of the driver state, by result.");
-  readonly errors = new Counter("gpuop_reconcile_errors_total", "Reconciles that failed.");
-  readonly duration = new Histogram("gpuop_reconcile_duration_seconds", "Time spent in one reconcile.");
-  readonly queueDepth = new Gauge("gpuop_workqueue_depth", "Keys waiting in the work queue.");
-  readonly pools = new Gauge("gpuop_driver_pools", "Driver pools (one DaemonSet each), by mode.");
-  readonly nodes = new Gauge("gpuop_gpu_nodes", "GPU nodes, by driver state.");
-  readonly apiRequests = new Counter("gpuop_api_requests_total", "Requests made to the Kubernetes API, by verb.");
-  readonly leader = new Gauge("gpuop_leader", "1 while this replica leads.");
+  readonly registry = new Registry();
+  readonly reconciles = new Counter("gpuop_reconcile_total", "Reconciles of the driver state, by result.", ["result"], this.registry);
+  readonly errors = new Counter("gpuop_reconcile_errors_total", "Reconciles that failed.", [], this.registry);
+  readonly duration = new Histogram("gpuop_reconcile_duration_seconds", "Time spent in one reconcile.", undefined, [], this.registry);
+  readonly queueDepth = new Gauge("gpuop_workqueue_depth", "Keys waiting in the work queue.", [], this.registry);
+  readonly pools = new Gauge("gpuop_driver_pools", "Driver pools (one DaemonSet each), by mode.", ["mode"], this.registry);
+  readonly nodes = new Gauge("gpuop_gpu_nodes", "GPU nodes, by driver state.", ["state"], this.registry);
+  readonly apiRequests = new Counter("gpuop_api_requests_total", "Requests made to the Kubernetes API, by verb.", ["verb"], this.registry);
+  readonly leader = new Gauge("gpuop_leader", "1 while this replica leads.", [], this.registry);
 
-  render(): string {
-    return [this.reconciles, this.errors, this.duration, this.queueDepth, this.pools, this.nodes, this.apiRequests, this.leader]
-      .map((m) => m.render())
-      .join("\n") + "\n";
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** The Content-Type of render()'s text. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /**
+   * Every series in Prometheus text format. A metric field made without this registry
+   * (`new Counter(name, help)`) is exposed too, after the registered ones.
+   */
+  async render(): Promise<string> {
+    const own = (Object.values(this) as unknown[]).filter((m): m is Counter | Gauge | Histogram => (m instanceof Counter || m instanceof Gauge || m instanceof Histogram) && m.registry !== this.registry);
+    const texts = await Promise.all([this.registry.metrics(), ...own.map((m) => m.render())]);
+    return texts.map((t) => (t.endsWith("\n") ? t : `${t}\n`)).join("");
   }
 }

@@ -30,6 +30,10 @@ export interface OperatorOptions {
   registryCa?: string;
   /** An admin-only label (node-restriction.kubernetes.io/…) GPU nodes must carry. */
   gpuNodeLabel?: string;
+  /** Driver version for a policy without spec.driver.version. */
+  defaultDriverVersion?: string;
+  /** Nodes with all these labels are GPU nodes too. */
+  gpuNodeSelector?: Record<string, string>;
 }
 
 function listen(server: Server, address: string): Promise<void> {
@@ -58,7 +62,7 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
   const allowedRepositories = new RepositoryAllowList(opts.allowedImageRepositories ?? []);
   if (allowedRepositories.enabled) log.info("driver images restricted to allowed repositories", { repositories: allowedRepositories.entries });
   const gpuNodeLabel = opts.gpuNodeLabel ? parseRestrictedNodeLabel(opts.gpuNodeLabel) : undefined;
-  const controller = new DriverController({ client, namespace: opts.namespace, log, metrics, events: new EventRecorder(client, "gpuop", log), ...(images ? { images } : {}), allowedRepositories, ...(gpuNodeLabel ? { gpuNodeLabel } : {}) });
+  const controller = new DriverController({ client, namespace: opts.namespace, log, metrics, events: new EventRecorder(client, "gpuop", log), ...(images ? { images } : {}), allowedRepositories, ...(gpuNodeLabel ? { gpuNodeLabel } : {}), ...(opts.defaultDriverVersion ? { defaultDriverVersion: opts.defaultDriverVersion } : {}), ...(opts.gpuNodeSelector ? { gpuNodeSelector: opts.gpuNodeSelector } : {}) });
   // The pod name (downward API) is unique among replicas; outside a pod, host and pid are.
   const identity = opts.identity ?? process.env.POD_NAME ?? `${hostname()}_${process.pid}`;
   const elector = new LeaderElector(client, { namespace: opts.namespace, name: opts.leaseName, identity }, log);
@@ -72,13 +76,21 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
   void controller.synced().then(() => (synced = true));
 
   const servers: Server[] = [];
-  const serve = async (address: string, routes: Record<string, () => [number, string, string?]>) => {
+  type Answer = [number, string, string?];
+  const serve = async (address: string, routes: Record<string, () => Answer | Promise<Answer>>) => {
     if (address === "0" || address === "") return;
     const server = createServer((req, res) => {
       const route = routes[(req.url ?? "").split("?")[0] ?? ""];
-      const [code, body, type] = route ? route() : [404, "not found\n"];
-      res.writeHead(code, { "content-type": type ?? "text/plain; charset=utf-8" });
-      res.end(body);
+      void Promise.resolve(route ? route() : ([404, "not found\n"] as Answer)).then(
+        ([code, body, type]) => {
+          res.writeHead(code, { "content-type": type ?? "text/plain; charset=utf-8" });
+          res.end(body);
+        },
+        (err: unknown) => {
+          res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
+          res.end(`${(err as Error).message}\n`);
+        },
+      );
     });
     await listen(server, address);
     servers.push(server);
@@ -88,7 +100,7 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
     // A standby replica is ready: it is healthy and waiting to lead.
     "/readyz": () => (standby || synced ? [200, "ok\n"] : [503, "caches not synced\n"]),
   });
-  await serve(opts.metricsAddress, { "/metrics": () => [200, metrics.render(), "text/plain; version=0.0.4"] });
+  await serve(opts.metricsAddress, { "/metrics": async () => [200, await metrics.render(), metrics.contentType] });
 
   const onSignal = (sig: string) => {
     log.info("shutting down", { signal: sig });

@@ -12,6 +12,7 @@ import {
   gpuNodeFacts,
   isGpuNode,
   isNodeProblem,
+  CLOUD_GPU_LABELS,
   type NodeLike,
 } from "./gpu-node.ts";
 import { NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL } from "./os.ts";
@@ -48,6 +49,7 @@ test("gpuNodeFacts reads kernel, OS tag, arch, readiness and deploy state", () =
     osTag: "ubuntu22.04",
     osVersionId: "22.04",
     arch: "amd64",
+    nfd: true,
     deploy: "true",
     operandsDisabled: false,
     ready: false,
@@ -171,4 +173,44 @@ test("classifyNodes skips non-GPU nodes and sorts by name", () => {
   const { gpuNodes, problems } = classifyNodes([gpuNode("b"), { metadata: { name: "cpu" } }, missing, gpuNode("a")]);
   assert.deepEqual(gpuNodes.map((n) => n.name), ["a", "b"]);
   assert.deepEqual(problems.map((n) => n.name), ["m"]);
+});
+
+test("without NFD labels the kernel, OS and architecture come from status.nodeInfo", () => {
+  const bare: NodeLike = {
+    metadata: { name: "bare", labels: { [GPU_PRESENT_LABEL]: "true" } },
+    status: { nodeInfo: { kernelVersion: "6.8.0-1046-azure-fde", osImage: "Ubuntu 24.04.1 LTS", architecture: "arm64" }, conditions: [{ type: "Ready", status: "True" }] },
+  };
+  const f = gpuNodeFacts(bare);
+  assert.ok(!isNodeProblem(f), JSON.stringify(f));
+  assert.deepEqual([f.kernel, f.osTag, f.arch, f.nfd, f.deployable], ["6.8.0-1046-azure-fde", "ubuntu24.04", "arm64", false, true]);
+  const rhel = gpuNodeFacts({ ...bare, status: { nodeInfo: { kernelVersion: "5.14.0-427.13.1.el9_4.x86_64", osImage: "Red Hat Enterprise Linux 9.4 (Plow)" } } });
+  assert.ok(!isNodeProblem(rhel));
+  assert.equal(rhel.osTag, "rhel9");
+  // NFD's labels win where both exist.
+  const both = gpuNodeFacts(gpuNode("both", {}, true));
+  assert.ok(!isNodeProblem(both) && both.nfd);
+  const unknown = gpuNodeFacts({ ...bare, status: { nodeInfo: { kernelVersion: "6.1.0-1", osImage: "Container-Optimized OS from Google" } } });
+  assert.ok(isNodeProblem(unknown));
+  assert.match(unknown.problem, /bare.*"Container-Optimized OS from Google".*Node Feature Discovery/);
+  const nothing = gpuNodeFacts({ metadata: { name: "empty", labels: { [GPU_PRESENT_LABEL]: "true" } } });
+  assert.ok(isNodeProblem(nothing));
+  assert.match(nothing.problem, /nodeInfo.kernelVersion.*nodeInfo.osImage/);
+});
+
+test("isGpuNode: managed clouds' accelerator labels and a configured selector find GPU nodes without NFD", () => {
+  const labelled = (labels: Record<string, string>) => ({ metadata: { name: "n", labels } });
+  assert.equal(isGpuNode(labelled({ "cloud.google.com/gke-accelerator": "nvidia-tesla-t4" })), true);
+  assert.equal(isGpuNode(labelled({ "k8s.amazonaws.com/accelerator": "nvidia-tesla-v100" })), true);
+  assert.equal(isGpuNode(labelled({ "karpenter.k8s.aws/instance-gpu-manufacturer": "nvidia" })), true);
+  assert.equal(isGpuNode(labelled({ "karpenter.k8s.aws/instance-gpu-manufacturer": "amd" })), false);
+  assert.equal(isGpuNode(labelled({ "kubernetes.azure.com/accelerator": "nvidia" })), true);
+  assert.equal(isGpuNode(labelled({ "cloud.google.com/gke-accelerator": "" })), false);
+  assert.equal(isGpuNode(labelled({ "eks.amazonaws.com/instance-gpu-manufacturer": "NVIDIA" })), true);
+  assert.equal(CLOUD_GPU_LABELS.length, 5);
+  const selector = { gpuNodeSelector: { "example.com/pool": "gpu", "example.com/vendor": "nvidia" } };
+  assert.equal(isGpuNode(labelled({ "example.com/pool": "gpu", "example.com/vendor": "nvidia" }), selector), true);
+  assert.equal(isGpuNode(labelled({ "example.com/pool": "gpu" }), selector), false, "every label of the selector must match");
+  assert.equal(isGpuNode(labelled({ "example.com/pool": "gpu", "example.com/vendor": "nvidia" })), false, "no selector configured");
+  assert.equal(isGpuNode(labelled({}), { gpuNodeSelector: {} }), false, "an empty selector selects nothing");
+  assert.deepEqual(desiredNodeLabels(labelled({ "example.com/pool": "gpu", "example.com/vendor": "nvidia" }), selector), { [GPU_PRESENT_LABEL]: "true", [DEPLOY_DRIVER_LABEL]: "true" });
 });

@@ -1,6 +1,6 @@
 import { UserError } from "./errors.ts";
 import { parseKernel } from "./kernel.ts";
-import { NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL, osTagFromLabels } from "./os.ts";
+import { formatOsTag, NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL, osReleaseFromOsImage, osTagFromLabels } from "./os.ts";
 
 /** Node Feature Discovery: a PCI device of vendor 10de (NVIDIA) is present. */
 export const NFD_NVIDIA_PCI_LABEL = "feature.node.kubernetes.io/pci-10de.present";
@@ -13,6 +13,27 @@ export const GPU_PRESENT_LABEL = "nvidia.com/gpu.present";
 export const DEPLOY_DRIVER_LABEL = "nvidia.com/gpu.deploy.driver";
 /** "false" turns off every operand, the driver included, on a node. */
 export const DEPLOY_OPERANDS_LABEL = "nvidia.com/gpu.deploy.operands";
+
+/**
+ * Labels that mark GPU nodes on managed clusters, so gpuop finds them without Node Feature
+ * Discovery: GKE's accelerator type (set by GKE), the accelerator label cluster-autoscaler reads
+ * on AWS (set on EKS node groups by eksctl and most templates), Karpenter's and EKS Auto Mode's
+ * GPU manufacturer, and AKS's accelerator. Without a value here any value but "" and "false"
+ * counts; with one, that value (case-insensitive).
+ */
+export const CLOUD_GPU_LABELS: readonly { label: string; value?: string }[] = [
+  { label: "cloud.google.com/gke-accelerator" },
+  { label: "k8s.amazonaws.com/accelerator" },
+  { label: "karpenter.k8s.aws/instance-gpu-manufacturer", value: "nvidia" },
+  { label: "eks.amazonaws.com/instance-gpu-manufacturer", value: "nvidia" },
+  { label: "kubernetes.azure.com/accelerator", value: "nvidia" },
+];
+
+/** How gpuop recognises GPU nodes beyond the built-in labels: a selector the user configures. */
+export interface GpuNodeOptions {
+  /** Every label must match (`--gpu-node-selector`); empty or absent: not used. */
+  gpuNodeSelector?: Readonly<Record<string, string>>;
+}
 
 /**
  * Values of the deploy label with a meaning to NVIDIA's tooling: `false` (stay away),
@@ -32,12 +53,17 @@ export interface NodeLike {
 
 export interface GpuNodeFacts {
   name: string;
-  /** Kernel release from NFD's label (what the precompiled DaemonSets select on). */
+  /** Kernel release from NFD's label, else the kubelet's nodeInfo.kernelVersion. */
   kernel: string;
   /** `ubuntu22.04`, `rhel9`. */
   osTag: string;
-  /** NFD's VERSION_ID label as is (`9.4` where the OS tag says `rhel9`). */
+  /** NFD's VERSION_ID label as is (`9.4` where the OS tag says `rhel9`); from nodeInfo.osImage, the tag's version. */
   osVersionId: string;
+  /**
+   * Kernel and OS came from NFD's labels, so the DaemonSets may select on them; otherwise from
+   * status.nodeInfo, and the node is selected by its pool label alone.
+   */
+  nfd: boolean;
   /** `amd64`, `arm64`; "" when neither the label nor the node status says. */
   arch: string;
   /** The deploy label's value once gpuop has labelled the node; "false" while operands are disabled and no value is set. */
@@ -62,38 +88,60 @@ export function isNodeProblem(c: GpuNodeClassification): c is GpuNodeProblem {
   return "problem" in c;
 }
 
-/** A GPU node: NFD found an NVIDIA PCI device, or the node is labelled `nvidia.com/gpu.present=true`. */
-export function isGpuNode(node: NodeLike): boolean {
+/**
+ * A GPU node: NFD found an NVIDIA PCI device, a managed cloud's accelerator label says so, the
+ * node is labelled `nvidia.com/gpu.present=true`, or it matches the user's GPU node selector.
+ */
+export function isGpuNode(node: NodeLike, opts: GpuNodeOptions = {}): boolean {
   const labels = node.metadata.labels ?? {};
-  return labels[NFD_NVIDIA_PCI_LABEL] === "true" || labels[GPU_PRESENT_LABEL] === "true";
+  if (labels[NFD_NVIDIA_PCI_LABEL] === "true" || labels[GPU_PRESENT_LABEL] === "true") return true;
+  for (const { label, value } of CLOUD_GPU_LABELS) {
+    const v = labels[label];
+    if (v !== undefined && v !== "" && v !== "false" && (value === undefined || v.toLowerCase() === value)) return true;
+  }
+  const selector = Object.entries(opts.gpuNodeSelector ?? {});
+  return selector.length > 0 && selector.every(([k, v]) => labels[k] === v);
 }
 
 /**
- * What gpuop needs to know about a GPU node to place a driver on it, or, when a label it
- * needs is missing or unusable, a problem naming the label. Call it for GPU nodes only.
+ * What gpuop needs to know about a GPU node to place a driver on it, or, when it cannot tell the
+ * kernel or OS, a problem saying so. NFD's labels come first; without them the kubelet's
+ * status.nodeInfo (kernelVersion, osImage) is used, so gpuop works without NFD. Call it for GPU
+ * nodes only.
  */
-export function gpuNodeFacts(node: NodeLike): GpuNodeClassification {
+export function gpuNodeFacts(node: NodeLike, opts: GpuNodeOptions = {}): GpuNodeClassification {
   const name = node.metadata.name ?? "";
   const labels = node.metadata.labels ?? {};
-  const missing = [NFD_KERNEL_LABEL, NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL].filter((l) => !labels[l]);
-  if (missing.length > 0) {
+  const info = node.status?.nodeInfo ?? {};
+  const nfdKernel = labels[NFD_KERNEL_LABEL];
+  const nfdOs = Boolean(labels[NFD_OS_ID_LABEL] && labels[NFD_OS_VERSION_ID_LABEL]);
+  const kernel = nfdKernel || info.kernelVersion || "";
+  if (!kernel || (!nfdOs && !info.osImage)) {
+    const missing = [...(kernel ? [] : [`${NFD_KERNEL_LABEL} label or status.nodeInfo.kernelVersion`]), ...(nfdOs || info.osImage ? [] : [`${NFD_OS_ID_LABEL}/${NFD_OS_VERSION_ID_LABEL} labels or status.nodeInfo.osImage`])];
     return {
       name,
-      problem: `GPU node ${name} has no ${missing.join(", ")} label${missing.length > 1 ? "s" : ""}: deploy Node Feature Discovery (or label the node by hand) so gpuop can choose its driver image`,
+      problem: `GPU node ${name} has no ${missing.join(", nor ")}: deploy Node Feature Discovery (or label the node by hand) so gpuop can choose its driver image`,
     };
   }
-  const kernel = labels[NFD_KERNEL_LABEL] ?? "";
   let osTag: string;
+  let osVersionId: string;
   try {
     parseKernel(kernel);
-    osTag = osTagFromLabels(labels);
+    if (nfdOs) {
+      osTag = osTagFromLabels(labels);
+      osVersionId = labels[NFD_OS_VERSION_ID_LABEL] ?? "";
+    } else {
+      const os = osReleaseFromOsImage(info.osImage ?? "");
+      osTag = formatOsTag(os);
+      osVersionId = os.versionId;
+    }
   } catch (err) {
     if (err instanceof UserError) return { name, problem: `GPU node ${name}: ${err.message}` };
     throw err;
   }
   const operandsDisabled = labels[DEPLOY_OPERANDS_LABEL] === "false";
   const effective = { ...labels };
-  for (const [k, v] of Object.entries(desiredNodeLabels(node))) {
+  for (const [k, v] of Object.entries(desiredNodeLabels(node, opts))) {
     if (v === null) delete effective[k];
     else effective[k] = v;
   }
@@ -102,7 +150,8 @@ export function gpuNodeFacts(node: NodeLike): GpuNodeClassification {
     name,
     kernel,
     osTag,
-    osVersionId: labels[NFD_OS_VERSION_ID_LABEL] ?? "",
+    osVersionId,
+    nfd: Boolean(nfdKernel) && nfdOs,
     arch: labels[ARCH_LABEL] ?? node.status?.nodeInfo?.architecture ?? "",
     deploy,
     operandsDisabled,
@@ -123,8 +172,8 @@ export function gpuNodeFacts(node: NodeLike): GpuNodeClassification {
  *   which drops them all, so turning operands back on does not put a driver on a node marked
  *   `pre-installed` or `false`.
  */
-export function desiredNodeLabels(node: NodeLike): Record<string, string | null> {
-  if (!isGpuNode(node)) return {};
+export function desiredNodeLabels(node: NodeLike, opts: GpuNodeOptions = {}): Record<string, string | null> {
+  if (!isGpuNode(node, opts)) return {};
   const labels = node.metadata.labels ?? {};
   const patch: Record<string, string | null> = {};
   if (labels[GPU_PRESENT_LABEL] !== "true") patch[GPU_PRESENT_LABEL] = "true";
@@ -141,7 +190,7 @@ export function desiredNodeLabels(node: NodeLike): Record<string, string | null>
  * GPU nodes split into those gpuop can serve and those with a problem; each sorted by name.
  * Already classified nodes (GpuNodeFacts) pass through, so callers holding facts can reuse them.
  */
-export function classifyNodes(nodes: readonly (NodeLike | GpuNodeFacts)[]): { gpuNodes: GpuNodeFacts[]; problems: GpuNodeProblem[] } {
+export function classifyNodes(nodes: readonly (NodeLike | GpuNodeFacts)[], opts: GpuNodeOptions = {}): { gpuNodes: GpuNodeFacts[]; problems: GpuNodeProblem[] } {
   const gpuNodes: GpuNodeFacts[] = [];
   const problems: GpuNodeProblem[] = [];
   for (const node of nodes) {
@@ -149,8 +198,8 @@ export function classifyNodes(nodes: readonly (NodeLike | GpuNodeFacts)[]): { gp
       gpuNodes.push(node);
       continue;
     }
-    if (!isGpuNode(node)) continue;
-    const c = gpuNodeFacts(node);
+    if (!isGpuNode(node, opts)) continue;
+    const c = gpuNodeFacts(node, opts);
     if (isNodeProblem(c)) problems.push(c);
     else gpuNodes.push(c);
   }

@@ -9,6 +9,7 @@ import {
   formatOsTag,
   isOsTag,
   osReleaseFromLabels,
+  osReleaseFromOsImage,
   osTagFromLabels,
   parseOsTag,
 } from "./os.ts";
@@ -79,4 +80,21 @@ describe("parseOsTag / formatOsTag", () => {
       }),
     );
   });
+});
+
+it("osReleaseFromOsImage reads the kubelet's osImage (os-release PRETTY_NAME)", () => {
+  const cases: [string, string][] = [
+    ["Ubuntu 22.04.4 LTS", "ubuntu22.04"],
+    ["Ubuntu 24.04 LTS", "ubuntu24.04"],
+    ["Ubuntu 20.04.6 LTS", "ubuntu20.04"],
+    ["Red Hat Enterprise Linux 9.4 (Plow)", "rhel9"],
+    ["Red Hat Enterprise Linux Server 8.10 (Ootpa)", "rhel8"],
+    ["Rocky Linux 9.3 (Blue Onyx)", "rocky9"],
+    ["Oracle Linux Server 8.9", "ol8"],
+    ["Debian GNU/Linux 12 (bookworm)", "debian12"],
+  ];
+  for (const [image, tag] of cases) assert.equal(formatOsTag(osReleaseFromOsImage(image)), tag, image);
+  for (const bad of ["Red Hat Enterprise Linux CoreOS 415.92.202402201450-0 (Plow)", "Container-Optimized OS from Google", "Bottlerocket OS 1.19.0 (aws-k8s-1.29)", "Ubuntu", ""]) {
+    assert.throws(() => osReleaseFromOsImage(bad), /status.nodeInfo.osImage.*Node Feature Discovery/, bad);
+  }
 });

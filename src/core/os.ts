@@ -87,3 +87,38 @@ function formatOsTagOrExplain(os: OsRelease, rawId: string, rawVersionId: string
     );
   }
 }
+
+/**
+ * os-release names of the distributions NVIDIA builds driver images for, by the PRETTY_NAME
+ * prefix the kubelet reports as `status.nodeInfo.osImage` ("Ubuntu 22.04.4 LTS"). RHCOS is left
+ * out on purpose: its images are tagged by OpenShift release, which osImage does not carry.
+ */
+const OS_IMAGE_NAMES: readonly { prefix: RegExp; id: string }[] = [
+  { prefix: /^Ubuntu\s+/i, id: "ubuntu" },
+  { prefix: /^Red Hat Enterprise Linux\s+(?!CoreOS)(?:Server\s+)?/i, id: "rhel" },
+  { prefix: /^Rocky Linux\s+/i, id: "rocky" },
+  { prefix: /^Oracle Linux Server\s+/i, id: "ol" },
+  { prefix: /^Debian GNU\/Linux\s+/i, id: "debian" },
+];
+
+/**
+ * The os-release of a node from the kubelet's `nodeInfo.osImage`, for nodes without Node Feature
+ * Discovery's labels: "Ubuntu 22.04.4 LTS" -> ubuntu / 22.04 (Ubuntu's point release is not part
+ * of VERSION_ID), "Red Hat Enterprise Linux 9.4 (Plow)" -> rhel / 9.4, "Debian GNU/Linux 12
+ * (bookworm)" -> debian / 12. Throws a UserError naming the value when it is not one of these.
+ */
+export function osReleaseFromOsImage(osImage: string): OsRelease {
+  for (const { prefix, id } of OS_IMAGE_NAMES) {
+    const m = prefix.exec(osImage);
+    if (!m) continue;
+    const version = /^([0-9]+(?:\.[0-9]+)*)/.exec(osImage.slice(m[0].length))?.[1];
+    if (!version) break;
+    const parts = version.split(".");
+    // Ubuntu's VERSION_ID is YY.MM; "22.04.4" is a point release of it.
+    const versionId = id === "ubuntu" ? parts.slice(0, 2).join(".") : MAJOR_VERSION_ONLY_OS_IDS.includes(id) ? parts[0] ?? "" : version;
+    return { id, versionId };
+  }
+  throw new UserError(
+    `the node's OS "${osImage}" (status.nodeInfo.osImage) is not one gpuop can tell a driver image for (Ubuntu, RHEL, Rocky, Oracle Linux, Debian): deploy Node Feature Discovery or set the labels ${NFD_OS_ID_LABEL} and ${NFD_OS_VERSION_ID_LABEL} by hand`,
+  );
+}

@@ -10,6 +10,7 @@ import {
   driverSpecDefaults,
   normalizePolicy,
   selectActivePolicy,
+  withDefaultDriverVersion,
   upgradePolicyDefaults,
 } from "./policy.ts";
 import { UserError } from "./errors.ts";
@@ -233,4 +234,20 @@ test("selectActivePolicy picks the oldest, then the lowest name", () => {
   assert.equal(selectActivePolicy([b, a]), a);
   assert.equal(selectActivePolicy([p("z"), b]), b);
   assert.equal(selectActivePolicy([p("z"), p("y")])?.metadata.name, "y");
+});
+
+test("withDefaultDriverVersion fills in the operator's default only where the policy names no version", () => {
+  const p = (driver?: Record<string, unknown>) => ({ metadata: { name: "cluster-policy" }, ...(driver ? { spec: { driver } } : {}) });
+  assert.equal(withDefaultDriverVersion(p(), "570.86.15").spec?.driver?.version, "570.86.15");
+  assert.equal(withDefaultDriverVersion(p({ version: "" }), "570.86.15").spec?.driver?.version, "570.86.15");
+  assert.equal(withDefaultDriverVersion(p({ version: "535.104.05" }), "570.86.15").spec?.driver?.version, "535.104.05");
+  assert.equal(withDefaultDriverVersion(p({ usePrecompiled: true }), "570.86.15").spec?.driver?.version, "570", "precompiled takes the branch");
+  assert.equal(withDefaultDriverVersion(p({ usePrecompiled: true }), "560").spec?.driver?.version, "560");
+  assert.equal(withDefaultDriverVersion(p({ repository: "r" }), "570.86.15").spec?.driver?.repository, "r", "the rest of the driver spec is kept");
+  assert.equal(withDefaultDriverVersion(p(), "570.86.15").spec?.driver?.repository, "nvcr.io/nvidia", "NVIDIA's default image's repository");
+  assert.equal(withDefaultDriverVersion(p({ image: "registry.example.com/gpu/driver" }), "570.86.15").spec?.driver?.repository, undefined, "a full image name keeps no repository");
+  assert.equal(withDefaultDriverVersion(p({ version: "535.104.05" }), "570.86.15").spec?.driver?.repository, undefined, "nothing is defaulted when the policy names a version");
+  assert.equal(withDefaultDriverVersion(p(), undefined).spec?.driver?.version, undefined);
+  const bad = { metadata: { name: "x" }, spec: { driver: "nope" } } as unknown as Parameters<typeof withDefaultDriverVersion>[0];
+  assert.equal(withDefaultDriverVersion(bad, "570.86.15"), bad, "a malformed spec is left for validation to report");
 });

@@ -1,4 +1,5 @@
 import { UserError } from "./errors.ts";
+import { driverBranchOf, isFullDriverVersion } from "./tag.ts";
 
 /**
  * The ClusterPolicy (nvidia.com/v1), as NVIDIA's GPU Operator defines it, with the parts gpuop
@@ -77,6 +78,8 @@ export interface DriverSpec {
   imagePullSecrets?: string[];
   env?: EnvVar[];
   args?: string[];
+  /** Driver pods in the host's network namespace (NVIDIA's CRD added it). */
+  hostNetwork?: boolean;
   resources?: ResourceRequirements;
   manager?: DriverManagerSpec;
   rdma?: GpuDirectRdmaSpec;
@@ -234,7 +237,7 @@ export function normalizePolicy(obj: unknown): NormalizedClusterPolicy {
 
 function checkDriverTypes(driver: Record<string, unknown>): void {
   const at = "spec.driver";
-  for (const f of ["enabled", "usePrecompiled", "useNvidiaDriverCRD", "useOpenKernelModules"]) {
+  for (const f of ["enabled", "usePrecompiled", "useNvidiaDriverCRD", "useOpenKernelModules", "hostNetwork"]) {
     expectType(driver, f, "boolean", at);
   }
   for (const f of ["repository", "image", "version", "secretEnv"]) expectType(driver, f, "string", at);
@@ -303,6 +306,33 @@ function expectEnvList(o: Record<string, unknown>, field: string, at: string): v
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
+
+/**
+ * The policy with the operator's default driver version (`--default-driver-version`) filled in
+ * where spec.driver.version is absent or empty, as NVIDIA's operator falls back to its default
+ * driver image (NVIDIA's sample ClusterPolicy names none), and, as that default image does, the
+ * repository nvcr.io/nvidia where the policy names none. With usePrecompiled a full default
+ * version gives its branch (550.54.15 -> 550), since precompiled images are tagged by branch.
+ * Anything else is returned as it is, for validatePolicy to judge.
+ */
+export function withDefaultDriverVersion<T extends ClusterPolicy>(policy: T, defaultVersion: string | undefined): T {
+  if (!defaultVersion) return policy;
+  const spec = policy.spec;
+  if (spec !== undefined && !isRecord(spec)) return policy;
+  const driver = spec?.driver;
+  if (driver !== undefined && !isRecord(driver)) return policy;
+  if (driver?.version !== undefined && driver.version !== "") return policy;
+  const version = driver?.usePrecompiled === true && isFullDriverVersion(defaultVersion) ? driverBranchOf(defaultVersion) : defaultVersion;
+  const defaulted: DriverSpec = { ...(driver as DriverSpec | undefined), version };
+  // NVIDIA's operator then pulls its default image, nvcr.io/nvidia/driver: without a repository,
+  // a plain image name would otherwise be looked up on Docker Hub.
+  const image = defaulted.image ?? driverSpecDefaults.image;
+  if (!defaulted.repository && !image.includes("/")) defaulted.repository = DEFAULT_DRIVER_REPOSITORY;
+  return { ...policy, spec: { ...spec, driver: defaulted } };
+}
+
+/** Where NVIDIA publishes its driver images; used with the operator's default driver version. */
+export const DEFAULT_DRIVER_REPOSITORY = "nvcr.io/nvidia";
 
 /**
  * With several ClusterPolicies, the oldest is active (then the lowest name, so the choice is

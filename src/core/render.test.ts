@@ -21,6 +21,12 @@ function node(name: string, kernel: string, os = "ubuntu", version = "22.04", ex
   return { ...n, status: { ...n.status, conditions: [{ type: "Ready", status: "True" }] } };
 }
 
+/** A Ready GPU node NFD never labelled: the kubelet's nodeInfo only. */
+function nodeWithoutNfd(name: string, kernel: string, os = "ubuntu", version = "22.04", extra: Record<string, string> = {}): NodeLike {
+  const n = gpuNodeObject({ name, kernel, os: { id: os, versionId: version }, labels: extra, withoutNfdLabels: true });
+  return { ...n, status: { ...n.status, conditions: [{ type: "Ready", status: "True" }] } };
+}
+
 function policy(driver: DriverSpec, spec: Record<string, unknown> = {}): ClusterPolicy {
   return {
     apiVersion: "nvidia.com/v1",
@@ -333,7 +339,7 @@ const osArb = fc.constantFrom(["ubuntu", "22.04"], ["ubuntu", "24.04"], ["ubuntu
 const deployArb = fc.constantFrom(undefined, undefined, undefined, "true", "false", "pre-installed", "paused-for-driver-upgrade");
 const nodesArb = fc
   .uniqueArray(
-    fc.record({ name: fc.stringMatching(/^[a-z][a-z0-9-]{0,15}$/), kernel: kernelArb, os: osArb, deploy: deployArb, operandsOff: fc.boolean() }),
+    fc.record({ name: fc.stringMatching(/^[a-z][a-z0-9-]{0,15}$/), kernel: kernelArb, os: osArb, deploy: deployArb, operandsOff: fc.boolean(), nfd: fc.boolean() }),
     { selector: (n) => n.name, maxLength: 25 },
   )
   .map((specs) =>
@@ -341,13 +347,17 @@ const nodesArb = fc
       const extra: Record<string, string> = {};
       if (s.deploy !== undefined) extra[DEPLOY_DRIVER_LABEL] = s.deploy;
       if (s.operandsOff) extra[DEPLOY_OPERANDS_LABEL] = "false";
-      return node(s.name, s.kernel, s.os[0], s.os[1], extra);
+      if (s.nfd) return node(s.name, s.kernel, s.os[0], s.os[1], extra);
+      // No NFD: a cloud's accelerator label marks the GPU node; kernel and OS come from nodeInfo.
+      return nodeWithoutNfd(s.name, s.kernel, s.os[0], s.os[1], { "cloud.google.com/gke-accelerator": "nvidia-l4", ...extra });
     }),
   );
 
 test("property: every deployable GPU node is selected by exactly one DaemonSet; names are unique, valid names and label values", () => {
   fc.assert(
-    fc.property(nodesArb, fc.boolean(), fc.boolean(), (nodes, usePrecompiled, byPool) => {
+    fc.property(nodesArb, fc.boolean(), fc.boolean(), (allNodes, usePrecompiled, byPool) => {
+      // Without the pool label only NFD's labels can select a node: nodes without them need it.
+      const nodes = byPool ? allNodes : allNodes.filter((n) => n.metadata.labels?.[NFD_KERNEL_LABEL] !== undefined);
       const r = render({ usePrecompiled, version: usePrecompiled ? "550" : "550.54.15" }, nodes, { selectByPoolLabel: byPool });
       const names = r.daemonSets.map((d) => d.metadata.name);
       assert.equal(new Set(names).size, names.length);
@@ -364,7 +374,7 @@ test("property: every deployable GPU node is selected by exactly one DaemonSet; 
         if (deployable) {
           assert.deepEqual(selecting.map((d) => d.metadata.name), [poolOf.get(name)], name);
           const image = selecting[0]?.spec.template.spec.containers[0]?.image ?? "";
-          assert.ok(image.endsWith(usePrecompiled ? `-${labels[NFD_KERNEL_LABEL]}-${r.pools.find((p) => p.name === poolOf.get(name))?.osTag}` : `-${r.pools.find((p) => p.name === poolOf.get(name))?.osTag}`), image);
+          assert.ok(image.endsWith(usePrecompiled ? `-${labels[NFD_KERNEL_LABEL] ?? n.status?.nodeInfo?.kernelVersion}-${r.pools.find((p) => p.name === poolOf.get(name))?.osTag}` : `-${r.pools.find((p) => p.name === poolOf.get(name))?.osTag}`), image);
         } else {
           assert.deepEqual(selecting, [], name);
         }
@@ -445,6 +455,8 @@ test("the driver pod: volumes, mounts, security and probes as NVIDIA's operator 
     ["host-sys", "/sys", "Directory"],
     ["firmware-search-path", "/sys/module/firmware_class/parameters/path", undefined],
     ["nv-firmware", "/run/nvidia/driver/lib/firmware", "DirectoryOrCreate"],
+    // The API token, mounted into the manager init container only (docs/security.md).
+    ["driver-manager-token"],
   ]);
   const c = pod.containers[0]!;
   const readOnly = (mounts: { name: string; readOnly?: boolean }[]) => mounts.filter((m) => m.readOnly).map((m) => m.name);
@@ -463,7 +475,9 @@ test("the driver pod: volumes, mounts, security and probes as NVIDIA's operator 
     { name: "run-nvidia", mountPath: "/run/nvidia", mountPropagation: "Bidirectional" },
     { name: "host-root", mountPath: "/host", readOnly: true, mountPropagation: "HostToContainer" },
     { name: "host-sys", mountPath: "/sys" },
+    { name: "driver-manager-token", mountPath: "/var/run/secrets/kubernetes.io/serviceaccount", readOnly: true },
   ]);
+  assert.equal(pod.automountServiceAccountToken, false);
 });
 
 test("GPUDirect RDMA, a kernel module config, extra args", () => {
@@ -533,3 +547,42 @@ test("a major-version-only OS pool selects its nodes' versions, sorted", () => {
 //   only when it is defined, so an undefined kernel key never leaves the function.
 // - driverImage's `throw new Error("precompiled pool without a kernel")` and the branch-path OS tag
 //   check: precompiled pools always have a kernel, and node facts only carry valid OS tags.
+
+test("nodes without NFD labels: kernel and OS from nodeInfo, selected by the pool label alone; NFD pools keep their selectors", () => {
+  const gke = { "cloud.google.com/gke-accelerator": "nvidia-tesla-t4" };
+  const nodes = [
+    node("nfd-a", "5.15.0-69-generic"),
+    nodeWithoutNfd("bare-b", "5.15.0-69-generic", "ubuntu", "22.04", gke),
+    nodeWithoutNfd("bare-c", "6.8.0-1046-azure-fde", "ubuntu", "24.04", gke),
+  ];
+  const conventional = render({ version: "550.54.15" }, nodes);
+  assert.deepEqual(summary(conventional), [
+    { name: "nvidia-driver-daemonset-ubuntu22.04", image: "nvcr.io/nvidia/driver:550.54.15-ubuntu22.04" },
+    { name: "nvidia-driver-daemonset-ubuntu24.04", image: "nvcr.io/nvidia/driver:550.54.15-ubuntu24.04" },
+  ]);
+  assert.deepEqual(conventional.daemonSets.map((d) => d.spec.template.spec.nodeSelector), [
+    { [DEPLOY_DRIVER_LABEL]: "true", [POOL_LABEL]: "nvidia-driver-daemonset-ubuntu22.04" },
+    { [DEPLOY_DRIVER_LABEL]: "true", [POOL_LABEL]: "nvidia-driver-daemonset-ubuntu24.04" },
+  ]);
+  const precompiled = render({ usePrecompiled: true, version: "550" }, nodes);
+  assert.deepEqual(summary(precompiled).map((s) => s.image), [
+    "nvcr.io/nvidia/driver:550-5.15.0-69-generic-ubuntu22.04",
+    "nvcr.io/nvidia/driver:550-6.8.0-1046-azure-fde-ubuntu24.04",
+  ]);
+  const nfdOnly = render({ version: "550.54.15" }, [node("nfd-a", "5.15.0-69-generic")]);
+  assert.deepEqual(nfdOnly.daemonSets[0]?.spec.template.spec.nodeSelector, {
+    [NFD_OS_ID_LABEL]: "ubuntu",
+    [NFD_OS_VERSION_ID_LABEL]: "22.04",
+    [DEPLOY_DRIVER_LABEL]: "true",
+    [POOL_LABEL]: "nvidia-driver-daemonset-ubuntu22.04",
+  });
+});
+
+test("driver.hostNetwork puts the driver pods in the host's network with cluster DNS; unset changes nothing", () => {
+  const on = render({ version: "550.54.15", hostNetwork: true }, [node("a", "5.15.0-69-generic")]).daemonSets[0]!.spec.template.spec;
+  assert.equal(on.hostNetwork, true);
+  assert.equal(on.dnsPolicy, "ClusterFirstWithHostNet");
+  const off = render({ version: "550.54.15", hostNetwork: false }, [node("a", "5.15.0-69-generic")]).daemonSets[0]!;
+  assert.equal(off.spec.template.spec.hostNetwork, undefined);
+  assert.deepEqual(off, render({ version: "550.54.15" }, [node("a", "5.15.0-69-generic")]).daemonSets[0]!);
+});

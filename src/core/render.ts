@@ -1,5 +1,5 @@
 import { UserError } from "./errors.ts";
-import { classifyNodes, DEPLOY_DRIVER_LABEL, NFD_KERNEL_LABEL, type GpuNodeFacts, type NodeLike } from "./gpu-node.ts";
+import { classifyNodes, DEPLOY_DRIVER_LABEL, NFD_KERNEL_LABEL, type GpuNodeFacts, type GpuNodeOptions, type NodeLike } from "./gpu-node.ts";
 import { parseImageRef } from "./image.ts";
 import { conventionalDaemonSetName, precompiledDaemonSetName } from "./names.ts";
 import { MAJOR_VERSION_ONLY_OS_IDS, NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL, isOsTag, parseOsTag } from "./os.ts";
@@ -93,6 +93,8 @@ export type PodSpec = {
   automountServiceAccountToken: boolean;
   priorityClassName: string;
   hostPID: boolean;
+  hostNetwork?: boolean;
+  dnsPolicy?: string;
   nodeSelector: Record<string, string>;
   affinity?: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: { matchExpressions: NodeSelectorRequirement[] }[] } } };
   tolerations: { key: string; operator: "Exists"; effect: string }[];
@@ -148,6 +150,8 @@ export interface RenderInput {
   selectByPoolLabel?: boolean;
   /** Labels every driver pod's node must carry besides gpuop's own: the admin-only GPU node label (docs/security.md). */
   requiredNodeLabels?: Record<string, string>;
+  /** How GPU nodes are recognised beyond the built-in labels (the operator's --gpu-node-selector). */
+  gpuNodeOptions?: GpuNodeOptions;
 }
 
 export interface RenderResult {
@@ -165,7 +169,7 @@ export interface RenderResult {
 export function renderDriverDaemonSets(input: RenderInput): RenderResult {
   const policy = normalizePolicy(input.policy);
   const driver = policy.spec.driver;
-  const { gpuNodes, problems } = classifyNodes(input.nodes);
+  const { gpuNodes, problems } = classifyNodes(input.nodes, input.gpuNodeOptions);
   const result: RenderResult = {
     daemonSets: [],
     pools: [],
@@ -191,7 +195,6 @@ export function renderDriverDaemonSets(input: RenderInput): RenderResult {
     if (input.requiredNodeLabels && Object.keys(input.requiredNodeLabels).length > 0) {
       // Labels a node can set on itself are not enough to attract a privileged pod.
       Object.assign(ds.spec.template.spec.nodeSelector, input.requiredNodeLabels);
-      ds.metadata.annotations[RENDER_HASH_ANNOTATION] = renderHash(ds);
     }
     result.daemonSets.push(ds);
   }
@@ -292,7 +295,15 @@ function renderDaemonSet(
   return ds;
 }
 
-function podSpec(pool: Pool, nodes: readonly GpuNodeFacts[], driver: NormalizedDriverSpec, selectByPoolLabel: boolean): PodSpec {
+/**
+ * Which nodes a pool's pods may run on. With NFD's labels on every node of the pool, the OS (and,
+ * precompiled, the kernel) labels, so a node whose kernel changed leaves the DaemonSet at once.
+ * Where gpuop read a node's kernel or OS from status.nodeInfo, which no selector can match, the
+ * pool label alone: gpuop sets it, one value per node, so a node still matches one driver
+ * DaemonSet at most. NFD-labelled clusters keep the selectors they had (no DaemonSet changes).
+ */
+function driverNodeSelector(pool: Pool, nodes: readonly GpuNodeFacts[], selectByPoolLabel: boolean): Pick<PodSpec, "nodeSelector" | "affinity"> {
+  if (selectByPoolLabel && !nodes.every((n) => n.nfd)) return { nodeSelector: { [DEPLOY_DRIVER_LABEL]: "true", [POOL_NODE_LABEL]: pool.name } };
   const os = parseOsTag(pool.osTag);
   const nodeSelector: Record<string, string> = { [NFD_OS_ID_LABEL]: os.id };
   let affinity: PodSpec["affinity"];
@@ -313,6 +324,11 @@ function podSpec(pool: Pool, nodes: readonly GpuNodeFacts[], driver: NormalizedD
   if (pool.kernel !== undefined) nodeSelector[NFD_KERNEL_LABEL] = pool.kernel;
   nodeSelector[DEPLOY_DRIVER_LABEL] = "true";
   if (selectByPoolLabel) nodeSelector[POOL_NODE_LABEL] = pool.name;
+  return { nodeSelector, ...(affinity ? { affinity } : {}) };
+}
+
+function podSpec(pool: Pool, nodes: readonly GpuNodeFacts[], driver: NormalizedDriverSpec, selectByPoolLabel: boolean): PodSpec {
+  const { nodeSelector, affinity } = driverNodeSelector(pool, nodes, selectByPoolLabel);
 
   const rdma = driver.rdma?.enabled === true;
   const volumes = new Volumes();
@@ -377,6 +393,8 @@ function podSpec(pool: Pool, nodes: readonly GpuNodeFacts[], driver: NormalizedD
     automountServiceAccountToken: false,
     priorityClassName: "system-node-critical",
     hostPID: true,
+    // In the host's network, cluster DNS still answers only with this policy.
+    ...(driver.hostNetwork === true ? { hostNetwork: true, dnsPolicy: "ClusterFirstWithHostNet" } : {}),
     nodeSelector,
     ...(affinity ? { affinity } : {}),
     tolerations: [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }],

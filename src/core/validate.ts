@@ -80,8 +80,8 @@ export function validatePolicy(policy: ClusterPolicy, nodes: readonly (NodeLike 
       reason: "VersionMissing",
       field: "spec.driver.version",
       message: driver.usePrecompiled
-        ? "spec.driver.version is not set: with usePrecompiled: true set it to a driver branch such as 550"
-        : "spec.driver.version is not set: set it to a full driver version such as 550.54.15",
+        ? "spec.driver.version is not set: with usePrecompiled: true set it to a driver branch such as 550 (or start the operator with --default-driver-version)"
+        : "spec.driver.version is not set: set it to a full driver version such as 550.54.15 (or start the operator with --default-driver-version)",
     });
   }
   if (driver.usePrecompiled) checkPrecompiled(p, version, nodes, result);

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { Agent, request as httpRequest, type Dispatcher } from "undici";
+import type { Credential } from "./exec-credential.ts";
 import { resolveClusterAccess, type ClusterAccess } from "./kubeconfig.ts";
 import type { ListMeta, Status } from "./types.ts";
 
@@ -90,6 +91,8 @@ export class KubeClient {
   readonly access: ClusterAccess;
   readonly requestCounts = new Map<string, number>();
   private readonly dispatcher: Dispatcher;
+  /** A client certificate from an exec plugin: its own connections, replaced when the plugin gives a new one. */
+  private pluginAgent?: { cert: Buffer; dispatcher: Dispatcher };
   private tokenCache?: { value: string; readAt: number };
   /**
    * Once this signal aborts, no request is sent and requests in flight are
@@ -101,11 +104,16 @@ export class KubeClient {
 
   constructor(access: ClusterAccess) {
     this.access = access;
-    this.dispatcher = new Agent({
+    this.dispatcher = KubeClient.agent(access, access.clientCert, access.clientKey);
+  }
+
+  private static agent(access: ClusterAccess, cert?: Buffer, key?: Buffer): Dispatcher {
+    return new Agent({
       connect: {
         ...(access.ca ? { ca: access.ca } : {}),
-        ...(access.clientCert ? { cert: access.clientCert } : {}),
-        ...(access.clientKey ? { key: access.clientKey } : {}),
+        ...(cert ? { cert } : {}),
+        ...(key ? { key } : {}),
+        ...(access.tlsServerName ? { servername: access.tlsServerName } : {}),
         rejectUnauthorized: !access.insecureSkipTLSVerify,
       },
       // Watches stay open for minutes; the server ends them with timeoutSeconds.
@@ -121,9 +129,31 @@ export class KubeClient {
 
   async close(): Promise<void> {
     await this.dispatcher.close();
+    await this.pluginAgent?.dispatcher.close();
   }
 
-  private authHeader(): string | undefined {
+  /** The Authorization header and the connection pool for the next request. */
+  private async credentials(): Promise<{ auth?: string; dispatcher: Dispatcher; credential?: Credential }> {
+    const plugin = this.access.credentials;
+    if (!plugin) {
+      const auth = this.staticAuth();
+      return { ...(auth ? { auth } : {}), dispatcher: this.dispatcher };
+    }
+    const c = await plugin.get();
+    let dispatcher = this.dispatcher;
+    if (c.clientCert && c.clientKey) {
+      if (!this.pluginAgent || !this.pluginAgent.cert.equals(c.clientCert)) {
+        const old = this.pluginAgent?.dispatcher;
+        this.pluginAgent = { cert: c.clientCert, dispatcher: KubeClient.agent(this.access, c.clientCert, c.clientKey) };
+        // Requests in flight on the old pool finish; it takes no new ones.
+        void old?.close().catch(() => undefined);
+      }
+      dispatcher = this.pluginAgent.dispatcher;
+    }
+    return { ...(c.token ? { auth: `Bearer ${c.token}` } : {}), dispatcher, credential: c };
+  }
+
+  private staticAuth(): string | undefined {
     const a = this.access;
     if (a.tokenFile) {
       const now = Date.now();
@@ -143,7 +173,7 @@ export class KubeClient {
     return u.toString();
   }
 
-  private async send(method: string, path: string, opts: RequestOptions): Promise<Dispatcher.ResponseData> {
+  private async send(method: string, path: string, opts: RequestOptions, retried = false): Promise<Dispatcher.ResponseData> {
     const fence = opts.unfenced ? undefined : this.fence;
     if (fence?.aborted) throw new FencedError(`${method} ${path} not sent: ${String(fence.reason ?? "this client is fenced")}`);
     const signals = [opts.signal, fence].filter((s): s is AbortSignal => s !== undefined);
@@ -151,19 +181,20 @@ export class KubeClient {
     const verb = opts.verb ?? verbOf[method] ?? method.toLowerCase();
     this.requestCounts.set(verb, (this.requestCounts.get(verb) ?? 0) + 1);
     const headers: Record<string, string> = { accept: "application/json", "user-agent": "gpuop" };
-    const auth = this.authHeader();
+    const { auth, dispatcher, credential } = await this.credentials();
     if (auth) headers.authorization = auth;
     let body: string | undefined;
     if (opts.body !== undefined) {
       headers["content-type"] = opts.contentType ?? "application/json";
       body = typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body);
     }
+    let res: Dispatcher.ResponseData;
     try {
-      return await httpRequest(this.url(path, opts.query), {
+      res = await httpRequest(this.url(path, opts.query), {
         method: method as Dispatcher.HttpMethod,
         headers,
         body,
-        dispatcher: this.dispatcher,
+        dispatcher,
         signal,
         ...(opts.timeoutMs ? { headersTimeout: opts.timeoutMs } : {}),
       });
@@ -173,6 +204,13 @@ export class KubeClient {
       const code = (err as { code?: string }).code ?? (err as Error).message;
       throw new Error(`cannot reach the Kubernetes API at ${this.access.server} (${this.access.source}): ${code}`, { cause: err });
     }
+    // A plugin's token can be revoked or expire early: ask the plugin once more, as kubectl does.
+    if (res.statusCode === 401 && this.access.credentials && !retried) {
+      await res.body.dump();
+      this.access.credentials.invalidate(credential);
+      return this.send(method, path, opts, true);
+    }
+    return res;
   }
 
   private static async fail(res: Dispatcher.ResponseData, method: string, path: string): Promise<never> {

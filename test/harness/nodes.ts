@@ -54,12 +54,19 @@ export function gpuNodeObject(n: SimulatedGpuNode): Node {
     status: {
       nodeInfo: {
         kernelVersion: n.kernel,
-        osImage: os.prettyName ?? `${os.id === "ubuntu" ? "Ubuntu" : os.id} ${os.versionId}`,
+        osImage: os.prettyName ?? prettyName(os),
         architecture: arch,
         operatingSystem: "linux",
       },
     },
   };
+}
+
+/** os-release PRETTY_NAME as the kubelet reports it in nodeInfo.osImage (Ubuntu adds a point release). */
+function prettyName(os: { id: string; versionId: string }): string {
+  const names: Record<string, string> = { ubuntu: "Ubuntu", rhel: "Red Hat Enterprise Linux", rocky: "Rocky Linux", ol: "Oracle Linux Server", debian: "Debian GNU/Linux" };
+  const name = names[os.id] ?? os.id;
+  return os.id === "ubuntu" ? `${name} ${os.versionId}.4 LTS` : `${name} ${os.versionId}`;
 }
 
 /** Capacity for a node with 8 GPUs; kwok reports it as allocatable. */

@@ -55,3 +55,45 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- toJson $out -}}
 {{- end -}}
+
+{{/* key=value,… from a map, sorted, for --gpu-node-selector. */}}
+{{- define "gpu-operator.selectorFlag" -}}
+{{- $pairs := list -}}
+{{- range $k, $v := . }}{{ $pairs = append $pairs (printf "%s=%s" $k (toString $v)) }}{{ end -}}
+{{- join "," $pairs -}}
+{{- end -}}
+
+{{/* The ServiceMonitor is on when operator.metrics.serviceMonitor is given (as in NVIDIA's chart) and not enabled: false. */}}
+{{- define "gpu-operator.serviceMonitorEnabled" -}}
+{{- $sm := ((.Values.operator.metrics | default dict).serviceMonitor | default dict) -}}
+{{- if and $sm (ne (toString $sm.enabled) "false") }}true{{ end -}}
+{{- end -}}
+
+{{/*
+Values NVIDIA's chart has and gpuop does not act on, as given (true, non-empty; a component
+only while enabled), for the install notes. A JSON list of value paths.
+*/}}
+{{- define "gpu-operator.ignoredSettings" -}}
+{{- $out := list -}}
+{{- $acted := list "operator" "driver" "gds" "gdrcopy" "vgpuManager" "nfd" -}}
+{{- range $k, $v := .Values -}}
+{{- if and (not (has $k $acted)) $v -}}
+{{- if or (not (kindIs "map" $v)) (not (hasKey $v "enabled")) $v.enabled -}}
+{{- $out = append $out $k -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $k := list "env" "runtimeClass" "use_ocp_driver_toolkit" "cleanupCRD" "upgradeCRD" "annotations" "logging" -}}
+{{- if get $.Values.operator $k }}{{ $out = append $out (printf "operator.%s" $k) }}{{ end -}}
+{{- end -}}
+{{- $d := .Values.driver -}}
+{{- if ($d.nvidiaDriverCRD | default dict).enabled }}{{ $out = append $out "driver.nvidiaDriverCRD.enabled" }}{{ end -}}
+{{- range $k := list "useNvidiaDriverCRD" "useOpenKernelModules" -}}
+{{- if get $d $k }}{{ $out = append $out (printf "driver.%s" $k) }}{{ end -}}
+{{- end -}}
+{{- range $k, $field := dict "repoConfig" "configMapName" "certConfig" "name" "virtualTopology" "config" -}}
+{{- if get (get $d $k | default dict) $field }}{{ $out = append $out (printf "driver.%s.%s" $k $field) }}{{ end -}}
+{{- end -}}
+{{- with $d.licensingConfig }}{{ if or .secretName .configMapName }}{{ $out = append $out "driver.licensingConfig" }}{{ end }}{{ end -}}
+{{- toJson $out -}}
+{{- end -}}
