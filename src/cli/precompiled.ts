@@ -10,13 +10,14 @@ import { checkDriverBranch, formatPrecompiledTag } from "../core/tag.ts";
 import { KubeClient } from "../kube/client.ts";
 import type { Node, Secret } from "../kube/types.ts";
 import { RegistryClient } from "../registry/client.ts";
+import { RegistryError } from "../registry/errors.ts";
 import { CredentialStore, dockerConfigCredentials, type Credentials } from "../registry/credentials.ts";
 import { formatPlatform, type Platform } from "../registry/manifest.ts";
 import { mapLimit } from "../registry/pool.ts";
 import { formatData, formatTable, outputFormat, parseFlags, type Command, type OutputFormat } from "./command.ts";
 import { precompiledBuild } from "./precompiled-build.ts";
 
-const registryFlagsHelp = `Registry flags:
+export const registryFlagsHelp = `Registry flags:
   --docker-config <file>     docker config.json with credentials (default: $DOCKER_CONFIG/config.json
                              or ~/.docker/config.json, when present)
   --pull-secret <ns/name>    read credentials from a kubernetes.io/dockerconfigjson Secret
@@ -42,8 +43,9 @@ list   Summarises an image repository (name, latest tag, number of tags) and lis
 check  For each GPU node of the cluster in the kubeconfig (label ${NFD_NVIDIA_PCI_LABEL}=true),
        or for --kernel/--os/--arch given by hand: the tag it needs, whether NVIDIA publishes
        that combination, and whether the tag exists in the registry for the node's
-       architecture. Exits 1 when any node lacks an image or cannot be checked, 0 when all
-       have one: gate a kernel upgrade on it.
+       architecture. Exits 0 when every node has an image, 1 when any node lacks one, 2 when
+       the answer is incomplete (a registry or cluster that cannot be asked, a node without
+       NFD labels): gate a kernel upgrade on it.
   --branch <B>               driver branch, e.g. 535 (required)
   --repository <prefix>      registry path holding the image (default ${NVIDIA_DRIVER_REPOSITORY})
   --image <name>             image name (default ${NVIDIA_DRIVER_IMAGE})
@@ -53,7 +55,7 @@ check  For each GPU node of the cluster in the kubeconfig (label ${NFD_NVIDIA_PC
 
 ${registryFlagsHelp}`;
 
-const registryFlags = {
+export const registryFlags = {
   "docker-config": { type: "string" },
   "pull-secret": { type: "string" },
   "plain-http": { type: "boolean" },
@@ -65,7 +67,7 @@ const registryFlags = {
   kubeconfig: { type: "string" },
 } as const;
 
-interface RegistryFlagValues {
+export interface RegistryFlagValues {
   "docker-config"?: string | undefined;
   "pull-secret"?: string | undefined;
   "plain-http"?: boolean | undefined;
@@ -77,7 +79,7 @@ interface RegistryFlagValues {
 }
 
 /** Lazily loaded: `list` and `check --kernel` need no cluster unless --pull-secret is given. */
-class Kube {
+export class Kube {
   private client: KubeClient | undefined;
   private readonly kubeconfig: string | undefined;
   constructor(kubeconfig: string | undefined) {
@@ -116,7 +118,7 @@ async function credentialsFor(registry: string, v: RegistryFlagValues, kube: Kub
   return dockerConfigCredentials(registry, v["docker-config"]);
 }
 
-async function registryClient(ref: ImageRef, v: RegistryFlagValues, kube: Kube): Promise<RegistryClient> {
+export async function registryClient(ref: ImageRef, v: RegistryFlagValues, kube: Kube): Promise<RegistryClient> {
   let ca: Buffer | undefined;
   if (v["ca-file"] !== undefined) {
     try {
@@ -141,6 +143,25 @@ async function registryClient(ref: ImageRef, v: RegistryFlagValues, kube: Kube):
     ...(timeoutMs ? { timeoutMs } : {}),
     ...(v.verbose ? { log: (line: string) => process.stderr.write(`registry: ${line}\n`) } : {}),
   });
+}
+
+/**
+ * Exit status 2 for every failure that leaves the question unanswered (a registry that
+ * refuses, cannot be reached or speaks another protocol; a cluster that cannot be read),
+ * so a pipeline can tell "could not check" from 1, "an image is missing". A repository
+ * that does not exist stays 1: the registry answered, and nothing is there.
+ */
+export async function couldNotCheck<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (err) {
+    if (err instanceof RegistryError) {
+      if (err.code === "not-found") throw err;
+      throw new UserError(`could not check: ${err.message}`, 2);
+    }
+    if (err instanceof UserError) throw err;
+    throw new UserError(`could not check: ${(err as Error).message ?? String(err)}`, 2);
+  }
 }
 
 function write(text: string) {
@@ -257,36 +278,37 @@ async function runCheck(argv: string[]): Promise<number> {
   const kube = new Kube(values.kubeconfig);
   let client: RegistryClient | undefined;
   try {
-    let targets: CheckTarget[];
-    let problems: CheckProblem[] = [];
-    let notes: string[] = [];
-    if (byHand) {
-      parseKernel(values.kernel!);
-      parseOsTag(values.os!);
-      targets = [{ node: "(given)", kernel: values.kernel!, osTag: values.os!, arch: normalizeArch(values.arch ?? "amd64") }];
-    } else {
-      ({ targets, problems, notes } = await targetsFromCluster(kube));
-    }
-    const planned: Omit<CheckRow, "available">[] = [];
-    for (const t of targets) {
-      try {
-        planned.push(planCheck(t, branch, repository));
-      } catch (err) {
-        if (!(err instanceof UserError) || byHand) throw err;
-        problems.push({ node: t.node, problem: `GPU node ${t.node}: ${err.message}` });
+    return await couldNotCheck(async () => {
+      let targets: CheckTarget[];
+      let problems: CheckProblem[] = [];
+      let notes: string[] = [];
+      if (byHand) {
+        parseKernel(values.kernel!);
+        parseOsTag(values.os!);
+        targets = [{ node: "(given)", kernel: values.kernel!, osTag: values.os!, arch: normalizeArch(values.arch ?? "amd64") }];
+      } else {
+        ({ targets, problems, notes } = await targetsFromCluster(kube));
       }
-    }
-    client = await registryClient(ref, values, kube);
-    const keys = [...new Set(planned.map((p) => `${p.tag} ${p.arch}`))];
-    const found = new Map<string, boolean>();
-    // Large clusters need many tags: one paged listing rules out the missing
-    // ones, so manifests are read only for tags that exist.
-    const uniqueTags = [...new Set(planned.map((p) => p.tag))];
-    const listed = uniqueTags.length >= 64 ? await client.tagsPresent(ref.repository, uniqueTags) : undefined;
-    const answers = await mapLimit(keys, 8, async (k) => {
-      const [tag, arch] = k.split(" ") as [string, string];
-      if (listed && !listed.has(tag)) return false;
-      return client!.hasTag(ref.repository, tag, arch);
+      const planned: Omit<CheckRow, "available">[] = [];
+      for (const t of targets) {
+        try {
+          planned.push(planCheck(t, branch, repository));
+        } catch (err) {
+          if (!(err instanceof UserError) || byHand) throw err;
+          problems.push({ node: t.node, problem: `GPU node ${t.node}: ${err.message}` });
+        }
+      }
+      client = await registryClient(ref, values, kube);
+      const keys = [...new Set(planned.map((p) => `${p.tag} ${p.arch}`))];
+      const found = new Map<string, boolean>();
+      // Large clusters need many tags: one paged listing rules out the missing
+      // ones, so manifests are read only for tags that exist.
+      const uniqueTags = [...new Set(planned.map((p) => p.tag))];
+      const listed = uniqueTags.length >= 64 ? await client.tagsPresent(ref.repository, uniqueTags) : undefined;
+      const answers = await mapLimit(keys, 8, async (k) => {
+        const [tag, arch] = k.split(" ") as [string, string];
+        if (listed && !listed.has(tag)) return false;
+        return client!.hasTag(ref.repository, tag, arch);
     });
     keys.forEach((k, i) => found.set(k, answers[i] ?? false));
     if (answers.some((a) => !a) && !(await client.repositoryExists(ref.repository))) {
@@ -320,6 +342,7 @@ async function runCheck(argv: string[]): Promise<number> {
     write(`${have} of ${total} node${total === 1 ? "" : "s"} ha${total === 1 ? "s" : "ve"} a precompiled ${branch} image in ${ref.registry}/${ref.repository}\n`);
     if (values.verbose) process.stderr.write(`registry requests: ${client.requests} ${JSON.stringify(client.requestCounts())}\n`);
     return code;
+    });
   } finally {
     await client?.close();
     await kube.close();
