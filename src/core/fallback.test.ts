@@ -7,6 +7,8 @@ import {
   fallbackEnabled,
   FALLBACK_ANNOTATION,
   newestConventionalVersion,
+  parseKernelFlags,
+  preflightExitCode,
   pullFailure,
   renderFallbackDaemonSets,
   resolveConventional,
@@ -158,4 +160,22 @@ test("status sentences name the nodes without a driver apart from those that kee
   assert.equal(d.keeping, "g2: keeps the driver it runs now (the registry has no precompiled image i70, and no conventional either)");
   assert.equal(d.fallback, "g3: conventional driver c:525.105.17-ubuntu22.04 (fallback: the registry has no precompiled image i71)");
   assert.doesNotMatch(d.noDriver, /keep/);
+});
+
+test("preflight --kernel: one release for every OS, or one per OS tag; bad input names the flag", () => {
+  assert.deepEqual([...parseKernelFlags(["5.15.0-91-generic"])], [["*", "5.15.0-91-generic"]]);
+  assert.deepEqual([...parseKernelFlags(["ubuntu22.04=5.15.0-91-generic", "ubuntu24.04=6.8.0-45-generic"])],
+    [["ubuntu22.04", "5.15.0-91-generic"], ["ubuntu24.04", "6.8.0-45-generic"]]);
+  assert.throws(() => parseKernelFlags([]), /give the kernel to check with --kernel/);
+  assert.throws(() => parseKernelFlags(["5.15.0-91-generic", "5.15.0-92-generic"]), /given twice for every OS/);
+  assert.throws(() => parseKernelFlags(["ubuntu22.04=not a kernel"]), /--kernel ubuntu22\.04=not a kernel:/);
+  assert.throws(() => parseKernelFlags(["debian=5.15.0-91-generic"]), /debian/);
+});
+
+test("preflight exit code: 1 when a node would have no driver, 2 when some could not be judged, else 0", () => {
+  const row = { node: "a", osTag: "ubuntu22.04", arch: "amd64", kernel: "k", unchanged: false, image: "i", reason: "" };
+  assert.equal(preflightExitCode([{ ...row, result: "precompiled" }, { ...row, result: "fallback" }], 0), 0);
+  assert.equal(preflightExitCode([{ ...row, result: "precompiled" }, { ...row, result: "none" }], 1), 1);
+  assert.equal(preflightExitCode([{ ...row, result: "fallback" }], 1), 2);
+  assert.equal(preflightExitCode([], 0), 0);
 });

@@ -4,6 +4,9 @@
 // the modules on the node) instead of running no driver at all. Pure: the
 // controller and `gpuop preflight` bring the registry's answers.
 import { compareVersionsDesc } from "./catalog.ts";
+import { UserError } from "./errors.ts";
+import { parseKernel } from "./kernel.ts";
+import { parseOsTag } from "./os.ts";
 import { conventionalDaemonSetName } from "./names.ts";
 import type { ClusterPolicy, NormalizedDriverSpec } from "./policy.ts";
 import { driverImage, renderDriverDaemonSets, type DriverDaemonSet, type Pool, type RenderInput } from "./render.ts";
@@ -208,4 +211,56 @@ export function describeDriverPlans(plans: readonly NodeDriverPlan[], keeping: R
     noDriver: group(none.filter((p) => !keeping.has(p.node)), (p) => (p.mode === "none" ? `no driver (${p.reason})` : "")),
     keeping: group(none.filter((p) => keeping.has(p.node)), (p) => (p.mode === "none" ? `keeps the driver it runs now (${p.reason})` : "")),
   };
+}
+
+// ---- gpuop preflight ----
+
+/**
+ * `--kernel` values: a bare release applies to every OS, `<os-tag>=<release>` to one OS.
+ * Returns the release per OS tag, with "*" for the bare one.
+ */
+export function parseKernelFlags(values: readonly string[]): Map<string, string> {
+  if (values.length === 0) throw new UserError("give the kernel to check with --kernel <release> (uname -r after the upgrade), or --kernel <os-tag>=<release> per OS, like --kernel ubuntu22.04=5.15.0-91-generic");
+  const out = new Map<string, string>();
+  for (const v of values) {
+    const eq = v.indexOf("=");
+    const os = eq < 0 ? "*" : v.slice(0, eq);
+    const kernel = eq < 0 ? v : v.slice(eq + 1);
+    if (os !== "*") parseOsTag(os);
+    try {
+      parseKernel(kernel);
+    } catch (err) {
+      if (err instanceof UserError) throw new UserError(`--kernel ${v}: ${err.message}`);
+      throw err;
+    }
+    if (out.has(os)) throw new UserError(`--kernel is given twice for ${os === "*" ? "every OS" : os}: give one release per OS tag`);
+    out.set(os, kernel);
+  }
+  return out;
+}
+
+/** What one GPU node would get after booting the kernel. */
+export interface PreflightRow {
+  node: string;
+  osTag: string;
+  arch: string;
+  kernel: string;
+  /** The kernel is the one it runs now: no --kernel was given for its OS. */
+  unchanged: boolean;
+  result: "precompiled" | "fallback" | "none";
+  image: string;
+  reason: string;
+}
+
+export function preflightRow(target: { node: string; osTag: string; arch: string; kernel: string; unchanged: boolean }, plan: NodeDriverPlan): PreflightRow {
+  const image = plan.mode === "none" ? "" : plan.image;
+  const result = plan.mode;
+  const reason = plan.mode === "precompiled" ? "" : plan.reason;
+  return { ...target, result, image, reason };
+}
+
+/** 1 when a node would have no driver; else 2 when some node could not be judged; else 0. */
+export function preflightExitCode(rows: readonly PreflightRow[], problems: number): number {
+  if (rows.some((r) => r.result === "none")) return 1;
+  return problems > 0 ? 2 : 0;
 }
