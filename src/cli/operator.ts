@@ -18,12 +18,20 @@ Flags:
   --health-bind-address <a>    host:port for /healthz and /readyz, 0 to disable (default: :8081)
   --no-image-check             roll out without first asking the registry whether each driver image exists
   --plain-http-registries <l>  comma-separated registries (host:port) to reach over plain http
-  --image-recheck-seconds <n>  how often to ask again for a missing driver image (default: 60)`;
+  --image-recheck-seconds <n>  how often to ask again for a missing driver image (default: 60)
+  --no-conventional-fallback   leave a GPU node whose precompiled image is missing or cannot be
+                               pulled without a driver, rather than run the conventional driver
+                               of the branch (which compiles on the node and needs the OS package
+                               repositories); a policy may override it with the annotation
+                               gpuop.nvidia.com/conventional-fallback: "true" or "false"
+  --image-pull-grace-seconds <n>
+                               how long a precompiled driver pod may fail to pull its image
+                               before its node falls back (default: 300)`;
 
-function recheckSeconds(value: string | undefined): number {
-  if (value === undefined) return 60;
+function seconds(flag: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isFinite(n) || n < 1) throw new UserError(`--image-recheck-seconds must be a number of seconds of at least 1, not "${value}"`);
+  if (!Number.isFinite(n) || n < 1) throw new UserError(`--${flag} must be a number of seconds of at least 1, not "${value}"`);
   return n;
 }
 
@@ -45,6 +53,8 @@ export const operatorCommand: Command = {
         "no-image-check": { type: "boolean" },
         "plain-http-registries": { type: "string" },
         "image-recheck-seconds": { type: "string" },
+        "no-conventional-fallback": { type: "boolean" },
+        "image-pull-grace-seconds": { type: "string" },
       },
       usage,
     );
@@ -58,7 +68,9 @@ export const operatorCommand: Command = {
       log: jsonLogger({ component: "gpuop-operator" }),
       imageCheck: !values["no-image-check"],
       plainHttpRegistries: (values["plain-http-registries"] ?? "").split(",").map((s) => s.trim()).filter(Boolean),
-      imageRecheckSeconds: recheckSeconds(values["image-recheck-seconds"]),
+      imageRecheckSeconds: seconds("image-recheck-seconds", values["image-recheck-seconds"], 60),
+      conventionalFallback: !values["no-conventional-fallback"],
+      imagePullGraceSeconds: seconds("image-pull-grace-seconds", values["image-pull-grace-seconds"], 300),
     });
   },
 };

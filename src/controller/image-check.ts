@@ -32,6 +32,7 @@ export interface ImageCheckOptions {
  */
 export class ImageChecker {
   private readonly cache = new Map<string, ImageAnswer & { until: number }>();
+  private readonly tagCache = new Map<string, { answer: { tags: string[] } | { tags: undefined; reason: string }; until: number }>();
   private readonly clients = new Map<string, RegistryClient>();
   private readonly plainHttp: Set<string>;
   private readonly missingTtlMs: number;
@@ -120,6 +121,31 @@ export class ImageChecker {
     const ttl = result === "present" ? this.presentTtlMs : result === "missing" ? this.missingTtlMs : Math.min(this.missingTtlMs, 30_000);
     const answer: ImageAnswer = reason ? { result, reason } : { result };
     this.cache.set(key, { ...answer, until: Date.now() + ttl });
+    return answer;
+  }
+
+  /**
+   * The tags of an image repository (`registry/path/name`), cached as long as a missing image;
+   * without tags, why they could not be listed. The conventional fallback picks its version here.
+   */
+  async tags(repository: string, namespace: string, pullSecrets: readonly string[]): Promise<{ tags: string[] } | { tags: undefined; reason: string }> {
+    const key = `${repository}|${pullSecrets.join(",")}`;
+    const cached = this.tagCache.get(key);
+    if (cached && cached.until > Date.now()) return cached.answer;
+    const ref = parseImageRef(repository);
+    const problems: string[] = [];
+    let answer: { tags: string[] } | { tags: undefined; reason: string };
+    try {
+      const client = await this.clientFor(ref.registry, namespace, pullSecrets, problems);
+      answer = { tags: await client.listTags(ref.repository) };
+    } catch (err) {
+      if ((err as { code?: string }).code === "not-found") answer = { tags: [] };
+      else {
+        answer = { tags: undefined, reason: [(err as Error).message, ...problems].join("; ") };
+        this.log.warn("cannot list driver image tags", { repository, reason: answer.reason });
+      }
+    }
+    this.tagCache.set(key, { answer, until: Date.now() + (answer.tags ? this.missingTtlMs : Math.min(this.missingTtlMs, 30_000)) });
     return answer;
   }
 

@@ -109,11 +109,12 @@ export class OperatorMetrics {
   readonly queueDepth = new Gauge("gpuop_workqueue_depth", "Keys waiting in the work queue.");
   readonly pools = new Gauge("gpuop_driver_pools", "Driver pools (one DaemonSet each), by mode.");
   readonly nodes = new Gauge("gpuop_gpu_nodes", "GPU nodes, by driver state.");
+  readonly nodeDrivers = new Gauge("gpuop_gpu_node_drivers", "GPU nodes of a precompiled policy, by the driver they get: precompiled, fallback (conventional) or none.");
   readonly apiRequests = new Counter("gpuop_api_requests_total", "Requests made to the Kubernetes API, by verb.");
   readonly leader = new Gauge("gpuop_leader", "1 while this replica leads.");
 
   render(): string {
-    return [this.reconciles, this.errors, this.duration, this.queueDepth, this.pools, this.nodes, this.apiRequests, this.leader]
+    return [this.reconciles, this.errors, this.duration, this.queueDepth, this.pools, this.nodes, this.nodeDrivers, this.apiRequests, this.leader]
       .map((m) => m.render())
       .join("\n") + "\n";
   }

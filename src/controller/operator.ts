@@ -23,6 +23,9 @@ export interface OperatorOptions {
   imageCheck?: boolean;
   plainHttpRegistries?: string[];
   imageRecheckSeconds?: number;
+  /** Run the conventional driver where the precompiled one is missing or cannot be pulled (default true). */
+  conventionalFallback?: boolean;
+  imagePullGraceSeconds?: number;
 }
 
 function listen(server: Server, address: string): Promise<void> {
@@ -48,7 +51,10 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
   const images = opts.imageCheck === false
     ? undefined
     : new ImageChecker(client, log, { plainHttpRegistries: opts.plainHttpRegistries ?? [], missingTtlMs: (opts.imageRecheckSeconds ?? 60) * 1000 });
-  const controller = new DriverController({ client, namespace: opts.namespace, log, metrics, events: new EventRecorder(client, "gpuop", log), ...(images ? { images } : {}) });
+  const controller = new DriverController({
+    client, namespace: opts.namespace, log, metrics, events: new EventRecorder(client, "gpuop", log), ...(images ? { images } : {}),
+    conventionalFallback: opts.conventionalFallback ?? true, pullGraceMs: (opts.imagePullGraceSeconds ?? 300) * 1000,
+  });
   // The pod name (downward API) is unique among replicas; outside a pod, host and pid are.
   const identity = opts.identity ?? process.env.POD_NAME ?? `${hostname()}_${process.pid}`;
   const elector = new LeaderElector(client, { namespace: opts.namespace, name: opts.leaseName, identity }, log);

@@ -21,8 +21,8 @@ export const FALLBACK_ANNOTATION = "gpuop.nvidia.com/conventional-fallback";
  * same pull failure.
  */
 export const PULL_FAILED_ANNOTATION = "gpuop.nvidia.com/precompiled-pull-failed";
-/** Node annotation: why the node runs the conventional fallback, or has no driver (read by `gpuop status`). */
-export const DRIVER_MODE_ANNOTATION = "gpuop.nvidia.com/driver-mode";
+/** Node annotation: why the node is not on its precompiled driver (fallback, or none); read by `gpuop status`. */
+export const FALLBACK_REASON_ANNOTATION = "gpuop.nvidia.com/driver-fallback";
 /** Waiting reasons of a container whose image cannot be pulled. */
 export const PULL_FAILURE_REASONS: readonly string[] = ["ErrImagePull", "ImagePullBackOff"];
 /** How long a precompiled driver pod may fail to pull before its node falls back. */
