@@ -109,7 +109,7 @@ test("a kernel with neither a precompiled nor a conventional 525 image for its O
   assert.match(table.stdout, /pf-noble-amd\s+ubuntu24\.04\s+amd64\s+6\.8\.0-50-generic\s+none\s+-/);
   assert.match(table.stdout, /0 precompiled, 2 conventional fallback, 1 without a driver/);
   const only = await preflight("--kernel", "6.8.0-45-generic", "-l", "preflight-test=true,kubernetes.io/arch=amd64", "-o", "json");
-  assert.deepEqual(rows(only).map((x) => [x[0], x[2]]), [["pf-jammy-amd", "none"], ["pf-noble-amd", "precompiled"]], "--selector narrows the nodes; a bare --kernel applies to every OS");
+  assert.deepEqual(rows(only).map((x) => [x[0], x[2]]), [["pf-jammy-amd", "fallback"], ["pf-noble-amd", "precompiled"]], "--selector narrows the nodes; a bare --kernel applies to every OS");
 });
 
 test("with the fallback turned off on the policy, a missing precompiled image means no driver", { skip }, async () => {

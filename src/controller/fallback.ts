@@ -178,6 +178,12 @@ export class ConventionalFallback {
 
   /** Writes why a node is off its precompiled driver (and clears it, and a stale pull failure, once it is back). */
   private async annotateNodes(plans: NodeDriverPlan[], annotations: Map<string, Record<string, string>>): Promise<void> {
+    const planned = new Set(plans.map((p) => p.node));
+    // A node no plan speaks of (say, after a switch to conventional mode) is on no fallback: drop an old note.
+    for (const [node, current] of annotations) {
+      if (planned.has(node) || current[FALLBACK_REASON_ANNOTATION] === undefined) continue;
+      await this.client.mergePatch(`/api/v1/nodes/${node}`, { metadata: { annotations: { [FALLBACK_REASON_ANNOTATION]: null } } });
+    }
     for (const p of plans) {
       const current = annotations.get(p.node);
       if (!current) continue;
