@@ -4,7 +4,7 @@ import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, n
 import { renderDriverDaemonSets, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
 import { nodeRollouts, planRollout, readyDriverKeys, resolveMaxUnavailable, POOL_NODE_LABEL } from "../core/rollout.ts";
 import { computeStatus, ignoredStatus } from "../core/status.ts";
-import { DEFAULT_PULL_GRACE_MS, PULL_FAILED_ANNOTATION } from "../core/fallback.ts";
+import { DEFAULT_PULL_GRACE_MS, poolsWithFallback, PULL_FAILED_ANNOTATION } from "../core/fallback.ts";
 import { validatePolicy } from "../core/validate.ts";
 import { UserError } from "../core/errors.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
@@ -161,10 +161,7 @@ export class DriverController {
     await this.reportWarnings(active, [...warnings, ...fallback.warnings, ...unchecked.map((u) => ({ reason: "ImageCheckFailed", message: `could not check driver image ${u.image}, rolled out without the check: ${u.reason}` }))]);
     if ((missing.size > 0 || fallback.diverted.size > 0) && this.images) this.queue.addAfter(KEY, this.images.recheckMs);
     if (fallback.requeueMs !== undefined) this.queue.addAfter(KEY, fallback.requeueMs);
-    const pools = [
-      ...rendered.pools.filter((p) => !missing.has(p.name)).map((p) => ({ ...p, nodes: p.nodes.filter((n) => !fallback.diverted.has(n)) })).filter((p) => p.nodes.length > 0),
-      ...fallback.pools,
-    ];
+    const pools = poolsWithFallback(rendered.pools, missing, fallback.diverted, fallback.pools);
     const toApply = [...rendered.daemonSets.filter((d) => pools.some((p) => p.name === d.metadata.name)), ...fallback.daemonSets];
 
     // Each DaemonSet runs only on nodes labelled with its pool (moveNodes), so pools change a few nodes at a time.

@@ -9,6 +9,7 @@ import {
   newestConventionalVersion,
   parseKernelFlags,
   preflightExitCode,
+  poolsWithFallback,
   pullFailure,
   renderFallbackDaemonSets,
   resolveConventional,
@@ -178,4 +179,15 @@ test("preflight exit code: 1 when a node would have no driver, 2 when some could
   assert.equal(preflightExitCode([{ ...row, result: "precompiled" }, { ...row, result: "none" }], 1), 1);
   assert.equal(preflightExitCode([{ ...row, result: "fallback" }], 1), 2);
   assert.equal(preflightExitCode([], 0), 0);
+});
+
+test("nodes sent to the fallback leave their precompiled pool; a pool left empty or with a missing image is dropped", () => {
+  const pool = (name: string, nodes: string[], precompiled = true) => ({ name, osTag: "ubuntu22.04", image: `i-${name}`, precompiled, nodes, ...(precompiled ? { kernel: name } : {}) });
+  const out = poolsWithFallback(
+    [pool("k69", ["a", "b"]), pool("k70", ["c"]), pool("k71", ["d"])],
+    new Set(["k70"]),
+    new Set(["b", "c", "d"]),
+    [pool("conv", ["b", "d"], false)],
+  );
+  assert.deepEqual(out.map((p) => [p.name, p.nodes]), [["k69", ["a"]], ["conv", ["b", "d"]]]);
 });

@@ -191,6 +191,18 @@ export function renderFallbackDaemonSets(
   return { daemonSets, pools };
 }
 
+/**
+ * The pools nodes are moved into: the rendered ones whose image exists, less the nodes sent
+ * elsewhere (fallback or none), and emptied pools dropped, then the fallback pools.
+ */
+export function poolsWithFallback(rendered: readonly Pool[], missing: { has(pool: string): boolean }, diverted: ReadonlySet<string>, fallbackPools: readonly Pool[]): Pool[] {
+  const kept = rendered
+    .filter((p) => !missing.has(p.name))
+    .map((p) => ({ ...p, nodes: p.nodes.filter((n) => !diverted.has(n)) }))
+    .filter((p) => p.nodes.length > 0);
+  return [...kept, ...fallbackPools];
+}
+
 const list = (names: readonly string[], max = 10) => (names.length > max ? `${names.slice(0, max).join(", ")} and ${names.length - max} more` : names.join(", "));
 
 /**
