@@ -99,9 +99,14 @@ test("every node keeps a driver: precompiled where the registry has it for the n
 });
 
 test("a kernel with neither a precompiled nor a conventional 525 image for its OS: that node has none; exit 1; table says so", { skip }, async () => {
-  const r = await preflight("--kernel", "ubuntu24.04=6.8.0-50-generic", "-o", "yaml");
+  const r = await preflight("--kernel", "ubuntu24.04=6.8.0-50-generic", "-o", "json");
   assert.equal(r.code, 1, r.stdout + r.stderr);
-  assert.match(r.stdout, /node: pf-noble-amd[\s\S]*?result: none[\s\S]*?reason: the registry has no precompiled image \S+:525-6\.8\.0-50-generic-ubuntu24\.04, and the registry has no conventional 525 image for ubuntu24\.04 either/);
+  const noble = (JSON.parse(r.stdout) as { nodes: Row[] }).nodes.find((n) => n.node === "pf-noble-amd");
+  assert.equal(noble?.result, "none");
+  assert.match(noble?.reason ?? "", /^the registry has no precompiled image \S+:525-6\.8\.0-50-generic-ubuntu24\.04, and the registry has no conventional 525 image for ubuntu24\.04 either/);
+  const yaml = await preflight("--kernel", "ubuntu24.04=6.8.0-50-generic", "-o", "yaml");
+  assert.equal(yaml.code, 1);
+  assert.match(yaml.stdout, /node: pf-noble-amd[\s\S]*?result: none/);
   const table = await preflight("--kernel", "ubuntu24.04=6.8.0-50-generic");
   assert.equal(table.code, 1);
   // 22.04 nodes were given no kernel: judged on the kernel they run (no precompiled image for it, so the fallback).

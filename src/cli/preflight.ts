@@ -147,7 +147,7 @@ export const preflightCommand: Command = {
 
 /**
  * A registry client with the first of the policy's pull secrets that has credentials for
- * the registry, unless --pull-secret or --docker-config choose them.
+ * the registry, unless --pull-secret or --docker-config choose them; without one, anonymous.
  */
 async function policyRegistryClient(registry: string, values: Parameters<typeof registryClient>[1], kube: Kube, namespace: string, pullSecrets: readonly string[]): Promise<RegistryClient> {
   const ref = parseImageRef(`${registry}/x`);
@@ -161,7 +161,9 @@ async function policyRegistryClient(registry: string, values: Parameters<typeof 
       tried.push(err.message);
     }
   }
-  throw new UserError(`none of the policy's pull secrets can be used for ${registry}: ${tried.join("; ")}`, 2);
+  // As the operator does: without usable credentials, ask anonymously (public images need none).
+  process.stderr.write(`warning: none of the policy's pull secrets can be used for ${registry}, asking without credentials: ${tried.join("; ")}\n`);
+  return registryClient(ref, values, kube);
 }
 
 function memo<T>(f: (key: string) => Promise<T>): (key: string) => Promise<T> {
