@@ -24,7 +24,7 @@ const NS = "gpu-operator";
 const KERNEL_LABEL = "feature.node.kubernetes.io/kernel-version.full";
 const POOL_LABEL = "gpuop.nvidia.com/driver-pool";
 const CONVENTIONAL_DS = "nvidia-driver-daemonset-ubuntu22.04";
-const nodeNames = ["fb-1", "fb-2", "fb-3"];
+const nodeNames = ["fb-1", "fb-2", "fb-3", "fb-4"];
 let cluster: LocalCluster;
 let client: KubeClient;
 let registry: LocalRegistry;
@@ -187,4 +187,18 @@ test("with the fallback turned off on the policy, a node whose image is missing 
 
   await applyPolicy();
   await podOn("fb-3", image("525.105.17-ubuntu22.04"));
+});
+
+test("the issue's message: a node that booted a kernel without an image (fallback off) is said to have no driver, not to keep one", async () => {
+  await applyPolicy({ "gpuop.nvidia.com/conventional-fallback": "false" });
+  await createGpuNode(client, { name: "fb-4", kernel: "5.15.0-69-generic" });
+  await podOn("fb-4", image("525-5.15.0-69-generic-ubuntu22.04"));
+  await setKernel("fb-4", "5.15.0-73-generic");
+  const ready = await readyCondition("NoDriver", (c) => c.message.includes("fb-4"));
+  assert.match(ready.message, /fb-4: no driver \(the registry has no precompiled image \S+:525-5\.15\.0-73-generic-ubuntu22\.04, and the conventional fallback is turned off\)/);
+  assert.doesNotMatch(ready.message, /fb-4[^;]*keep/);
+  await eventually("no driver pod on fb-4", async () => ((await driverPods(client)).some((p) => p.spec?.nodeName === "fb-4" && !p.metadata.deletionTimestamp) ? undefined : true));
+  const row = (await gpuopStatus()).nodes.find((n) => n.node === "fb-4");
+  assert.equal(row?.mode, "none");
+  await applyPolicy();
 });
