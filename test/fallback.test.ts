@@ -159,6 +159,17 @@ test("a precompiled pod that cannot pull its image falls back after the grace pe
   await podOn("fb-1", image("525.105.17-ubuntu22.04"));
   const ready = await readyCondition("ConventionalFallback");
   assert.match(ready.message, /fb-1: conventional driver \S+:525\.105\.17-ubuntu22\.04 \(fallback: its precompiled image \S+:525-5\.15\.0-70-generic-ubuntu22\.04 could not be pulled on the node\)/);
+
+  // The mark lives on the node: a restarted operator does not send the node back into the same pull failure.
+  await operator!.stop();
+  operator = await startOperator({ kubeconfig: cluster.kubeconfig, leaderElect: false, args: ["--plain-http-registries", registry.host, "--image-recheck-seconds", "1", "--image-pull-grace-seconds", "3"] });
+  await eventually("the new operator has reconciled twice", async () => {
+    const m = /^gpuop_reconcile_total\{result="success"\} (\d+)$/m.exec(await operator!.metrics());
+    return Number(m?.[1] ?? 0) >= 2 ? true : undefined;
+  });
+  const after = await podOn("fb-1", image("525.105.17-ubuntu22.04"));
+  assert.equal(after.metadata.labels?.[POOL_LABEL], CONVENTIONAL_DS);
+  assert.equal((await client.get<Node>("/api/v1/nodes/fb-1")).metadata.labels?.[POOL_LABEL], CONVENTIONAL_DS);
 });
 
 test("with neither a precompiled nor a conventional image for its OS, a node has no driver and the status says so", async () => {
