@@ -195,6 +195,11 @@ test("with the fallback turned off on the policy, a node whose image is missing 
   assert.match(ready.message, /fb-3: no driver \(the registry has no precompiled image \S+:525-5\.15\.0-72-generic-ubuntu22\.04, and the conventional fallback is turned off\)/);
   const pods = (await driverPods(client)).filter((p) => p.spec?.nodeName === "fb-3");
   assert.deepEqual(pods, [], "no driver pod on fb-3");
+  // fb-1 (on the conventional driver since its pull failure) still runs it: it is said to keep it, and only it.
+  assert.match(ready.message, /fb-1: keeps the driver it runs now \(its precompiled image \S+ could not be pulled on the node, and the conventional fallback is turned off\)/);
+  const rows = (await gpuopStatus()).nodes;
+  assert.match(rows.find((n) => n.node === "fb-1")?.reason ?? "", /^keeps the driver it runs now: /);
+  assert.match(rows.find((n) => n.node === "fb-3")?.reason ?? "", /^no driver: /);
 
   await applyPolicy();
   await podOn("fb-3", image("525.105.17-ubuntu22.04"));

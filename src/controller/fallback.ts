@@ -100,7 +100,7 @@ export class ConventionalFallback {
     }
     const rendered = renderFallbackDaemonSets({ policy: input.active, nodes: input.nodes, namespace: input.namespace, ownerRef: input.ownerRef }, plans);
     const keeping = this.keeping(plans, input);
-    await this.annotateNodes(plans, annotations);
+    await this.annotateNodes(plans, annotations, keeping);
     return {
       plans,
       daemonSets: rendered.daemonSets,
@@ -177,7 +177,7 @@ export class ConventionalFallback {
   }
 
   /** Writes why a node is off its precompiled driver (and clears it, and a stale pull failure, once it is back). */
-  private async annotateNodes(plans: NodeDriverPlan[], annotations: Map<string, Record<string, string>>): Promise<void> {
+  private async annotateNodes(plans: NodeDriverPlan[], annotations: Map<string, Record<string, string>>, keeping: ReadonlySet<string>): Promise<void> {
     const planned = new Set(plans.map((p) => p.node));
     // A node no plan speaks of (say, after a switch to conventional mode) is on no fallback: drop an old note.
     for (const [node, current] of annotations) {
@@ -188,7 +188,9 @@ export class ConventionalFallback {
       const current = annotations.get(p.node);
       if (!current) continue;
       const patch: Record<string, string | null> = {};
-      const want = p.mode === "precompiled" ? undefined : p.mode === "fallback" ? `fallback to ${p.image}: ${p.reason}` : `no driver: ${p.reason}`;
+      const want = p.mode === "precompiled" ? undefined
+        : p.mode === "fallback" ? `fallback to ${p.image}: ${p.reason}`
+        : keeping.has(p.node) ? `keeps the driver it runs now: ${p.reason}` : `no driver: ${p.reason}`;
       if ((current[FALLBACK_REASON_ANNOTATION] ?? undefined) !== want) patch[FALLBACK_REASON_ANNOTATION] = want ?? null;
       const failed = current[PULL_FAILED_ANNOTATION];
       if (p.mode === "precompiled" && failed !== undefined && failed !== p.image) patch[PULL_FAILED_ANNOTATION] = null;
