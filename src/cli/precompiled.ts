@@ -278,37 +278,36 @@ async function runCheck(argv: string[]): Promise<number> {
   const kube = new Kube(values.kubeconfig);
   let client: RegistryClient | undefined;
   try {
-    return await couldNotCheck(async () => {
-      let targets: CheckTarget[];
-      let problems: CheckProblem[] = [];
-      let notes: string[] = [];
-      if (byHand) {
-        parseKernel(values.kernel!);
-        parseOsTag(values.os!);
-        targets = [{ node: "(given)", kernel: values.kernel!, osTag: values.os!, arch: normalizeArch(values.arch ?? "amd64") }];
-      } else {
-        ({ targets, problems, notes } = await targetsFromCluster(kube));
+    let targets: CheckTarget[];
+    let problems: CheckProblem[] = [];
+    let notes: string[] = [];
+    if (byHand) {
+      parseKernel(values.kernel!);
+      parseOsTag(values.os!);
+      targets = [{ node: "(given)", kernel: values.kernel!, osTag: values.os!, arch: normalizeArch(values.arch ?? "amd64") }];
+    } else {
+      ({ targets, problems, notes } = await targetsFromCluster(kube));
+    }
+    const planned: Omit<CheckRow, "available">[] = [];
+    for (const t of targets) {
+      try {
+        planned.push(planCheck(t, branch, repository));
+      } catch (err) {
+        if (!(err instanceof UserError) || byHand) throw err;
+        problems.push({ node: t.node, problem: `GPU node ${t.node}: ${err.message}` });
       }
-      const planned: Omit<CheckRow, "available">[] = [];
-      for (const t of targets) {
-        try {
-          planned.push(planCheck(t, branch, repository));
-        } catch (err) {
-          if (!(err instanceof UserError) || byHand) throw err;
-          problems.push({ node: t.node, problem: `GPU node ${t.node}: ${err.message}` });
-        }
-      }
-      client = await registryClient(ref, values, kube);
-      const keys = [...new Set(planned.map((p) => `${p.tag} ${p.arch}`))];
-      const found = new Map<string, boolean>();
-      // Large clusters need many tags: one paged listing rules out the missing
-      // ones, so manifests are read only for tags that exist.
-      const uniqueTags = [...new Set(planned.map((p) => p.tag))];
-      const listed = uniqueTags.length >= 64 ? await client.tagsPresent(ref.repository, uniqueTags) : undefined;
-      const answers = await mapLimit(keys, 8, async (k) => {
-        const [tag, arch] = k.split(" ") as [string, string];
-        if (listed && !listed.has(tag)) return false;
-        return client!.hasTag(ref.repository, tag, arch);
+    }
+    client = await registryClient(ref, values, kube);
+    const keys = [...new Set(planned.map((p) => `${p.tag} ${p.arch}`))];
+    const found = new Map<string, boolean>();
+    // Large clusters need many tags: one paged listing rules out the missing
+    // ones, so manifests are read only for tags that exist.
+    const uniqueTags = [...new Set(planned.map((p) => p.tag))];
+    const listed = uniqueTags.length >= 64 ? await client.tagsPresent(ref.repository, uniqueTags) : undefined;
+    const answers = await mapLimit(keys, 8, async (k) => {
+      const [tag, arch] = k.split(" ") as [string, string];
+      if (listed && !listed.has(tag)) return false;
+      return client!.hasTag(ref.repository, tag, arch);
     });
     keys.forEach((k, i) => found.set(k, answers[i] ?? false));
     if (answers.some((a) => !a) && !(await client.repositoryExists(ref.repository))) {
@@ -342,7 +341,6 @@ async function runCheck(argv: string[]): Promise<number> {
     write(`${have} of ${total} node${total === 1 ? "" : "s"} ha${total === 1 ? "s" : "ve"} a precompiled ${branch} image in ${ref.registry}/${ref.repository}\n`);
     if (values.verbose) process.stderr.write(`registry requests: ${client.requests} ${JSON.stringify(client.requestCounts())}\n`);
     return code;
-    });
   } finally {
     await client?.close();
     await kube.close();
@@ -356,7 +354,7 @@ export const precompiledCommand: Command = {
   async run(argv) {
     const [sub, ...rest] = argv;
     if (sub === "list") return runList(rest);
-    if (sub === "check") return runCheck(rest);
+    if (sub === "check") return couldNotCheck(() => runCheck(rest));
     if (sub === "build") return precompiledBuild(rest);
     throw new UserError(`${sub === undefined ? "missing subcommand" : `unknown subcommand "${sub}"`}: use 'gpuop precompiled list', 'gpuop precompiled check' or 'gpuop precompiled build'\n\n${usage}`);
   },
