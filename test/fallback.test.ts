@@ -117,6 +117,12 @@ test("a kernel upgrade without a precompiled image: the node runs the newest con
   assert.equal(row?.mode, "fallback");
   assert.equal(row?.daemonSet, CONVENTIONAL_DS);
   assert.match(row?.reason ?? "", /the registry has no precompiled image/);
+  const uid = (await client.get<Node>("/api/v1/nodes/fb-1")).metadata.uid;
+  const nodeEvent = await eventually("a ConventionalFallback event on the node", async () => {
+    const events = await client.list<{ reason: string; type: string; message: string; involvedObject: { kind: string; name: string; uid?: string } }>("/api/v1/namespaces/default/events");
+    return events.items.find((e) => e.reason === "ConventionalFallback" && e.involvedObject.kind === "Node" && e.involvedObject.uid === uid);
+  });
+  assert.match(nodeEvent.message, /^runs the conventional driver \S+:525\.105\.17-ubuntu22\.04: the registry has no precompiled image/);
   const metrics = await operator!.metrics();
   assert.match(metrics, /^gpuop_gpu_node_drivers\{mode="fallback"\} 1$/m);
 

@@ -52,7 +52,7 @@ export class DriverController {
   constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; conventionalFallback?: boolean; pullGraceMs?: number }) {
     this.client = opts.client;
     this.images = opts.images;
-    this.fallback = new ConventionalFallback({ client: opts.client, log: opts.log, images: opts.images, enabled: opts.conventionalFallback ?? true, pullGraceMs: opts.pullGraceMs ?? DEFAULT_PULL_GRACE_MS });
+    this.fallback = new ConventionalFallback({ client: opts.client, log: opts.log, images: opts.images, events: opts.events, enabled: opts.conventionalFallback ?? true, pullGraceMs: opts.pullGraceMs ?? DEFAULT_PULL_GRACE_MS });
     this.namespace = opts.namespace;
     this.log = opts.log;
     this.events = opts.events;

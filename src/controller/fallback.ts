@@ -15,6 +15,7 @@ import type { ClusterPolicy, NormalizedClusterPolicy } from "../core/policy.ts";
 import { DRIVER_CONTAINER, PRECOMPILED_LABEL, type DriverDaemonSet, type Pool, type RenderInput } from "../core/render.ts";
 import { poolSelects, POOL_NODE_LABEL, readyDriverKeys } from "../core/rollout.ts";
 import type { KubeClient } from "../kube/client.ts";
+import type { EventRecorder } from "../kube/events.ts";
 import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, Node, Pod } from "../kube/types.ts";
 import type { ImageChecker } from "./image-check.ts";
@@ -60,11 +61,13 @@ export class ConventionalFallback {
   private readonly client: KubeClient;
   private readonly log: Logger;
   private readonly images: ImageChecker | undefined;
+  private readonly events: EventRecorder | undefined;
   private readonly enabled: boolean;
   private readonly pullGraceMs: number;
 
-  constructor(opts: { client: KubeClient; log: Logger; images?: ImageChecker | undefined; enabled: boolean; pullGraceMs: number }) {
+  constructor(opts: { client: KubeClient; log: Logger; images?: ImageChecker | undefined; events?: EventRecorder; enabled: boolean; pullGraceMs: number }) {
     this.client = opts.client;
+    this.events = opts.events;
     this.log = opts.log;
     this.images = opts.images;
     this.enabled = opts.enabled;
@@ -76,6 +79,7 @@ export class ConventionalFallback {
     const switchSetting = fallbackEnabled(this.enabled, input.active.metadata.annotations);
     const warnings = switchSetting.warning ? [{ reason: "InvalidAnnotation", message: switchSetting.warning }] : [];
     const annotations = new Map(input.nodes.map((n) => [n.metadata.name ?? "", { ...n.metadata.annotations }]));
+    const uids = new Map(input.nodes.map((n) => [n.metadata.name ?? "", n.metadata.uid]));
     const requeueMs = driver.usePrecompiled ? await this.recordPullFailures(input.pods, annotations) : undefined;
 
     const osOf = new Map(input.gpuNodes.map((n) => [n.name, n]));
@@ -100,7 +104,7 @@ export class ConventionalFallback {
     }
     const rendered = renderFallbackDaemonSets({ policy: input.active, nodes: input.nodes, namespace: input.namespace, ownerRef: input.ownerRef }, plans);
     const keeping = this.keeping(plans, input);
-    await this.annotateNodes(plans, annotations, keeping);
+    await this.annotateNodes(plans, annotations, keeping, uids);
     return {
       plans,
       daemonSets: rendered.daemonSets,
@@ -177,7 +181,7 @@ export class ConventionalFallback {
   }
 
   /** Writes why a node is off its precompiled driver (and clears it, and a stale pull failure, once it is back). */
-  private async annotateNodes(plans: NodeDriverPlan[], annotations: Map<string, Record<string, string>>, keeping: ReadonlySet<string>): Promise<void> {
+  private async annotateNodes(plans: NodeDriverPlan[], annotations: Map<string, Record<string, string>>, keeping: ReadonlySet<string>, uids: Map<string, string | undefined>): Promise<void> {
     const planned = new Set(plans.map((p) => p.node));
     // A node no plan speaks of (say, after a switch to conventional mode) is on no fallback: drop an old note.
     for (const [node, current] of annotations) {
@@ -196,6 +200,13 @@ export class ConventionalFallback {
       if (p.mode === "precompiled" && failed !== undefined && failed !== p.image) patch[PULL_FAILED_ANNOTATION] = null;
       if (Object.keys(patch).length === 0) continue;
       await this.client.mergePatch(`/api/v1/nodes/${p.node}`, { metadata: { annotations: patch } });
+      if (FALLBACK_REASON_ANNOTATION in patch) {
+        // One Event on the node per change of its driver source, for `kubectl describe node`.
+        const node = { apiVersion: "v1", kind: "Node", metadata: { name: p.node, ...(uids.get(p.node) ? { uid: uids.get(p.node)! } : {}) } };
+        if (p.mode === "fallback") await this.events?.record(node, "Warning", "ConventionalFallback", `runs the conventional driver ${p.image}: ${p.reason}`);
+        else if (p.mode === "none") await this.events?.record(node, "Warning", keeping.has(p.node) ? "PrecompiledImageMissing" : "NoDriver", want ?? "");
+        else await this.events?.record(node, "Normal", "PrecompiledDriver", `back on the precompiled driver ${p.image}`);
+      }
     }
   }
 }
