@@ -160,7 +160,7 @@ describe("chart checks without installing", () => {
       seccompProfile: { type: "RuntimeDefault" },
     });
     assert.equal(c.image, "ghcr.io/gpuop/gpuop:0.1.0");
-    assert.deepEqual(c.args, ["operator", "--metrics-bind-address=:8080", "--health-bind-address=:8081", "--lease-name=gpuop-leader", "--image-recheck-seconds=60", "--default-driver-version=550.54.15"]);
+    assert.deepEqual(c.args, ["operator", "--metrics-bind-address=:8080", "--health-bind-address=:8081", "--lease-name=gpuop-leader", "--image-recheck-seconds=60", "--default-driver-version=550.54.15", "--image-pull-grace-seconds=300"]);
     assert.deepEqual(c.env, [
       { name: "OPERATOR_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
       { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
@@ -170,9 +170,9 @@ describe("chart checks without installing", () => {
     assert.ok(c.resources.requests.cpu && c.resources.limits.memory);
     assert.equal(pod.tolerations, undefined);
 
-    const single = find(await helm.template(["--set", "operator.leaderElection.enabled=false", "--set", "operator.version=0.2.0", "--set", "operator.logLevel=debug", "--set", "operator.imageCheck.enabled=false"]), "Deployment", "gpu-operator", NS);
+    const single = find(await helm.template(["--set", "operator.leaderElection.enabled=false", "--set", "operator.version=0.2.0", "--set", "operator.logLevel=debug", "--set", "operator.imageCheck.enabled=false", "--set", "operator.conventionalFallback.enabled=false"]), "Deployment", "gpu-operator", NS);
     const sc = single.spec.template.spec.containers[0];
-    assert.deepEqual(sc.args.slice(3), ["--no-leader-elect", "--no-image-check", "--default-driver-version=550.54.15"]);
+    assert.deepEqual(sc.args.slice(3), ["--no-leader-elect", "--no-image-check", "--default-driver-version=550.54.15", "--no-conventional-fallback"]);
     assert.equal(sc.image, "ghcr.io/gpuop/gpuop:0.2.0");
     assert.deepEqual(sc.env.find((e: { name: string }) => e.name === "GPUOP_DEBUG"), { name: "GPUOP_DEBUG", value: "1" });
   });

@@ -11,7 +11,7 @@ import type { KubeClient } from "../src/kube/client.ts";
 import type { Node } from "../src/kube/types.ts";
 import { attachCluster } from "./harness/cluster.ts";
 import { createGpuNode, deleteNodes, type SimulatedGpuNode } from "./harness/nodes.ts";
-import { localClient, pushImage, pushIndex, startRegistry, type LocalRegistry } from "./harness/registry.ts";
+import { freePort, localClient, pushImage, pushIndex, startRegistry, type LocalRegistry } from "./harness/registry.ts";
 import { repoRoot } from "./harness/tools.ts";
 
 const password = "cli-Secret-Pass-42";
@@ -131,6 +131,28 @@ describe("precompiled check by hand", () => {
     assert.deepEqual(out.nodes.map((n) => [n.tag, n.arch, n.available]), [["525-5.15.0-70-generic-ubuntu22.04", "arm64", false]]);
   });
 
+  test("exit codes tell 'missing' (1) from 'could not check' (2)", async () => {
+    const byHand = ["--kernel", "5.15.0-70-generic", "--os", "ubuntu22.04", "--arch", "amd64"];
+    const tls = await startRegistry({ tls: true });
+    const closed = await freePort();
+    try {
+      const plainToTls = await gpuop(["precompiled", "check", "--branch", "525", "--repository", `${tls.host}/nvidia`, "--plain-http", ...byHand]);
+      assert.equal(plainToTls.code, 2, plainToTls.stdout + plainToTls.stderr);
+      assert.match(plainToTls.stderr, /could not check: .*serves https, not plain http: drop --plain-http/);
+      const unreachable = await gpuop(["precompiled", "check", "--branch", "525", "--repository", `127.0.0.1:${closed}/nvidia`, "--plain-http", "--timeout", "5", ...byHand]);
+      assert.equal(unreachable.code, 2, unreachable.stdout + unreachable.stderr);
+      const wrong = await gpuop(["precompiled", "check", "--branch", "525", "--repository", `${reg.host}/nvidia`, "--plain-http", "--docker-config", wrongConfig, ...byHand]);
+      assert.equal(wrong.code, 2, wrong.stdout + wrong.stderr);
+      assert.ok(!(wrong.stdout + wrong.stderr).includes(wrongPassword));
+      const noRepo = await gpuop([...base().map((a) => a.replace("/nvidia", "/nosuch")), ...byHand]);
+      assert.equal(noRepo.code, 1, "a repository that does not exist holds no image: missing");
+      const missing = await gpuop([...base(), "--kernel", "5.15.0-71-generic", "--os", "ubuntu22.04"]);
+      assert.equal(missing.code, 1, missing.stdout + missing.stderr);
+    } finally {
+      await tls.stop();
+    }
+  });
+
   test("needs --branch, and --kernel with --os", async () => {
     const r = await gpuop(["precompiled", "check", "--kernel", "5.15.0-69-generic"]);
     assert.equal(r.code, 2);
@@ -210,14 +232,14 @@ describe("precompiled check on the cluster's GPU nodes", { skip: clusterName ? f
     assert.match(r.stdout, /3 of 3 nodes have a precompiled 525 image/);
   });
 
-  test("a pull secret with the wrong password: exit 1, names the secret, never the password", async () => {
+  test("a pull secret with the wrong password: exit 2 (could not check), names the secret, never the password", async () => {
     await kube.create(`/api/v1/namespaces/${ns}/secrets`, {
       metadata: { name: "wrong-creds" }, type: "kubernetes.io/dockerconfigjson",
       data: { ".dockerconfigjson": Buffer.from(JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`ci:${wrongPassword}`).toString("base64") } } })).toString("base64") },
     });
     const r = await gpuop(["precompiled", "check", "--branch", "525", "--repository", `${reg.host}/nvidia`, "--plain-http",
       "--kubeconfig", kubeconfig, "--pull-secret", `${ns}/wrong-creds`]);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2);
     assert.match(r.stderr, new RegExp(`check the credentials in pull secret ${ns}/wrong-creds`));
     assert.ok(!(r.stdout + r.stderr).includes(wrongPassword));
   });

@@ -33,7 +33,15 @@ Flags:
   --default-driver-version <v> driver version for a ClusterPolicy without spec.driver.version, e.g. 550.54.15
                                (with usePrecompiled its branch, 550, is used); default: none, such a policy is refused
   --gpu-node-selector <l>      comma-separated key=value labels that mark GPU nodes as well as NFD's PCI label,
-                               the clouds' accelerator labels and nvidia.com/gpu.present=true`;
+                               the clouds' accelerator labels and nvidia.com/gpu.present=true
+  --no-conventional-fallback   leave a GPU node whose precompiled image is missing or cannot be
+                               pulled without a driver, rather than run the conventional driver
+                               of the branch (which compiles on the node and needs the OS package
+                               repositories); a policy may override it with the annotation
+                               gpuop.nvidia.com/conventional-fallback: "true" or "false"
+  --image-pull-grace-seconds <n>
+                               how long a precompiled driver pod may fail to pull its image
+                               before its node falls back (default: 300)`;
 
 function gpuNodeSelector(value: string | undefined): Record<string, string> | undefined {
   if (value === undefined || value.trim() === "") return undefined;
@@ -57,10 +65,10 @@ function defaultDriverVersion(value: string | undefined): string | undefined {
   return value;
 }
 
-function recheckSeconds(value: string | undefined): number {
-  if (value === undefined) return 60;
+function seconds(flag: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isFinite(n) || n < 1) throw new UserError(`--image-recheck-seconds must be a number of seconds of at least 1, not "${value}"`);
+  if (!Number.isFinite(n) || n < 1) throw new UserError(`--${flag} must be a number of seconds of at least 1, not "${value}"`);
   return n;
 }
 
@@ -102,6 +110,8 @@ export const operatorCommand: Command = {
         "gpu-node-label": { type: "string" },
         "default-driver-version": { type: "string" },
         "gpu-node-selector": { type: "string" },
+        "no-conventional-fallback": { type: "boolean" },
+        "image-pull-grace-seconds": { type: "string" },
       },
       usage,
     );
@@ -121,12 +131,14 @@ export const operatorCommand: Command = {
       log: jsonLogger({ component: "gpuop-operator" }),
       imageCheck: !values["no-image-check"],
       plainHttpRegistries: list(values["plain-http-registries"]),
-      imageRecheckSeconds: recheckSeconds(values["image-recheck-seconds"]),
+      imageRecheckSeconds: seconds("image-recheck-seconds", values["image-recheck-seconds"], 60),
       allowedImageRepositories: allowed,
       ...(values["registry-ca-file"] ? { registryCa: readCa(values["registry-ca-file"]) } : {}),
       ...(values["gpu-node-label"] ? { gpuNodeLabel: values["gpu-node-label"] } : {}),
       ...(defaultDriverVersion(values["default-driver-version"]) ? { defaultDriverVersion: values["default-driver-version"]! } : {}),
       ...(gpuNodeSelector(values["gpu-node-selector"]) ? { gpuNodeSelector: gpuNodeSelector(values["gpu-node-selector"])! } : {}),
+      conventionalFallback: !values["no-conventional-fallback"],
+      imagePullGraceSeconds: seconds("image-pull-grace-seconds", values["image-pull-grace-seconds"], 300),
     });
   },
 };

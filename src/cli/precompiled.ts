@@ -11,13 +11,14 @@ import { checkDriverBranch, formatPrecompiledTag } from "../core/tag.ts";
 import { KubeClient } from "../kube/client.ts";
 import type { Node, Secret } from "../kube/types.ts";
 import { RegistryClient } from "../registry/client.ts";
+import { RegistryError } from "../registry/errors.ts";
 import { CredentialStore, dockerConfigCredentials, type Credentials } from "../registry/credentials.ts";
 import { formatPlatform, type Platform } from "../registry/manifest.ts";
 import { mapLimit } from "../registry/pool.ts";
 import { formatData, formatTable, outputFormat, parseFlags, type Command, type OutputFormat } from "./command.ts";
 import { precompiledBuild } from "./precompiled-build.ts";
 
-const registryFlagsHelp = `Registry flags:
+export const registryFlagsHelp = `Registry flags:
   --docker-config <file>     docker config.json with credentials (default: $DOCKER_CONFIG/config.json
                              or ~/.docker/config.json, when present)
   --pull-secret <ns/name>    read credentials from a kubernetes.io/dockerconfigjson Secret
@@ -43,8 +44,9 @@ list   Summarises an image repository (name, latest tag, number of tags) and lis
 check  For each GPU node of the cluster in the kubeconfig (label ${NFD_NVIDIA_PCI_LABEL}=true),
        or for --kernel/--os/--arch given by hand: the tag it needs, whether NVIDIA publishes
        that combination, and whether the tag exists in the registry for the node's
-       architecture. Exits 1 when any node lacks an image or cannot be checked, 0 when all
-       have one: gate a kernel upgrade on it.
+       architecture. Exits 0 when every node has an image, 1 when any node lacks one, 2 when
+       the answer is incomplete (a registry or cluster that cannot be asked, a node without
+       NFD labels): gate a kernel upgrade on it.
   --branch <B>               driver branch, e.g. 535 (required)
   --repository <prefix>      registry path holding the image (default ${NVIDIA_DRIVER_REPOSITORY})
   --image <name>             image name (default ${NVIDIA_DRIVER_IMAGE})
@@ -54,7 +56,7 @@ check  For each GPU node of the cluster in the kubeconfig (label ${NFD_NVIDIA_PC
 
 ${registryFlagsHelp}`;
 
-const registryFlags = {
+export const registryFlags = {
   "docker-config": { type: "string" },
   "pull-secret": { type: "string" },
   "plain-http": { type: "boolean" },
@@ -66,7 +68,7 @@ const registryFlags = {
   kubeconfig: { type: "string" },
 } as const;
 
-interface RegistryFlagValues {
+export interface RegistryFlagValues {
   "docker-config"?: string | undefined;
   "pull-secret"?: string | undefined;
   "plain-http"?: boolean | undefined;
@@ -78,7 +80,7 @@ interface RegistryFlagValues {
 }
 
 /** Lazily loaded: `list` and `check --kernel` need no cluster unless --pull-secret is given. */
-class Kube {
+export class Kube {
   private client: KubeClient | undefined;
   private readonly kubeconfig: string | undefined;
   constructor(kubeconfig: string | undefined) {
@@ -117,7 +119,7 @@ async function credentialsFor(registry: string, v: RegistryFlagValues, kube: Kub
   return dockerConfigCredentials(registry, v["docker-config"]);
 }
 
-async function registryClient(ref: ImageRef, v: RegistryFlagValues, kube: Kube): Promise<RegistryClient> {
+export async function registryClient(ref: ImageRef, v: RegistryFlagValues, kube: Kube): Promise<RegistryClient> {
   let ca: Buffer | undefined;
   if (v["ca-file"] !== undefined) {
     try {
@@ -142,6 +144,25 @@ async function registryClient(ref: ImageRef, v: RegistryFlagValues, kube: Kube):
     ...(timeoutMs ? { timeoutMs } : {}),
     ...(v.verbose ? { log: (line: string) => process.stderr.write(`registry: ${stripControl(line, { newlines: false })}\n`) } : {}),
   });
+}
+
+/**
+ * Exit status 2 for every failure that leaves the question unanswered (a registry that
+ * refuses, cannot be reached or speaks another protocol; a cluster that cannot be read),
+ * so a pipeline can tell "could not check" from 1, "an image is missing". A repository
+ * that does not exist stays 1: the registry answered, and nothing is there.
+ */
+export async function couldNotCheck<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (err) {
+    if (err instanceof RegistryError) {
+      if (err.code === "not-found") throw err;
+      throw new UserError(`could not check: ${err.message}`, 2);
+    }
+    if (err instanceof UserError) throw err;
+    throw new UserError(`could not check: ${(err as Error).message ?? String(err)}`, 2);
+  }
 }
 
 /** Tags and messages come from a registry: no escape sequences reach the terminal. */
@@ -335,7 +356,7 @@ export const precompiledCommand: Command = {
   async run(argv) {
     const [sub, ...rest] = argv;
     if (sub === "list") return runList(rest);
-    if (sub === "check") return runCheck(rest);
+    if (sub === "check") return couldNotCheck(() => runCheck(rest));
     if (sub === "build") return precompiledBuild(rest);
     throw new UserError(`${sub === undefined ? "missing subcommand" : `unknown subcommand "${sub}"`}: use 'gpuop precompiled list', 'gpuop precompiled check' or 'gpuop precompiled build'\n\n${usage}`);
   },

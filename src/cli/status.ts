@@ -72,6 +72,9 @@ export const statusCommand: Command = {
           rows.map((r) => [r.node, r.kernel, r.osTag, r.mode, r.daemonSet, r.image, r.pod, r.problem ? `${r.phase}: ${r.problem}` : r.phase]),
         ),
       );
+      // Why a node is on the conventional fallback or has no driver, in the operator's words.
+      const notes = rows.filter((r) => r.reason);
+      if (notes.length > 0) process.stdout.write(`\n${notes.map((r) => `${r.node}: ${r.reason}`).join("\n")}\n`);
       return 0;
     } finally {
       await client.close();

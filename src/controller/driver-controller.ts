@@ -4,6 +4,7 @@ import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, n
 import { renderDriverDaemonSets, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
 import { nodeRollouts, planRollout, readyDriverKeys, resolveMaxUnavailable, POOL_NODE_LABEL } from "../core/rollout.ts";
 import { computeStatus, ignoredStatus } from "../core/status.ts";
+import { DEFAULT_PULL_GRACE_MS, poolsWithFallback, PULL_FAILED_ANNOTATION } from "../core/fallback.ts";
 import { validatePolicy } from "../core/validate.ts";
 import { restrictedNodes, type RepositoryAllowList, type RestrictedNodeLabel } from "../core/security.ts";
 import { UserError } from "../core/errors.ts";
@@ -12,6 +13,7 @@ import type { EventRecorder } from "../kube/events.ts";
 import { Informer } from "../kube/informer.ts";
 import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, Node, Pod } from "../kube/types.ts";
+import { ConventionalFallback } from "./fallback.ts";
 import type { ImageChecker } from "./image-check.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 import { WorkQueue } from "./workqueue.ts";
@@ -55,13 +57,16 @@ export class DriverController {
   /** GPU nodes beyond NFD's and the clouds' labels (--gpu-node-selector). */
   private readonly gpuNodeOptions: GpuNodeOptions;
 
-  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList; gpuNodeLabel?: RestrictedNodeLabel; defaultDriverVersion?: string; gpuNodeSelector?: Record<string, string> }) {
+  private readonly fallback: ConventionalFallback;
+
+  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList; gpuNodeLabel?: RestrictedNodeLabel; defaultDriverVersion?: string; gpuNodeSelector?: Record<string, string>; conventionalFallback?: boolean; pullGraceMs?: number }) {
     this.client = opts.client;
     this.allowedRepositories = opts.allowedRepositories;
     this.gpuNodeLabel = opts.gpuNodeLabel;
     this.defaultDriverVersion = opts.defaultDriverVersion;
     this.gpuNodeOptions = opts.gpuNodeSelector ? { gpuNodeSelector: opts.gpuNodeSelector } : {};
     this.images = opts.images;
+    this.fallback = new ConventionalFallback({ client: opts.client, log: opts.log, images: opts.images, events: opts.events, enabled: opts.conventionalFallback ?? true, pullGraceMs: opts.pullGraceMs ?? DEFAULT_PULL_GRACE_MS });
     this.namespace = opts.namespace;
     this.log = opts.log;
     this.events = opts.events;
@@ -80,6 +85,8 @@ export class DriverController {
     // Heartbeats change a node's resourceVersion every few seconds; only labels and readiness matter here.
     this.nodes.onChange((type, node, old) => {
       if (type !== "modified" || !old || !sameJson(node.metadata.labels, old.metadata.labels) || readyOf(node) !== readyOf(old)) enqueue();
+      // Removing a node's pull-failure mark sends it back to its precompiled driver.
+      else if (node.metadata.annotations?.[PULL_FAILED_ANNOTATION] !== old.metadata.annotations?.[PULL_FAILED_ANNOTATION]) enqueue();
     });
   }
 
@@ -161,30 +168,35 @@ export class DriverController {
     }
 
     const enabled = policy.spec.driver.enabled !== false;
+    const ownerRef = { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: active.metadata.name, uid: active.metadata.uid ?? "" };
     const rendered = enabled
       ? renderDriverDaemonSets({
           policy,
           nodes,
           gpuNodeOptions: this.gpuNodeOptions,
           namespace: this.namespace,
-          ownerRef: { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: active.metadata.name, uid: active.metadata.uid ?? "" },
+          ownerRef,
           ...(this.gpuNodeLabel ? { requiredNodeLabels: { [this.gpuNodeLabel.key]: this.gpuNodeLabel.value } } : {}),
         })
       : { daemonSets: [], pools: [] };
 
-    // A pool whose image the registry lacks gets no DaemonSet and no nodes: they keep the driver they have.
-    // A pool whose image the registry has not answered for yet waits the same way, without a warning.
+    // A pool whose image the registry lacks gets no DaemonSet; its nodes (and those whose precompiled
+    // image cannot be pulled) go to the conventional fallback, or, without one, keep their pool while it still selects them.
+    // A pool whose image the registry has not answered for yet holds its nodes and DaemonSet, without a warning.
     const { missing, unchecked, pending } = await this.checkImages(rendered.pools, gpuNodes, policy.spec.driver.imagePullSecrets ?? []);
-    await this.reportWarnings(active, [...warnings, ...unchecked.map((u) => ({ reason: "ImageCheckFailed", message: `could not check driver image ${u.image}, rolled out without the check: ${u.reason}` }))]);
-    if (missing.size > 0 && this.images) this.queue.addAfter(KEY, this.images.recheckMs);
-    const toApply = rendered.daemonSets.filter((d) => !missing.has(d.metadata.name) && !pending.has(d.metadata.name));
+    const fallback = await this.fallback.plan({ active, policy, nodes, gpuNodes, pools: rendered.pools, missing, pods: this.pods.list(), daemonSets: this.daemonSets.list(), namespace: this.namespace, ownerRef });
+    await this.reportWarnings(active, [...warnings, ...fallback.warnings, ...unchecked.map((u) => ({ reason: "ImageCheckFailed", message: `could not check driver image ${u.image}, rolled out without the check: ${u.reason}` }))]);
+    if ((missing.size > 0 || fallback.diverted.size > 0) && this.images) this.queue.addAfter(KEY, this.images.recheckMs);
+    if (fallback.requeueMs !== undefined) this.queue.addAfter(KEY, fallback.requeueMs);
+    const pools = poolsWithFallback(rendered.pools.filter((p) => !pending.has(p.name)), missing, fallback.diverted, fallback.pools);
+    const toApply = [...rendered.daemonSets.filter((d) => pools.some((p) => p.name === d.metadata.name)), ...fallback.daemonSets];
 
     // Each DaemonSet runs only on nodes labelled with its pool (moveNodes), so pools change a few nodes at a time.
     if (toApply.length > 0) await this.ensureDriverServiceAccount();
     for (const ds of toApply) await this.applyDaemonSet(ds);
 
-    const held = [...missing.values(), ...pending.values()];
-    const waiting = await this.moveNodes(nodes, gpuNodes, rendered.pools.filter((p) => !missing.has(p.name) && !pending.has(p.name)), policy.spec.driver.upgradePolicy?.maxUnavailable, held.flatMap((m) => m.nodes));
+    const held = [...pending.values()].flatMap((m) => m.nodes);
+    const waiting = await this.moveNodes(nodes, gpuNodes, pools, policy.spec.driver.upgradePolicy?.maxUnavailable, [...fallback.none, ...held]);
     // A pool still waiting for its image answer keeps any DaemonSet it already has.
     await this.prune(new Set([...toApply.map((d) => d.metadata.name), ...pending.keys()]));
 
@@ -195,22 +207,26 @@ export class DriverController {
         namespace: this.namespace,
         policyErrors: [],
         nodeProblems: problems,
-        pools: rendered.pools.map((p) => ({ name: p.name, ...(p.kernel ? { kernel: p.kernel } : {}), osTag: p.osTag, image: p.image, precompiled: p.precompiled, nodes: p.nodes.length, nodeNames: p.nodes })),
+        pools: pools.map((p) => ({ name: p.name, ...(p.kernel ? { kernel: p.kernel } : {}), osTag: p.osTag, image: p.image, precompiled: p.precompiled, nodes: p.nodes.length, nodeNames: p.nodes })),
         daemonSets: dsStatus,
         waiting,
         gpuNodes: gpuNodes.length,
         missingImages: [...missing.values()],
+        drivers: fallback.summary,
       },
       active.status,
       now(),
     );
     this.metrics.pools.replace([
-      { labels: { mode: "precompiled" }, value: rendered.pools.filter((p) => p.precompiled).length },
-      { labels: { mode: "conventional" }, value: rendered.pools.filter((p) => !p.precompiled).length },
+      { labels: { mode: "precompiled" }, value: pools.filter((p) => p.precompiled).length },
+      { labels: { mode: "conventional" }, value: pools.filter((p) => !p.precompiled).length },
     ]);
-    const missingMessage = [...missing.values()].map((m) => `no driver image ${m.image} in the registry for ${m.nodes.join(", ")}`).join("; ");
+    this.metrics.nodeDrivers.replace(["precompiled", "fallback", "none"].map((mode) => ({ labels: { mode }, value: fallback.plans.filter((p) => p.mode === mode).length })));
+    const { noDriver, keeping, fallback: onFallback } = fallback.summary;
     if (problems.length > 0) await this.reportProblem(active, problems.map((p) => p.problem).join("; "), "NFDLabelsMissing");
-    else if (missingMessage) await this.reportProblem(active, `${missingMessage}; those nodes keep the driver they have`, "PrecompiledImageMissing");
+    else if (noDriver) await this.reportProblem(active, [noDriver, keeping, onFallback].filter(Boolean).join("; "), "NoDriver");
+    else if (keeping) await this.reportProblem(active, [keeping, onFallback].filter(Boolean).join("; "), "PrecompiledImageMissing");
+    else if (onFallback) await this.reportProblem(active, onFallback, "ConventionalFallback");
     else await this.reportProblem(active, "", "");
     await this.writeStatus(active, status);
   }

@@ -61,6 +61,7 @@ export class ImageChecker {
   private running = 0;
   private readonly listeners: (() => void)[] = [];
   private readonly closing = new AbortController();
+  private readonly tagCache = new Map<string, { answer: { tags: string[] } | { tags: undefined; reason: string }; until: number }>();
   private readonly clients = new Map<string, RegistryClient>();
   private readonly plainHttp: Set<string>;
   private readonly missingTtlMs: number;
@@ -225,6 +226,31 @@ export class ImageChecker {
       }
     }
     return reason ? { result, reason } : { result };
+  }
+
+  /**
+   * The tags of an image repository (`registry/path/name`), cached as long as a missing image;
+   * without tags, why they could not be listed. The conventional fallback picks its version here.
+   */
+  async tags(repository: string, namespace: string, pullSecrets: readonly string[]): Promise<{ tags: string[] } | { tags: undefined; reason: string }> {
+    const key = `${repository}|${pullSecrets.join(",")}`;
+    const cached = this.tagCache.get(key);
+    if (cached && cached.until > Date.now()) return cached.answer;
+    const ref = parseImageRef(repository);
+    const problems: string[] = [];
+    let answer: { tags: string[] } | { tags: undefined; reason: string };
+    try {
+      const client = await this.clientFor(ref.registry, namespace, pullSecrets, problems);
+      answer = { tags: await client.listTags(ref.repository) };
+    } catch (err) {
+      if ((err as { code?: string }).code === "not-found") answer = { tags: [] };
+      else {
+        answer = { tags: undefined, reason: [(err as Error).message, ...problems].join("; ") };
+        this.log.warn("cannot list driver image tags", { repository, reason: answer.reason });
+      }
+    }
+    this.tagCache.set(key, { answer, until: Date.now() + (answer.tags ? this.missingTtlMs : Math.min(this.missingTtlMs, 30_000)) });
+    return answer;
   }
 
   async close(): Promise<void> {

@@ -139,6 +139,7 @@ export class OperatorMetrics {
   readonly queueDepth = new Gauge("gpuop_workqueue_depth", "Keys waiting in the work queue.", [], this.registry);
   readonly pools = new Gauge("gpuop_driver_pools", "Driver pools (one DaemonSet each), by mode.", ["mode"], this.registry);
   readonly nodes = new Gauge("gpuop_gpu_nodes", "GPU nodes, by driver state.", ["state"], this.registry);
+  readonly nodeDrivers = new Gauge("gpuop_gpu_node_drivers", "GPU nodes of a precompiled policy, by the driver they get: precompiled, fallback (conventional) or none.", ["mode"], this.registry);
   readonly apiRequests = new Counter("gpuop_api_requests_total", "Requests made to the Kubernetes API, by verb.", ["verb"], this.registry);
   readonly leader = new Gauge("gpuop_leader", "1 while this replica leads.", [], this.registry);
 

@@ -34,6 +34,9 @@ export interface OperatorOptions {
   defaultDriverVersion?: string;
   /** Nodes with all these labels are GPU nodes too. */
   gpuNodeSelector?: Record<string, string>;
+  /** Run the conventional driver where the precompiled one is missing or cannot be pulled (default true). */
+  conventionalFallback?: boolean;
+  imagePullGraceSeconds?: number;
 }
 
 function listen(server: Server, address: string): Promise<void> {
@@ -62,7 +65,9 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
   const allowedRepositories = new RepositoryAllowList(opts.allowedImageRepositories ?? []);
   if (allowedRepositories.enabled) log.info("driver images restricted to allowed repositories", { repositories: allowedRepositories.entries });
   const gpuNodeLabel = opts.gpuNodeLabel ? parseRestrictedNodeLabel(opts.gpuNodeLabel) : undefined;
-  const controller = new DriverController({ client, namespace: opts.namespace, log, metrics, events: new EventRecorder(client, "gpuop", log), ...(images ? { images } : {}), allowedRepositories, ...(gpuNodeLabel ? { gpuNodeLabel } : {}), ...(opts.defaultDriverVersion ? { defaultDriverVersion: opts.defaultDriverVersion } : {}), ...(opts.gpuNodeSelector ? { gpuNodeSelector: opts.gpuNodeSelector } : {}) });
+  const controller = new DriverController({ client, namespace: opts.namespace, log, metrics, events: new EventRecorder(client, "gpuop", log), ...(images ? { images } : {}), allowedRepositories, ...(gpuNodeLabel ? { gpuNodeLabel } : {}), ...(opts.defaultDriverVersion ? { defaultDriverVersion: opts.defaultDriverVersion } : {}), ...(opts.gpuNodeSelector ? { gpuNodeSelector: opts.gpuNodeSelector } : {}),
+    conventionalFallback: opts.conventionalFallback ?? true, pullGraceMs: (opts.imagePullGraceSeconds ?? 300) * 1000,
+  });
   // The pod name (downward API) is unique among replicas; outside a pod, host and pid are.
   const identity = opts.identity ?? process.env.POD_NAME ?? `${hostname()}_${process.pid}`;
   const elector = new LeaderElector(client, { namespace: opts.namespace, name: opts.leaseName, identity }, log);

@@ -81,7 +81,8 @@ test("exit code gates on every node having an image and no node problems", () =>
   const row = { node: "a", kernel: "k", osTag: "o", arch: "amd64", tag: "t", published: true, reasons: [] };
   assert.equal(checkExitCode([{ ...row, available: true }], 0), 0);
   assert.equal(checkExitCode([{ ...row, available: true }, { ...row, available: false }], 0), 1);
-  assert.equal(checkExitCode([{ ...row, available: true }], 1), 1);
+  assert.equal(checkExitCode([{ ...row, available: true }], 1), 2, "a node that could not be checked is not a missing image");
+  assert.equal(checkExitCode([{ ...row, available: false }], 1), 1, "a missing image is the definite answer");
   assert.equal(checkExitCode([], 0), 0);
 });
 

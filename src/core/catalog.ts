@@ -93,7 +93,8 @@ export function summarizeCatalog(tags: readonly string[], filter: CatalogFilter 
   return { tagCount: tags.length, precompiledTagCount: precompiled.length, latestTag, matches };
 }
 
-function compareVersionsDesc(a: string, b: string): number {
+/** Newest full driver version first: 525.105.17 before 525.60.13. */
+export function compareVersionsDesc(a: string, b: string): number {
   const pa = a.split(".").map(Number);
   const pb = b.split(".").map(Number);
   for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
@@ -142,7 +143,11 @@ export function planCheck(target: CheckTarget, branch: string, repository: strin
   return { ...target, tag, published: support.supported, reasons: support.reasons };
 }
 
-/** Exit status for `check`: 0 only when every node has an image and none had a problem. */
+/**
+ * Exit status for `check`: 1 when a node lacks an image (a definite answer, even if other
+ * nodes could not be checked), else 2 when some node could not be checked, else 0.
+ */
 export function checkExitCode(rows: readonly CheckRow[], problems: number): number {
-  return problems > 0 || rows.some((r) => !r.available) ? 1 : 0;
+  if (rows.some((r) => !r.available)) return 1;
+  return problems > 0 ? 2 : 0;
 }

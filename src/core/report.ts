@@ -1,21 +1,25 @@
+import { FALLBACK_REASON_ANNOTATION } from "./fallback.ts";
 import { classifyNodes } from "./gpu-node.ts";
-import { POOL_NODE_LABEL } from "./rollout.ts";
+import { poolSelects, POOL_NODE_LABEL } from "./rollout.ts";
 
 /** One GPU node's driver, as `gpuop status` shows it. */
 export interface NodeDriverRow {
   node: string;
   kernel: string;
   osTag: string;
-  mode: "precompiled" | "conventional" | "none";
+  /** "fallback": the conventional driver of a precompiled policy, where the precompiled one is missing or cannot be pulled. */
+  mode: "precompiled" | "conventional" | "fallback" | "none";
   daemonSet: string;
   image: string;
   pod: string;
   phase: string;
   problem?: string;
+  /** Why the node is on the fallback or has no driver (the operator's note on the node). */
+  reason?: string;
 }
 
 interface Obj {
-  metadata: { name?: string; labels?: Record<string, string>; ownerReferences?: { kind: string; name: string }[] };
+  metadata: { name?: string; labels?: Record<string, string>; annotations?: Record<string, string>; ownerReferences?: { kind: string; name: string }[] };
 }
 interface DaemonSetLike extends Obj {
   spec?: { template?: { spec?: Record<string, unknown> } };
@@ -46,22 +50,29 @@ export function driverStatusRows(nodes: Obj[], daemonSets: DaemonSetLike[], pods
   const { gpuNodes, problems } = classifyNodes(nodes as Parameters<typeof classifyNodes>[0]);
   const dsByName = new Map(daemonSets.map((d) => [d.metadata.name ?? "", d]));
   const nodeLabels = new Map(nodes.map((n) => [n.metadata.name ?? "", n.metadata.labels ?? {}]));
+  const nodeAnnotations = new Map(nodes.map((n) => [n.metadata.name ?? "", n.metadata.annotations ?? {}]));
   const podByNode = new Map<string, PodLike>();
   for (const p of pods) if (p.spec?.nodeName) podByNode.set(p.spec.nodeName, p);
   const rows: NodeDriverRow[] = gpuNodes.map((n) => {
-    const pool = nodeLabels.get(n.name)?.[POOL_NODE_LABEL] ?? "";
-    const ds = dsByName.get(pool);
+    const labels = nodeLabels.get(n.name) ?? {};
+    const pool = labels[POOL_NODE_LABEL] ?? "";
+    const assigned = dsByName.get(pool);
+    // A DaemonSet that no longer selects the node (its kernel changed) runs no driver there, whatever the label says.
+    const selector = (assigned?.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector;
+    const ds = assigned && (!selector || poolSelects(selector, labels)) ? assigned : undefined;
+    const reason = nodeAnnotations.get(n.name)?.[FALLBACK_REASON_ANNOTATION];
     const pod = podByNode.get(n.name);
     const precompiled = ds?.metadata.labels?.["nvidia.com/precompiled"];
     return {
       node: n.name,
       kernel: n.kernel,
       osTag: n.osTag,
-      mode: ds ? (precompiled === "true" ? "precompiled" : "conventional") : "none",
+      mode: ds ? (precompiled === "true" ? "precompiled" : reason?.startsWith("fallback") ? "fallback" : "conventional") : "none",
       daemonSet: ds ? pool : "",
       image: image(ds),
       pod: pod?.metadata.name ?? "",
       phase: pod ? podPhase(pod) : n.deployable ? "NoPod" : `not deployed (nvidia.com/gpu.deploy.driver=${n.deploy})`,
+      ...(reason ? { reason } : {}),
     };
   });
   for (const p of problems) {

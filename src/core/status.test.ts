@@ -63,3 +63,29 @@ test("ignored policies name the active one", () => {
   assert.match(s.conditions![0]!.message, /cluster-policy/);
   assert.deepEqual(ignoredStatus("cluster-policy", 1, s, T1), s);
 });
+
+test("a node whose kernel changed and that has no image anywhere is said to have no driver, never to keep one", () => {
+  // The scenario: g1 booted 5.15.0-70, the registry has no precompiled and no conventional 525 image.
+  const s = computeStatus(base({
+    missingImages: [{ image: "r/driver:525-5.15.0-70-generic-ubuntu22.04", nodes: ["g1"] }],
+    drivers: { fallback: "", keeping: "", noDriver: "g1: no driver (the registry has no precompiled image r/driver:525-5.15.0-70-generic-ubuntu22.04, and no conventional 525 image for ubuntu22.04 either)" },
+  }), undefined, T0);
+  const ready = s.conditions!.find((c) => c.type === "Ready")!;
+  assert.equal(ready.status, "False");
+  assert.equal(ready.reason, "NoDriver");
+  assert.match(ready.message, /g1: no driver/);
+  assert.doesNotMatch(ready.message, /keep/);
+  // Without the per-node sentences, a missing image still never claims the nodes keep a driver.
+  const bare = computeStatus(base({ missingImages: [{ image: "r/driver:x", nodes: ["g1"] }] }), undefined, T0);
+  assert.doesNotMatch(bare.conditions!.find((c) => c.type === "Ready")!.message, /keep the driver they have/);
+});
+
+test("nodes that still run their driver are said to keep it; nodes on the fallback are named with the image and why", () => {
+  const keeping = computeStatus(base({ drivers: { fallback: "", noDriver: "", keeping: "g2: keeps the driver it runs now (the registry has no precompiled image i)" } }), undefined, T0);
+  assert.equal(keeping.conditions![0]!.reason, "PrecompiledImageMissing");
+  assert.match(keeping.conditions![0]!.message, /g2: keeps the driver it runs now/);
+  const onFallback = computeStatus(base({ drivers: { fallback: "g3: conventional driver r/driver:525.105.17-ubuntu22.04 (fallback: the registry has no precompiled image i)", noDriver: "", keeping: "" } }), undefined, T0);
+  assert.equal(onFallback.state, "ready");
+  assert.equal(onFallback.conditions![0]!.reason, "ConventionalFallback");
+  assert.match(onFallback.conditions![0]!.message, /2 driver pods ready in 1 pools; g3: conventional driver r\/driver:525\.105\.17-ubuntu22\.04 \(fallback/);
+});

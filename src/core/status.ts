@@ -14,9 +14,16 @@ export interface StatusInputs {
   /** GPU nodes that wait for others before changing driver. */
   waiting: string[];
   gpuNodes: number;
-  /** Driver images the registry lacks, and the nodes that keep their current driver because of it. */
+  /** Driver images the registry lacks, and the nodes that would have used them. */
   missingImages?: { image: string; nodes: string[] }[];
+  /**
+   * Nodes off their precompiled driver, in sentences (core/fallback.ts describeDriverPlans):
+   * on the conventional fallback, with no driver at all, or keeping the driver they run now.
+   */
+  drivers?: { fallback: string; noDriver: string; keeping: string };
 }
+
+const HINT = "Build the missing images with 'gpuop precompiled build' and set driver.repository, or choose another driver branch";
 
 const list = (names: string[], max = 10) => (names.length > max ? `${names.slice(0, max).join(", ")} and ${names.length - max} more` : names.join(", "));
 
@@ -46,22 +53,28 @@ export function computeStatus(inputs: StatusInputs, previous: ClusterPolicyStatu
       return p.desired !== n || p.readyPods < n;
     });
     const missing = inputs.missingImages ?? [];
-    if (missing.length > 0) {
+    const drivers = inputs.drivers ?? { fallback: "", noDriver: "", keeping: "" };
+    const sentences = (...parts: string[]) => parts.filter(Boolean).join("; ");
+    if (drivers.noDriver) {
+      // Named as having no driver: never "keep the driver they have" for a node whose driver is gone.
+      ready = { type: "Ready", status: "False", reason: "NoDriver", message: `${sentences(drivers.noDriver, drivers.keeping, drivers.fallback)}. ${HINT}` };
+    } else if (drivers.keeping) {
+      ready = { type: "Ready", status: "False", reason: "PrecompiledImageMissing", message: `${sentences(drivers.keeping, drivers.fallback)}. ${HINT}` };
+    } else if (missing.length > 0 && !drivers.fallback) {
       const parts = missing.map((m) => `${m.image} (for ${list(m.nodes)})`);
-      ready = {
-        type: "Ready",
-        status: "False",
-        reason: "PrecompiledImageMissing",
-        message: `the registry has no ${parts.join(", ")}; those nodes keep the driver they have. Build the images with 'gpuop precompiled build' and set driver.repository, or choose another driver branch`,
-      };
+      ready = { type: "Ready", status: "False", reason: "PrecompiledImageMissing", message: `the registry has no ${parts.join(", ")}; those nodes are not moved to it. ${HINT}` };
     } else if (inputs.gpuNodes === 0) {
       ready = { type: "Ready", status: "True", reason: "NoGPUNodes", message: "no GPU nodes in the cluster; nothing to deploy" };
     } else if (notReady.length === 0 && inputs.waiting.length === 0) {
       const pods = pools.reduce((s, p) => s + p.readyPods, 0);
-      ready = { type: "Ready", status: "True", reason: "Reconciled", message: `${pods} driver pods ready in ${pools.length} pools` };
+      const summary = `${pods} driver pods ready in ${pools.length} pools`;
+      ready = drivers.fallback
+        ? { type: "Ready", status: "True", reason: "ConventionalFallback", message: `${summary}; ${drivers.fallback}` }
+        : { type: "Ready", status: "True", reason: "Reconciled", message: summary };
     } else {
       const parts = notReady.map((p) => `${p.name}: ${p.readyPods}/${p.nodes ?? 0} ready`);
       if (inputs.waiting.length > 0) parts.push(`waiting to change driver: ${list(inputs.waiting)}`);
+      if (drivers.fallback) parts.push(drivers.fallback);
       ready = { type: "Ready", status: "False", reason: "DriverNotReady", message: parts.join("; ") };
     }
   }
