@@ -88,7 +88,8 @@ describe("chart security settings (helm template)", () => {
   test("NOTES say that write access to ClusterPolicies equals cluster-admin", async () => {
     // A client-side dry run still maps the ClusterPolicy's kind, so the CRD must be there.
     await installCrd(cluster);
-    const out = await helm.ok(["install", "notes-check", chartDir, "--namespace", "gpu-operator", "--dry-run=client"]);
+    // A namespace of its own: other tests leave an operator-made nvidia-driver ServiceAccount in gpu-operator, which helm refuses to adopt.
+    const out = await helm.ok(["install", "notes-check", chartDir, "--namespace", "gpuop-notes-check", "--dry-run=client"]);
     assert.match(out, /write access to ClusterPolicies \(clusterpolicies\.nvidia\.com\) equals\s+cluster-admin/);
   });
 });
