@@ -2,14 +2,17 @@
 // for 20 s in the middle of a mode switch, then started again on the same
 // etcd; etcd itself stopped and started. The operator must come back on its
 // own (reconnect, relist or resume its watches) and finish, with no node ever
-// running two driver pods. This file restarts the shared test cluster's
-// processes and leaves them running again.
+// running two driver pods. It stops and starts cluster processes, so it runs
+// in a cluster of its own, on ports that kwokctl's own choice (counting down
+// from 32765, where other clusters on the machine take theirs) never picks:
+// a port freed by a stopped process is then still free to restart on.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { attachCluster, type LocalCluster } from "./harness/cluster.ts";
-import { restartExited, startComponent, stopComponent, type Component } from "./harness/control-plane.ts";
-import { assertConverged, clearFleet, freshFleet, isConventionalPod, isPrecompiledPod, NS, toConventional, toPrecompiled, watchPlacement } from "./harness/faults.ts";
+import { startCluster, stopCluster, type LocalCluster } from "./harness/cluster.ts";
+import { assertStaysUp, restartExited, startComponent, stopComponent, type Component } from "./harness/control-plane.ts";
+import { assertConverged, freshFleet, isConventionalPod, isPrecompiledPod, NS, toConventional, toPrecompiled, watchPlacement } from "./harness/faults.ts";
 import { startOperator } from "./harness/operator.ts";
+import { freePort } from "./harness/registry.ts";
 import { driverPods, ensureNamespace, installCrd, waitForDriverPods, waitForState } from "./harness/policy.ts";
 import { eventually } from "./harness/wait.ts";
 import type { KubeClient } from "../src/kube/client.ts";
@@ -26,10 +29,18 @@ async function controlPlaneBack(): Promise<void> {
   await eventually("the API server answers", async () => ((await client.list("/api/v1/namespaces")).items.length > 0 ? true : undefined), { timeoutMs: 120_000 });
   const restarted = restartExited(cluster.name, others);
   if (restarted.length > 0) console.log(`# restarted after the outage: ${restarted.join(", ")}`);
+  for (const c of restarted) await assertStaysUp(cluster.name, c);
 }
 
 before(async () => {
-  cluster = attachCluster(process.env.GPUOP_TEST_CLUSTER ?? "");
+  const port = async (flag: string) => [flag, String(await freePort())];
+  cluster = await startCluster("gpuop-restart", [
+    ...(await port("--kube-apiserver-port")),
+    ...(await port("--etcd-port")),
+    ...(await port("--kube-controller-manager-port")),
+    ...(await port("--kube-scheduler-port")),
+    ...(await port("--controller-port")),
+  ]);
   client = cluster.client();
   await installCrd(cluster);
   await ensureNamespace(client, NS);
@@ -37,17 +48,8 @@ before(async () => {
 });
 
 after(async () => {
-  // Whatever happened above, leave the shared cluster running for the next file.
-  for (const c of ["etcd", "kube-apiserver"] as const) {
-    try {
-      restartExited(cluster.name, [c]);
-    } catch (err) {
-      console.error(`could not restart ${c}: ${(err as Error).message}`);
-    }
-  }
-  await controlPlaneBack().catch(() => undefined);
-  await clearFleet(client, nodeNames).catch(() => undefined);
-  await client.close();
+  await client?.close();
+  await stopCluster("gpuop-restart");
 });
 
 describe("kube-apiserver and etcd restarts", () => {
@@ -64,8 +66,9 @@ describe("kube-apiserver and etcd restarts", () => {
       await stopComponent(cluster.name, "kube-apiserver");
       await new Promise((r) => setTimeout(r, OUTAGE_MS));
       startComponent(cluster.name, "kube-apiserver");
+      await assertStaysUp(cluster.name, "kube-apiserver");
       await controlPlaneBack();
-      await assertConverged(client, nodeNames, isPrecompiledPod, 300_000);
+      await assertConverged(client, nodeNames, isPrecompiledPod, 240_000);
       assert.equal(operator.proc.exitCode, null, `the operator rode the outage out:\n${operator.logs().slice(-2000)}`);
       assert.match(operator.logs(), /watch failed; retrying|reconcile failed; retrying/, "the operator saw the outage");
       assert.deepEqual(placement.unsteady(), [], "each node went from its old pool to its new one once");
@@ -98,8 +101,9 @@ describe("kube-apiserver and etcd restarts", () => {
       await stopComponent(cluster.name, "etcd");
       await new Promise((r) => setTimeout(r, ETCD_OUTAGE_MS));
       startComponent(cluster.name, "etcd");
+      await assertStaysUp(cluster.name, "etcd");
       await controlPlaneBack();
-      await assertConverged(client, nodeNames, isConventionalPod, 300_000);
+      await assertConverged(client, nodeNames, isConventionalPod, 240_000);
       assert.ok(exits.every((c) => c !== 0), `a replica that stepped down exited non-zero: ${exits.join(", ")}`);
       console.log(`# operator exits during the etcd outage: ${exits.length} (${exits.join(", ")})`);
       assert.deepEqual(placement.unsteady(), [], "each node went from its old pool to its new one once");

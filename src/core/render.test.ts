@@ -466,6 +466,9 @@ test("the driver pod: volumes, mounts, security and probes as NVIDIA's operator 
   assert.deepEqual(c.startupProbe?.exec.command, ["/bin/sh", "-c", "test -e /sys/module/nvidia/refcnt && nvidia-smi >/dev/null && mkdir -p /run/nvidia/validations && touch /run/nvidia/validations/.driver-ctr-ready"]);
   assert.deepEqual(c.readinessProbe?.exec.command, ["/bin/sh", "-c", "test -e /run/nvidia/validations/.driver-ctr-ready"]);
   assert.equal(c.readinessProbe?.periodSeconds, 7);
+  assert.equal(c.livenessProbe, undefined);
+  const live = render({ version: "550.54.15", livenessProbe: { periodSeconds: 9 } }, [node("a", "5.15.0-69-generic")]).daemonSets[0]!.spec.template.spec.containers[0]!.livenessProbe;
+  assert.deepEqual([live?.exec.command, live?.periodSeconds], [c.startupProbe?.exec.command, 9]);
   assert.equal((c.env ?? []).some((e) => e.name === "GPU_DIRECT_RDMA_ENABLED"), false);
   assert.equal(pod.imagePullSecrets, undefined);
   const m = pod.initContainers![0]!;
@@ -536,7 +539,8 @@ test("the owner reference names the policy's own kind and version, with defaults
 });
 
 test("a major-version-only OS pool selects its nodes' versions, sorted", () => {
-  const r = render({ usePrecompiled: true, version: "550" }, [node("b", "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.4"), node("a", "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.2")]);
+  // Nodes are taken in name order: make that differ from version order.
+  const r = render({ usePrecompiled: true, version: "550" }, [node("a", "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.4"), node("b", "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.2")]);
   assert.deepEqual(r.daemonSets[0]?.spec.template.spec.affinity?.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]?.matchExpressions[0]?.values, ["9.2", "9.4"]);
 });
 
@@ -545,6 +549,7 @@ test("a major-version-only OS pool selects its nodes' versions, sorted", () => {
 //   are distinct, and V8's sort only asks whether the result is below zero.
 // - groupIntoPools `kernel !== undefined ? { kernel } : {}` -> always: the pool copies the kernel
 //   only when it is defined, so an undefined kernel key never leaves the function.
+// - `driver.rdma?.useHostMofed` -> `driver.rdma.useHostMofed`: it is read only when RDMA is enabled.
 // - driverImage's `throw new Error("precompiled pool without a kernel")` and the branch-path OS tag
 //   check: precompiled pools always have a kernel, and node facts only carry valid OS tags.
 

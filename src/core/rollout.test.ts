@@ -170,6 +170,20 @@ test("readyDriverKeys: only Ready pods with a pool and a node count", () => {
   assert.deepEqual([...keys].sort(), ["owner/second-owner", "p/several-conditions"]);
 });
 
+test("removing a driver costs no budget, and a node with no pool either way is not counted as down", () => {
+  const plan = planRollout(
+    [
+      { name: "a", currentPool: "old", desiredPool: "new", driverReady: true },
+      { name: "x", currentPool: "old", driverReady: true },
+      { name: "y", driverReady: false },
+    ],
+    new Set(["old", "new"]),
+    1,
+  );
+  assert.deepEqual([...plan.moves].sort(), [["a", "new"], ["x", null]]);
+  assert.deepEqual(plan.waiting, []);
+});
+
 // Surviving mutants in rollout.ts, each equivalent (no input tells it apart):
 // - planRollout `n.currentPool !== undefined &&` -> true: existingPools.has(undefined) is false anyway.
 // - nodeRollouts `currentPool !== undefined ? liveSelectors.get(currentPool)` -> true: get(undefined) is undefined.

@@ -190,5 +190,7 @@ describe("what formatting and parsing check", () => {
   // Surviving mutants in tag.ts, each equivalent:
   // - `first < 0` -> `first <= 0` (parsePrecompiledTag) and `dash < 0` -> `dash <= 0` (parseConventionalTag):
   //   a tag cannot start with '-' (checkTagText refuses it first), so the dash is never at 0.
+  // - `first < 0 || first === last` -> `false || first === last`: without a dash both are -1, so
+  //   `first === last` already holds.
   // - checkKernel `err instanceof UserError` -> true: parseKernel throws nothing but UserErrors.
 });

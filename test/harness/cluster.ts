@@ -42,7 +42,7 @@ async function kwokctl(args: string[]): Promise<string> {
  * hack/build-tools.sh built, so nothing is downloaded. A leftover cluster of the
  * same name (from a killed run) is removed first.
  */
-export async function startCluster(name = "gpuop-test"): Promise<LocalCluster> {
+export async function startCluster(name = "gpuop-test", extraArgs: string[] = []): Promise<LocalCluster> {
   mkdirSync(kwokWorkdir, { recursive: true });
   await stopCluster(name);
   const kubeconfig = kubeconfigPath(name);
@@ -63,6 +63,7 @@ export async function startCluster(name = "gpuop-test"): Promise<LocalCluster> {
     "--extra-args", "kube-apiserver=watch-cache-sizes=configmaps#0",
     "--extra-args", "kube-apiserver=etcd-compaction-interval=5s",
     "--wait", "2m",
+    ...extraArgs,
   ]);
   return attachCluster(name);
 }

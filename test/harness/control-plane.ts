@@ -70,6 +70,15 @@ export function startComponent(cluster: string, c: Component): void {
   child.unref();
 }
 
+/** Fails with the end of its log when a component started again has not stayed up (a port taken meanwhile, say). */
+export async function assertStaysUp(cluster: string, c: Component, forMs = 2000): Promise<void> {
+  await new Promise((r) => setTimeout(r, forMs));
+  if (componentPid(cluster, c) === undefined) {
+    const log = readFileSync(join(clusterDir(cluster), "logs", `${c}.log`), "utf8");
+    throw new Error(`${c} exited right after its restart:\n${log.slice(-1500)}`);
+  }
+}
+
 /** Restarts any component that exited while the API server was away (kube-controller-manager exits when it loses its lease). */
 export function restartExited(cluster: string, components: Component[]): Component[] {
   const restarted = components.filter((c) => componentPid(cluster, c) === undefined);
