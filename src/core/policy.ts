@@ -185,7 +185,8 @@ export const driverSpecDefaults = {
 export const rdmaDefaults = { enabled: false, useHostMofed: false } as const satisfies GpuDirectRdmaSpec;
 
 export const upgradePolicyDefaults = {
-  autoUpgrade: false,
+  // NVIDIA's chart renders true; gpuop's CRD defaults to it too (docs/adr/0003-driver-upgrades.md).
+  autoUpgrade: true,
   maxParallelUpgrades: 1,
   maxUnavailable: "25%",
 } as const satisfies DriverUpgradePolicySpec;

@@ -16,6 +16,7 @@ import {
   type ResourceRequirements,
 } from "./policy.ts";
 import { POOL_NODE_LABEL } from "./rollout.ts";
+import { driverTemplateHash, TEMPLATE_HASH_ANNOTATION } from "./upgrade.ts";
 import { formatConventionalTag, formatPrecompiledTag, isDriverBranch } from "./tag.ts";
 
 /**
@@ -276,6 +277,8 @@ function renderDaemonSet(
       },
     },
   };
+  // The upgrade planner compares a driver pod's copy of this hash with its DaemonSet's (src/core/upgrade.ts).
+  ds.spec.template.metadata.annotations[TEMPLATE_HASH_ANNOTATION] = driverTemplateHash(ds.spec.template);
   ds.metadata.annotations[RENDER_HASH_ANNOTATION] = renderHash(ds);
   return ds;
 }
