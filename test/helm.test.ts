@@ -109,17 +109,19 @@ describe("chart checks without installing", () => {
     assert.match(out, /1 chart\(s\) linted, 0 chart\(s\) failed/);
   });
 
-  test("RBAC grants exactly what the controller uses, nothing cluster-wide beyond nodes and ClusterPolicies", async () => {
+  test("RBAC grants exactly what the controller uses, nothing cluster-wide beyond nodes, ClusterPolicies and the pods of nodes being upgraded", async () => {
     const objs = await helm.template();
     assert.deepEqual(rules(find(objs, "ClusterRole", "gpu-operator")), [
       { apiGroups: ["nvidia.com"], resources: ["clusterpolicies"], verbs: ["list", "watch"] },
       { apiGroups: ["nvidia.com"], resources: ["clusterpolicies/status"], verbs: ["patch"] },
       { apiGroups: ["nvidia.com"], resources: ["clusterpolicies/finalizers"], verbs: ["update"] },
       { apiGroups: [""], resources: ["nodes"], verbs: ["list", "watch", "patch"] },
+      { apiGroups: [""], resources: ["pods"], verbs: ["list"] },
+      { apiGroups: [""], resources: ["pods/eviction"], verbs: ["create"] },
     ]);
     assert.deepEqual(rules(find(objs, "Role", "gpu-operator", NS)), [
       { apiGroups: ["apps"], resources: ["daemonsets"], verbs: ["list", "watch", "create", "patch", "delete"] },
-      { apiGroups: [""], resources: ["pods"], verbs: ["list", "watch"] },
+      { apiGroups: [""], resources: ["pods"], verbs: ["list", "watch", "delete"] },
       { apiGroups: [""], resources: ["serviceaccounts"], resourceNames: ["nvidia-driver"], verbs: ["get"] },
       { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"] },
       { apiGroups: ["coordination.k8s.io"], resources: ["leases"], resourceNames: ["gpuop-leader"], verbs: ["get", "update"] },

@@ -8,7 +8,9 @@ import { formatData, formatTable, outputFormat, parseFlags, type Command } from 
 const usage = `Usage: gpuop status [flags]
 
 Shows the active ClusterPolicy's state and, for each GPU node, its kernel,
-OS tag, driver mode, DaemonSet, image, driver pod and the pod's phase.
+OS tag, driver mode, DaemonSet, the image its driver pod runs, the image its
+DaemonSet wants ("=" when the same), its driver upgrade state
+(nvidia.com/gpu-driver-upgrade-state), the driver pod and the pod's phase.
 
 Flags:
   --kubeconfig <file>   kubeconfig to use (default: $KUBECONFIG, ~/.kube/config)
@@ -64,8 +66,8 @@ export const statusCommand: Command = {
       }
       process.stdout.write(
         formatTable(
-          ["NODE", "KERNEL", "OS", "MODE", "DAEMONSET", "IMAGE", "POD", "PHASE"],
-          rows.map((r) => [r.node, r.kernel, r.osTag, r.mode, r.daemonSet, r.image, r.pod, r.problem ? `${r.phase}: ${r.problem}` : r.phase]),
+          ["NODE", "KERNEL", "OS", "MODE", "DAEMONSET", "IMAGE", "WANTED", "UPGRADE", "POD", "PHASE"],
+          rows.map((r) => [r.node, r.kernel, r.osTag, r.mode, r.daemonSet, r.image, r.wantedImage === "" || r.wantedImage === r.image || r.image.startsWith(`${r.wantedImage}@`) ? "=" : r.wantedImage, r.upgradeState, r.pod, r.problem ? `${r.phase}: ${r.problem}` : r.phase]),
         ),
       );
       return 0;

@@ -2,7 +2,7 @@ import { classifyNodes, desiredNodeLabels, type GpuNodeFacts } from "../core/gpu
 import { canonicalJson, isSubset } from "../core/diff.ts";
 import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, type ClusterPolicy, type ClusterPolicyStatus } from "../core/policy.ts";
 import { renderDriverDaemonSets, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
-import { nodeRollouts, planRollout, readyDriverKeys, resolveMaxUnavailable, POOL_NODE_LABEL } from "../core/rollout.ts";
+import { POOL_NODE_LABEL } from "../core/rollout.ts";
 import { computeStatus, ignoredStatus } from "../core/status.ts";
 import { validatePolicy } from "../core/validate.ts";
 import { UserError } from "../core/errors.ts";
@@ -13,6 +13,7 @@ import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, Node, Pod } from "../kube/types.ts";
 import type { ImageChecker } from "./image-check.ts";
 import type { OperatorMetrics } from "./metrics.ts";
+import { UpgradeExecutor, type UpgradeOutcome } from "./upgrade-controller.ts";
 import { WorkQueue } from "./workqueue.ts";
 
 export const FIELD_MANAGER = "gpuop";
@@ -45,6 +46,7 @@ export class DriverController {
   private readonly lastWarning = new Map<string, string>();
 
   private readonly images: ImageChecker | undefined;
+  private readonly upgrades: UpgradeExecutor;
 
   constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker }) {
     this.client = opts.client;
@@ -53,6 +55,7 @@ export class DriverController {
     this.log = opts.log;
     this.events = opts.events;
     this.metrics = opts.metrics;
+    this.upgrades = new UpgradeExecutor({ client: this.client, events: this.events, log: this.log, namespace: this.namespace });
     const ns = this.namespace;
     this.policies = new Informer(this.client, CLUSTER_POLICY_PATH, {}, this.log);
     this.nodes = new Informer(this.client, "/api/v1/nodes", {}, this.log);
@@ -164,7 +167,19 @@ export class DriverController {
     if (toApply.length > 0) await this.ensureDriverServiceAccount();
     for (const ds of toApply) await this.applyDaemonSet(ds);
 
-    const waiting = await this.moveNodes(nodes, gpuNodes, rendered.pools.filter((p) => !missing.has(p.name)), policy.spec.driver.upgradePolicy?.maxUnavailable, [...missing.values()].flatMap((m) => m.nodes));
+    // Pool moves and in-place upgrades: one state machine per node, one budget (src/core/upgrade.ts).
+    const upgrade = await this.upgrades.reconcile({
+      nodes,
+      pools: rendered.pools.filter((p) => !missing.has(p.name)),
+      hold: new Set([...missing.values()].flatMap((m) => m.nodes)),
+      daemonSets: this.daemonSets.list(),
+      driverPods: this.pods.list(),
+      upgradePolicy: policy.spec.driver.upgradePolicy,
+      deployableNodes: gpuNodes.filter((n) => n.deployable).length,
+    });
+    if (upgrade.requeueMs !== undefined) this.queue.addAfter(KEY, upgrade.requeueMs);
+    this.metrics.upgradeStates.replace(upgradeStateSeries(upgrade));
+    const waiting = upgrade.waiting;
     await this.prune(new Set(toApply.map((d) => d.metadata.name)));
 
     const dsStatus = new Map(this.daemonSets.list().map((d) => [d.metadata.name!, { desired: d.status?.desiredNumberScheduled ?? 0, ready: d.status?.numberReady ?? 0 }]));
@@ -179,6 +194,7 @@ export class DriverController {
         waiting,
         gpuNodes: gpuNodes.length,
         missingImages: [...missing.values()],
+        upgrades: { counts: upgrade.counts, pending: upgrade.waiting, failed: upgrade.failed, outdated: upgrade.outdated },
       },
       active.status,
       now(),
@@ -248,23 +264,6 @@ export class DriverController {
     return { missing, unchecked };
   }
 
-  /**
-   * Relabels nodes whose pool changed, within the policy's maxUnavailable; returns nodes left
-   * waiting. Nodes in `hold` (their new image is missing) stay where they are while their current
-   * DaemonSet still selects them.
-   */
-  private async moveNodes(nodes: Node[], gpuNodes: GpuNodeFacts[], pools: { name: string; nodes: string[] }[], maxUnavailable: number | string | undefined, hold: string[] = []): Promise<string[]> {
-    const liveSelectors = new Map(this.daemonSets.list().map((d) => [d.metadata.name!, (d.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector ?? {}]));
-    const rollout = nodeRollouts({ nodes, pools, hold: new Set(hold), liveSelectors, readyDrivers: readyDriverKeys(this.pods.list()) });
-    const budget = resolveMaxUnavailable(maxUnavailable, Math.max(gpuNodes.filter((n) => n.deployable).length, 1));
-    const plan = planRollout(rollout, new Set(liveSelectors.keys()), budget);
-    for (const [node, pool] of plan.moves) {
-      await this.client.mergePatch(`/api/v1/nodes/${node}`, { metadata: { labels: { [POOL_NODE_LABEL]: pool } } });
-      this.log.info("moved node to driver pool", { node, pool });
-    }
-    return plan.waiting;
-  }
-
   /** Deletes DaemonSets no longer desired once no node is assigned to them. */
   private async prune(desired: Set<string>): Promise<void> {
     const assigned = new Set(this.nodes.list().map((n) => n.metadata.labels?.[POOL_NODE_LABEL]).filter((p) => p !== undefined));
@@ -314,6 +313,10 @@ export class DriverController {
 
 const readyOf = (n: Node) => n.status?.conditions?.find((c) => c.type === "Ready")?.status;
 const now = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
+
+function upgradeStateSeries(plan: UpgradeOutcome) {
+  return Object.entries(plan.counts).map(([state, value]) => ({ labels: { state }, value }));
+}
 
 function nodeStateSeries(gpuNodes: GpuNodeFacts[], problems: number) {
   const count = (f: (n: GpuNodeFacts) => boolean) => gpuNodes.filter(f).length;

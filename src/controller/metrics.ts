@@ -111,9 +111,10 @@ export class OperatorMetrics {
   readonly nodes = new Gauge("gpuop_gpu_nodes", "GPU nodes, by driver state.");
   readonly apiRequests = new Counter("gpuop_api_requests_total", "Requests made to the Kubernetes API, by verb.");
   readonly leader = new Gauge("gpuop_leader", "1 while this replica leads.");
+  readonly upgradeStates = new Gauge("gpuop_driver_upgrade_nodes", "GPU nodes by driver upgrade state (nvidia.com/gpu-driver-upgrade-state).");
 
   render(): string {
-    return [this.reconciles, this.errors, this.duration, this.queueDepth, this.pools, this.nodes, this.apiRequests, this.leader]
+    return [this.reconciles, this.errors, this.duration, this.queueDepth, this.pools, this.nodes, this.apiRequests, this.leader, this.upgradeStates]
       .map((m) => m.render())
       .join("\n") + "\n";
   }

@@ -144,6 +144,13 @@ export interface ClusterPolicyStatus {
   observedGeneration?: number;
   conditions?: Condition[];
   pools?: PoolStatus[];
+  /** Driver upgrades: GPU nodes per nvidia.com/gpu-driver-upgrade-state, and the nodes waiting, failed or outdated (lists capped). */
+  upgrades?: {
+    nodesByState: Record<string, number>;
+    pending: string[];
+    failed: { node: string; reason: string }[];
+    outdated: string[];
+  };
 }
 
 export interface ClusterPolicyMetadata {

@@ -16,7 +16,13 @@ export interface StatusInputs {
   gpuNodes: number;
   /** Driver images the registry lacks, and the nodes that keep their current driver because of it. */
   missingImages?: { image: string; nodes: string[] }[];
+  /** The upgrade plan's view: nodes per upgrade state, waiting for the budget, failed, outdated and left alone. */
+  upgrades?: { counts: Partial<Record<string, number>>; pending: string[]; failed: { node: string; reason: string }[]; outdated: string[] };
 }
+
+/** Longest node list kept in the status; the counts stay exact. */
+const STATUS_LIST_MAX = 50;
+const IN_PROGRESS = ["cordon-required", "wait-for-jobs-required", "pod-deletion-required", "drain-required", "pod-restart-required", "validation-required", "uncordon-required"];
 
 const list = (names: string[], max = 10) => (names.length > max ? `${names.slice(0, max).join(", ")} and ${names.length - max} more` : names.join(", "));
 
@@ -46,6 +52,7 @@ export function computeStatus(inputs: StatusInputs, previous: ClusterPolicyStatu
       return p.desired !== n || p.readyPods < n;
     });
     const missing = inputs.missingImages ?? [];
+    const upgrading = IN_PROGRESS.reduce((sum, st) => sum + (inputs.upgrades?.counts[st] ?? 0), 0);
     if (missing.length > 0) {
       const parts = missing.map((m) => `${m.image} (for ${list(m.nodes)})`);
       ready = {
@@ -54,13 +61,24 @@ export function computeStatus(inputs: StatusInputs, previous: ClusterPolicyStatu
         reason: "PrecompiledImageMissing",
         message: `the registry has no ${parts.join(", ")}; those nodes keep the driver they have. Build the images with 'gpuop precompiled build' and set driver.repository, or choose another driver branch`,
       };
+    } else if ((inputs.upgrades?.failed.length ?? 0) > 0) {
+      const failed = inputs.upgrades!.failed;
+      ready = {
+        type: "Ready",
+        status: "False",
+        reason: "DriverUpgradeFailed",
+        message: `driver upgrade failed on ${list(failed.map((f) => `${f.node} (${f.reason})`), 5)}; fix the cause, then retry with 'kubectl label node <node> nvidia.com/gpu-driver-upgrade-state=upgrade-required --overwrite'`,
+      };
     } else if (inputs.gpuNodes === 0) {
       ready = { type: "Ready", status: "True", reason: "NoGPUNodes", message: "no GPU nodes in the cluster; nothing to deploy" };
-    } else if (notReady.length === 0 && inputs.waiting.length === 0) {
+    } else if (notReady.length === 0 && inputs.waiting.length === 0 && upgrading === 0) {
       const pods = pools.reduce((s, p) => s + p.readyPods, 0);
-      ready = { type: "Ready", status: "True", reason: "Reconciled", message: `${pods} driver pods ready in ${pools.length} pools` };
+      const outdated = inputs.upgrades?.outdated ?? [];
+      const stale = outdated.length > 0 ? `; outdated driver left in place (autoUpgrade false or ${"nvidia.com/gpu-driver-upgrade.skip"}) on ${list(outdated)}` : "";
+      ready = { type: "Ready", status: "True", reason: "Reconciled", message: `${pods} driver pods ready in ${pools.length} pools${stale}` };
     } else {
       const parts = notReady.map((p) => `${p.name}: ${p.readyPods}/${p.nodes ?? 0} ready`);
+      if (upgrading > 0) parts.push(`driver upgrade in progress on ${upgrading} nodes`);
       if (inputs.waiting.length > 0) parts.push(`waiting to change driver: ${list(inputs.waiting)}`);
       ready = { type: "Ready", status: "False", reason: "DriverNotReady", message: parts.join("; ") };
     }
@@ -78,6 +96,16 @@ export function computeStatus(inputs: StatusInputs, previous: ClusterPolicyStatu
     conditions: [stamp(ready), stamp(error)],
     // While the policy is invalid the pools are the ones last rendered from a valid policy.
     pools: inputs.policyErrors.length > 0 ? (previous?.pools ?? []) : pools,
+    ...(inputs.upgrades
+      ? {
+          upgrades: {
+            nodesByState: inputs.upgrades.counts as Record<string, number>,
+            pending: inputs.upgrades.pending.slice(0, STATUS_LIST_MAX),
+            failed: inputs.upgrades.failed.slice(0, STATUS_LIST_MAX),
+            outdated: inputs.upgrades.outdated.slice(0, STATUS_LIST_MAX),
+          },
+        }
+      : inputs.policyErrors.length > 0 && previous?.upgrades ? { upgrades: previous.upgrades } : {}),
   };
 }
 
