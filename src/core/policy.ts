@@ -192,7 +192,7 @@ export const driverSpecDefaults = {
 export const rdmaDefaults = { enabled: false, useHostMofed: false } as const satisfies GpuDirectRdmaSpec;
 
 export const upgradePolicyDefaults = {
-  // NVIDIA's chart renders true; gpuop's CRD defaults to it too (docs/adr/0003-driver-upgrades.md).
+  // NVIDIA's chart renders true; gpuop's CRD defaults to it too (docs/adr/0009-driver-upgrades.md).
   autoUpgrade: true,
   maxParallelUpgrades: 1,
   maxUnavailable: "25%",
