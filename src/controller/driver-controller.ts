@@ -1,7 +1,7 @@
 import { classifyNodes, desiredNodeLabels, type GpuNodeFacts } from "../core/gpu-node.ts";
 import { canonicalJson, isSubset } from "../core/diff.ts";
 import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, type ClusterPolicy, type ClusterPolicyStatus } from "../core/policy.ts";
-import { renderDriverDaemonSets, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
+import { renderDriverDaemonSets, pinDriverDigest, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
 import { POOL_NODE_LABEL } from "../core/rollout.ts";
 import { computeStatus, ignoredStatus } from "../core/status.ts";
 import { validatePolicy } from "../core/validate.ts";
@@ -158,10 +158,12 @@ export class DriverController {
       : { daemonSets: [], pools: [] };
 
     // A pool whose image the registry lacks gets no DaemonSet and no nodes: they keep the driver they have.
-    const { missing, unchecked } = await this.checkImages(rendered.pools, gpuNodes, policy.spec.driver.imagePullSecrets ?? []);
+    const { missing, unchecked, digests } = await this.checkImages(rendered.pools, gpuNodes, policy.spec.driver.imagePullSecrets ?? []);
     await this.reportWarnings(active, [...warnings, ...unchecked.map((u) => ({ reason: "ImageCheckFailed", message: `could not check driver image ${u.image}, rolled out without the check: ${u.reason}` }))]);
     if (missing.size > 0 && this.images) this.queue.addAfter(KEY, this.images.recheckMs);
-    const toApply = rendered.daemonSets.filter((d) => !missing.has(d.metadata.name));
+    else if (digests.size > 0 && this.images) this.queue.addAfter(KEY, this.images.refreshMs);
+    // Pinned to the digest the registry serves now: one pool, one set of bits; a republished tag rolls.
+    const toApply = rendered.daemonSets.filter((d) => !missing.has(d.metadata.name)).map((d) => (digests.has(d.metadata.name) ? pinDriverDigest(d, digests.get(d.metadata.name)!) : d));
 
     // Each DaemonSet runs only on nodes labelled with its pool (moveNodes), so pools change a few nodes at a time.
     if (toApply.length > 0) await this.ensureDriverServiceAccount();
@@ -189,7 +191,7 @@ export class DriverController {
         namespace: this.namespace,
         policyErrors: [],
         nodeProblems: problems,
-        pools: rendered.pools.map((p) => ({ name: p.name, ...(p.kernel ? { kernel: p.kernel } : {}), osTag: p.osTag, image: p.image, precompiled: p.precompiled, nodes: p.nodes.length, nodeNames: p.nodes })),
+        pools: rendered.pools.map((p) => ({ name: p.name, ...(p.kernel ? { kernel: p.kernel } : {}), osTag: p.osTag, image: digests.has(p.name) ? `${p.image}@${digests.get(p.name)}` : p.image, precompiled: p.precompiled, nodes: p.nodes.length, nodeNames: p.nodes })),
         daemonSets: dsStatus,
         waiting,
         gpuNodes: gpuNodes.length,
@@ -253,15 +255,17 @@ export class DriverController {
   private async checkImages(pools: { name: string; image: string; nodes: string[] }[], gpuNodes: GpuNodeFacts[], pullSecrets: string[]) {
     const missing = new Map<string, { image: string; nodes: string[] }>();
     const unchecked: { image: string; reason: string }[] = [];
-    if (!this.images) return { missing, unchecked };
+    const digests = new Map<string, string>();
+    if (!this.images) return { missing, unchecked, digests };
     const archOf = new Map(gpuNodes.map((n) => [n.name, n.arch]));
     for (const pool of pools) {
       const arches = [...new Set(pool.nodes.map((n) => archOf.get(n) ?? "").filter(Boolean))];
       const answer = await this.images.availability(pool.image, arches, this.namespace, pullSecrets);
       if (answer.result === "missing") missing.set(pool.name, { image: pool.image, nodes: pool.nodes });
       else if (answer.result === "unknown") unchecked.push({ image: pool.image, reason: answer.reason ?? "unknown" });
+      else if (answer.digest) digests.set(pool.name, answer.digest);
     }
-    return { missing, unchecked };
+    return { missing, unchecked, digests };
   }
 
   /** Deletes DaemonSets no longer desired once no node is assigned to them. */

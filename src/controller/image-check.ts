@@ -11,6 +11,8 @@ export interface ImageAnswer {
   result: Availability;
   /** Why the registry could not tell ("unknown"), or which pull secret could not be used. */
   reason?: string;
+  /** The digest the registry serves for the tag now ("present" only), so the pool can be pinned to it. */
+  digest?: string;
 }
 
 export interface ImageCheckOptions {
@@ -45,6 +47,11 @@ export class ImageChecker {
     this.plainHttp = new Set((opts.plainHttpRegistries ?? []).map(normalizeRegistryHost));
     this.missingTtlMs = opts.missingTtlMs ?? 60_000;
     this.presentTtlMs = opts.presentTtlMs ?? 10 * 60_000;
+  }
+
+  /** How long a found image's digest is trusted; the controller looks again after it, so a republished tag rolls. */
+  get refreshMs(): number {
+    return this.presentTtlMs;
   }
 
   /** The shortest time until a "missing" answer is asked again; the controller requeues after it. */
@@ -102,12 +109,18 @@ export class ImageChecker {
     const ref = parseImageRef(image);
     let result: Availability;
     let reason: string | undefined;
+    let digest: string | undefined;
     const problems: string[] = [];
     try {
       const client = await this.clientFor(ref.registry, namespace, pullSecrets, problems);
       const tag = ref.tag ?? ref.digest ?? "latest";
       const found = await Promise.all((arches.length ? arches : [undefined]).map((a) => client.hasTag(ref.repository, tag, a)));
       result = found.every(Boolean) ? "present" : "missing";
+      // The tag's own digest (an index's, for multi-arch images) is what a node's runtime records as the pod's imageID.
+      if (result === "present" && ref.tag !== undefined && ref.digest === undefined) {
+        const head = await client.headManifest(ref.repository, ref.tag);
+        if (head && /^sha256:[0-9a-f]{64}$/.test(head.digest)) digest = head.digest;
+      }
     } catch (err) {
       // A missing repository is a missing image; anything else means we could not tell.
       if ((err as { code?: string }).code === "not-found") result = "missing";
@@ -118,7 +131,7 @@ export class ImageChecker {
       }
     }
     const ttl = result === "present" ? this.presentTtlMs : result === "missing" ? this.missingTtlMs : Math.min(this.missingTtlMs, 30_000);
-    const answer: ImageAnswer = reason ? { result, reason } : { result };
+    const answer: ImageAnswer = { result, ...(reason ? { reason } : {}), ...(digest && result === "present" ? { digest } : {}) };
     this.cache.set(key, { ...answer, until: Date.now() + ttl });
     return answer;
   }

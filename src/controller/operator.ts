@@ -47,7 +47,12 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
   const metrics = new OperatorMetrics();
   const images = opts.imageCheck === false
     ? undefined
-    : new ImageChecker(client, log, { plainHttpRegistries: opts.plainHttpRegistries ?? [], missingTtlMs: (opts.imageRecheckSeconds ?? 60) * 1000 });
+    : new ImageChecker(client, log, {
+        plainHttpRegistries: opts.plainHttpRegistries ?? [],
+        missingTtlMs: (opts.imageRecheckSeconds ?? 60) * 1000,
+        // A found image (and its digest: a republished tag) is asked again ten times less often, at most every 10 minutes.
+        presentTtlMs: Math.min(10 * 60_000, (opts.imageRecheckSeconds ?? 60) * 10_000),
+      });
   const controller = new DriverController({ client, namespace: opts.namespace, log, metrics, events: new EventRecorder(client, "gpuop", log), ...(images ? { images } : {}) });
   // The pod name (downward API) is unique among replicas; outside a pod, host and pid are.
   const identity = opts.identity ?? process.env.POD_NAME ?? `${hostname()}_${process.pid}`;

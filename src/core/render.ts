@@ -477,6 +477,20 @@ class Volumes {
 }
 
 /**
+ * The DaemonSet with its driver container pinned to `digest` (`<repo>/driver:<tag>@sha256:…`), so
+ * every node of the pool runs the same bits and a republished tag rolls like a version change.
+ * An image that already names a digest is left as it is.
+ */
+export function pinDriverDigest(ds: DriverDaemonSet, digest: string): DriverDaemonSet {
+  const out = structuredClone(ds);
+  for (const c of out.spec.template.spec.containers) {
+    if (c.name === DRIVER_CONTAINER && !c.image.includes("@")) c.image = `${c.image}@${digest}`;
+  }
+  out.metadata.annotations[RENDER_HASH_ANNOTATION] = renderHash(out);
+  return out;
+}
+
+/**
  * A stable hash of what gpuop renders for a DaemonSet (labels, annotations other than this
  * hash, owner and spec), independent of key order. Equal hashes mean equal rendered objects.
  */

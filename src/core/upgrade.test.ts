@@ -311,3 +311,27 @@ test("property: any start, any limits: limits hold, every node ends done or fail
     { numRuns: 200 },
   );
 });
+
+test("a rendered DaemonSet pinned to a digest keeps its template hash, so pods already on those bits stay current", async () => {
+  const { renderDriverDaemonSets, pinDriverDigest, RENDER_HASH_ANNOTATION } = await import("./render.ts");
+  const { gpuNodeObject } = await import("../../test/harness/nodes.ts");
+  const n = gpuNodeObject({ name: "a", kernel: "5.15.0-69-generic", labels: { "nvidia.com/gpu.deploy.driver": "true" } });
+  const [ds] = renderDriverDaemonSets({
+    policy: { metadata: { name: "cluster-policy" }, spec: { driver: { repository: "r", version: "550.54.15" } } },
+    nodes: [{ ...n, status: { ...n.status, conditions: [{ type: "Ready", status: "True" }] } }],
+    namespace: "gpu-operator",
+  }).daemonSets;
+  const pinned = pinDriverDigest(ds!, D1);
+  assert.equal(pinned.spec.template.spec.containers[0]!.image, `r/driver:550.54.15-ubuntu22.04@${D1}`);
+  assert.equal(ds!.spec.template.spec.containers[0]!.image, "r/driver:550.54.15-ubuntu22.04", "input untouched");
+  assert.notEqual(pinned.metadata.annotations[RENDER_HASH_ANNOTATION], ds!.metadata.annotations[RENDER_HASH_ANNOTATION]);
+  const hash = ds!.spec.template.metadata.annotations[TEMPLATE_HASH_ANNOTATION]!;
+  assert.equal(pinned.spec.template.metadata.annotations[TEMPLATE_HASH_ANNOTATION], hash);
+  assert.equal(driverTemplateHash(pinned.spec.template), hash);
+  assert.equal(pinDriverDigest(pinned, D2).spec.template.spec.containers[0]!.image, pinned.spec.template.spec.containers[0]!.image, "an image with a digest is left alone");
+  // The pod made before the pin, whose runtime pulled D1, is current; one that pulled other bits is not.
+  const pod = { annotations: { [TEMPLATE_HASH_ANNOTATION]: hash }, image: "r/driver:550.54.15-ubuntu22.04" };
+  const want = { templateHash: hash, image: pinned.spec.template.spec.containers[0]!.image };
+  assert.equal(driverPodCurrent({ ...pod, imageID: `r/driver@${D1}` }, want), true);
+  assert.equal(driverPodCurrent({ ...pod, imageID: `r/driver@${D2}` }, want), false);
+});
