@@ -156,6 +156,10 @@ export class UpgradeExecutor {
           patchOf(a.node).labels[UPGRADE_STATE_LABEL] = a.state;
           patchOf(a.node).annotations[STATE_SINCE_ANNOTATION] = stamp;
           break;
+        case "clearState":
+          patchOf(a.node).labels[UPGRADE_STATE_LABEL] = null;
+          patchOf(a.node).annotations[STATE_SINCE_ANNOTATION] = null;
+          break;
         case "cordon":
           patchOf(a.node).unschedulable = true;
           patchOf(a.node).annotations[CORDONED_BY_UPGRADE_ANNOTATION] = "true";

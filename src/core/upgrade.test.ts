@@ -150,6 +150,12 @@ test("a node without a working driver (kernel changed, pool gone) moves pool at 
   assert.deepEqual(plan.actions, [{ kind: "movePool", node: "a", pool: "q" }, { kind: "movePool", node: "b", pool: "q" }]);
 });
 
+test("a node leaving gpuop mid-upgrade loses its pool and state label and is uncordoned if the upgrade cordoned it", () => {
+  const plan = planUpgrades([node("a", { desiredPool: undefined, state: "pod-deletion-required", unschedulable: true, cordonedByUpgrade: true })], settings(), 0);
+  assert.deepEqual(plan.actions, [{ kind: "movePool", node: "a", pool: null }, { kind: "uncordon", node: "a" }, { kind: "clearState", node: "a" }]);
+  assert.deepEqual(plan.counts, {});
+});
+
 test("skipped nodes are left alone; failed nodes stay failed until their driver is fine", () => {
   const plan = planUpgrades([node("a", { skip: true, state: "upgrade-required" }), node("b", { state: "upgrade-failed" })], settings(), 0);
   assert.deepEqual(plan.actions, []);
@@ -224,6 +230,9 @@ function simulate(start: UpgradeNode[], s: UpgradeSettings, opts: { lag: number;
           n.state = a.state;
           n.stateSince = now;
           transitions.push(`${a.node}:${a.state}`);
+          break;
+        case "clearState":
+          delete n.state;
           break;
         case "cordon":
           n.unschedulable = true;

@@ -142,6 +142,8 @@ export interface UpgradeNode {
 
 export type UpgradeAction =
   | { kind: "setState"; node: string; state: UpgradeState }
+  /** Removes the state label: the node gets no driver from gpuop any more. */
+  | { kind: "clearState"; node: string }
   | { kind: "cordon"; node: string }
   | { kind: "uncordon"; node: string }
   | { kind: "movePool"; node: string; pool: string | null }
@@ -215,9 +217,14 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
       if (need !== "none") outdated.push(n.name);
       continue;
     }
-    // Leaving gpuop (driver disabled, node excluded): nothing to protect it for.
+    // Leaving gpuop (driver disabled, node excluded): nothing to protect it for; an upgrade under way ends.
     if (n.desiredPool === undefined) {
       if (n.currentPool !== undefined) actions.push({ kind: "movePool", node: n.name, pool: null });
+      if (n.cordonedByUpgrade) actions.push({ kind: "uncordon", node: n.name });
+      if (n.state !== undefined) {
+        actions.push({ kind: "clearState", node: n.name });
+        finalState.set(n.name, undefined);
+      }
       continue;
     }
     if (!IN_PROGRESS_STATES.has(state)) {
