@@ -201,27 +201,19 @@ describe("a conventional version bump", () => {
     assert.equal((await getNode("pdb-b")).spec?.unschedulable ?? false, false);
   });
 
-  test("waitForCompletion holds a node while a matching job pod runs", async () => {
+  test("waitForCompletion holds a node while a matching job pod runs, forever with timeoutSeconds 0", async () => {
     const names = ["wait-a", "wait-b"];
     await setup(names.map((name) => ({ name, kernel: "5.15.0-69-generic" })), {
       version: "550.54.15",
       upgradePolicy: { maxParallelUpgrades: 0, maxUnavailable: "100%", waitForCompletion: { podSelector: "job-kind=training" } },
     });
-    // A Job's pod; kwok keeps it Running until the test says it finished.
-    await client.create(`/apis/batch/v1/namespaces/${WORK_NS}/jobs`, {
-      metadata: { name: "training" },
-      spec: {
-        backoffLimit: 0,
-        template: {
-          metadata: { labels: { "job-kind": "training" } },
-          spec: { restartPolicy: "Never", nodeSelector: { "kubernetes.io/hostname": "wait-b" }, containers: [{ name: "t", image: "registry.invalid/train:1" }] },
-        },
-      },
+    // A job's pod. kwok completes the pods of a real Job at once, so this one carries a Job's
+    // labels without its owner; kwok keeps it Running until the test says it finished.
+    const job = await client.create<Pod>(`/api/v1/namespaces/${WORK_NS}/pods`, {
+      metadata: { name: "training-x7k2p", labels: { "job-kind": "training", "batch.kubernetes.io/job-name": "training" } },
+      spec: { restartPolicy: "Never", nodeSelector: { "kubernetes.io/hostname": "wait-b" }, containers: [{ name: "t", image: "registry.invalid/train:1" }] },
     });
-    const job = await eventually("job pod running", async () => {
-      const { items } = await client.list<Pod>(`/api/v1/namespaces/${WORK_NS}/pods`, { labelSelector: "job-kind=training" });
-      return items.find((p) => p.status?.phase === "Running");
-    });
+    await eventually("job pod running", async () => ((await client.get<Pod>(`/api/v1/namespaces/${WORK_NS}/pods/${job.metadata.name}`)).status?.phase === "Running" ? true : undefined));
     await patchDriver({ version: "550.90.07" });
     await waitAllDone(["wait-a"], () => "nvcr.io/nvidia/driver:550.90.07-ubuntu22.04");
     assert.equal((await getNode("wait-b")).metadata.labels?.[STATE], "wait-for-jobs-required");
