@@ -1,4 +1,5 @@
 import { UserError } from "./errors.ts";
+import { parseSelector } from "./upgrade.ts";
 
 /**
  * The ClusterPolicy (nvidia.com/v1), as NVIDIA's GPU Operator defines it, with the parts gpuop
@@ -273,8 +274,35 @@ function checkDriverTypes(driver: Record<string, unknown>): void {
       }
     }
   }
+  const upgrade = driver["upgradePolicy"];
+  if (isRecord(upgrade)) checkUpgradePolicy(upgrade, `${at}.upgradePolicy`);
   const kmc = driver["kernelModuleConfig"];
   if (isRecord(kmc)) expectType(kmc, "name", "string", `${at}.kernelModuleConfig`);
+}
+
+/** The upgrade policy's fields gpuop acts on; a selector that does not parse would otherwise stall every upgrade. */
+function checkUpgradePolicy(u: Record<string, unknown>, at: string): void {
+  expectType(u, "autoUpgrade", "boolean", at);
+  const count = (o: Record<string, unknown>, f: string, where: string) => {
+    const v = o[f];
+    if (v !== undefined && !(Number.isInteger(v) && (v as number) >= 0)) throw new UserError(`${where}.${f} must be a whole number of at least 0, not ${JSON.stringify(v)}`);
+  };
+  count(u, "maxParallelUpgrades", at);
+  for (const part of ["podDeletion", "waitForCompletion", "drain"]) {
+    const o = u[part];
+    if (o === undefined) continue;
+    if (!isRecord(o)) throw new UserError(`${at}.${part} must be an object`);
+    count(o, "timeoutSeconds", `${at}.${part}`);
+    for (const f of ["force", "deleteEmptyDir", "enable"]) expectType(o, f, "boolean", `${at}.${part}`);
+    expectType(o, "podSelector", "string", `${at}.${part}`);
+    if (typeof o["podSelector"] === "string") {
+      try {
+        parseSelector(o["podSelector"]);
+      } catch {
+        throw new UserError(`${at}.${part}.podSelector ${JSON.stringify(o["podSelector"])} is not a label selector: write it as kubectl -l takes it, e.g. "app=training,tier!=web"`);
+      }
+    }
+  }
 }
 
 function expectType(o: Record<string, unknown>, field: string, type: "string" | "boolean", at: string): void {

@@ -344,3 +344,13 @@ test("a rendered DaemonSet pinned to a digest keeps its template hash, so pods a
   assert.equal(driverPodCurrent({ ...pod, imageID: `r/driver@${D1}` }, want), true);
   assert.equal(driverPodCurrent({ ...pod, imageID: `r/driver@${D2}` }, want), false);
 });
+
+test("normalizePolicy refuses an upgrade policy gpuop could not act on, naming the field", async () => {
+  const { normalizePolicy } = await import("./policy.ts");
+  const policy = (upgradePolicy: unknown) => ({ metadata: { name: "p" }, spec: { driver: { upgradePolicy } } });
+  assert.throws(() => normalizePolicy(policy({ waitForCompletion: { podSelector: "app in training" } })), /spec\.driver\.upgradePolicy\.waitForCompletion\.podSelector .* is not a label selector/);
+  assert.throws(() => normalizePolicy(policy({ drain: { podSelector: "a=b=c" } })), /upgradePolicy\.drain\.podSelector/);
+  assert.throws(() => normalizePolicy(policy({ maxParallelUpgrades: -1 })), /maxParallelUpgrades must be a whole number/);
+  assert.throws(() => normalizePolicy(policy({ podDeletion: { timeoutSeconds: "300" } })), /podDeletion\.timeoutSeconds/);
+  assert.doesNotThrow(() => normalizePolicy(policy({ waitForCompletion: { podSelector: "app=training,tier notin (web)" }, drain: { podSelector: "" } })));
+});
