@@ -10,6 +10,10 @@ import { createGpuNode, deleteNodes, type SimulatedGpuNode } from "./harness/nod
 import { startOperator, type OperatorProcess } from "./harness/operator.ts";
 import { deletePolicies, driverPods, ensureNamespace, getPolicy, installCrd, POLICY_PATH } from "./harness/policy.ts";
 import { eventually } from "./harness/wait.ts";
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { repoRoot } from "./harness/tools.ts";
 import type { KubeClient } from "../src/kube/client.ts";
 import type { Node, Pod } from "../src/kube/types.ts";
 
@@ -196,6 +200,11 @@ describe("a conventional version bump", () => {
     });
     assert.equal(policy.status?.upgrades?.failed[0]?.node, "pdb-b");
     assert.equal(policy.status?.conditions?.find((c) => c.type === "Ready")?.reason, "DriverUpgradeFailed");
+    // gpuop status shows what runs, what is wanted, and the upgrade state.
+    const status = (await promisify(execFile)(join(repoRoot, "bin", "gpuop"), ["status"], { env: { ...process.env, KUBECONFIG: cluster.kubeconfig } })).stdout;
+    assert.match(status, /^pdb-b\s.*\snvcr\.io\/nvidia\/driver:550\.54\.15-ubuntu22\.04\s+nvcr\.io\/nvidia\/driver:550\.90\.07-ubuntu22\.04\s+upgrade-failed\s/m);
+    assert.match(status, /^pdb-a\s.*\snvcr\.io\/nvidia\/driver:550\.90\.07-ubuntu22\.04\s+=\s+upgrade-done\s/m);
+    assert.match(status, /failed: pdb-b: .*PodDisruptionBudget/);
     // The README's retry: remove the cause, set the label back.
     await client.delete(`/apis/policy/v1/namespaces/${WORK_NS}/poddisruptionbudgets/guarded`);
     await cluster.kubectl(["label", "node", "pdb-b", `${STATE}=upgrade-required`, "--overwrite"]);

@@ -45,6 +45,7 @@ export const statusCommand: Command = {
             usePrecompiled: policy.spec?.driver?.usePrecompiled ?? false,
             version: policy.spec?.driver?.version ?? "",
             conditions: (policy.status?.conditions ?? []).map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message })),
+            ...(policy.status?.upgrades ? { upgrades: policy.status.upgrades } : {}),
           }
         : undefined;
       if (format !== "table") {
@@ -58,6 +59,14 @@ export const statusCommand: Command = {
         for (const c of summary.conditions) if (c.status === "True" && c.type === "Error") process.stdout.write(`Error (${c.reason}): ${c.message}\n`);
         const ready = summary.conditions.find((c) => c.type === "Ready");
         if (ready && ready.status !== "True") process.stdout.write(`Not ready (${ready.reason}): ${ready.message}\n`);
+        const u = summary.upgrades;
+        if (u) {
+          const states = Object.entries(u.nodesByState).map(([state, n]) => `${state} ${n}`).join(", ");
+          if (states) process.stdout.write(`Driver upgrades: ${states}\n`);
+          if (u.pending.length > 0) process.stdout.write(`  waiting for the budget: ${u.pending.join(", ")}\n`);
+          for (const f of u.failed) process.stdout.write(`  failed: ${f.node}: ${f.reason}\n`);
+          if (u.outdated.length > 0) process.stdout.write(`  outdated, left in place (autoUpgrade false or skip label): ${u.outdated.join(", ")}\n`);
+        }
       }
       process.stdout.write("\n");
       if (rows.length === 0) {

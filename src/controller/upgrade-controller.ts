@@ -4,6 +4,7 @@ import { nodeRollouts, poolSelects, POOL_NODE_LABEL } from "../core/rollout.ts";
 import {
   CORDONED_BY_UPGRADE_ANNOTATION,
   driverPodCurrent,
+  FAILED_REASON_ANNOTATION,
   IN_PROGRESS_STATES,
   planUpgrades,
   STATE_SINCE_ANNOTATION,
@@ -103,6 +104,7 @@ export class UpgradeExecutor {
         unschedulable: node.spec?.unschedulable === true,
         cordonedByUpgrade: annotations[CORDONED_BY_UPGRADE_ANNOTATION] === "true",
         ...(Number.isNaN(since) ? {} : { stateSince: since }),
+        ...(annotations[FAILED_REASON_ANNOTATION] ? { failedReason: annotations[FAILED_REASON_ANNOTATION] } : {}),
         ...(r.currentPool !== undefined ? { currentPool: r.currentPool } : {}),
         ...(r.desiredPool !== undefined ? { desiredPool: r.desiredPool } : {}),
         currentPoolLive: ds !== undefined && !ds.metadata.deletionTimestamp && poolSelects(liveSelectors.get(r.currentPool!) ?? {}, labels),
@@ -155,10 +157,12 @@ export class UpgradeExecutor {
         case "setState":
           patchOf(a.node).labels[UPGRADE_STATE_LABEL] = a.state;
           patchOf(a.node).annotations[STATE_SINCE_ANNOTATION] = stamp;
+          patchOf(a.node).annotations[FAILED_REASON_ANNOTATION] = a.reason?.slice(0, 1000) ?? null;
           break;
         case "clearState":
           patchOf(a.node).labels[UPGRADE_STATE_LABEL] = null;
           patchOf(a.node).annotations[STATE_SINCE_ANNOTATION] = null;
+          patchOf(a.node).annotations[FAILED_REASON_ANNOTATION] = null;
           break;
         case "cordon":
           patchOf(a.node).unschedulable = true;

@@ -22,6 +22,7 @@ export interface StatusInputs {
 
 /** Longest node list kept in the status; the counts stay exact. */
 const STATUS_LIST_MAX = 50;
+const UPGRADE_STATE_NAMES = ["upgrade-required", "cordon-required", "wait-for-jobs-required", "pod-deletion-required", "drain-required", "pod-restart-required", "validation-required", "uncordon-required", "upgrade-done", "upgrade-failed"];
 const IN_PROGRESS = ["cordon-required", "wait-for-jobs-required", "pod-deletion-required", "drain-required", "pod-restart-required", "validation-required", "uncordon-required"];
 
 const list = (names: string[], max = 10) => (names.length > max ? `${names.slice(0, max).join(", ")} and ${names.length - max} more` : names.join(", "));
@@ -99,7 +100,8 @@ export function computeStatus(inputs: StatusInputs, previous: ClusterPolicyStatu
     ...(inputs.upgrades
       ? {
           upgrades: {
-            nodesByState: inputs.upgrades.counts as Record<string, number>,
+            // Every state, zeros included: the status is merge-patched, so a state left out would keep its old count.
+            nodesByState: Object.fromEntries(UPGRADE_STATE_NAMES.map((st) => [st, inputs.upgrades!.counts[st] ?? 0])),
             pending: inputs.upgrades.pending.slice(0, STATUS_LIST_MAX),
             failed: inputs.upgrades.failed.slice(0, STATUS_LIST_MAX),
             outdated: inputs.upgrades.outdated.slice(0, STATUS_LIST_MAX),

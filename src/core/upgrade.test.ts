@@ -354,3 +354,17 @@ test("normalizePolicy refuses an upgrade policy gpuop could not act on, naming t
   assert.throws(() => normalizePolicy(policy({ podDeletion: { timeoutSeconds: "300" } })), /podDeletion\.timeoutSeconds/);
   assert.doesNotThrow(() => normalizePolicy(policy({ waitForCompletion: { podSelector: "app=training,tier notin (web)" }, drain: { podSelector: "" } })));
 });
+
+test("a failed node keeps its recorded reason in the plan; the status counts every state, zeros included", async () => {
+  const plan = planUpgrades([node("b", { state: "upgrade-failed", failedReason: "PDB said no" }), node("c", { state: "upgrade-done", driver: ready() })], settings(), 0);
+  assert.deepEqual(plan.failed, [{ node: "b", reason: "PDB said no" }]);
+  const fails = planUpgrades([node("a", { state: "pod-deletion-required", stateSince: 0, pods: [gpuPod("g")] })], settings(), 301_000);
+  assert.match((fails.actions.find((a) => a.kind === "setState") as { reason?: string }).reason ?? "", /jobs\/g/);
+  const { computeStatus } = await import("./status.ts");
+  const st = computeStatus({ namespace: "ns", policyErrors: [], nodeProblems: [], pools: [], daemonSets: new Map(), waiting: [], gpuNodes: 2, upgrades: { counts: plan.counts, pending: [], failed: plan.failed, outdated: [] } }, undefined, "2026-01-01T00:00:00Z");
+  assert.equal(Object.keys(st.upgrades!.nodesByState).length, 10);
+  assert.equal(st.upgrades!.nodesByState["cordon-required"], 0);
+  assert.equal(st.upgrades!.nodesByState["upgrade-failed"], 1);
+  assert.equal(st.conditions?.find((c) => c.type === "Ready")?.reason, "DriverUpgradeFailed");
+  assert.match(st.conditions?.find((c) => c.type === "Ready")?.message ?? "", /PDB said no.*upgrade-required/);
+});

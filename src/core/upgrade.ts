@@ -18,6 +18,8 @@ export const UPGRADE_SKIP_LABEL = "nvidia.com/gpu-driver-upgrade.skip";
 export const CORDONED_BY_UPGRADE_ANNOTATION = "gpuop.nvidia.com/upgrade-cordoned";
 /** When the node entered its current upgrade state (RFC 3339), for the step timeouts. */
 export const STATE_SINCE_ANNOTATION = "gpuop.nvidia.com/upgrade-state-since";
+/** Why the node's upgrade failed, kept for the policy's status until the node leaves upgrade-failed. */
+export const FAILED_REASON_ANNOTATION = "gpuop.nvidia.com/upgrade-failed-reason";
 /** Hash of a driver pod template, without what does not change the bits a node runs. */
 export const TEMPLATE_HASH_ANNOTATION = "gpuop.nvidia.com/driver-template-hash";
 
@@ -129,6 +131,8 @@ export interface UpgradeNode {
   cordonedByUpgrade: boolean;
   /** Epoch ms the node entered its state. */
   stateSince?: number;
+  /** Why it failed, as recorded when it entered upgrade-failed. */
+  failedReason?: string;
   currentPool?: string;
   /** undefined: gpuop should run no driver on it. */
   desiredPool?: string;
@@ -141,7 +145,7 @@ export interface UpgradeNode {
 }
 
 export type UpgradeAction =
-  | { kind: "setState"; node: string; state: UpgradeState }
+  | { kind: "setState"; node: string; state: UpgradeState; reason?: string }
   /** Removes the state label: the node gets no driver from gpuop any more. */
   | { kind: "clearState"; node: string }
   | { kind: "cordon"; node: string }
@@ -203,7 +207,9 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
     if (message !== undefined) actions.push({ kind: "event", node: n.name, type, reason: eventReason(state), message });
   };
   const fail = (n: UpgradeNode, reason: string) => {
-    set(n, "upgrade-failed", reason, "Warning");
+    actions.push({ kind: "setState", node: n.name, state: "upgrade-failed", reason });
+    finalState.set(n.name, "upgrade-failed");
+    actions.push({ kind: "event", node: n.name, type: "Warning", reason: eventReason("upgrade-failed"), message: reason });
     failed.push({ node: n.name, reason });
   };
   const elapsed = (n: UpgradeNode) => (n.stateSince === undefined ? 0 : (now - n.stateSince) / 1000);
@@ -236,7 +242,7 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
       if (state === "upgrade-failed") {
         // Repaired by hand (or the policy rolled back): finish like a successful upgrade.
         if (driverDone(n)) set(n, "uncordon-required", "the driver is Ready again; leaving upgrade-failed");
-        else failed.push({ node: n.name, reason: "see the node's Events" });
+        else failed.push({ node: n.name, reason: n.failedReason ?? "see the node's Events" });
         continue;
       }
       if (need === "replace" && !s.autoUpgrade) {
