@@ -22,6 +22,7 @@ import { isNotFound, KubeApiError, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, Node, Pod } from "../kube/types.ts";
+import { mapLimit } from "../registry/pool.ts";
 
 /** What one upgrade pass needs from the driver controller's caches. */
 export interface UpgradeInputs {
@@ -41,6 +42,9 @@ export interface UpgradeOutcome extends UpgradePlan {
   /** Run again after this long: a step waits for pods or a timeout that no watch reports. */
   requeueMs?: number;
 }
+
+/** Requests in flight at once for per-node work (pod lists, patches, evictions, events). */
+const CONCURRENCY = 16;
 
 /** How often a node in a waiting step is looked at again (its workload pods are not watched). */
 const STEP_RECHECK_MS = 2000;
@@ -110,9 +114,12 @@ export class UpgradeExecutor {
         currentPoolLive: ds !== undefined && !ds.metadata.deletionTimestamp && poolSelects(liveSelectors.get(r.currentPool!) ?? {}, labels),
         ...(pod && ds ? { driver: driverView(pod as PodDetails, ds) } : {}),
       };
-      if (STATES_NEEDING_PODS.has(n.state ?? "") && !n.skip) n.pods = await this.podsOn(r.name);
       out.push(n);
     }
+    // One small list per node in an eviction step, a few at a time.
+    await mapLimit(out.filter((n) => STATES_NEEDING_PODS.has(n.state ?? "") && !n.skip), CONCURRENCY, async (n) => {
+      n.pods = await this.podsOn(n.name);
+    });
     return out;
   }
 
@@ -148,10 +155,9 @@ export class UpgradeExecutor {
     };
     const stamp = new Date().toISOString();
     // Pod deletions first: a state that says they happened is written only after they did.
-    for (const a of actions) {
-      if (a.kind === "evict") await this.evict(a.namespace, a.pod, a.node);
-      else if (a.kind === "deleteDriverPod") await this.deletePod(a.namespace, a.pod, a.node);
-    }
+    await mapLimit(actions.filter((a) => a.kind === "evict" || a.kind === "deleteDriverPod"), CONCURRENCY, (a) =>
+      a.kind === "evict" ? this.evict(a.namespace, a.pod, a.node) : a.kind === "deleteDriverPod" ? this.deletePod(a.namespace, a.pod, a.node) : Promise.resolve(),
+    );
     for (const a of actions) {
       switch (a.kind) {
         case "setState":
@@ -178,24 +184,24 @@ export class UpgradeExecutor {
       }
     }
     // One patch per node, so the state and what it records (cordon, pool) change together.
-    for (const [node, p] of patches) {
+    await mapLimit([...patches], CONCURRENCY, async ([node, p]) => {
       const body: Record<string, unknown> = { metadata: { labels: p.labels, ...(Object.keys(p.annotations).length > 0 ? { annotations: p.annotations } : {}) } };
       if (p.unschedulable !== undefined) body.spec = { unschedulable: p.unschedulable };
       try {
         await this.client.mergePatch(`/api/v1/nodes/${node}`, body);
       } catch (err) {
-        if (isNotFound(err)) continue;
+        if (isNotFound(err)) return;
         throw err;
       }
       if (p.labels[POOL_NODE_LABEL] !== undefined) this.log.info("moved node to driver pool", { node, pool: p.labels[POOL_NODE_LABEL] });
       if (p.labels[UPGRADE_STATE_LABEL] !== undefined && p.labels[UPGRADE_STATE_LABEL] !== "upgrade-done") this.log.info("driver upgrade step", { node, state: p.labels[UPGRADE_STATE_LABEL] });
-    }
-    for (const a of actions) {
-      if (a.kind !== "event") continue;
+    });
+    await mapLimit(actions.filter((a) => a.kind === "event"), CONCURRENCY, async (a) => {
+      if (a.kind !== "event") return;
       const node = nodeByName.get(a.node);
       const ref = { apiVersion: "v1", kind: "Node", metadata: { name: a.node, ...(node?.metadata.uid ? { uid: node.metadata.uid } : {}) } };
       await this.events.record(ref, a.type, a.reason, a.message);
-    }
+    });
   }
 
   /** Evicts through the Eviction API; a PodDisruptionBudget's 429 leaves the pod for the next pass (the step's timeout decides). */
