@@ -165,7 +165,7 @@ export class DriverController {
     // Pinned to the digest the registry serves now: one pool, one set of bits; a republished tag rolls.
     const toApply = rendered.daemonSets.filter((d) => !missing.has(d.metadata.name)).map((d) => (digests.has(d.metadata.name) ? pinDriverDigest(d, digests.get(d.metadata.name)!) : d));
 
-    // Each DaemonSet runs only on nodes labelled with its pool (moveNodes), so pools change a few nodes at a time.
+    // Each DaemonSet runs only on nodes labelled with its pool (set by the UpgradeExecutor), so pools change a few nodes at a time.
     if (toApply.length > 0) await this.ensureDriverServiceAccount();
     for (const ds of toApply) await this.applyDaemonSet(ds);
 
