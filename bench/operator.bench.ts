@@ -54,7 +54,7 @@ async function flip(cluster: LocalCluster, client: KubeClient, op: OperatorProce
       apiVersion: "nvidia.com/v1",
       kind: "ClusterPolicy",
       metadata: { name: "cluster-policy" },
-      spec: { driver: { repository: "nvcr.io/nvidia", version: "580.95.05", upgradePolicy: { maxUnavailable } } },
+      spec: { driver: { repository: "nvcr.io/nvidia", version: "580.95.05", upgradePolicy: { maxUnavailable, maxParallelUpgrades: 0 } } },
     }),
   });
   const installStart = performance.now();

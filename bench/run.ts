@@ -5,6 +5,7 @@ import type { Benchmark } from "./benchmark.ts";
 const modules: (() => Promise<{ benchmark: Benchmark }>)[] = [
   () => import("./registry.bench.ts"),
   () => import("./operator.bench.ts"),
+  () => import("./upgrade.bench.ts"),
 ];
 
 const only = process.argv[2];

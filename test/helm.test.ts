@@ -109,17 +109,19 @@ describe("chart checks without installing", () => {
     assert.match(out, /1 chart\(s\) linted, 0 chart\(s\) failed/);
   });
 
-  test("RBAC grants exactly what the controller uses, nothing cluster-wide beyond nodes and ClusterPolicies", async () => {
+  test("RBAC grants exactly what the controller uses, nothing cluster-wide beyond nodes, ClusterPolicies and the pods of nodes being upgraded", async () => {
     const objs = await helm.template();
     assert.deepEqual(rules(find(objs, "ClusterRole", "gpu-operator")), [
       { apiGroups: ["nvidia.com"], resources: ["clusterpolicies"], verbs: ["list", "watch"] },
       { apiGroups: ["nvidia.com"], resources: ["clusterpolicies/status"], verbs: ["patch"] },
       { apiGroups: ["nvidia.com"], resources: ["clusterpolicies/finalizers"], verbs: ["update"] },
       { apiGroups: [""], resources: ["nodes"], verbs: ["list", "watch", "patch"] },
+      { apiGroups: [""], resources: ["pods"], verbs: ["list"] },
+      { apiGroups: [""], resources: ["pods/eviction"], verbs: ["create"] },
     ]);
     assert.deepEqual(rules(find(objs, "Role", "gpu-operator", NS)), [
       { apiGroups: ["apps"], resources: ["daemonsets"], verbs: ["list", "watch", "create", "patch", "delete"] },
-      { apiGroups: [""], resources: ["pods"], verbs: ["list", "watch"] },
+      { apiGroups: [""], resources: ["pods"], verbs: ["list", "watch", "delete"] },
       { apiGroups: [""], resources: ["serviceaccounts"], resourceNames: ["nvidia-driver"], verbs: ["get"] },
       { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"] },
       { apiGroups: ["coordination.k8s.io"], resources: ["leases"], resourceNames: ["gpuop-leader"], verbs: ["get", "update"] },
@@ -184,6 +186,10 @@ describe("chart checks without installing", () => {
       { enabled: true, usePrecompiled: false, repository: "nvcr.io/nvidia", image: "driver", version: "550.54.15", imagePullPolicy: "IfNotPresent", kernelModuleType: "auto", rdma: { enabled: false, useHostMofed: false }, upgradePolicy: undefined },
     );
     assert.equal(defaults.spec.driver.upgradePolicy.maxUnavailable, "25%");
+    // NVIDIA's chart value gpuPodDeletion becomes the ClusterPolicy's podDeletion; autoUpgrade is on by default, as in NVIDIA's chart.
+    assert.equal(defaults.spec.driver.upgradePolicy.autoUpgrade, true);
+    assert.deepEqual(defaults.spec.driver.upgradePolicy.podDeletion, { force: false, timeoutSeconds: 300, deleteEmptyDir: false });
+    assert.equal(defaults.spec.driver.upgradePolicy.gpuPodDeletion, undefined);
 
     const objs = await helm.template([
       "--set", "driver.usePrecompiled=true",
@@ -192,6 +198,7 @@ describe("chart checks without installing", () => {
       "--set", "driver.imagePullSecrets={pull-a,pull-b}",
       "--set", "driver.kernelModuleType=open",
       "--set", "driver.upgradePolicy.maxUnavailable=2",
+      "--set", "driver.upgradePolicy.gpuPodDeletion.timeoutSeconds=77",
       "--set", "driver.env[0].name=NVIDIA_DEBUG,driver.env[0].value=1",
       "--set", "driver.resources.limits.memory=2Gi",
       "--set", "driver.manager.image=k8s-driver-manager,driver.manager.version=v0.6.10",
@@ -203,6 +210,7 @@ describe("chart checks without installing", () => {
     assert.deepEqual(driver.imagePullSecrets, ["pull-a", "pull-b"]);
     assert.equal(driver.kernelModuleType, "open");
     assert.equal(driver.upgradePolicy.maxUnavailable, 2);
+    assert.equal(driver.upgradePolicy.podDeletion.timeoutSeconds, 77);
     assert.deepEqual(driver.env, [{ name: "NVIDIA_DEBUG", value: "1" }]);
     assert.deepEqual(driver.resources, { limits: { memory: "2Gi" } });
     assert.deepEqual(driver.manager, { repository: "nvcr.io/nvidia/cloud-native", image: "k8s-driver-manager", version: "v0.6.10", imagePullPolicy: "IfNotPresent" });
@@ -295,7 +303,11 @@ describe("installed from a chart repository, with the operator running as the ch
     const can = async (...args: string[]) => (await cluster.kubectl(["auth", "can-i", ...args, `--as=${SA}`]).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? "" }))).stdout.trim();
     assert.equal(await can("patch", "daemonsets", "-n", NS), "yes");
     assert.equal(await can("get", "secrets", "-n", NS), "no");
-    assert.equal(await can("list", "pods", "-n", "kube-system"), "no");
+    // Driver upgrades list a node's pods in every namespace and evict GPU pods; they delete only driver pods.
+    assert.equal(await can("list", "pods", "-n", "kube-system"), "yes");
+    assert.equal(await can("create", "pods", "--subresource=eviction", "-n", "kube-system"), "yes");
+    assert.equal(await can("delete", "pods", "-n", "kube-system"), "no");
+    assert.equal(await can("watch", "pods", "-n", "kube-system"), "no");
     assert.equal(await can("patch", "daemonsets", "-n", "kube-system"), "no");
     assert.equal(await can("delete", "nodes"), "no");
     assert.equal(await can("create", "clusterpolicies.nvidia.com"), "no");
@@ -375,7 +387,9 @@ describe("installed from a chart repository, with the operator running as the ch
     });
     for (const d of daemonSets) {
       assert.deepEqual(podTemplate(d).imagePullSecrets, [{ name: "private-pull" }], d.metadata.name);
-      assert.equal(podTemplate(d).containers[0]!.image, `${registry.host}/private/driver:525-${d.metadata.name!.replace(/^nvidia-driver-daemonset-/, "")}`);
+      // Pinned to the digest the registry serves for the tag.
+      const tag = `${registry.host}/private/driver:525-${d.metadata.name!.replace(/^nvidia-driver-daemonset-/, "")}`;
+      assert.ok(podTemplate(d).containers[0]!.image.startsWith(`${tag}@sha256:`), podTemplate(d).containers[0]!.image);
     }
     await waitForState(client, "ready");
     assert.doesNotMatch(operator!.logs(), /cannot read pull secret|cannot check driver image|forbidden/i);

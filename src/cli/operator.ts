@@ -21,8 +21,11 @@ Flags:
   --metrics-bind-address <a>   host:port for /metrics, 0 to disable (default: :8080)
   --health-bind-address <a>    host:port for /healthz and /readyz, 0 to disable (default: :8081)
   --no-image-check             roll out without first asking the registry whether each driver image exists
+                               (and without pinning each pool's tag to its digest)
   --plain-http-registries <l>  comma-separated registries (host:port) to reach over plain http
-  --image-recheck-seconds <n>  how often to ask again for a missing driver image (default: 60)
+  --image-recheck-seconds <n>  how often to ask again for a missing driver image (default: 60); a found
+                               image's digest is asked again 10 times less often, at most every 10 minutes
+                               (a republished tag then rolls to the nodes)
   --allowed-image-repositories <l>
                                comma-separated registries or repositories (nvcr.io/nvidia,
                                registry.example.com:5000) that driver images must come from;

@@ -12,7 +12,9 @@ const write = (text: string) => process.stdout.write(stripControl(text));
 const usage = `Usage: gpuop status [flags]
 
 Shows the active ClusterPolicy's state and, for each GPU node, its kernel,
-OS tag, driver mode, DaemonSet, image, driver pod and the pod's phase.
+OS tag, driver mode, DaemonSet, the image its driver pod runs, the image its
+DaemonSet wants ("=" when the same), its driver upgrade state
+(nvidia.com/gpu-driver-upgrade-state), the driver pod and the pod's phase.
 
 Flags:
   --kubeconfig <file>   kubeconfig to use (default: $KUBECONFIG, ~/.kube/config)
@@ -47,6 +49,7 @@ export const statusCommand: Command = {
             usePrecompiled: policy.spec?.driver?.usePrecompiled ?? false,
             version: policy.spec?.driver?.version ?? "",
             conditions: (policy.status?.conditions ?? []).map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message })),
+            ...(policy.status?.upgrades ? { upgrades: policy.status.upgrades } : {}),
           }
         : undefined;
       if (format !== "table") {
@@ -60,6 +63,14 @@ export const statusCommand: Command = {
         for (const c of summary.conditions) if (c.status === "True" && c.type === "Error") write(`Error (${c.reason}): ${c.message}\n`);
         const ready = summary.conditions.find((c) => c.type === "Ready");
         if (ready && ready.status !== "True") write(`Not ready (${ready.reason}): ${ready.message}\n`);
+        const u = summary.upgrades;
+        if (u) {
+          const states = Object.entries(u.nodesByState).map(([state, n]) => `${state} ${n}`).join(", ");
+          if (states) write(`Driver upgrades: ${states}\n`);
+          if (u.pending.length > 0) write(`  waiting for the budget: ${u.pending.join(", ")}\n`);
+          for (const f of u.failed) write(`  failed: ${f.node}: ${f.reason}\n`);
+          if (u.outdated.length > 0) write(`  outdated, left in place (autoUpgrade false or skip label): ${u.outdated.join(", ")}\n`);
+        }
       }
       write("\n");
       if (rows.length === 0) {
@@ -68,8 +79,8 @@ export const statusCommand: Command = {
       }
       write(
         formatTable(
-          ["NODE", "KERNEL", "OS", "MODE", "DAEMONSET", "IMAGE", "POD", "PHASE"],
-          rows.map((r) => [r.node, r.kernel, r.osTag, r.mode, r.daemonSet, r.image, r.pod, r.problem ? `${r.phase}: ${r.problem}` : r.phase]),
+          ["NODE", "KERNEL", "OS", "MODE", "DAEMONSET", "IMAGE", "WANTED", "UPGRADE", "POD", "PHASE"],
+          rows.map((r) => [r.node, r.kernel, r.osTag, r.mode, r.daemonSet, r.image, r.wantedImage === "" || r.wantedImage === r.image || r.image.startsWith(`${r.wantedImage}@`) ? "=" : r.wantedImage, r.upgradeState, r.pod, r.problem ? `${r.phase}: ${r.problem}` : r.phase]),
         ),
       );
       // Why a node is on the conventional fallback or has no driver, in the operator's words.

@@ -1,8 +1,8 @@
 import { classifyNodes, desiredNodeLabels, type GpuNodeFacts, type GpuNodeOptions } from "../core/gpu-node.ts";
 import { canonicalJson, isSubset } from "../core/diff.ts";
 import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, withDefaultDriverVersion, type ClusterPolicy, type ClusterPolicyStatus } from "../core/policy.ts";
-import { renderDriverDaemonSets, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
-import { nodeRollouts, planRollout, readyDriverKeys, resolveMaxUnavailable, POOL_NODE_LABEL } from "../core/rollout.ts";
+import { renderDriverDaemonSets, pinDriverDigest, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
+import { POOL_NODE_LABEL } from "../core/rollout.ts";
 import { computeStatus, ignoredStatus } from "../core/status.ts";
 import { DEFAULT_PULL_GRACE_MS, poolsWithFallback, PULL_FAILED_ANNOTATION } from "../core/fallback.ts";
 import { validatePolicy } from "../core/validate.ts";
@@ -16,6 +16,7 @@ import type { DaemonSet, Node, Pod } from "../kube/types.ts";
 import { ConventionalFallback } from "./fallback.ts";
 import type { ImageChecker } from "./image-check.ts";
 import type { OperatorMetrics } from "./metrics.ts";
+import { UpgradeExecutor, type UpgradeOutcome } from "./upgrade-controller.ts";
 import { WorkQueue } from "./workqueue.ts";
 
 export const FIELD_MANAGER = "gpuop";
@@ -56,6 +57,7 @@ export class DriverController {
   private readonly defaultDriverVersion: string | undefined;
   /** GPU nodes beyond NFD's and the clouds' labels (--gpu-node-selector). */
   private readonly gpuNodeOptions: GpuNodeOptions;
+  private readonly upgrades: UpgradeExecutor;
 
   private readonly fallback: ConventionalFallback;
 
@@ -71,6 +73,7 @@ export class DriverController {
     this.log = opts.log;
     this.events = opts.events;
     this.metrics = opts.metrics;
+    this.upgrades = new UpgradeExecutor({ client: this.client, events: this.events, log: this.log, namespace: this.namespace });
     const ns = this.namespace;
     this.policies = new Informer(this.client, CLUSTER_POLICY_PATH, {}, this.log);
     this.nodes = new Informer(this.client, "/api/v1/nodes", {}, this.log);
@@ -183,20 +186,35 @@ export class DriverController {
     // A pool whose image the registry lacks gets no DaemonSet; its nodes (and those whose precompiled
     // image cannot be pulled) go to the conventional fallback, or, without one, keep their pool while it still selects them.
     // A pool whose image the registry has not answered for yet holds its nodes and DaemonSet, without a warning.
-    const { missing, unchecked, pending } = await this.checkImages(rendered.pools, gpuNodes, policy.spec.driver.imagePullSecrets ?? []);
+    const { missing, unchecked, pending, digests } = await this.checkImages(rendered.pools, gpuNodes, policy.spec.driver.imagePullSecrets ?? []);
     const fallback = await this.fallback.plan({ active, policy, nodes, gpuNodes, pools: rendered.pools, missing, pods: this.pods.list(), daemonSets: this.daemonSets.list(), namespace: this.namespace, ownerRef });
     await this.reportWarnings(active, [...warnings, ...fallback.warnings, ...unchecked.map((u) => ({ reason: "ImageCheckFailed", message: `could not check driver image ${u.image}, rolled out without the check: ${u.reason}` }))]);
     if ((missing.size > 0 || fallback.diverted.size > 0) && this.images) this.queue.addAfter(KEY, this.images.recheckMs);
+    else if (digests.size > 0 && this.images) this.queue.addAfter(KEY, this.images.refreshMs);
     if (fallback.requeueMs !== undefined) this.queue.addAfter(KEY, fallback.requeueMs);
     const pools = poolsWithFallback(rendered.pools.filter((p) => !pending.has(p.name)), missing, fallback.diverted, fallback.pools);
-    const toApply = [...rendered.daemonSets.filter((d) => pools.some((p) => p.name === d.metadata.name)), ...fallback.daemonSets];
+    // Pinned to the digest the registry serves now: one pool, one set of bits; a republished tag rolls.
+    const pinned = (d: DriverDaemonSet) => (digests.has(d.metadata.name!) ? pinDriverDigest(d, digests.get(d.metadata.name!)!) : d);
+    const toApply = [...rendered.daemonSets.filter((d) => pools.some((p) => p.name === d.metadata.name)).map(pinned), ...fallback.daemonSets];
 
-    // Each DaemonSet runs only on nodes labelled with its pool (moveNodes), so pools change a few nodes at a time.
+    // Each DaemonSet runs only on nodes labelled with its pool (set by the UpgradeExecutor), so pools change a few nodes at a time.
     if (toApply.length > 0) await this.ensureDriverServiceAccount();
     for (const ds of toApply) await this.applyDaemonSet(ds);
 
+    // Pool moves and in-place upgrades: one state machine per node, one budget (src/core/upgrade.ts).
     const held = [...pending.values()].flatMap((m) => m.nodes);
-    const waiting = await this.moveNodes(nodes, gpuNodes, pools, policy.spec.driver.upgradePolicy?.maxUnavailable, [...fallback.none, ...held]);
+    const upgrade = await this.upgrades.reconcile({
+      nodes,
+      pools,
+      hold: new Set([...fallback.none, ...held]),
+      daemonSets: this.daemonSets.list(),
+      driverPods: this.pods.list(),
+      upgradePolicy: policy.spec.driver.upgradePolicy,
+      deployableNodes: gpuNodes.filter((n) => n.deployable).length,
+    });
+    if (upgrade.requeueMs !== undefined) this.queue.addAfter(KEY, upgrade.requeueMs);
+    this.metrics.upgradeStates.replace(upgradeStateSeries(upgrade));
+    const waiting = upgrade.waiting;
     // A pool still waiting for its image answer keeps any DaemonSet it already has.
     await this.prune(new Set([...toApply.map((d) => d.metadata.name), ...pending.keys()]));
 
@@ -207,12 +225,13 @@ export class DriverController {
         namespace: this.namespace,
         policyErrors: [],
         nodeProblems: problems,
-        pools: pools.map((p) => ({ name: p.name, ...(p.kernel ? { kernel: p.kernel } : {}), osTag: p.osTag, image: p.image, precompiled: p.precompiled, nodes: p.nodes.length, nodeNames: p.nodes })),
+        pools: pools.map((p) => ({ name: p.name, ...(p.kernel ? { kernel: p.kernel } : {}), osTag: p.osTag, image: digests.has(p.name) ? `${p.image}@${digests.get(p.name)}` : p.image, precompiled: p.precompiled, nodes: p.nodes.length, nodeNames: p.nodes })),
         daemonSets: dsStatus,
         waiting,
         gpuNodes: gpuNodes.length,
         missingImages: [...missing.values()],
         drivers: fallback.summary,
+        upgrades: { counts: upgrade.counts, pending: upgrade.waiting, failed: upgrade.failed, outdated: upgrade.outdated },
       },
       active.status,
       now(),
@@ -275,7 +294,8 @@ export class DriverController {
     const missing = new Map<string, { image: string; nodes: string[] }>();
     const unchecked: { image: string; reason: string }[] = [];
     const pending = new Map<string, { image: string; nodes: string[] }>();
-    if (!this.images) return { missing, unchecked, pending };
+    const digests = new Map<string, string>();
+    if (!this.images) return { missing, unchecked, pending, digests };
     const archOf = new Map(gpuNodes.map((n) => [n.name, n.arch]));
     for (const pool of pools) {
       const arches = [...new Set(pool.nodes.map((n) => archOf.get(n) ?? "").filter(Boolean))];
@@ -283,25 +303,9 @@ export class DriverController {
       if (answer.result === "missing") missing.set(pool.name, { image: pool.image, nodes: pool.nodes });
       else if (answer.pending) pending.set(pool.name, { image: pool.image, nodes: pool.nodes });
       else if (answer.result === "unknown") unchecked.push({ image: pool.image, reason: answer.reason ?? "unknown" });
+      else if (answer.digest) digests.set(pool.name, answer.digest);
     }
-    return { missing, unchecked, pending };
-  }
-
-  /**
-   * Relabels nodes whose pool changed, within the policy's maxUnavailable; returns nodes left
-   * waiting. Nodes in `hold` (their new image is missing) stay where they are while their current
-   * DaemonSet still selects them.
-   */
-  private async moveNodes(nodes: Node[], gpuNodes: GpuNodeFacts[], pools: { name: string; nodes: string[] }[], maxUnavailable: number | string | undefined, hold: string[] = []): Promise<string[]> {
-    const liveSelectors = new Map(this.daemonSets.list().map((d) => [d.metadata.name!, (d.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector ?? {}]));
-    const rollout = nodeRollouts({ nodes, pools, hold: new Set(hold), liveSelectors, readyDrivers: readyDriverKeys(this.pods.list()) });
-    const budget = resolveMaxUnavailable(maxUnavailable, Math.max(gpuNodes.filter((n) => n.deployable).length, 1));
-    const plan = planRollout(rollout, new Set(liveSelectors.keys()), budget);
-    for (const [node, pool] of plan.moves) {
-      await this.client.mergePatch(`/api/v1/nodes/${node}`, { metadata: { labels: { [POOL_NODE_LABEL]: pool } } });
-      this.log.info("moved node to driver pool", { node, pool });
-    }
-    return plan.waiting;
+    return { missing, unchecked, pending, digests };
   }
 
   /** Deletes DaemonSets no longer desired once no node is assigned to them. */
@@ -362,6 +366,10 @@ export class DriverController {
 
 const readyOf = (n: Node) => n.status?.conditions?.find((c) => c.type === "Ready")?.status;
 const now = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
+
+function upgradeStateSeries(plan: UpgradeOutcome) {
+  return Object.entries(plan.counts).map(([state, value]) => ({ labels: { state }, value }));
+}
 
 function nodeStateSeries(gpuNodes: GpuNodeFacts[], problems: number) {
   const count = (f: (n: GpuNodeFacts) => boolean) => gpuNodes.filter(f).length;

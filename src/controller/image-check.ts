@@ -17,6 +17,8 @@ export interface ImageAnswer {
    * pool's nodes where they are, and is called back (onAnswer) when the answer arrives.
    */
   pending?: boolean;
+  /** The digest the registry serves for the tag now ("present" only), so the pool can be pinned to it. */
+  digest?: string;
 }
 
 export interface ImageCheckOptions {
@@ -79,6 +81,11 @@ export class ImageChecker {
     this.presentTtlMs = opts.presentTtlMs ?? 10 * 60_000;
     this.checkDeadlineMs = opts.checkDeadlineMs ?? 60_000;
     this.ca = opts.ca;
+  }
+
+  /** How long a found image's digest is trusted; the controller looks again after it, so a republished tag rolls. */
+  get refreshMs(): number {
+    return this.presentTtlMs;
   }
 
   /** The shortest time until a "missing" answer is asked again; the controller requeues after it. */
@@ -170,7 +177,7 @@ export class ImageChecker {
         const before = this.cache.get(key);
         const ttl = answer.result === "present" ? this.presentTtlMs : answer.result === "missing" ? this.missingTtlMs : Math.min(this.missingTtlMs, 30_000);
         this.cache.set(key, { answer, until: Date.now() + ttl, askedAt: before?.askedAt ?? Date.now() });
-        if (!before || before.answer.result !== answer.result || before.answer.reason !== answer.reason) {
+        if (!before || before.answer.result !== answer.result || before.answer.reason !== answer.reason || before.answer.digest !== answer.digest) {
           for (const l of this.listeners) l();
         }
       } finally {
@@ -208,6 +215,7 @@ export class ImageChecker {
     const ref = parseImageRef(image);
     let result: Availability;
     let reason: string | undefined;
+    let digest: string | undefined;
     const problems: string[] = [];
     const deadline = AbortSignal.any([AbortSignal.timeout(this.checkDeadlineMs), this.closing.signal]);
     try {
@@ -215,6 +223,11 @@ export class ImageChecker {
       const tag = ref.tag ?? ref.digest ?? "latest";
       const found = await Promise.all((arches.length ? arches : [undefined]).map((a) => client.hasTag(ref.repository, tag, a, { signal: deadline })));
       result = found.every(Boolean) ? "present" : "missing";
+      // The tag's own digest (an index's, for multi-arch images) is what a node's runtime records as the pod's imageID.
+      if (result === "present" && ref.tag !== undefined && ref.digest === undefined) {
+        const head = await client.headManifest(ref.repository, ref.tag, { signal: deadline });
+        if (head && /^sha256:[0-9a-f]{64}$/.test(head.digest)) digest = head.digest;
+      }
     } catch (err) {
       // A missing repository is a missing image; anything else means we could not tell.
       if ((err as { code?: string }).code === "not-found") result = "missing";
@@ -225,7 +238,7 @@ export class ImageChecker {
         result = "unknown";
       }
     }
-    return reason ? { result, reason } : { result };
+    return { result, ...(reason ? { reason } : {}), ...(digest && result === "present" ? { digest } : {}) };
   }
 
   /**

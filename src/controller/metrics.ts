@@ -142,6 +142,7 @@ export class OperatorMetrics {
   readonly nodeDrivers = new Gauge("gpuop_gpu_node_drivers", "GPU nodes of a precompiled policy, by the driver they get: precompiled, fallback (conventional) or none.", ["mode"], this.registry);
   readonly apiRequests = new Counter("gpuop_api_requests_total", "Requests made to the Kubernetes API, by verb.", ["verb"], this.registry);
   readonly leader = new Gauge("gpuop_leader", "1 while this replica leads.", [], this.registry);
+  readonly upgradeStates = new Gauge("gpuop_driver_upgrade_nodes", "GPU nodes by driver upgrade state (nvidia.com/gpu-driver-upgrade-state).", ["state"], this.registry);
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });

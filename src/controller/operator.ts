@@ -61,7 +61,10 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
   const metrics = new OperatorMetrics();
   const images = opts.imageCheck === false
     ? undefined
-    : new ImageChecker(client, log, { plainHttpRegistries: opts.plainHttpRegistries ?? [], missingTtlMs: (opts.imageRecheckSeconds ?? 60) * 1000, ...(opts.registryCa ? { ca: opts.registryCa } : {}) });
+    : new ImageChecker(client, log, { plainHttpRegistries: opts.plainHttpRegistries ?? [], missingTtlMs: (opts.imageRecheckSeconds ?? 60) * 1000,
+        // A found image (and its digest: a republished tag) is asked again ten times less often, at most every 10 minutes.
+        presentTtlMs: Math.min(10 * 60_000, (opts.imageRecheckSeconds ?? 60) * 10_000),
+        ...(opts.registryCa ? { ca: opts.registryCa } : {}) });
   const allowedRepositories = new RepositoryAllowList(opts.allowedImageRepositories ?? []);
   if (allowedRepositories.enabled) log.info("driver images restricted to allowed repositories", { repositories: allowedRepositories.entries });
   const gpuNodeLabel = opts.gpuNodeLabel ? parseRestrictedNodeLabel(opts.gpuNodeLabel) : undefined;

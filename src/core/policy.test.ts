@@ -188,7 +188,7 @@ test("normalizePolicy applies the schema's defaults and keeps the rest", () => {
   assert.equal(p.spec.driver.version, "525");
   assert.deepEqual(p.spec.driver.rdma, { enabled: true, useHostMofed: false });
   assert.deepEqual(p.spec.driver.upgradePolicy, {
-    autoUpgrade: false,
+    autoUpgrade: true,
     maxParallelUpgrades: 1,
     maxUnavailable: "25%",
     drain: { enable: true, force: false, timeoutSeconds: 300, deleteEmptyDir: false },

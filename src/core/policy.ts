@@ -1,5 +1,6 @@
 import { UserError } from "./errors.ts";
 import { driverBranchOf, isFullDriverVersion } from "./tag.ts";
+import { parseSelector } from "./upgrade.ts";
 
 /**
  * The ClusterPolicy (nvidia.com/v1), as NVIDIA's GPU Operator defines it, with the parts gpuop
@@ -147,6 +148,13 @@ export interface ClusterPolicyStatus {
   observedGeneration?: number;
   conditions?: Condition[];
   pools?: PoolStatus[];
+  /** Driver upgrades: GPU nodes per nvidia.com/gpu-driver-upgrade-state, and the nodes waiting, failed or outdated (lists capped). */
+  upgrades?: {
+    nodesByState: Record<string, number>;
+    pending: string[];
+    failed: { node: string; reason: string }[];
+    outdated: string[];
+  };
 }
 
 export interface ClusterPolicyMetadata {
@@ -188,7 +196,8 @@ export const driverSpecDefaults = {
 export const rdmaDefaults = { enabled: false, useHostMofed: false } as const satisfies GpuDirectRdmaSpec;
 
 export const upgradePolicyDefaults = {
-  autoUpgrade: false,
+  // NVIDIA's chart renders true; gpuop's CRD defaults to it too (docs/adr/0009-driver-upgrades.md).
+  autoUpgrade: true,
   maxParallelUpgrades: 1,
   maxUnavailable: "25%",
 } as const satisfies DriverUpgradePolicySpec;
@@ -268,8 +277,35 @@ function checkDriverTypes(driver: Record<string, unknown>): void {
       }
     }
   }
+  const upgrade = driver["upgradePolicy"];
+  if (isRecord(upgrade)) checkUpgradePolicy(upgrade, `${at}.upgradePolicy`);
   const kmc = driver["kernelModuleConfig"];
   if (isRecord(kmc)) expectType(kmc, "name", "string", `${at}.kernelModuleConfig`);
+}
+
+/** The upgrade policy's fields gpuop acts on; a selector that does not parse would otherwise stall every upgrade. */
+function checkUpgradePolicy(u: Record<string, unknown>, at: string): void {
+  expectType(u, "autoUpgrade", "boolean", at);
+  const count = (o: Record<string, unknown>, f: string, where: string) => {
+    const v = o[f];
+    if (v !== undefined && !(Number.isInteger(v) && (v as number) >= 0)) throw new UserError(`${where}.${f} must be a whole number of at least 0, not ${JSON.stringify(v)}`);
+  };
+  count(u, "maxParallelUpgrades", at);
+  for (const part of ["podDeletion", "waitForCompletion", "drain"]) {
+    const o = u[part];
+    if (o === undefined) continue;
+    if (!isRecord(o)) throw new UserError(`${at}.${part} must be an object`);
+    count(o, "timeoutSeconds", `${at}.${part}`);
+    for (const f of ["force", "deleteEmptyDir", "enable"]) expectType(o, f, "boolean", `${at}.${part}`);
+    expectType(o, "podSelector", "string", `${at}.${part}`);
+    if (typeof o["podSelector"] === "string") {
+      try {
+        parseSelector(o["podSelector"]);
+      } catch {
+        throw new UserError(`${at}.${part}.podSelector ${JSON.stringify(o["podSelector"])} is not a label selector: write it as kubectl -l takes it, e.g. "app=training,tier!=web"`);
+      }
+    }
+  }
 }
 
 function expectType(o: Record<string, unknown>, field: string, type: "string" | "boolean", at: string): void {

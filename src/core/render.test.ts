@@ -13,6 +13,7 @@ import { desiredNodeLabels, DEPLOY_DRIVER_LABEL, DEPLOY_OPERANDS_LABEL, NFD_KERN
 import { NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL } from "./os.ts";
 import { isDnsSubdomain, isLabelValue } from "./names.ts";
 import type { ClusterPolicy, DriverSpec } from "./policy.ts";
+import { driverTemplateHash, TEMPLATE_HASH_ANNOTATION } from "./upgrade.ts";
 import { gpuNodeObject } from "../../test/harness/nodes.ts";
 
 /** A Ready GPU node as NFD labels it (the harness's simulated node). */
@@ -444,7 +445,7 @@ test("the driver pod: volumes, mounts, security and probes as NVIDIA's operator 
   const ds = r.daemonSets[0]!;
   assert.equal(ds.apiVersion, "apps/v1");
   assert.equal(ds.kind, "DaemonSet");
-  assert.deepEqual(ds.spec.template.metadata.annotations, { "kubectl.kubernetes.io/default-container": DRIVER_CONTAINER });
+  assert.deepEqual(ds.spec.template.metadata.annotations, { "kubectl.kubernetes.io/default-container": DRIVER_CONTAINER, [TEMPLATE_HASH_ANNOTATION]: driverTemplateHash(ds.spec.template) });
   const pod = ds.spec.template.spec;
   assert.deepEqual(pod.volumes.map((v) => ["hostPath" in v ? [v.name, v.hostPath.path, v.hostPath.type] : [v.name]].flat()), [
     ["run-nvidia", "/run/nvidia", "DirectoryOrCreate"],

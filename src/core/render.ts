@@ -14,6 +14,7 @@ import {
   type ResourceRequirements,
 } from "./policy.ts";
 import { POOL_NODE_LABEL } from "./rollout.ts";
+import { driverTemplateHash, TEMPLATE_HASH_ANNOTATION } from "./upgrade.ts";
 import { formatConventionalTag, formatPrecompiledTag, isDriverBranch } from "./tag.ts";
 
 /**
@@ -292,6 +293,8 @@ function renderDaemonSet(
       },
     },
   };
+  // The upgrade planner compares a driver pod's copy of this hash with its DaemonSet's (src/core/upgrade.ts).
+  ds.spec.template.metadata.annotations[TEMPLATE_HASH_ANNOTATION] = driverTemplateHash(ds.spec.template);
   return ds;
 }
 
@@ -523,6 +526,19 @@ class Volumes {
   list(): Volume[] {
     return this.#volumes;
   }
+}
+
+/**
+ * The DaemonSet with its driver container pinned to `digest` (`<repo>/driver:<tag>@sha256:…`), so
+ * every node of the pool runs the same bits and a republished tag rolls like a version change.
+ * An image that already names a digest is left as it is.
+ */
+export function pinDriverDigest(ds: DriverDaemonSet, digest: string): DriverDaemonSet {
+  const out = structuredClone(ds);
+  for (const c of out.spec.template.spec.containers) {
+    if (c.name === DRIVER_CONTAINER && !c.image.includes("@")) c.image = `${c.image}@${digest}`;
+  }
+  return out;
 }
 
 function compare(a: string, b: string): number {

@@ -19,7 +19,7 @@ test("one row per GPU node joining its pool's DaemonSet and its driver pod", () 
       { metadata: { name: "cpu", labels: {} } },
     ],
     [ds],
-    [{ metadata: { name: "pod-b" }, spec: { nodeName: "b" }, status: { phase: "Pending", containerStatuses: [{ state: { waiting: { reason: "ImagePullBackOff" } } }] } }],
+    [{ metadata: { name: "pod-b" }, spec: { nodeName: "b", containers: [{ name: "nvidia-driver-ctr", image: "r/driver:525-5.15.0-69-generic-ubuntu22.04" }] }, status: { phase: "Pending", containerStatuses: [{ state: { waiting: { reason: "ImagePullBackOff" } } }] } }],
   );
   assert.deepEqual(rows.map((r) => r.node), ["a", "b"]);
   assert.equal(rows[0]!.phase, "not deployed (nvidia.com/gpu.deploy.driver=pre-installed)");
@@ -30,6 +30,8 @@ test("one row per GPU node joining its pool's DaemonSet and its driver pod", () 
     mode: "precompiled",
     daemonSet: ds.metadata.name,
     image: "r/driver:525-5.15.0-69-generic-ubuntu22.04",
+    wantedImage: "r/driver:525-5.15.0-69-generic-ubuntu22.04",
+    upgradeState: "",
     pod: "pod-b",
     phase: "ImagePullBackOff",
   });
@@ -58,4 +60,23 @@ test("a node on the conventional fallback shows mode fallback and why; a DaemonS
   assert.match(rows[0]!.reason!, /the registry has no precompiled image x/);
   assert.equal(rows[1]!.mode, "none", "the old kernel's DaemonSet runs nothing on a node that booted another kernel");
   assert.equal(rows[1]!.daemonSet, "");
+});
+
+test("IMAGE shows what the pod runs, WANTED what its DaemonSet wants, with the node's upgrade state", () => {
+  const digest = `sha256:${"a".repeat(64)}`;
+  const ds = { metadata: { name: "nvidia-driver-daemonset-ubuntu22.04", labels: { "nvidia.com/precompiled": "false" } }, spec: { template: { spec: { containers: [{ name: "nvidia-driver-ctr", image: "r/driver:550.90.07-ubuntu22.04" }] } } } };
+  const pod = (name: string, image: string, deleting = false) => ({
+    metadata: { name, labels: { [POOL_NODE_LABEL]: ds.metadata.name }, ...(deleting ? { deletionTimestamp: "2026-01-01T00:00:00Z" } : {}) },
+    spec: { nodeName: "n", containers: [{ name: "nvidia-driver-ctr", image }] },
+    status: { phase: "Running", conditions: [{ type: "Ready", status: "True" }], containerStatuses: [{ name: "nvidia-driver-ctr", imageID: `docker-pullable://r/driver@${digest}` }] },
+  });
+  const rows = driverStatusRows(
+    [node("n", "5.15.0-69-generic", { [POOL_NODE_LABEL]: ds.metadata.name, "nvidia.com/gpu-driver-upgrade-state": "upgrade-required" })],
+    [ds],
+    [pod("old", "r/driver:550.54.15-ubuntu22.04"), pod("older", "r/driver:535.0-ubuntu22.04", true)],
+  );
+  assert.equal(rows[0]!.image, `r/driver:550.54.15-ubuntu22.04@${digest}`);
+  assert.equal(rows[0]!.wantedImage, "r/driver:550.90.07-ubuntu22.04");
+  assert.equal(rows[0]!.upgradeState, "upgrade-required");
+  assert.equal(rows[0]!.pod, "old");
 });

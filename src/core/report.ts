@@ -10,7 +10,12 @@ export interface NodeDriverRow {
   /** "fallback": the conventional driver of a precompiled policy, where the precompiled one is missing or cannot be pulled. */
   mode: "precompiled" | "conventional" | "fallback" | "none";
   daemonSet: string;
+  /** The image the node's driver pod runs (its spec, with the digest the runtime resolved when the pod reports one). */
   image: string;
+  /** The image its pool's DaemonSet wants now. */
+  wantedImage: string;
+  /** nvidia.com/gpu-driver-upgrade-state, or "" when the node has none. */
+  upgradeState: string;
   pod: string;
   phase: string;
   problem?: string;
@@ -25,8 +30,17 @@ interface DaemonSetLike extends Obj {
   spec?: { template?: { spec?: Record<string, unknown> } };
 }
 interface PodLike extends Obj {
-  spec?: { nodeName?: string };
-  status?: { phase?: string; conditions?: { type: string; status: string }[]; containerStatuses?: { state?: Record<string, { reason?: string }> }[] };
+  spec?: { nodeName?: string; containers?: { name: string; image: string }[] };
+  metadata: Obj["metadata"] & { deletionTimestamp?: string };
+  status?: { phase?: string; conditions?: { type: string; status: string }[]; containerStatuses?: { name?: string; imageID?: string; state?: Record<string, { reason?: string }> }[] };
+}
+
+/** What a driver pod runs: its container's image, pinned to the digest the runtime pulled when known. */
+function runningImage(pod: PodLike | undefined): string {
+  const c = pod?.spec?.containers?.find((x) => x.name === "nvidia-driver-ctr") ?? pod?.spec?.containers?.[0];
+  if (!c) return "";
+  const digest = /(sha256:[0-9a-f]{64})$/.exec(pod?.status?.containerStatuses?.find((x) => x.name === c.name)?.imageID ?? "")?.[1];
+  return digest && !c.image.includes("@") ? `${c.image}@${digest}` : c.image;
 }
 
 const image = (ds: DaemonSetLike | undefined) => {
@@ -52,7 +66,14 @@ export function driverStatusRows(nodes: Obj[], daemonSets: DaemonSetLike[], pods
   const nodeLabels = new Map(nodes.map((n) => [n.metadata.name ?? "", n.metadata.labels ?? {}]));
   const nodeAnnotations = new Map(nodes.map((n) => [n.metadata.name ?? "", n.metadata.annotations ?? {}]));
   const podByNode = new Map<string, PodLike>();
-  for (const p of pods) if (p.spec?.nodeName) podByNode.set(p.spec.nodeName, p);
+  // A node's live pod of its own pool wins over one being deleted or one of the pool it left.
+  const rank = (p: PodLike) => (p.metadata.deletionTimestamp ? 0 : 2) + (p.metadata.labels?.[POOL_NODE_LABEL] === nodeLabels.get(p.spec?.nodeName ?? "")?.[POOL_NODE_LABEL] ? 1 : 0);
+  for (const p of pods) {
+    const n = p.spec?.nodeName;
+    if (!n) continue;
+    const had = podByNode.get(n);
+    if (!had || rank(p) > rank(had)) podByNode.set(n, p);
+  }
   const rows: NodeDriverRow[] = gpuNodes.map((n) => {
     const labels = nodeLabels.get(n.name) ?? {};
     const pool = labels[POOL_NODE_LABEL] ?? "";
@@ -69,14 +90,16 @@ export function driverStatusRows(nodes: Obj[], daemonSets: DaemonSetLike[], pods
       osTag: n.osTag,
       mode: ds ? (precompiled === "true" ? "precompiled" : reason?.startsWith("fallback") ? "fallback" : "conventional") : "none",
       daemonSet: ds ? pool : "",
-      image: image(ds),
+      image: runningImage(pod),
+      wantedImage: image(ds),
+      upgradeState: nodeLabels.get(n.name)?.["nvidia.com/gpu-driver-upgrade-state"] ?? "",
       pod: pod?.metadata.name ?? "",
       phase: pod ? podPhase(pod) : n.deployable ? "NoPod" : `not deployed (nvidia.com/gpu.deploy.driver=${n.deploy})`,
       ...(reason ? { reason } : {}),
     };
   });
   for (const p of problems) {
-    rows.push({ node: p.name, kernel: "", osTag: "", mode: "none", daemonSet: "", image: "", pod: "", phase: "Problem", problem: p.problem });
+    rows.push({ node: p.name, kernel: "", osTag: "", mode: "none", daemonSet: "", image: "", wantedImage: "", upgradeState: "", pod: "", phase: "Problem", problem: p.problem });
   }
   return rows.sort((a, b) => a.node.localeCompare(b.node));
 }

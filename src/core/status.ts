@@ -21,9 +21,16 @@ export interface StatusInputs {
    * on the conventional fallback, with no driver at all, or keeping the driver they run now.
    */
   drivers?: { fallback: string; noDriver: string; keeping: string };
+  /** The upgrade plan's view: nodes per upgrade state, waiting for the budget, failed, outdated and left alone. */
+  upgrades?: { counts: Partial<Record<string, number>>; pending: string[]; failed: { node: string; reason: string }[]; outdated: string[] };
 }
 
 const HINT = "Build the missing images with 'gpuop precompiled build' and set driver.repository, or choose another driver branch";
+
+/** Longest node list kept in the status; the counts stay exact. */
+const STATUS_LIST_MAX = 50;
+const UPGRADE_STATE_NAMES = ["upgrade-required", "cordon-required", "wait-for-jobs-required", "pod-deletion-required", "drain-required", "pod-restart-required", "validation-required", "uncordon-required", "upgrade-done", "upgrade-failed"];
+const IN_PROGRESS = ["cordon-required", "wait-for-jobs-required", "pod-deletion-required", "drain-required", "pod-restart-required", "validation-required", "uncordon-required"];
 
 const list = (names: string[], max = 10) => (names.length > max ? `${names.slice(0, max).join(", ")} and ${names.length - max} more` : names.join(", "));
 
@@ -53,6 +60,7 @@ export function computeStatus(inputs: StatusInputs, previous: ClusterPolicyStatu
       return p.desired !== n || p.readyPods < n;
     });
     const missing = inputs.missingImages ?? [];
+    const upgrading = IN_PROGRESS.reduce((sum, st) => sum + (inputs.upgrades?.counts[st] ?? 0), 0);
     const drivers = inputs.drivers ?? { fallback: "", noDriver: "", keeping: "" };
     const sentences = (...parts: string[]) => parts.filter(Boolean).join("; ");
     if (drivers.noDriver) {
@@ -63,16 +71,27 @@ export function computeStatus(inputs: StatusInputs, previous: ClusterPolicyStatu
     } else if (missing.length > 0 && !drivers.fallback) {
       const parts = missing.map((m) => `${m.image} (for ${list(m.nodes)})`);
       ready = { type: "Ready", status: "False", reason: "PrecompiledImageMissing", message: `the registry has no ${parts.join(", ")}; those nodes are not moved to it. ${HINT}` };
+    } else if ((inputs.upgrades?.failed.length ?? 0) > 0) {
+      const failed = inputs.upgrades!.failed;
+      ready = {
+        type: "Ready",
+        status: "False",
+        reason: "DriverUpgradeFailed",
+        message: `driver upgrade failed on ${list(failed.map((f) => `${f.node} (${f.reason})`), 5)}; fix the cause, then retry with 'kubectl label node <node> nvidia.com/gpu-driver-upgrade-state=upgrade-required --overwrite'`,
+      };
     } else if (inputs.gpuNodes === 0) {
       ready = { type: "Ready", status: "True", reason: "NoGPUNodes", message: "no GPU nodes in the cluster; nothing to deploy" };
-    } else if (notReady.length === 0 && inputs.waiting.length === 0) {
+    } else if (notReady.length === 0 && inputs.waiting.length === 0 && upgrading === 0) {
       const pods = pools.reduce((s, p) => s + p.readyPods, 0);
-      const summary = `${pods} driver pods ready in ${pools.length} pools`;
+      const outdated = inputs.upgrades?.outdated ?? [];
+      const stale = outdated.length > 0 ? `; outdated driver left in place (autoUpgrade false or ${"nvidia.com/gpu-driver-upgrade.skip"}) on ${list(outdated)}` : "";
+      const summary = `${pods} driver pods ready in ${pools.length} pools${stale}`;
       ready = drivers.fallback
         ? { type: "Ready", status: "True", reason: "ConventionalFallback", message: `${summary}; ${drivers.fallback}` }
         : { type: "Ready", status: "True", reason: "Reconciled", message: summary };
     } else {
       const parts = notReady.map((p) => `${p.name}: ${p.readyPods}/${p.nodes ?? 0} ready`);
+      if (upgrading > 0) parts.push(`driver upgrade in progress on ${upgrading} nodes`);
       if (inputs.waiting.length > 0) parts.push(`waiting to change driver: ${list(inputs.waiting)}`);
       if (drivers.fallback) parts.push(drivers.fallback);
       ready = { type: "Ready", status: "False", reason: "DriverNotReady", message: parts.join("; ") };
@@ -91,6 +110,17 @@ export function computeStatus(inputs: StatusInputs, previous: ClusterPolicyStatu
     conditions: [stamp(ready), stamp(error)],
     // While the policy is invalid the pools are the ones last rendered from a valid policy.
     pools: inputs.policyErrors.length > 0 ? (previous?.pools ?? []) : pools,
+    ...(inputs.upgrades
+      ? {
+          upgrades: {
+            // Every state, zeros included: the status is merge-patched, so a state left out would keep its old count.
+            nodesByState: Object.fromEntries(UPGRADE_STATE_NAMES.map((st) => [st, inputs.upgrades!.counts[st] ?? 0])),
+            pending: inputs.upgrades.pending.slice(0, STATUS_LIST_MAX),
+            failed: inputs.upgrades.failed.slice(0, STATUS_LIST_MAX),
+            outdated: inputs.upgrades.outdated.slice(0, STATUS_LIST_MAX),
+          },
+        }
+      : inputs.policyErrors.length > 0 && previous?.upgrades ? { upgrades: previous.upgrades } : {}),
   };
 }
 

@@ -63,7 +63,7 @@ export interface Pod extends KubeObject {
   status?: {
     phase?: string;
     conditions?: { type: string; status: string }[];
-    containerStatuses?: { name: string; ready: boolean; state?: Record<string, { reason?: string; message?: string }> }[];
+    containerStatuses?: { name: string; ready: boolean; image?: string; imageID?: string; state?: Record<string, { reason?: string; message?: string }> }[];
   };
 }
 

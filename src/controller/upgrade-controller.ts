@@ -1,0 +1,259 @@
+import type { DriverUpgradePolicySpec } from "../core/policy.ts";
+import { DRIVER_APP, DRIVER_APP_LABEL, DRIVER_CONTAINER } from "../core/render.ts";
+import { nodeRollouts, poolSelects, POOL_NODE_LABEL } from "../core/rollout.ts";
+import {
+  CORDONED_BY_UPGRADE_ANNOTATION,
+  driverPodCurrent,
+  FAILED_REASON_ANNOTATION,
+  IN_PROGRESS_STATES,
+  planUpgrades,
+  STATE_SINCE_ANNOTATION,
+  STATES_NEEDING_PODS,
+  TEMPLATE_HASH_ANNOTATION,
+  UPGRADE_SKIP_LABEL,
+  UPGRADE_STATE_LABEL,
+  upgradeSettings,
+  type NodePod,
+  type UpgradeAction,
+  type UpgradeNode,
+  type UpgradePlan,
+} from "../core/upgrade.ts";
+import { isNotFound, KubeApiError, type KubeClient } from "../kube/client.ts";
+import type { EventRecorder } from "../kube/events.ts";
+import type { Logger } from "../kube/log.ts";
+import type { DaemonSet, Node, Pod } from "../kube/types.ts";
+import { mapLimit } from "../registry/pool.ts";
+
+/** What one upgrade pass needs from the driver controller's caches. */
+export interface UpgradeInputs {
+  nodes: readonly Node[];
+  /** Pools the policy wants, with their nodes (pools whose image is missing left out). */
+  pools: readonly { name: string; nodes: readonly string[] }[];
+  /** Nodes whose new pool's image is missing: they keep the pool they have while it still works. */
+  hold: ReadonlySet<string>;
+  daemonSets: readonly DaemonSet[];
+  driverPods: readonly Pod[];
+  upgradePolicy: DriverUpgradePolicySpec | undefined;
+  /** GPU nodes gpuop deploys to: the base of a percentage maxUnavailable. */
+  deployableNodes: number;
+}
+
+export interface UpgradeOutcome extends UpgradePlan {
+  /** Run again after this long: a step waits for pods or a timeout that no watch reports. */
+  requeueMs?: number;
+}
+
+/** Requests in flight at once for per-node work (pod lists, patches, evictions, events). */
+const CONCURRENCY = 16;
+
+/** How often a node in a waiting step is looked at again (its workload pods are not watched). */
+const STEP_RECHECK_MS = 2000;
+
+interface PodDetails {
+  metadata: Pod["metadata"] & { annotations?: Record<string, string> };
+  spec?: {
+    nodeName?: string;
+    containers?: { image?: string; resources?: { requests?: Record<string, unknown>; limits?: Record<string, unknown> } }[];
+    initContainers?: { resources?: { requests?: Record<string, unknown>; limits?: Record<string, unknown> } }[];
+    volumes?: { emptyDir?: unknown }[];
+  };
+  status?: Pod["status"] & { containerStatuses?: { name: string; imageID?: string }[] };
+}
+
+/**
+ * Carries out the upgrade plan (src/core/upgrade.ts): node patches (state
+ * label, cordon, pool label), evictions through the Eviction API so
+ * PodDisruptionBudgets hold, driver pod deletions, and an Event on the node
+ * for each step. Workload pods are listed per node, only for nodes in a step
+ * that needs them, rather than watched cluster-wide.
+ */
+export class UpgradeExecutor {
+  private readonly client: KubeClient;
+  private readonly events: EventRecorder;
+  private readonly log: Logger;
+  private readonly namespace: string;
+
+  constructor(opts: { client: KubeClient; events: EventRecorder; log: Logger; namespace: string }) {
+    this.client = opts.client;
+    this.events = opts.events;
+    this.log = opts.log;
+    this.namespace = opts.namespace;
+  }
+
+  async reconcile(input: UpgradeInputs): Promise<UpgradeOutcome> {
+    const nodes = await this.observe(input);
+    const plan = planUpgrades(nodes, upgradeSettings(input.upgradePolicy, input.deployableNodes), Date.now());
+    await this.act(plan.actions, input.nodes);
+    const busy = nodes.some((n) => !n.skip && IN_PROGRESS_STATES.has(n.state ?? "")) || plan.actions.some((a) => a.kind === "setState" && IN_PROGRESS_STATES.has(a.state));
+    return { ...plan, ...(busy ? { requeueMs: STEP_RECHECK_MS } : {}) };
+  }
+
+  private async observe(input: UpgradeInputs): Promise<UpgradeNode[]> {
+    const dsByName = new Map(input.daemonSets.map((d) => [d.metadata.name ?? "", d]));
+    const liveSelectors = new Map([...dsByName].map(([name, d]) => [name, (d.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector ?? {}]));
+    const rollouts = nodeRollouts({ nodes: input.nodes, pools: input.pools, hold: input.hold, liveSelectors, readyDrivers: new Set() });
+    const nodeByName = new Map(input.nodes.map((n) => [n.metadata.name ?? "", n]));
+    const out: UpgradeNode[] = [];
+    for (const r of rollouts) {
+      const node = nodeByName.get(r.name)!;
+      const labels = node.metadata.labels ?? {};
+      const annotations = node.metadata.annotations ?? {};
+      const ds = r.currentPool !== undefined ? dsByName.get(r.currentPool) : undefined;
+      const pod = r.currentPool !== undefined ? driverPodOn(input.driverPods, r.name, r.currentPool) : undefined;
+      const since = Date.parse(annotations[STATE_SINCE_ANNOTATION] ?? "");
+      const n: UpgradeNode = {
+        name: r.name,
+        ...(labels[UPGRADE_STATE_LABEL] !== undefined ? { state: labels[UPGRADE_STATE_LABEL] } : {}),
+        skip: labels[UPGRADE_SKIP_LABEL] === "true",
+        unschedulable: node.spec?.unschedulable === true,
+        cordonedByUpgrade: annotations[CORDONED_BY_UPGRADE_ANNOTATION] === "true",
+        ...(Number.isNaN(since) ? {} : { stateSince: since }),
+        ...(annotations[FAILED_REASON_ANNOTATION] ? { failedReason: annotations[FAILED_REASON_ANNOTATION] } : {}),
+        ...(r.currentPool !== undefined ? { currentPool: r.currentPool } : {}),
+        ...(r.desiredPool !== undefined ? { desiredPool: r.desiredPool } : {}),
+        currentPoolLive: ds !== undefined && !ds.metadata.deletionTimestamp && poolSelects(liveSelectors.get(r.currentPool!) ?? {}, labels),
+        ...(pod && ds ? { driver: driverView(pod as PodDetails, ds) } : {}),
+      };
+      out.push(n);
+    }
+    // One small list per node in an eviction step, a few at a time.
+    await mapLimit(out.filter((n) => STATES_NEEDING_PODS.has(n.state ?? "") && !n.skip), CONCURRENCY, async (n) => {
+      n.pods = await this.podsOn(n.name);
+    });
+    return out;
+  }
+
+  /** Every pod on a node, all namespaces: the field selector keeps this one small list per node. */
+  private async podsOn(node: string): Promise<NodePod[]> {
+    const { items } = await this.client.list<PodDetails>("/api/v1/pods", { fieldSelector: `spec.nodeName=${node}` });
+    return items.map((p) => {
+      const owners = p.metadata.ownerReferences ?? [];
+      const resources = [...(p.spec?.containers ?? []), ...(p.spec?.initContainers ?? [])].flatMap((c) => [...Object.keys(c.resources?.requests ?? {}), ...Object.keys(c.resources?.limits ?? {})]);
+      return {
+        namespace: p.metadata.namespace ?? "",
+        name: p.metadata.name ?? "",
+        labels: p.metadata.labels ?? {},
+        usesGpu: resources.some((r) => r.startsWith("nvidia.com/")),
+        // Static (mirror) pods cannot be evicted either; kubectl drain leaves them too.
+        daemonSet: owners.some((o) => o.controller && o.kind === "DaemonSet") || p.metadata.annotations?.["kubernetes.io/config.mirror"] !== undefined,
+        controlled: owners.some((o) => o.controller === true),
+        emptyDir: (p.spec?.volumes ?? []).some((v) => v.emptyDir !== undefined),
+        finished: p.status?.phase === "Succeeded" || p.status?.phase === "Failed",
+        terminating: p.metadata.deletionTimestamp !== undefined,
+        driver: p.metadata.namespace === this.namespace && p.metadata.labels?.[DRIVER_APP_LABEL] === DRIVER_APP,
+      };
+    });
+  }
+
+  private async act(actions: readonly UpgradeAction[], nodes: readonly Node[]): Promise<void> {
+    const nodeByName = new Map(nodes.map((n) => [n.metadata.name ?? "", n]));
+    const patches = new Map<string, { labels: Record<string, string | null>; annotations: Record<string, string | null>; unschedulable?: boolean | null }>();
+    const patchOf = (node: string) => {
+      let p = patches.get(node);
+      if (!p) patches.set(node, (p = { labels: {}, annotations: {} }));
+      return p;
+    };
+    const stamp = new Date().toISOString();
+    // Pod deletions first: a state that says they happened is written only after they did.
+    await mapLimit(actions.filter((a) => a.kind === "evict" || a.kind === "deleteDriverPod"), CONCURRENCY, (a) =>
+      a.kind === "evict" ? this.evict(a.namespace, a.pod, a.node) : a.kind === "deleteDriverPod" ? this.deletePod(a.namespace, a.pod, a.node) : Promise.resolve(),
+    );
+    for (const a of actions) {
+      switch (a.kind) {
+        case "setState":
+          patchOf(a.node).labels[UPGRADE_STATE_LABEL] = a.state;
+          patchOf(a.node).annotations[STATE_SINCE_ANNOTATION] = stamp;
+          patchOf(a.node).annotations[FAILED_REASON_ANNOTATION] = a.reason?.slice(0, 1000) ?? null;
+          break;
+        case "clearState":
+          patchOf(a.node).labels[UPGRADE_STATE_LABEL] = null;
+          patchOf(a.node).annotations[STATE_SINCE_ANNOTATION] = null;
+          patchOf(a.node).annotations[FAILED_REASON_ANNOTATION] = null;
+          break;
+        case "cordon":
+          patchOf(a.node).unschedulable = true;
+          patchOf(a.node).annotations[CORDONED_BY_UPGRADE_ANNOTATION] = "true";
+          break;
+        case "uncordon":
+          patchOf(a.node).unschedulable = null;
+          patchOf(a.node).annotations[CORDONED_BY_UPGRADE_ANNOTATION] = null;
+          break;
+        case "movePool":
+          patchOf(a.node).labels[POOL_NODE_LABEL] = a.pool;
+          break;
+      }
+    }
+    // One patch per node, so the state and what it records (cordon, pool) change together.
+    await mapLimit([...patches], CONCURRENCY, async ([node, p]) => {
+      const body: Record<string, unknown> = { metadata: { labels: p.labels, ...(Object.keys(p.annotations).length > 0 ? { annotations: p.annotations } : {}) } };
+      if (p.unschedulable !== undefined) body.spec = { unschedulable: p.unschedulable };
+      try {
+        await this.client.mergePatch(`/api/v1/nodes/${node}`, body);
+      } catch (err) {
+        if (isNotFound(err)) return;
+        throw err;
+      }
+      if (p.labels[POOL_NODE_LABEL] !== undefined) this.log.info("moved node to driver pool", { node, pool: p.labels[POOL_NODE_LABEL] });
+      if (p.labels[UPGRADE_STATE_LABEL] !== undefined && p.labels[UPGRADE_STATE_LABEL] !== "upgrade-done") this.log.info("driver upgrade step", { node, state: p.labels[UPGRADE_STATE_LABEL] });
+    });
+    await mapLimit(actions.filter((a) => a.kind === "event"), CONCURRENCY, async (a) => {
+      if (a.kind !== "event") return;
+      const node = nodeByName.get(a.node);
+      const ref = { apiVersion: "v1", kind: "Node", metadata: { name: a.node, ...(node?.metadata.uid ? { uid: node.metadata.uid } : {}) } };
+      await this.events.record(ref, a.type, a.reason, a.message);
+    });
+  }
+
+  /** Evicts through the Eviction API; a PodDisruptionBudget's 429 leaves the pod for the next pass (the step's timeout decides). */
+  private async evict(namespace: string, pod: string, node: string): Promise<void> {
+    try {
+      await this.client.create(`/api/v1/namespaces/${namespace}/pods/${pod}/eviction`, { apiVersion: "policy/v1", kind: "Eviction", metadata: { name: pod, namespace } });
+      this.log.info("evicted pod for driver upgrade", { node, pod: `${namespace}/${pod}` });
+    } catch (err) {
+      if (isNotFound(err)) return;
+      if (err instanceof KubeApiError && err.status === 429) {
+        this.log.info("eviction refused, will retry", { node, pod: `${namespace}/${pod}`, reason: err.message });
+        return;
+      }
+      throw err;
+    }
+  }
+
+  private async deletePod(namespace: string, pod: string, node: string): Promise<void> {
+    try {
+      await this.client.delete(`/api/v1/namespaces/${namespace}/pods/${pod}`);
+      this.log.info("deleted driver pod for upgrade", { node, pod: `${namespace}/${pod}` });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+}
+
+/** The driver pod of `pool` on `node`; a live one before one being deleted. */
+function driverPodOn(pods: readonly Pod[], node: string, pool: string): Pod | undefined {
+  const mine = pods.filter((p) => p.spec?.nodeName === node && (p.metadata.labels?.[POOL_NODE_LABEL] ?? p.metadata.ownerReferences?.find((o) => o.kind === "DaemonSet")?.name) === pool);
+  return mine.find((p) => !p.metadata.deletionTimestamp) ?? mine[0];
+}
+
+function driverView(pod: PodDetails, ds: DaemonSet) {
+  const template = ds.spec?.template as { metadata?: { annotations?: Record<string, string> }; spec?: { containers?: { name: string; image?: string }[] } } | undefined;
+  const wanted = template?.spec?.containers?.find((c) => c.name === DRIVER_CONTAINER) ?? template?.spec?.containers?.[0];
+  const container = (pod.spec?.containers as { name?: string; image?: string }[] | undefined)?.find((c) => c.name === DRIVER_CONTAINER) ?? pod.spec?.containers?.[0];
+  const imageID = pod.status?.containerStatuses?.find((c) => c.name === DRIVER_CONTAINER)?.imageID;
+  const templateHash = template?.metadata?.annotations?.[TEMPLATE_HASH_ANNOTATION];
+  return {
+    namespace: pod.metadata.namespace ?? "",
+    name: pod.metadata.name ?? "",
+    ready: pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true,
+    current: driverPodCurrent(
+      {
+        ...(pod.metadata.labels ? { labels: pod.metadata.labels } : {}),
+        ...(pod.metadata.annotations ? { annotations: pod.metadata.annotations } : {}),
+        ...(container?.image ? { image: container.image } : {}),
+        ...(imageID ? { imageID } : {}),
+      },
+      { ...(ds.metadata.generation !== undefined ? { generation: ds.metadata.generation } : {}), ...(templateHash ? { templateHash } : {}), ...(wanted?.image ? { image: wanted.image } : {}) },
+    ),
+    terminating: pod.metadata.deletionTimestamp !== undefined,
+  };
+}

@@ -1,0 +1,369 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import {
+  digestOf,
+  driverPodCurrent,
+  driverTemplateHash,
+  IN_PROGRESS_STATES,
+  parseSelector,
+  planUpgrades,
+  upgradeSettings,
+  TEMPLATE_HASH_ANNOTATION,
+  type NodePod,
+  type UpgradeAction,
+  type UpgradeNode,
+  type UpgradeSettings,
+} from "./upgrade.ts";
+
+const settings = (over: Partial<UpgradeSettings> = {}): UpgradeSettings => ({ ...upgradeSettings(undefined, 4), ...over });
+const ready = (current = true) => ({ namespace: "gpu-operator", name: "drv", ready: true, current, terminating: false });
+const node = (name: string, over: Partial<UpgradeNode> = {}): UpgradeNode => ({
+  name,
+  skip: false,
+  unschedulable: false,
+  cordonedByUpgrade: false,
+  currentPool: "p",
+  desiredPool: "p",
+  currentPoolLive: true,
+  driver: ready(false),
+  ...over,
+});
+const gpuPod = (name: string, over: Partial<NodePod> = {}): NodePod => ({
+  namespace: "jobs",
+  name,
+  labels: {},
+  usesGpu: true,
+  daemonSet: false,
+  controlled: true,
+  emptyDir: false,
+  finished: false,
+  terminating: false,
+  driver: false,
+  ...over,
+});
+const states = (actions: UpgradeAction[]) => actions.filter((a) => a.kind === "setState").map((a) => `${a.node}:${(a as { state: string }).state}`);
+
+test("upgradeSettings applies NVIDIA's defaults and resolves maxUnavailable", () => {
+  const s = upgradeSettings(undefined, 10);
+  assert.equal(s.autoUpgrade, true);
+  assert.equal(s.maxParallelUpgrades, 1);
+  assert.equal(s.maxUnavailable, 3);
+  assert.equal(s.podDeletion.timeoutSeconds, 300);
+  assert.equal(s.drain.enable, false);
+  assert.equal(s.waitForCompletion.timeoutSeconds, 0);
+  assert.equal(s.waitForCompletion.podSelector, undefined);
+  const t = upgradeSettings({ autoUpgrade: false, maxParallelUpgrades: 0, maxUnavailable: 2, waitForCompletion: { podSelector: " app=train ", timeoutSeconds: 7 } }, 10);
+  assert.deepEqual([t.autoUpgrade, t.maxParallelUpgrades, t.maxUnavailable, t.waitForCompletion.podSelector, t.waitForCompletion.timeoutSeconds], [false, 0, 2, "app=train", 7]);
+});
+
+test("outdated nodes are marked upgrade-required and one starts with maxParallelUpgrades 1", () => {
+  const plan = planUpgrades(["a", "b", "c"].map((n) => node(n)), settings({ maxUnavailable: 3 }), 0);
+  assert.deepEqual(states(plan.actions), ["a:upgrade-required", "b:upgrade-required", "c:upgrade-required", "a:cordon-required"]);
+  assert.deepEqual(plan.waiting, ["b", "c"]);
+});
+
+test("maxParallelUpgrades 0 is limited by maxUnavailable only", () => {
+  const plan = planUpgrades(["a", "b", "c", "d"].map((n) => node(n, { state: "upgrade-required" })), settings({ maxParallelUpgrades: 0, maxUnavailable: 3 }), 0);
+  assert.deepEqual(states(plan.actions), ["a:cordon-required", "b:cordon-required", "c:cordon-required"]);
+  assert.deepEqual(plan.waiting, ["d"]);
+});
+
+test("a node without a Ready driver counts against maxUnavailable", () => {
+  const plan = planUpgrades([node("a", { state: "upgrade-required" }), node("b", { driver: undefined })], settings({ maxUnavailable: 1, maxParallelUpgrades: 0 }), 0);
+  assert.deepEqual(states(plan.actions), []);
+  assert.deepEqual(plan.waiting, ["a"]);
+});
+
+test("cordon keeps a record only for nodes the upgrade cordoned; an already cordoned node stays cordoned", () => {
+  const plan = planUpgrades([node("a", { state: "cordon-required" }), node("b", { state: "cordon-required", unschedulable: true })], settings({ maxParallelUpgrades: 0 }), 0);
+  assert.deepEqual(plan.actions.filter((a) => a.kind === "cordon").map((a) => a.node), ["a"]);
+  const done = planUpgrades([node("a", { state: "uncordon-required", unschedulable: true, cordonedByUpgrade: true, driver: ready() }), node("b", { state: "uncordon-required", unschedulable: true, driver: ready() })], settings(), 0);
+  assert.deepEqual(done.actions.filter((a) => a.kind === "uncordon").map((a) => a.node), ["a"]);
+  assert.deepEqual(states(done.actions), ["a:upgrade-done", "b:upgrade-done"]);
+});
+
+test("wait-for-jobs waits for matching pods, forever with timeout 0, and goes on after a timeout", () => {
+  const pods = [gpuPod("train", { labels: { app: "train" } })];
+  const s = settings({ waitForCompletion: { podSelector: "app=train", timeoutSeconds: 0 } });
+  const waiting = planUpgrades([node("a", { state: "wait-for-jobs-required", stateSince: 0, pods })], s, 10_000_000);
+  assert.deepEqual(states(waiting.actions), []);
+  const finished = planUpgrades([node("a", { state: "wait-for-jobs-required", pods: [{ ...pods[0]!, finished: true }] })], s, 0);
+  assert.deepEqual(states(finished.actions), ["a:pod-deletion-required"]);
+  const timedOut = planUpgrades([node("a", { state: "wait-for-jobs-required", stateSince: 0, pods })], settings({ waitForCompletion: { podSelector: "app=train", timeoutSeconds: 5 } }), 6000);
+  assert.deepEqual(states(timedOut.actions), ["a:pod-deletion-required"]);
+});
+
+test("pod deletion evicts GPU pods only, then fails at its timeout naming the pods left", () => {
+  const pods = [gpuPod("gpu"), gpuPod("cpu", { usesGpu: false }), gpuPod("ds", { daemonSet: true })];
+  const s = settings({ podDeletion: { force: false, timeoutSeconds: 30, deleteEmptyDir: false } });
+  const first = planUpgrades([node("a", { state: "pod-deletion-required", stateSince: 0, pods })], s, 1000);
+  assert.deepEqual(first.actions.filter((a) => a.kind === "evict").map((a) => (a as { pod: string }).pod), ["gpu"]);
+  const late = planUpgrades([node("a", { state: "pod-deletion-required", stateSince: 0, pods })], s, 31_000);
+  assert.deepEqual(states(late.actions), ["a:upgrade-failed"]);
+  assert.match(late.failed[0]!.reason, /jobs\/gpu/);
+  const clear = planUpgrades([node("a", { state: "pod-deletion-required", pods: pods.slice(1) })], s, 0);
+  assert.deepEqual(states(clear.actions), ["a:pod-restart-required"]);
+});
+
+test("pods no controller owns or with emptyDir need force / deleteEmptyDir; drain takes over when enabled", () => {
+  const pods = [gpuPod("bare", { controlled: false })];
+  const no = planUpgrades([node("a", { state: "pod-deletion-required", pods })], settings(), 0);
+  assert.deepEqual(states(no.actions), ["a:upgrade-failed"]);
+  const forced = planUpgrades([node("a", { state: "pod-deletion-required", pods })], settings({ podDeletion: { force: true, timeoutSeconds: 300, deleteEmptyDir: false } }), 0);
+  assert.equal(forced.actions.filter((a) => a.kind === "evict").length, 1);
+  const drain = settings({ drain: { enable: true, force: false, timeoutSeconds: 300, deleteEmptyDir: false } });
+  assert.deepEqual(states(planUpgrades([node("a", { state: "pod-deletion-required", pods })], drain, 0).actions), ["a:drain-required"]);
+  const empty = planUpgrades([node("a", { state: "pod-deletion-required", pods: [gpuPod("scratch", { emptyDir: true })] })], settings(), 0);
+  assert.match(empty.failed[0]!.reason, /deleteEmptyDir/);
+});
+
+test("drain evicts pods matching its selector, leaving DaemonSet and driver pods alone", () => {
+  const pods = [gpuPod("web", { usesGpu: false, labels: { tier: "web" } }), gpuPod("db", { usesGpu: false, labels: { tier: "db" } }), gpuPod("ds", { daemonSet: true }), gpuPod("drv", { driver: true })];
+  const s = settings({ drain: { enable: true, force: false, timeoutSeconds: 300, deleteEmptyDir: false, podSelector: "tier=web" } });
+  const plan = planUpgrades([node("a", { state: "drain-required", pods })], s, 0);
+  assert.deepEqual(plan.actions.filter((a) => a.kind === "evict").map((a) => (a as { pod: string }).pod), ["web"]);
+});
+
+test("restart deletes an outdated driver pod in place, or moves the node's pool label", () => {
+  const inPlace = planUpgrades([node("a", { state: "pod-restart-required" })], settings(), 0);
+  assert.deepEqual(inPlace.actions.map((a) => a.kind), ["deleteDriverPod", "setState", "event"]);
+  const move = planUpgrades([node("a", { state: "pod-restart-required", desiredPool: "q", driver: ready() })], settings(), 0);
+  assert.deepEqual(move.actions.filter((a) => a.kind === "movePool"), [{ kind: "movePool", node: "a", pool: "q" }]);
+});
+
+test("validation waits for a current Ready driver, and fails after its timeout", () => {
+  assert.deepEqual(states(planUpgrades([node("a", { state: "validation-required", driver: undefined })], settings(), 0).actions), []);
+  assert.deepEqual(states(planUpgrades([node("a", { state: "validation-required", driver: ready() })], settings(), 0).actions), ["a:uncordon-required"]);
+  const late = planUpgrades([node("a", { state: "validation-required", stateSince: 0, driver: undefined })], settings(), 601_000);
+  assert.deepEqual(states(late.actions), ["a:upgrade-failed"]);
+});
+
+test("autoUpgrade false replaces nothing and lists outdated nodes; pool moves still go the safe way", () => {
+  const plan = planUpgrades([node("a"), node("b", { desiredPool: "q", driver: ready() })], settings({ autoUpgrade: false }), 0);
+  assert.deepEqual(plan.outdated, ["a"]);
+  assert.deepEqual(states(plan.actions), ["b:upgrade-required", "b:cordon-required"]);
+});
+
+test("a node without a working driver (kernel changed, pool gone) moves pool at once", () => {
+  const plan = planUpgrades([node("a", { desiredPool: "q", currentPoolLive: false, driver: ready() }), node("b", { desiredPool: "q", driver: undefined })], settings({ maxUnavailable: 1 }), 0);
+  assert.deepEqual(plan.actions, [{ kind: "movePool", node: "a", pool: "q" }, { kind: "movePool", node: "b", pool: "q" }]);
+});
+
+test("a node leaving gpuop mid-upgrade loses its pool and state label and is uncordoned if the upgrade cordoned it", () => {
+  const plan = planUpgrades([node("a", { desiredPool: undefined, state: "pod-deletion-required", unschedulable: true, cordonedByUpgrade: true })], settings(), 0);
+  assert.deepEqual(plan.actions, [{ kind: "movePool", node: "a", pool: null }, { kind: "uncordon", node: "a" }, { kind: "clearState", node: "a" }]);
+  assert.deepEqual(plan.counts, {});
+});
+
+test("skipped nodes are left alone; failed nodes stay failed until their driver is fine", () => {
+  const plan = planUpgrades([node("a", { skip: true, state: "upgrade-required" }), node("b", { state: "upgrade-failed" })], settings(), 0);
+  assert.deepEqual(plan.actions, []);
+  assert.deepEqual(plan.outdated, ["a"]);
+  assert.equal(plan.failed[0]?.node, "b");
+  const fixed = planUpgrades([node("b", { state: "upgrade-failed", driver: ready() })], settings(), 0);
+  assert.deepEqual(states(fixed.actions), ["b:uncordon-required"]);
+});
+
+test("up-to-date nodes with a Ready driver are labelled upgrade-done once, without an event", () => {
+  const plan = planUpgrades([node("a", { driver: ready() }), node("b", { driver: ready(), state: "upgrade-done" })], settings(), 0);
+  assert.deepEqual(plan.actions, [{ kind: "setState", node: "a", state: "upgrade-done" }]);
+});
+
+test("parseSelector understands kubectl's syntax and refuses what it does not", () => {
+  const m = parseSelector("app=train, tier!=web,env in (a, b),!legacy,gpu");
+  assert.equal(m({ app: "train", env: "a", gpu: "1" }), true);
+  assert.equal(m({ app: "train", env: "c", gpu: "1" }), false);
+  assert.equal(m({ app: "train", env: "a", gpu: "1", legacy: "x" }), false);
+  assert.equal(m({ app: "train", env: "a" }), false);
+  assert.equal(parseSelector("x notin (1)")({ x: "2" }), true);
+  assert.throws(() => parseSelector("a=b=c"), /cannot parse label selector/);
+});
+
+const D1 = `sha256:${"1".repeat(64)}`;
+const D2 = `sha256:${"2".repeat(64)}`;
+
+test("driverPodCurrent: pinning the digest a pod already runs does not make it outdated; a new digest does", () => {
+  const tmpl = (image: string) => ({ metadata: { labels: { app: "x" } }, spec: { containers: [{ image }], nodeSelector: { a: "b" } } });
+  const hash = driverTemplateHash(tmpl("r/driver:550"));
+  assert.equal(driverTemplateHash(tmpl(`r/driver:550@${D1}`)), hash);
+  assert.notEqual(driverTemplateHash(tmpl("r/driver:560")), hash);
+  assert.equal(driverTemplateHash({ ...tmpl("r/driver:550"), spec: { ...tmpl("r/driver:550").spec, nodeSelector: { c: "d" } } }), hash);
+  const pod = { annotations: { [TEMPLATE_HASH_ANNOTATION]: hash }, image: "r/driver:550", imageID: `docker-pullable://r/driver@${D1}` };
+  assert.equal(driverPodCurrent(pod, { templateHash: hash, image: `r/driver:550@${D1}` }), true);
+  assert.equal(driverPodCurrent(pod, { templateHash: hash, image: `r/driver:550@${D2}` }), false);
+  assert.equal(driverPodCurrent({ ...pod, image: `r/driver:550@${D1}`, imageID: "" }, { templateHash: hash, image: `r/driver:550@${D2}` }), false);
+  assert.equal(driverPodCurrent({ ...pod, image: `r/driver:550@${D1}` }, { templateHash: hash, image: "r/driver:550" }), true);
+  assert.equal(driverPodCurrent(pod, { templateHash: "other", image: "r/driver:550" }), false);
+  // A pod from before the hash: the template generation decides.
+  assert.equal(driverPodCurrent({ labels: { "pod-template-generation": "3" } }, { generation: 3 }), true);
+  assert.equal(driverPodCurrent({ labels: { "pod-template-generation": "2" } }, { generation: 3 }), false);
+  assert.equal(digestOf(`${D1}`), D1);
+  assert.equal(digestOf("r/driver:550"), undefined);
+});
+
+/**
+ * A simulated cluster: each pass plans and applies the actions; a deleted or moved driver
+ * pod comes back current and Ready `lag` passes later; evictions succeed unless a pod is
+ * protected (a PodDisruptionBudget). Time advances 10 s per pass.
+ */
+function simulate(start: UpgradeNode[], s: UpgradeSettings, opts: { lag: number; protectedPods?: Set<string>; passes?: number }) {
+  const nodes = new Map(start.map((n) => [n.name, structuredClone(n)]));
+  const restartAt = new Map<string, number>();
+  let maxUnavailable = 0;
+  let maxInProgress = 0;
+  const transitions: string[] = [];
+  for (let pass = 0; pass < (opts.passes ?? 400); pass++) {
+    const now = pass * 10_000;
+    for (const [name, at] of restartAt) {
+      if (pass >= at) {
+        const n = nodes.get(name)!;
+        n.driver = { namespace: "gpu-operator", name: `drv-${name}-${pass}`, ready: true, current: true, terminating: false };
+        restartAt.delete(name);
+      }
+    }
+    const plan = planUpgrades([...nodes.values()], s, now);
+    for (const a of plan.actions) {
+      const n = nodes.get(a.node)!;
+      switch (a.kind) {
+        case "setState":
+          n.state = a.state;
+          n.stateSince = now;
+          transitions.push(`${a.node}:${a.state}`);
+          break;
+        case "clearState":
+          delete n.state;
+          break;
+        case "cordon":
+          n.unschedulable = true;
+          n.cordonedByUpgrade = true;
+          break;
+        case "uncordon":
+          n.unschedulable = false;
+          n.cordonedByUpgrade = false;
+          break;
+        case "evict":
+          if (!opts.protectedPods?.has(a.pod)) n.pods = (n.pods ?? []).filter((p) => p.name !== a.pod);
+          break;
+        case "deleteDriverPod":
+        case "movePool":
+          if (a.kind === "movePool") n.currentPool = a.pool ?? undefined;
+          n.driver = undefined;
+          restartAt.set(a.node, pass + opts.lag);
+          break;
+      }
+    }
+    const after = [...nodes.values()];
+    maxUnavailable = Math.max(maxUnavailable, after.filter((n) => n.desiredPool !== undefined && (IN_PROGRESS_STATES.has(n.state ?? "") || !(n.driver?.ready ?? false))).length);
+    maxInProgress = Math.max(maxInProgress, after.filter((n) => IN_PROGRESS_STATES.has(n.state ?? "")).length);
+    if (plan.actions.length === 0 && restartAt.size === 0) break;
+  }
+  return { nodes: [...nodes.values()], maxUnavailable, maxInProgress, transitions };
+}
+
+test("simulated: a version bump reaches every node, never past either limit, and a PDB-protected node fails alone", () => {
+  const start = ["a", "b", "c", "d", "e"].map((n) => node(n, { pods: [gpuPod(`job-${n}`)] }));
+  const s = settings({ maxParallelUpgrades: 0, maxUnavailable: 2, podDeletion: { force: false, timeoutSeconds: 60, deleteEmptyDir: false } });
+  const r = simulate(start, s, { lag: 3, protectedPods: new Set(["job-c"]) });
+  const byName = Object.fromEntries(r.nodes.map((n) => [n.name, n]));
+  for (const n of ["a", "b", "d", "e"]) {
+    assert.equal(byName[n]!.state, "upgrade-done", n);
+    assert.equal(byName[n]!.driver?.current, true);
+    assert.equal(byName[n]!.unschedulable, false);
+  }
+  assert.equal(byName.c!.state, "upgrade-failed");
+  assert.ok(r.maxUnavailable <= 2, `unavailable ${r.maxUnavailable}`);
+});
+
+test("property: any start, any limits: limits hold, every node ends done or failed, cordons are restored", () => {
+  const nodeArb = fc.record({
+    outdated: fc.boolean(),
+    move: fc.boolean(),
+    cordoned: fc.boolean(),
+    skip: fc.boolean(),
+    protectedJob: fc.boolean(),
+    job: fc.boolean(),
+  });
+  fc.assert(
+    fc.property(fc.array(nodeArb, { minLength: 1, maxLength: 12 }), fc.integer({ min: 0, max: 4 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 4 }), (specs, maxParallel, maxUnavailable, lag) => {
+      const start = specs.map((x, i) =>
+        node(`n${String(i).padStart(2, "0")}`, {
+          driver: ready(!x.outdated),
+          desiredPool: x.move ? "q" : "p",
+          unschedulable: x.cordoned,
+          skip: x.skip,
+          pods: x.job ? [gpuPod(`job${i}`)] : [],
+        }),
+      );
+      const protectedPods = new Set(specs.flatMap((x, i) => (x.protectedJob && x.job ? [`job${i}`] : [])));
+      const s = settings({ maxParallelUpgrades: maxParallel, maxUnavailable, podDeletion: { force: false, timeoutSeconds: 30, deleteEmptyDir: false } });
+      const r = simulate(start, s, { lag, protectedPods, passes: 2000 });
+      assert.ok(r.maxUnavailable <= maxUnavailable, `unavailable ${r.maxUnavailable} > ${maxUnavailable}`);
+      if (maxParallel > 0) assert.ok(r.maxInProgress <= maxParallel);
+      r.nodes.forEach((n, i) => {
+        const x = specs[i]!;
+        if (x.skip) {
+          assert.equal(n.state, undefined);
+          return;
+        }
+        const needed = x.outdated || x.move;
+        if (needed && x.protectedJob && x.job) assert.equal(n.state, "upgrade-failed");
+        else {
+          assert.equal(n.state, "upgrade-done", `${n.name} ${JSON.stringify(x)}`);
+          assert.equal(n.currentPool, n.desiredPool);
+          assert.equal(n.driver?.current, true);
+          // A node cordoned before stays cordoned; one the upgrade cordoned is uncordoned.
+          assert.equal(n.unschedulable, x.cordoned);
+        }
+      });
+    }),
+    { numRuns: 200 },
+  );
+});
+
+test("a rendered DaemonSet pinned to a digest keeps its template hash, so pods already on those bits stay current", async () => {
+  const { renderDriverDaemonSets, pinDriverDigest } = await import("./render.ts");
+  const { gpuNodeObject } = await import("../../test/harness/nodes.ts");
+  const n = gpuNodeObject({ name: "a", kernel: "5.15.0-69-generic", labels: { "nvidia.com/gpu.deploy.driver": "true" } });
+  const [ds] = renderDriverDaemonSets({
+    policy: { metadata: { name: "cluster-policy" }, spec: { driver: { repository: "r", version: "550.54.15" } } },
+    nodes: [{ ...n, status: { ...n.status, conditions: [{ type: "Ready", status: "True" }] } }],
+    namespace: "gpu-operator",
+  }).daemonSets;
+  const pinned = pinDriverDigest(ds!, D1);
+  assert.equal(pinned.spec.template.spec.containers[0]!.image, `r/driver:550.54.15-ubuntu22.04@${D1}`);
+  assert.equal(ds!.spec.template.spec.containers[0]!.image, "r/driver:550.54.15-ubuntu22.04", "input untouched");
+  const hash = ds!.spec.template.metadata.annotations[TEMPLATE_HASH_ANNOTATION]!;
+  assert.equal(pinned.spec.template.metadata.annotations[TEMPLATE_HASH_ANNOTATION], hash);
+  assert.equal(driverTemplateHash(pinned.spec.template), hash);
+  assert.equal(pinDriverDigest(pinned, D2).spec.template.spec.containers[0]!.image, pinned.spec.template.spec.containers[0]!.image, "an image with a digest is left alone");
+  // The pod made before the pin, whose runtime pulled D1, is current; one that pulled other bits is not.
+  const pod = { annotations: { [TEMPLATE_HASH_ANNOTATION]: hash }, image: "r/driver:550.54.15-ubuntu22.04" };
+  const want = { templateHash: hash, image: pinned.spec.template.spec.containers[0]!.image };
+  assert.equal(driverPodCurrent({ ...pod, imageID: `r/driver@${D1}` }, want), true);
+  assert.equal(driverPodCurrent({ ...pod, imageID: `r/driver@${D2}` }, want), false);
+});
+
+test("normalizePolicy refuses an upgrade policy gpuop could not act on, naming the field", async () => {
+  const { normalizePolicy } = await import("./policy.ts");
+  const policy = (upgradePolicy: unknown) => ({ metadata: { name: "p" }, spec: { driver: { upgradePolicy } } });
+  assert.throws(() => normalizePolicy(policy({ waitForCompletion: { podSelector: "app in training" } })), /spec\.driver\.upgradePolicy\.waitForCompletion\.podSelector .* is not a label selector/);
+  assert.throws(() => normalizePolicy(policy({ drain: { podSelector: "a=b=c" } })), /upgradePolicy\.drain\.podSelector/);
+  assert.throws(() => normalizePolicy(policy({ maxParallelUpgrades: -1 })), /maxParallelUpgrades must be a whole number/);
+  assert.throws(() => normalizePolicy(policy({ podDeletion: { timeoutSeconds: "300" } })), /podDeletion\.timeoutSeconds/);
+  assert.doesNotThrow(() => normalizePolicy(policy({ waitForCompletion: { podSelector: "app=training,tier notin (web)" }, drain: { podSelector: "" } })));
+});
+
+test("a failed node keeps its recorded reason in the plan; the status counts every state, zeros included", async () => {
+  const plan = planUpgrades([node("b", { state: "upgrade-failed", failedReason: "PDB said no" }), node("c", { state: "upgrade-done", driver: ready() })], settings(), 0);
+  assert.deepEqual(plan.failed, [{ node: "b", reason: "PDB said no" }]);
+  const fails = planUpgrades([node("a", { state: "pod-deletion-required", stateSince: 0, pods: [gpuPod("g")] })], settings(), 301_000);
+  assert.match((fails.actions.find((a) => a.kind === "setState") as { reason?: string }).reason ?? "", /jobs\/g/);
+  const { computeStatus } = await import("./status.ts");
+  const st = computeStatus({ namespace: "ns", policyErrors: [], nodeProblems: [], pools: [], daemonSets: new Map(), waiting: [], gpuNodes: 2, upgrades: { counts: plan.counts, pending: [], failed: plan.failed, outdated: [] } }, undefined, "2026-01-01T00:00:00Z");
+  assert.equal(Object.keys(st.upgrades!.nodesByState).length, 10);
+  assert.equal(st.upgrades!.nodesByState["cordon-required"], 0);
+  assert.equal(st.upgrades!.nodesByState["upgrade-failed"], 1);
+  assert.equal(st.conditions?.find((c) => c.type === "Ready")?.reason, "DriverUpgradeFailed");
+  assert.match(st.conditions?.find((c) => c.type === "Ready")?.message ?? "", /PDB said no.*upgrade-required/);
+});

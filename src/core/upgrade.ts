@@ -1,0 +1,456 @@
+/**
+ * Driver upgrades with NVIDIA's per-node state machine. Everything that takes
+ * a working driver away from a node (an in-place upgrade of its pool's
+ * DaemonSet, or a move to another pool) walks the same steps: cordon, wait
+ * for jobs, evict GPU pods, optionally drain, restart the driver, validate,
+ * uncordon. The state lives in a node label, so a restarted operator resumes
+ * where the last one stopped. This module is pure: the controller observes,
+ * calls planUpgrades, and carries out the actions.
+ */
+import { createHash } from "node:crypto";
+import { canonicalJson } from "./diff.ts";
+import type { DriverUpgradePolicySpec } from "./policy.ts";
+import { resolveMaxUnavailable } from "./rollout.ts";
+
+export const UPGRADE_STATE_LABEL = "nvidia.com/gpu-driver-upgrade-state";
+export const UPGRADE_SKIP_LABEL = "nvidia.com/gpu-driver-upgrade.skip";
+/** Set when the upgrade cordoned the node, so only those nodes are uncordoned after it. */
+export const CORDONED_BY_UPGRADE_ANNOTATION = "gpuop.nvidia.com/upgrade-cordoned";
+/** When the node entered its current upgrade state (RFC 3339), for the step timeouts. */
+export const STATE_SINCE_ANNOTATION = "gpuop.nvidia.com/upgrade-state-since";
+/** Why the node's upgrade failed, kept for the policy's status until the node leaves upgrade-failed. */
+export const FAILED_REASON_ANNOTATION = "gpuop.nvidia.com/upgrade-failed-reason";
+/** Hash of a driver pod template, without what does not change the bits a node runs. */
+export const TEMPLATE_HASH_ANNOTATION = "gpuop.nvidia.com/driver-template-hash";
+
+export const UPGRADE_STATES = [
+  "upgrade-required",
+  "cordon-required",
+  "wait-for-jobs-required",
+  "pod-deletion-required",
+  "drain-required",
+  "pod-restart-required",
+  "validation-required",
+  "uncordon-required",
+  "upgrade-done",
+  "upgrade-failed",
+] as const;
+export type UpgradeState = (typeof UPGRADE_STATES)[number];
+
+/** States in which a node is being worked on: it counts against maxParallelUpgrades and maxUnavailable. */
+export const IN_PROGRESS_STATES: ReadonlySet<string> = new Set([
+  "cordon-required",
+  "wait-for-jobs-required",
+  "pod-deletion-required",
+  "drain-required",
+  "pod-restart-required",
+  "validation-required",
+  "uncordon-required",
+]);
+
+/** States whose step needs the pods running on the node (listed on demand, per node). */
+export const STATES_NEEDING_PODS: ReadonlySet<string> = new Set(["wait-for-jobs-required", "pod-deletion-required", "drain-required"]);
+
+/** How long a new driver pod may take to become Ready before the node is marked failed. */
+export const VALIDATION_TIMEOUT_SECONDS = 600;
+
+export interface EvictionSettings {
+  force: boolean;
+  timeoutSeconds: number;
+  deleteEmptyDir: boolean;
+}
+
+export interface UpgradeSettings {
+  autoUpgrade: boolean;
+  /** 0: no limit. */
+  maxParallelUpgrades: number;
+  /** Resolved to a node count. */
+  maxUnavailable: number;
+  waitForCompletion: { podSelector?: string; timeoutSeconds: number };
+  podDeletion: EvictionSettings;
+  drain: EvictionSettings & { enable: boolean; podSelector?: string };
+  validationTimeoutSeconds: number;
+}
+
+/** The policy's upgradePolicy with NVIDIA's defaults, maxUnavailable resolved against `nodes` GPU nodes. */
+export function upgradeSettings(p: DriverUpgradePolicySpec | undefined, nodes: number): UpgradeSettings {
+  const u = p ?? {};
+  const selector = (s: string | undefined) => (s && s.trim() !== "" ? { podSelector: s.trim() } : {});
+  return {
+    autoUpgrade: u.autoUpgrade ?? true,
+    maxParallelUpgrades: Math.max(0, Math.floor(u.maxParallelUpgrades ?? 1)),
+    maxUnavailable: resolveMaxUnavailable(u.maxUnavailable, Math.max(nodes, 1)),
+    waitForCompletion: { ...selector(u.waitForCompletion?.podSelector), timeoutSeconds: u.waitForCompletion?.timeoutSeconds ?? 0 },
+    podDeletion: { force: u.podDeletion?.force ?? false, timeoutSeconds: u.podDeletion?.timeoutSeconds ?? 300, deleteEmptyDir: u.podDeletion?.deleteEmptyDir ?? false },
+    drain: {
+      enable: u.drain?.enable ?? false,
+      force: u.drain?.force ?? false,
+      ...selector(u.drain?.podSelector),
+      timeoutSeconds: u.drain?.timeoutSeconds ?? 300,
+      deleteEmptyDir: u.drain?.deleteEmptyDir ?? false,
+    },
+    validationTimeoutSeconds: VALIDATION_TIMEOUT_SECONDS,
+  };
+}
+
+/** A pod running on a node in one of the eviction steps. */
+export interface NodePod {
+  namespace: string;
+  name: string;
+  labels: Readonly<Record<string, string>>;
+  /** Requests or limits an `nvidia.com/*` resource. */
+  usesGpu: boolean;
+  /** Owned by a DaemonSet: eviction would only bring it back; left alone, as kubectl drain does. */
+  daemonSet: boolean;
+  /** Owned by a controller that recreates it elsewhere. */
+  controlled: boolean;
+  emptyDir: boolean;
+  /** Succeeded or Failed. */
+  finished: boolean;
+  terminating: boolean;
+  /** A driver pod (gpuop's own), never evicted by these steps. */
+  driver: boolean;
+}
+
+/** The driver pod on a node, from the pool its label names. */
+export interface DriverPodView {
+  namespace: string;
+  name: string;
+  ready: boolean;
+  /** Runs what its DaemonSet's template wants now (see driverPodCurrent). */
+  current: boolean;
+  terminating: boolean;
+}
+
+export interface UpgradeNode {
+  name: string;
+  /** The upgrade-state label's value, if any. */
+  state?: string;
+  skip: boolean;
+  unschedulable: boolean;
+  cordonedByUpgrade: boolean;
+  /** Epoch ms the node entered its state. */
+  stateSince?: number;
+  /** Why it failed, as recorded when it entered upgrade-failed. */
+  failedReason?: string;
+  currentPool?: string;
+  /** undefined: gpuop should run no driver on it. */
+  desiredPool?: string;
+  /** The current pool's DaemonSet exists and still selects the node (its kernel or OS did not change). */
+  currentPoolLive: boolean;
+  /** The driver pod of the current pool on this node. */
+  driver?: DriverPodView;
+  /** Pods on the node; present when the state's step needs them. */
+  pods?: readonly NodePod[];
+}
+
+export type UpgradeAction =
+  | { kind: "setState"; node: string; state: UpgradeState; reason?: string }
+  /** Removes the state label: the node gets no driver from gpuop any more. */
+  | { kind: "clearState"; node: string }
+  | { kind: "cordon"; node: string }
+  | { kind: "uncordon"; node: string }
+  | { kind: "movePool"; node: string; pool: string | null }
+  | { kind: "evict"; node: string; namespace: string; pod: string }
+  | { kind: "deleteDriverPod"; node: string; namespace: string; pod: string }
+  | { kind: "event"; node: string; type: "Normal" | "Warning"; reason: string; message: string };
+
+export interface UpgradePlan {
+  actions: UpgradeAction[];
+  /** Nodes that need a new driver but wait for the budget. */
+  waiting: string[];
+  /** Nodes running an outdated driver that autoUpgrade false (or the skip label) leaves alone. */
+  outdated: string[];
+  failed: { node: string; reason: string }[];
+  /** Nodes per upgrade state after this plan (nodes without a state left out). */
+  counts: Partial<Record<UpgradeState, number>>;
+  /** Nodes without a Ready driver or in an upgrade, after this plan. */
+  unavailable: number;
+}
+
+/** Why a node must change driver: a pool move, a replacement in place, or not at all. */
+export type UpgradeNeed = "move" | "replace" | "none";
+
+export function upgradeNeed(n: UpgradeNode): UpgradeNeed {
+  if (n.desiredPool === undefined) return "none";
+  if (n.currentPool !== n.desiredPool) return "move";
+  if (n.driver && !n.driver.current) return "replace";
+  return "none";
+}
+
+/** The node has a driver worth protecting: a Ready pod of a pool that still selects it. */
+export const hasWorkingDriver = (n: UpgradeNode) => n.currentPool !== undefined && n.currentPoolLive && n.driver?.ready === true && !n.driver.terminating;
+
+const driverDone = (n: UpgradeNode) => n.desiredPool !== undefined && n.currentPool === n.desiredPool && n.driver?.ready === true && n.driver.current && !n.driver.terminating;
+
+/**
+ * Plans the next step of every node. One state transition per node per pass:
+ * the controller runs again when the labels it wrote come back through its
+ * watch. New upgrades start, in name order, while both maxParallelUpgrades and
+ * maxUnavailable allow; nodes without a working driver move pools at once.
+ */
+export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, now: number): UpgradePlan {
+  const actions: UpgradeAction[] = [];
+  const waiting: string[] = [];
+  const outdated: string[] = [];
+  const failed: { node: string; reason: string }[] = [];
+  const finalState = new Map<string, string | undefined>();
+  const sorted = [...nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+
+  const unavailableNow = (n: UpgradeNode) => n.desiredPool !== undefined && (IN_PROGRESS_STATES.has(n.state ?? "") || !hasWorkingDriver(n));
+  let unavailable = sorted.filter(unavailableNow).length;
+  let inProgress = sorted.filter((n) => IN_PROGRESS_STATES.has(n.state ?? "")).length;
+
+  const set = (n: UpgradeNode, state: UpgradeState, message?: string, type: "Normal" | "Warning" = "Normal") => {
+    actions.push({ kind: "setState", node: n.name, state });
+    finalState.set(n.name, state);
+    if (message !== undefined) actions.push({ kind: "event", node: n.name, type, reason: eventReason(state), message });
+  };
+  const fail = (n: UpgradeNode, reason: string) => {
+    actions.push({ kind: "setState", node: n.name, state: "upgrade-failed", reason });
+    finalState.set(n.name, "upgrade-failed");
+    actions.push({ kind: "event", node: n.name, type: "Warning", reason: eventReason("upgrade-failed"), message: reason });
+    failed.push({ node: n.name, reason });
+  };
+  const elapsed = (n: UpgradeNode) => (n.stateSince === undefined ? 0 : (now - n.stateSince) / 1000);
+  const candidates: UpgradeNode[] = [];
+
+  for (const n of sorted) {
+    finalState.set(n.name, n.state);
+    const need = upgradeNeed(n);
+    const state = n.state ?? "";
+    if (n.skip) {
+      if (need !== "none") outdated.push(n.name);
+      continue;
+    }
+    // Leaving gpuop (driver disabled, node excluded): nothing to protect it for; an upgrade under way ends.
+    if (n.desiredPool === undefined) {
+      if (n.currentPool !== undefined) actions.push({ kind: "movePool", node: n.name, pool: null });
+      if (n.cordonedByUpgrade) actions.push({ kind: "uncordon", node: n.name });
+      if (n.state !== undefined) {
+        actions.push({ kind: "clearState", node: n.name });
+        finalState.set(n.name, undefined);
+      }
+      continue;
+    }
+    if (!IN_PROGRESS_STATES.has(state)) {
+      // A node with no working driver has nothing to lose: it moves at once.
+      if (need === "move" && !hasWorkingDriver(n)) {
+        actions.push({ kind: "movePool", node: n.name, pool: n.desiredPool });
+        continue;
+      }
+      if (state === "upgrade-failed") {
+        // Repaired by hand (or the policy rolled back): finish like a successful upgrade.
+        if (driverDone(n)) set(n, "uncordon-required", "the driver is Ready again; leaving upgrade-failed");
+        else failed.push({ node: n.name, reason: n.failedReason ?? "see the node's Events" });
+        continue;
+      }
+      if (need === "replace" && !s.autoUpgrade) {
+        outdated.push(n.name);
+        continue;
+      }
+      if (need === "none") {
+        if (state !== "upgrade-done" && driverDone(n)) set(n, "upgrade-done");
+        continue;
+      }
+      if (state !== "upgrade-required") {
+        set(n, "upgrade-required", need === "move" ? `driver moves to pool ${n.desiredPool}` : "driver pod is outdated");
+        finalState.set(n.name, "upgrade-required");
+      }
+      candidates.push(n);
+      continue;
+    }
+    step(n, need);
+  }
+
+  // Start new upgrades within both limits. A node without a Ready driver is already counted as unavailable.
+  for (const n of candidates) {
+    const parallelOk = s.maxParallelUpgrades === 0 || inProgress < s.maxParallelUpgrades;
+    const costs = hasWorkingDriver(n) ? 1 : 0;
+    if (!parallelOk || unavailable + costs > s.maxUnavailable) {
+      waiting.push(n.name);
+      continue;
+    }
+    inProgress++;
+    unavailable += costs;
+    set(n, "cordon-required", "upgrade started");
+  }
+
+  const counts: Partial<Record<UpgradeState, number>> = {};
+  for (const st of finalState.values()) if (st && (UPGRADE_STATES as readonly string[]).includes(st)) counts[st as UpgradeState] = (counts[st as UpgradeState] ?? 0) + 1;
+  return { actions, waiting, outdated, failed, counts, unavailable };
+
+  function step(n: UpgradeNode, need: UpgradeNeed): void {
+    switch (n.state) {
+      case "cordon-required":
+        if (!n.unschedulable) actions.push({ kind: "cordon", node: n.name });
+        set(n, "wait-for-jobs-required", n.unschedulable && !n.cordonedByUpgrade ? "node was already cordoned; it stays cordoned after the upgrade" : "node cordoned");
+        return;
+      case "wait-for-jobs-required": {
+        const selector = s.waitForCompletion.podSelector;
+        if (selector === undefined) return set(n, "pod-deletion-required");
+        const match = parseSelector(selector);
+        const running = (n.pods ?? []).filter((p) => !p.finished && !p.driver && match(p.labels));
+        if (n.pods === undefined) return;
+        if (running.length === 0) return set(n, "pod-deletion-required", "no matching jobs running");
+        if (s.waitForCompletion.timeoutSeconds > 0 && elapsed(n) > s.waitForCompletion.timeoutSeconds) {
+          return set(n, "pod-deletion-required", `jobs still running after ${s.waitForCompletion.timeoutSeconds}s: ${podList(running)}; going on with pod deletion`, "Warning");
+        }
+        return;
+      }
+      case "pod-deletion-required": {
+        if (n.pods === undefined) return;
+        const pods = n.pods.filter((p) => p.usesGpu && !p.finished && !p.driver && !p.daemonSet);
+        const next = s.drain.enable ? "drain-required" : "pod-restart-required";
+        evictStep(n, pods, s.podDeletion, "GPU pods", () => set(n, next, "GPU pods evicted"), (why) => (s.drain.enable ? set(n, "drain-required", `${why}; draining instead`, "Warning") : fail(n, why)));
+        return;
+      }
+      case "drain-required": {
+        if (n.pods === undefined) return;
+        const match = s.drain.podSelector === undefined ? () => true : parseSelector(s.drain.podSelector);
+        const pods = n.pods.filter((p) => !p.finished && !p.driver && !p.daemonSet && match(p.labels));
+        evictStep(n, pods, s.drain, "drain", () => set(n, "pod-restart-required", "node drained"), (why) => fail(n, why));
+        return;
+      }
+      case "pod-restart-required":
+        if (need === "move") actions.push({ kind: "movePool", node: n.name, pool: n.desiredPool ?? null });
+        else if (need === "replace" && n.driver && !n.driver.terminating) actions.push({ kind: "deleteDriverPod", node: n.name, namespace: n.driver.namespace, pod: n.driver.name });
+        set(n, "validation-required", need === "move" ? `driver moves to pool ${n.desiredPool}` : "driver pod restarted");
+        return;
+      case "validation-required":
+        if (driverDone(n)) return set(n, "uncordon-required", "new driver is Ready");
+        // Idempotent repeats of the restart, for an operator stopped between the two writes.
+        if (need === "move") actions.push({ kind: "movePool", node: n.name, pool: n.desiredPool ?? null });
+        else if (need === "replace" && n.driver && !n.driver.terminating) actions.push({ kind: "deleteDriverPod", node: n.name, namespace: n.driver.namespace, pod: n.driver.name });
+        if (elapsed(n) > s.validationTimeoutSeconds) fail(n, `the new driver pod was not Ready within ${s.validationTimeoutSeconds}s`);
+        return;
+      case "uncordon-required":
+        if (n.cordonedByUpgrade) actions.push({ kind: "uncordon", node: n.name });
+        set(n, "upgrade-done", n.cordonedByUpgrade ? "node uncordoned; upgrade done" : "upgrade done; node left cordoned as it was before");
+        return;
+    }
+  }
+
+  function evictStep(n: UpgradeNode, pods: NodePod[], e: EvictionSettings, what: string, done: () => void, blocked: (why: string) => void): void {
+    if (pods.length === 0) return done();
+    const unmanaged = e.force ? [] : pods.filter((p) => !p.controlled);
+    const emptyDir = e.deleteEmptyDir ? [] : pods.filter((p) => p.emptyDir);
+    if (unmanaged.length > 0) return blocked(`${what}: pods no controller owns (set force to delete them): ${podList(unmanaged)}`);
+    if (emptyDir.length > 0) return blocked(`${what}: pods with emptyDir volumes (set deleteEmptyDir to delete them): ${podList(emptyDir)}`);
+    if (e.timeoutSeconds > 0 && elapsed(n) > e.timeoutSeconds) {
+      return blocked(`${what}: pods not evicted within ${e.timeoutSeconds}s (a PodDisruptionBudget may forbid it): ${podList(pods)}`);
+    }
+    for (const p of pods) if (!p.terminating) actions.push({ kind: "evict", node: n.name, namespace: p.namespace, pod: p.name });
+  }
+}
+
+const podList = (pods: readonly NodePod[]) => pods.map((p) => `${p.namespace}/${p.name}`).join(", ");
+
+function eventReason(state: UpgradeState): string {
+  const words: Record<UpgradeState, string> = {
+    "upgrade-required": "DriverUpgradeRequired",
+    "cordon-required": "DriverUpgradeStarted",
+    "wait-for-jobs-required": "DriverUpgradeCordoned",
+    "pod-deletion-required": "DriverUpgradeJobsDone",
+    "drain-required": "DriverUpgradeDrain",
+    "pod-restart-required": "DriverUpgradePodsEvicted",
+    "validation-required": "DriverUpgradeRestarted",
+    "uncordon-required": "DriverUpgradeValidated",
+    "upgrade-done": "DriverUpgradeDone",
+    "upgrade-failed": "DriverUpgradeFailed",
+  };
+  return words[state];
+}
+
+/**
+ * A label selector in the syntax kubectl takes (`a=b,c!=d,e in (f,g),!h,i`), as a predicate.
+ * Throws on syntax it does not understand, so a typo is not read as "everything".
+ */
+export function parseSelector(selector: string): (labels: Readonly<Record<string, string>>) => boolean {
+  const parts: string[] = [];
+  let depth = 0;
+  let cur = "";
+  for (const ch of selector) {
+    if (ch === "(") depth++;
+    if (ch === ")") depth--;
+    if (ch === "," && depth === 0) {
+      parts.push(cur);
+      cur = "";
+    } else cur += ch;
+  }
+  parts.push(cur);
+  const tests = parts.map((raw) => raw.trim()).filter((p) => p !== "").map((p): ((l: Readonly<Record<string, string>>) => boolean) => {
+    let m: RegExpExecArray | null;
+    if ((m = /^([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)$/.exec(p))) {
+      const [, key, op, list] = m as unknown as [string, string, string, string];
+      const values = new Set(list.split(",").map((v) => v.trim()));
+      return op === "in" ? (l) => l[key] !== undefined && values.has(l[key]) : (l) => l[key] === undefined || !values.has(l[key]);
+    }
+    if ((m = /^([\w./-]+)\s*(==|=|!=)\s*([\w./-]*)$/.exec(p))) {
+      const [, key, op, value] = m as unknown as [string, string, string, string];
+      return op === "!=" ? (l) => l[key] !== value : (l) => l[key] === value;
+    }
+    if ((m = /^!\s*([\w./-]+)$/.exec(p))) {
+      const key = m[1]!;
+      return (l) => l[key] === undefined;
+    }
+    if (/^[\w./-]+$/.test(p)) return (l) => l[p] !== undefined;
+    throw new Error(`cannot parse label selector ${JSON.stringify(selector)} at ${JSON.stringify(p)}`);
+  });
+  return (labels) => tests.every((t) => t(labels));
+}
+
+/** The image reference without its `@sha256:…` part. */
+export const withoutDigest = (image: string) => image.replace(/@sha256:[0-9a-f]{64}$/, "");
+/** The `sha256:…` digest of an image reference or a container status imageID, if it has one. */
+export function digestOf(ref: string | undefined): string | undefined {
+  return ref ? /@(sha256:[0-9a-f]{64})$/.exec(ref)?.[1] ?? (/^(?:[a-z-]+:\/\/)?(sha256:[0-9a-f]{64})$/.exec(ref)?.[1]) : undefined;
+}
+
+interface PodSpecLike {
+  containers?: readonly { image?: string }[];
+  initContainers?: readonly { image?: string }[];
+  nodeSelector?: unknown;
+  affinity?: unknown;
+  [k: string]: unknown;
+}
+
+/**
+ * Hash of a driver pod template minus what does not change what runs on a node: image
+ * digests (a tag pinned to the digest it already runs) and node selection (a pool
+ * gaining a node). The image's bits are compared separately (driverPodCurrent).
+ */
+export function driverTemplateHash(template: { metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> }; spec?: PodSpecLike }): string {
+  const spec = structuredClone(template.spec ?? {}) as PodSpecLike;
+  delete spec.nodeSelector;
+  delete spec.affinity;
+  for (const list of [spec.containers, spec.initContainers]) for (const c of list ?? []) if (c.image) (c as { image: string }).image = withoutDigest(c.image);
+  const { [TEMPLATE_HASH_ANNOTATION]: _h, ...annotations } = template.metadata?.annotations ?? {};
+  return createHash("sha256").update(canonicalJson({ labels: template.metadata?.labels ?? {}, annotations, spec })).digest("hex").slice(0, 16);
+}
+
+/**
+ * Whether a driver pod runs what its DaemonSet wants now. The template hash decides
+ * everything but the image's bits (a pod from before the hash existed: the
+ * pod-template-generation label against the DaemonSet's generation); the bits are the
+ * same when the wanted digest equals the digest the pod runs (its imageID, or the
+ * digest in its image) or, with no digest wanted, when the tags are equal.
+ */
+export function driverPodCurrent(
+  pod: { labels?: Record<string, string>; annotations?: Record<string, string>; image?: string; imageID?: string },
+  ds: { generation?: number; templateHash?: string; image?: string },
+): boolean {
+  const podHash = pod.annotations?.[TEMPLATE_HASH_ANNOTATION];
+  if (podHash !== undefined && ds.templateHash !== undefined) {
+    if (podHash !== ds.templateHash) return false;
+  } else if (ds.generation !== undefined && pod.labels?.["pod-template-generation"] !== String(ds.generation)) {
+    return false;
+  }
+  const wanted = ds.image;
+  if (!wanted || !pod.image || wanted === pod.image) return true;
+  const wantedDigest = digestOf(wanted);
+  if (wantedDigest === undefined) return withoutDigest(pod.image) === wanted;
+  if (withoutDigest(pod.image) !== withoutDigest(wanted)) return false;
+  const running = digestOf(pod.imageID) ?? digestOf(pod.image);
+  return running === wantedDigest;
+}
