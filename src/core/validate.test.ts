@@ -223,7 +223,8 @@ test("a node of unknown architecture is not judged; several reasons for one node
 });
 
 test("platform errors come sorted by reason, whatever the node order", () => {
-  const cluster = [node("custom-1", "5.15.0-69-lowlatency"), node("arm-1", "5.15.0-69-generic", "ubuntu", "22.04", "arm64"), node("rhel-1", "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.4")];
+  // Nodes are taken in name order; these names make that order neither sorted nor reversed.
+  const cluster = [node("a-custom", "5.15.0-69-lowlatency"), node("b-arm", "5.15.0-69-generic", "ubuntu", "22.04", "arm64"), node("c-rhel", "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.4")];
   for (const order of [cluster, [...cluster].reverse()]) {
     const messages = validatePolicy(policy({ usePrecompiled: true, version: "525" }), order).errors.map((e) => e.message);
     assert.equal(messages.length, 3);
@@ -247,10 +248,12 @@ test("a programming error is not turned into a policy error", () => {
 });
 
 // Surviving mutants in validate.ts, explained:
-// - The `if (!(err instanceof UserError)) throw err` guards around rendering, the support check and
-//   parseImageRef: those throw only UserErrors for any policy and node set, so nothing reaches them.
+// - The `if (!(err instanceof UserError)) throw err` guards around rendering and parseImageRef, and
+//   the catch around checkPrecompiledSupport: for valid node facts these throw only UserErrors (the
+//   support check none at all), so nothing reaches them.
 // - renderDriverDaemonSets' namespace "validate" -> "": the namespace is not checked, and the result is dropped.
 // - `if (!isNvidiaRepository(repository)) return` -> never return: checkPrecompiledSupport finds no
 //   reason for a repository that is not NVIDIA's, so the answer is the same.
-// - The sort comparator's `<` / `>` -> `<=` / `>=`: the keys are a Map's, never equal.
+// - The sort comparator's `<` / `>` -> `<=` / `>=`, and the `a > b` case dropped or made 1 always:
+//   the keys are a Map's, never equal, and V8's sort only asks whether the result is below zero.
 // - The conventional digest regex without `^`: the version is known to start with "sha256:" there.
