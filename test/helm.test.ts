@@ -116,10 +116,13 @@ describe("chart checks without installing", () => {
       { apiGroups: ["nvidia.com"], resources: ["clusterpolicies/status"], verbs: ["patch"] },
       { apiGroups: ["nvidia.com"], resources: ["clusterpolicies/finalizers"], verbs: ["update"] },
       { apiGroups: [""], resources: ["nodes"], verbs: ["list", "watch", "patch"] },
+      { apiGroups: ["node.k8s.io"], resources: ["runtimeclasses"], verbs: ["get", "create", "patch"] },
     ]);
     assert.deepEqual(rules(find(objs, "Role", "gpu-operator", NS)), [
       { apiGroups: ["apps"], resources: ["daemonsets"], verbs: ["list", "watch", "create", "patch", "delete"] },
       { apiGroups: [""], resources: ["pods"], verbs: ["list", "watch"] },
+      { apiGroups: [""], resources: ["services"], verbs: ["list", "watch", "create", "patch", "delete"] },
+      { apiGroups: [""], resources: ["serviceaccounts"], resourceNames: ["nvidia-container-toolkit", "nvidia-device-plugin", "nvidia-gpu-feature-discovery", "nvidia-dcgm-exporter", "nvidia-operator-validator"], verbs: ["get"] },
       { apiGroups: [""], resources: ["serviceaccounts"], resourceNames: ["nvidia-driver"], verbs: ["get"] },
       { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"] },
       { apiGroups: ["coordination.k8s.io"], resources: ["leases"], resourceNames: ["gpuop-leader"], verbs: ["get", "update"] },

@@ -305,7 +305,9 @@ export class DriverController {
   }
 
   private async writeStatus(policy: ClusterPolicy, status: ClusterPolicyStatus): Promise<void> {
-    if (sameJson(policy.status ?? {}, status)) return;
+    // status.operands is the operand controller's to write (merge patches leave it alone).
+    const { operands: _operands, ...stored } = policy.status ?? {};
+    if (sameJson(stored, status)) return;
     await this.client.mergePatch(`${CLUSTER_POLICY_PATH}/${policy.metadata.name}/status`, { status }).catch((err: unknown) => {
       if (!isNotFound(err)) throw err;
     });

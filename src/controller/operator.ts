@@ -6,6 +6,7 @@ import { LeaderElector } from "../kube/lease.ts";
 import type { Logger } from "../kube/log.ts";
 import { DriverController } from "./driver-controller.ts";
 import { ImageChecker } from "./image-check.ts";
+import { OperandController } from "./operand-controller.ts";
 import { OperatorMetrics } from "./metrics.ts";
 
 export interface OperatorOptions {
@@ -49,6 +50,7 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
     ? undefined
     : new ImageChecker(client, log, { plainHttpRegistries: opts.plainHttpRegistries ?? [], missingTtlMs: (opts.imageRecheckSeconds ?? 60) * 1000 });
   const controller = new DriverController({ client, namespace: opts.namespace, log, metrics, events: new EventRecorder(client, "gpuop", log), ...(images ? { images } : {}) });
+  const operands = new OperandController({ client, namespace: opts.namespace, log });
   // The pod name (downward API) is unique among replicas; outside a pod, host and pid are.
   const identity = opts.identity ?? process.env.POD_NAME ?? `${hostname()}_${process.pid}`;
   const elector = new LeaderElector(client, { namespace: opts.namespace, name: opts.leaseName, identity }, log);
@@ -56,7 +58,7 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
   let exitCode = 0;
   let synced = false;
   let standby = opts.leaderElect;
-  void controller.synced().then(() => (synced = true));
+  void Promise.all([controller.synced(), operands.synced()]).then(() => (synced = true));
 
   const servers: Server[] = [];
   const serve = async (address: string, routes: Record<string, () => [number, string, string?]>) => {
@@ -104,7 +106,7 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
       });
       await leading;
     }
-    if (!stop.signal.aborted) await controller.run(stop.signal);
+    if (!stop.signal.aborted) await Promise.all([controller.run(stop.signal), operands.run(stop.signal)]);
   } finally {
     await elector.release();
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));

@@ -144,6 +144,8 @@ export interface ClusterPolicyStatus {
   observedGeneration?: number;
   conditions?: Condition[];
   pools?: PoolStatus[];
+  /** Written by the operand controller only (merge patch of this field); see docs/adr/0003. */
+  operands?: { name: string; state: string; [field: string]: unknown }[];
 }
 
 export interface ClusterPolicyMetadata {

@@ -63,3 +63,16 @@ test("ignored policies name the active one", () => {
   assert.match(s.conditions![0]!.message, /cluster-policy/);
   assert.deepEqual(ignoredStatus("cluster-policy", 1, s, T1), s);
 });
+
+test("an enabled operand not ready (status.operands, written by the operand controller) keeps the policy notReady", () => {
+  const prev = { operands: [{ name: "toolkit", state: "ready" }, { name: "devicePlugin", state: "notReady" }, { name: "gfd", state: "disabled" }] };
+  const s = computeStatus(base(), prev, T0);
+  assert.equal(s.state, "notReady");
+  const ready = s.conditions!.find((c) => c.type === "Ready")!;
+  assert.equal(ready.reason, "OperandNotReady");
+  assert.match(ready.message, /devicePlugin/);
+  assert.doesNotMatch(ready.message, /toolkit|gfd/);
+  assert.equal("operands" in s, false, "the driver's status leaves status.operands to the operand controller");
+  const all = computeStatus(base(), { operands: [{ name: "toolkit", state: "ready" }, { name: "migManager", state: "unsupported" }, { name: "gfd", state: "disabled" }] }, T0);
+  assert.equal(all.state, "ready");
+});
