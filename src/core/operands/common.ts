@@ -215,7 +215,7 @@ export type OperandDaemonSet = {
   metadata: { name: string; namespace: string; labels: Record<string, string>; annotations: Record<string, string>; ownerReferences?: (OwnerRef & { controller: true; blockOwnerDeletion: true })[] };
   spec: {
     selector: { matchLabels: Record<string, string> };
-    updateStrategy: { type: "RollingUpdate"; rollingUpdate: { maxUnavailable: string } };
+    updateStrategy: { type: "RollingUpdate"; rollingUpdate: { maxUnavailable: number } };
     template: { metadata: { labels: Record<string, string>; annotations?: Record<string, string> }; spec: OperandPodSpec };
   };
 };
@@ -335,7 +335,7 @@ export function operandDaemonSet(info: OperandInfo, spec: OperandSpec, pod: Oper
     },
     spec: {
       selector: { matchLabels: { app: info.name } },
-      updateStrategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: "1" } },
+      updateStrategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 1 } },
       template: { metadata: { labels: { ...labels } }, spec: podSpec },
     },
   };
