@@ -1,6 +1,8 @@
 import { CLUSTER_POLICY_PATH, selectActivePolicy, type ClusterPolicy } from "../core/policy.ts";
 import { driverStatusRows } from "../core/report.ts";
 import { MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
+import { OPERANDS } from "../core/operands/common.ts";
+import { operandNodeRows } from "../core/operands/report.ts";
 import { KubeClient } from "../kube/client.ts";
 import type { DaemonSet, Node, Pod } from "../kube/types.ts";
 import { formatData, formatTable, outputFormat, parseFlags, type Command } from "./command.ts";
@@ -8,7 +10,8 @@ import { formatData, formatTable, outputFormat, parseFlags, type Command } from 
 const usage = `Usage: gpuop status [flags]
 
 Shows the active ClusterPolicy's state and, for each GPU node, its kernel,
-OS tag, driver mode, DaemonSet, image, driver pod and the pod's phase.
+OS tag, driver mode, DaemonSet, image, driver pod and the pod's phase; then
+each operand (toolkit, device plugin, GFD, DCGM exporter, validator) per node.
 
 Flags:
   --kubeconfig <file>   kubeconfig to use (default: $KUBECONFIG, ~/.kube/config)
@@ -25,7 +28,7 @@ export const statusCommand: Command = {
     const ns = values.namespace ?? "gpu-operator";
     const client = KubeClient.load(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {});
     try {
-      const [policies, nodes, daemonSets, pods] = await Promise.all([
+      const [policies, nodes, daemonSets, pods, operandPods] = await Promise.all([
         client.list<ClusterPolicy>(CLUSTER_POLICY_PATH).catch((err: unknown) => {
           if ((err as { status?: number }).status === 404) return { items: [] as ClusterPolicy[] };
           throw err;
@@ -33,6 +36,7 @@ export const statusCommand: Command = {
         client.list<Node>("/api/v1/nodes"),
         client.list<DaemonSet>(`/apis/apps/v1/namespaces/${ns}/daemonsets`, { labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` }),
         client.list<Pod>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: "app=nvidia-driver-daemonset" }),
+        client.list<Pod>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: `app in (${OPERANDS.map((o) => o.name).join(",")})` }),
       ]);
       const policy = selectActivePolicy(policies.items);
       const rows = driverStatusRows(nodes.items, daemonSets.items, pods.items);
@@ -45,8 +49,10 @@ export const statusCommand: Command = {
             conditions: (policy.status?.conditions ?? []).map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message })),
           }
         : undefined;
+      const operandStatus = policy?.status?.operands ?? [];
+      const operandRows = operandNodeRows(nodes.items, operandPods.items, new Set(operandStatus.filter((o) => o.state === "disabled").map((o) => o.name)));
       if (format !== "table") {
-        process.stdout.write(formatData({ policy: summary ?? null, nodes: rows }, format));
+        process.stdout.write(formatData({ policy: summary ?? null, nodes: rows, operands: operandStatus, operandNodes: operandRows }, format));
         return 0;
       }
       if (!summary) {
@@ -68,6 +74,14 @@ export const statusCommand: Command = {
           rows.map((r) => [r.node, r.kernel, r.osTag, r.mode, r.daemonSet, r.image, r.pod, r.problem ? `${r.phase}: ${r.problem}` : r.phase]),
         ),
       );
+      if (operandStatus.length > 0) {
+        process.stdout.write(`\nOperands: ${operandStatus.map((o) => `${o.name} ${o.state}${typeof o["readyPods"] === "number" ? ` ${String(o["readyPods"])}/${String(o["nodes"])}` : ""}`).join(", ")}\n`);
+        for (const o of operandStatus) if (typeof o["message"] === "string") process.stdout.write(`  ${o.name}: ${o["message"]}\n`);
+      }
+      if (operandRows.length > 0) {
+        process.stdout.write("\n");
+        process.stdout.write(formatTable(["NODE", ...OPERANDS.map((o) => o.key.toUpperCase())], operandRows.map((r) => [r.node, ...OPERANDS.map((o) => r.operands[o.key])])));
+      }
       return 0;
     } finally {
       await client.close();

@@ -175,3 +175,16 @@ test("status: ready only when every node meant to run an enabled operand has its
   const err = operandStatuses({ policy: policy(), nodes: [], ready: ready([]), error: "spec.toolkit sets only some" });
   assert.equal(err[0]!.state, "error");
 });
+
+test("gpuop status rows: per node and operand, ready, starting, waiting, off, disabled", async () => {
+  const { operandNodeRows } = await import("./report.ts");
+  const pod = (app: string, node: string, isReady: boolean) => ({ metadata: { labels: { app } }, spec: { nodeName: node }, status: { conditions: [{ type: "Ready", status: isReady ? "True" : "False" }] } });
+  const rows = operandNodeRows(
+    [gpuNode("b", { "nvidia.com/gpu.deploy.device-plugin": "false" }), gpuNode("a", { "gpuop.nvidia.com/gate.device-plugin": "open" }), { metadata: { name: "cpu" } }],
+    [pod("nvidia-container-toolkit-daemonset", "a", true), pod("nvidia-container-toolkit-daemonset", "b", false)],
+    new Set(["gfd"]),
+  );
+  assert.deepEqual(rows.map((r) => r.node), ["a", "b"]);
+  assert.deepEqual(rows[0]!.operands, { toolkit: "ready", validator: "waiting", devicePlugin: "starting", gfd: "disabled", dcgmExporter: "waiting" });
+  assert.deepEqual(rows[1]!.operands, { toolkit: "starting", validator: "waiting", devicePlugin: "off", gfd: "disabled", dcgmExporter: "waiting" });
+});
