@@ -97,6 +97,9 @@ export class OperandController {
     const nodes = this.nodes.list();
     const active = selectActivePolicy(this.policies.list());
     if (!active) {
+      // Checked again for the next policy: someone may have deleted them meanwhile.
+      this.runtimeClassDone = "";
+      this.serviceAccounts.clear();
       // The DaemonSets go with the policy (owner references); the gates go too, so a new policy starts in order.
       for (const node of nodes) await this.patchLabels(node, Object.fromEntries(OPERANDS.filter((o) => node.metadata.labels?.[gateLabel(o)] !== undefined).map((o) => [gateLabel(o), null])));
       return;
@@ -118,7 +121,7 @@ export class OperandController {
       return;
     }
 
-    if (rendered.daemonSets.some((d) => d.spec.template.spec.runtimeClassName)) await this.ensureRuntimeClass(active, rendered.daemonSets.find((d) => d.spec.template.spec.runtimeClassName)!.spec.template.spec.runtimeClassName!);
+    if (rendered.daemonSets.some((d) => d.spec.template.spec.runtimeClassName)) await this.ensureRuntimeClass(rendered.daemonSets.find((d) => d.spec.template.spec.runtimeClassName)!.spec.template.spec.runtimeClassName!);
     for (const ds of rendered.daemonSets) {
       await this.ensureServiceAccount(ds.spec.template.spec.serviceAccountName);
       await this.apply(`/apis/apps/v1/namespaces/${this.namespace}/daemonsets`, this.daemonSets, ds);
@@ -189,7 +192,7 @@ export class OperandController {
   }
 
   /** The RuntimeClass the device plugin, GFD, exporter and validator run with; the toolkit adds its handler to the node's runtime. */
-  private async ensureRuntimeClass(policy: ClusterPolicy, name: string): Promise<void> {
+  private async ensureRuntimeClass(name: string): Promise<void> {
     if (this.runtimeClassDone === name) return;
     try {
       await this.client.get(`${RUNTIME_CLASS_PATH}/${name}`);
@@ -202,8 +205,9 @@ export class OperandController {
           kind: "RuntimeClass",
           metadata: {
             name,
+            // No owner: garbage collection after a policy is deleted would race a new policy's
+            // check and leave its pods rejected ("RuntimeClass not found"). It stays, like the CRD.
             labels: { "app.kubernetes.io/component": "gpu-operator", [OPERAND_LABEL]: "runtimeclass" },
-            ownerReferences: [{ apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: policy.metadata.name, uid: policy.metadata.uid ?? "", controller: true, blockOwnerDeletion: true }],
           },
           handler: name,
         },
