@@ -80,9 +80,11 @@ before(async () => {
   });
   // An operator run without the chart (another test file) creates the nvidia-driver ServiceAccount
   // itself; helm refuses to adopt an object it does not own.
-  await client.delete(`/api/v1/namespaces/${NS}/serviceaccounts/nvidia-driver`).catch((e: { status?: number }) => {
-    if (e.status !== 404) throw e;
-  });
+  for (const sa of ["nvidia-driver", "nvidia-container-toolkit", "nvidia-device-plugin", "nvidia-gpu-feature-discovery", "nvidia-dcgm-exporter", "nvidia-operator-validator"]) {
+    await client.delete(`/api/v1/namespaces/${NS}/serviceaccounts/${sa}`).catch((e: { status?: number }) => {
+      if (e.status !== 404) throw e;
+    });
+  }
   await deleteNodes(client, [...GPU_NODES.map((n) => n.name), CPU_NODE, NO_NFD_NODE]);
   await createCpuNode(CPU_NODE);
   for (const n of GPU_NODES) await createGpuNode(client, { ...n, os: { id: "ubuntu", versionId: "22.04" } });
