@@ -62,8 +62,10 @@ before(async () => {
   await ensureNamespace(client, NS);
   await deletePolicies(client);
   const list = await client.list<Pod>(PODS);
+  // Pods of an earlier run on nodes of the same names linger until pod GC removes them: not this run's.
+  const earlier = new Set(list.items.map((p) => p.metadata.uid));
   void client.watch<Pod>(PODS, { resourceVersion: list.metadata.resourceVersion, timeoutSeconds: 1800 }, (e) => {
-    if (e.type === "BOOKMARK" || e.type === "ERROR") return;
+    if (e.type === "BOOKMARK" || e.type === "ERROR" || e.type === "DELETED" || earlier.has(e.object.metadata.uid)) return;
     podEvents.push({ type: e.type, app: e.object.metadata.labels?.["app"] ?? "", node: targetNode(e.object), ready: ready(e.object) });
   }, watchStop.signal).catch(() => undefined);
   operator = await startOperator({ kubeconfig: cluster.kubeconfig });
