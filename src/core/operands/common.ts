@@ -202,7 +202,7 @@ export type OperandPodSpec = {
   hostPID?: boolean;
   runtimeClassName?: string;
   nodeSelector: Record<string, string>;
-  tolerations: { key: string; operator: "Exists"; effect: string }[];
+  tolerations: Record<string, unknown>[];
   imagePullSecrets?: { name: string }[];
   initContainers?: OperandContainer[];
   containers: OperandContainer[];
@@ -215,7 +215,7 @@ export type OperandDaemonSet = {
   metadata: { name: string; namespace: string; labels: Record<string, string>; annotations: Record<string, string>; ownerReferences?: (OwnerRef & { controller: true; blockOwnerDeletion: true })[] };
   spec: {
     selector: { matchLabels: Record<string, string> };
-    updateStrategy: { type: "RollingUpdate"; rollingUpdate: { maxUnavailable: number } };
+    updateStrategy: { type: "RollingUpdate"; rollingUpdate: { maxUnavailable: number | string } } | { type: "OnDelete" };
     template: { metadata: { labels: Record<string, string>; annotations?: Record<string, string> }; spec: OperandPodSpec };
   };
 };
@@ -307,17 +307,64 @@ export interface OperandPod {
   volumes: HostPathVolume[];
 }
 
+/** `spec.daemonsets`: what NVIDIA lets a policy set on every operand DaemonSet. */
+export interface CommonDaemonSetSpec {
+  priorityClassName: string;
+  /** Replaces the default toleration, as NVIDIA's does. */
+  tolerations: Record<string, unknown>[];
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  updateStrategy: OperandDaemonSet["spec"]["updateStrategy"];
+}
+
+export function commonDaemonSetSpec(policy: ClusterPolicy): CommonDaemonSetSpec {
+  const raw = policy.spec?.["daemonsets"];
+  const at = "spec.daemonsets";
+  if (raw !== undefined && !isRecord(raw)) throw new UserError(`${at} must be an object`);
+  const d = raw ?? {};
+  const strings = (field: string): Record<string, string> => {
+    const v = d[field];
+    if (v === undefined) return {};
+    if (!isRecord(v) || Object.values(v).some((x) => typeof x !== "string")) throw new UserError(`${at}.${field} must be a map of strings, not ${JSON.stringify(v)}`);
+    return v as Record<string, string>;
+  };
+  const tolerations = d["tolerations"];
+  if (tolerations !== undefined && (!Array.isArray(tolerations) || !tolerations.every(isRecord))) throw new UserError(`${at}.tolerations must be a list of tolerations, not ${JSON.stringify(tolerations)}`);
+  const priority = d["priorityClassName"];
+  if (priority !== undefined && typeof priority !== "string") throw new UserError(`${at}.priorityClassName must be a string`);
+  let updateStrategy: CommonDaemonSetSpec["updateStrategy"];
+  if (d["updateStrategy"] === "OnDelete") updateStrategy = { type: "OnDelete" };
+  else if (d["updateStrategy"] === undefined || d["updateStrategy"] === "RollingUpdate") {
+    const ru = d["rollingUpdate"];
+    const mu = isRecord(ru) ? ru["maxUnavailable"] : undefined;
+    // NVIDIA's chart writes "1": an int-or-string that is a string must be a percentage, so digits become a number.
+    const maxUnavailable = mu === undefined ? 1 : typeof mu === "number" ? mu : typeof mu === "string" && /^\d+$/.test(mu) ? Number(mu) : typeof mu === "string" && /^\d+%$/.test(mu) ? mu : undefined;
+    if (maxUnavailable === undefined) throw new UserError(`${at}.rollingUpdate.maxUnavailable must be a count or a percentage like "25%", not ${JSON.stringify(mu)}`);
+    updateStrategy = { type: "RollingUpdate", rollingUpdate: { maxUnavailable } };
+  } else throw new UserError(`${at}.updateStrategy must be RollingUpdate or OnDelete, not ${JSON.stringify(d["updateStrategy"])}`);
+  return {
+    priorityClassName: typeof priority === "string" && priority !== "" ? priority : "system-node-critical",
+    tolerations: (tolerations as Record<string, unknown>[] | undefined) ?? [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }],
+    labels: strings("labels"),
+    annotations: strings("annotations"),
+    updateStrategy,
+  };
+}
+
 /** Wraps an operand's pod in NVIDIA's DaemonSet: name = `app` label, the deploy and gate labels as the only selector. */
 export function operandDaemonSet(info: OperandInfo, spec: OperandSpec, pod: OperandPod, ctx: OperandContext, owner: OwnerRef | undefined): OperandDaemonSet {
-  const labels: Record<string, string> = { app: info.name, [OPERAND_LABEL]: info.key, ...(info.partOf ? { "app.kubernetes.io/part-of": info.partOf } : {}) };
+  const common = commonDaemonSetSpec(ctx.policy);
+  const own: Record<string, string> = { app: info.name, [OPERAND_LABEL]: info.key, ...(info.partOf ? { "app.kubernetes.io/part-of": info.partOf } : {}) };
+  // The policy's labels go on the DaemonSet and its pods, never over the ones gpuop selects by.
+  const labels: Record<string, string> = { ...common.labels, ...own };
   const secrets = [...new Set(spec.imagePullSecrets ?? [])].filter((s) => s !== "");
   const podSpec: OperandPodSpec = {
     serviceAccountName: info.serviceAccount,
-    priorityClassName: "system-node-critical",
+    priorityClassName: common.priorityClassName,
     ...(pod.hostPID ? { hostPID: true } : {}),
     ...(pod.withRuntimeClass ? { runtimeClassName: ctx.runtimeClass } : {}),
     nodeSelector: { [deployLabel(info)]: "true", [gateLabel(info)]: GATE_OPEN },
-    tolerations: [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }],
+    tolerations: structuredClone(common.tolerations),
     ...(secrets.length > 0 ? { imagePullSecrets: secrets.map((name) => ({ name })) } : {}),
     ...(pod.initContainers.length > 0 ? { initContainers: pod.initContainers } : {}),
     containers: pod.containers,
@@ -330,13 +377,13 @@ export function operandDaemonSet(info: OperandInfo, spec: OperandSpec, pod: Oper
       name: info.name,
       namespace: ctx.namespace,
       labels: { ...labels },
-      annotations: {},
+      annotations: { ...common.annotations },
       ...(owner ? { ownerReferences: [{ ...owner, controller: true, blockOwnerDeletion: true }] } : {}),
     },
     spec: {
       selector: { matchLabels: { app: info.name } },
-      updateStrategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 1 } },
-      template: { metadata: { labels: { ...labels } }, spec: podSpec },
+      updateStrategy: common.updateStrategy,
+      template: { metadata: { labels: { ...labels }, ...(Object.keys(common.annotations).length > 0 ? { annotations: { ...common.annotations } } : {}) }, spec: podSpec },
     },
   };
   ds.metadata.annotations[OPERAND_HASH_ANNOTATION] = objectHash(ds);

@@ -188,3 +188,17 @@ test("gpuop status rows: per node and operand, ready, starting, waiting, off, di
   assert.deepEqual(rows[0]!.operands, { toolkit: "ready", validator: "waiting", devicePlugin: "starting", gfd: "disabled", dcgmExporter: "waiting" });
   assert.deepEqual(rows[1]!.operands, { toolkit: "starting", validator: "waiting", devicePlugin: "off", gfd: "disabled", dcgmExporter: "waiting" });
 });
+
+test("spec.daemonsets: priority class, tolerations (replacing the default), labels, annotations, update strategy", () => {
+  const d = ds({ daemonsets: { priorityClassName: "gpu-critical", tolerations: [{ key: "dedicated", operator: "Equal", value: "gpu", effect: "NoExecute" }], labels: { team: "ml", app: "not-this" }, annotations: { note: "x" }, rollingUpdate: { maxUnavailable: "3" } } }, "nvidia-device-plugin-daemonset");
+  const pod = d.spec.template.spec;
+  assert.equal(pod.priorityClassName, "gpu-critical");
+  assert.deepEqual(pod.tolerations, [{ key: "dedicated", operator: "Equal", value: "gpu", effect: "NoExecute" }]);
+  assert.equal(d.metadata.labels["team"], "ml");
+  assert.equal(d.spec.template.metadata.labels["app"], "nvidia-device-plugin-daemonset");
+  assert.equal(d.metadata.annotations["note"], "x");
+  assert.deepEqual(d.spec.updateStrategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 3 } });
+  assert.deepEqual(ds({ daemonsets: { updateStrategy: "OnDelete" } }, "gpu-feature-discovery").spec.updateStrategy, { type: "OnDelete" });
+  assert.deepEqual(ds({}, "gpu-feature-discovery").spec.updateStrategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 1 } });
+  assert.throws(() => render({ daemonsets: { rollingUpdate: { maxUnavailable: "one" } } }), (e: unknown) => e instanceof UserError && /maxUnavailable/.test(e.message));
+});
