@@ -164,6 +164,24 @@ describe("NVIDIA's operands in NVIDIA's order", () => {
     await eventually("dcgmExporter disabled in the status", async () => ((await getPolicy(client)).status?.operands?.find((o) => o.name === "dcgmExporter")?.state === "disabled" ? true : undefined));
   });
 
+  test("an operand the policy cannot render: status and a Warning Event say what to fix; nothing running changes", async () => {
+    const toolkitBefore = await client.get<{ metadata: { generation: number } }>(`/apis/apps/v1/namespaces/${NS}/daemonsets/nvidia-container-toolkit-daemonset`);
+    await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=merge", "-p", '{"spec":{"toolkit":{"repository":"registry.example.com/nv","version":"v9"}}}']);
+    const policy = await eventually("operands in error", async () => {
+      const p = await getPolicy(client);
+      return p.status?.operands?.[0]?.state === "error" && p.status.state === "notReady" ? p : undefined;
+    });
+    assert.match(String(policy.status?.operands?.[0]?.["message"]), /spec\.toolkit.*add image/);
+    await eventually("an OperandConfigInvalid event", async () => {
+      const events = await client.list<{ reason: string; involvedObject: { name: string } }>("/api/v1/namespaces/default/events");
+      return events.items.some((e) => e.reason === "OperandConfigInvalid" && e.involvedObject.name === "cluster-policy") ? true : undefined;
+    });
+    const toolkitAfter = await client.get<{ metadata: { generation: number } }>(`/apis/apps/v1/namespaces/${NS}/daemonsets/nvidia-container-toolkit-daemonset`);
+    assert.equal(toolkitAfter.metadata.generation, toolkitBefore.metadata.generation);
+    await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=merge", "-p", '{"spec":{"toolkit":{"repository":null,"version":null}}}']);
+    await waitForState(client, "ready", "cluster-policy", 180_000);
+  });
+
   test("driver.enabled false (a driver on the host): a new node gets the toolkit and device plugin without a driver pod", async () => {
     await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=merge", "-p", '{"spec":{"driver":{"enabled":false}}}']);
     await createNode({ name: "opnd-c", kernel: "6.8.0-1047-oracle", os: { id: "ubuntu", versionId: "24.04" } });

@@ -1,4 +1,5 @@
 import { canonicalJson, isSubset } from "../core/diff.ts";
+import { isGpuNode } from "../core/gpu-node.ts";
 import { UserError } from "../core/errors.ts";
 import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, type ClusterPolicy } from "../core/policy.ts";
 import {
@@ -14,6 +15,7 @@ import {
   type OperandStatus,
 } from "../core/operands/index.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
+import type { EventRecorder } from "../kube/events.ts";
 import { Informer } from "../kube/informer.ts";
 import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, KubeObject, Node, Pod } from "../kube/types.ts";
@@ -42,9 +44,13 @@ export class OperandController {
   private readonly log: Logger;
   private readonly serviceAccounts = new Set<string>();
   private runtimeClassDone = "";
+  private readonly events: EventRecorder | undefined;
+  /** The last operand problem reported per policy, so an Event is recorded once per change. */
+  private lastProblem = "";
 
-  constructor(opts: { client: KubeClient; namespace: string; log: Logger }) {
+  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events?: EventRecorder }) {
     this.client = opts.client;
+    this.events = opts.events;
     this.namespace = opts.namespace;
     this.log = opts.log;
     const ns = this.namespace;
@@ -116,10 +122,14 @@ export class OperandController {
       });
     } catch (err) {
       if (!(err instanceof UserError)) throw err;
-      // A bad policy changes nothing that runs: only the status says what to fix.
+      // A bad policy changes nothing that runs: only the status and an Event say what to fix.
+      await this.reportProblem(active, err.message);
       await this.writeStatus(active, operandStatuses({ policy: active, nodes, ready: new Map(), error: err.message }));
       return;
     }
+    await this.reportProblem(active, "");
+    // As NVIDIA's operator: no operand DaemonSet while the cluster has no GPU node.
+    if (!nodes.some((n) => isGpuNode(n))) rendered = { ...rendered, daemonSets: [], services: [] };
 
     if (rendered.daemonSets.some((d) => d.spec.template.spec.runtimeClassName)) await this.ensureRuntimeClass(rendered.daemonSets.find((d) => d.spec.template.spec.runtimeClassName)!.spec.template.spec.runtimeClassName!);
     for (const ds of rendered.daemonSets) {
@@ -217,6 +227,14 @@ export class OperandController {
       this.log.info("created RuntimeClass", { runtimeClass: name });
     }
     this.runtimeClassDone = name;
+  }
+
+  private async reportProblem(policy: ClusterPolicy, message: string): Promise<void> {
+    if (message === this.lastProblem) return;
+    this.lastProblem = message;
+    if (!message || !this.events) return;
+    this.log.warn("operand problem", { policy: policy.metadata.name, message });
+    await this.events.record({ apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, metadata: { ...policy.metadata } }, "Warning", "OperandConfigInvalid", `${message}; the operands keep running as they are`);
   }
 
   private async writeStatus(policy: ClusterPolicy, operands: OperandStatus[]): Promise<void> {

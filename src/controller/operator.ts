@@ -49,8 +49,9 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
   const images = opts.imageCheck === false
     ? undefined
     : new ImageChecker(client, log, { plainHttpRegistries: opts.plainHttpRegistries ?? [], missingTtlMs: (opts.imageRecheckSeconds ?? 60) * 1000 });
-  const controller = new DriverController({ client, namespace: opts.namespace, log, metrics, events: new EventRecorder(client, "gpuop", log), ...(images ? { images } : {}) });
-  const operands = new OperandController({ client, namespace: opts.namespace, log });
+  const events = new EventRecorder(client, "gpuop", log);
+  const controller = new DriverController({ client, namespace: opts.namespace, log, metrics, events, ...(images ? { images } : {}) });
+  const operands = new OperandController({ client, namespace: opts.namespace, log, events });
   // The pod name (downward API) is unique among replicas; outside a pod, host and pid are.
   const identity = opts.identity ?? process.env.POD_NAME ?? `${hostname()}_${process.pid}`;
   const elector = new LeaderElector(client, { namespace: opts.namespace, name: opts.leaseName, identity }, log);
