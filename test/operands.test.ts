@@ -173,8 +173,8 @@ describe("NVIDIA's operands in NVIDIA's order", () => {
     });
     assert.match(String(policy.status?.operands?.[0]?.["message"]), /spec\.toolkit.*add image/);
     await eventually("an OperandConfigInvalid event", async () => {
-      const events = await client.list<{ reason: string; involvedObject: { name: string } }>("/api/v1/namespaces/default/events");
-      return events.items.some((e) => e.reason === "OperandConfigInvalid" && e.involvedObject.name === "cluster-policy") ? true : undefined;
+      const events = await client.list<{ reason: string; involvedObject: { uid?: string } }>("/api/v1/namespaces/default/events");
+      return events.items.some((e) => e.reason === "OperandConfigInvalid" && e.involvedObject.uid === policy.metadata.uid) ? true : undefined;
     });
     const toolkitAfter = await client.get<{ metadata: { generation: number } }>(`/apis/apps/v1/namespaces/${NS}/daemonsets/nvidia-container-toolkit-daemonset`);
     assert.equal(toolkitAfter.metadata.generation, toolkitBefore.metadata.generation);
