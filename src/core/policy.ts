@@ -144,7 +144,7 @@ export interface ClusterPolicyStatus {
   observedGeneration?: number;
   conditions?: Condition[];
   pools?: PoolStatus[];
-  /** Written by the operand controller only (merge patch of this field); see docs/adr/0003. */
+  /** Written by the operand controller only (merge patch of this field); see docs/adr/0014. */
   operands?: { name: string; state: string; [field: string]: unknown }[];
 }
 

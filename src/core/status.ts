@@ -58,17 +58,18 @@ export function computeStatus(inputs: StatusInputs, previous: ClusterPolicyStatu
       ready = { type: "Ready", status: "True", reason: "NoGPUNodes", message: "no GPU nodes in the cluster; nothing to deploy" };
     } else if (notReady.length === 0 && inputs.waiting.length === 0) {
       const pods = pools.reduce((s, p) => s + p.readyPods, 0);
-      // The operand controller reports the other operands in status.operands; an enabled one
-      // not ready (or a policy it cannot render) keeps the policy from being ready.
-      const operands = (previous?.operands ?? []).filter((o) => o.state === "notReady" || o.state === "error");
-      ready = operands.length === 0
-        ? { type: "Ready", status: "True", reason: "Reconciled", message: `${pods} driver pods ready in ${pools.length} pools` }
-        : { type: "Ready", status: "False", reason: "OperandNotReady", message: `driver ready; not ready: ${operands.map((o) => o.name).join(", ")}` };
+      ready = { type: "Ready", status: "True", reason: "Reconciled", message: `${pods} driver pods ready in ${pools.length} pools` };
     } else {
       const parts = notReady.map((p) => `${p.name}: ${p.readyPods}/${p.nodes ?? 0} ready`);
       if (inputs.waiting.length > 0) parts.push(`waiting to change driver: ${list(inputs.waiting)}`);
       ready = { type: "Ready", status: "False", reason: "DriverNotReady", message: parts.join("; ") };
     }
+  }
+  // The operand controller reports NVIDIA's other operands in status.operands (docs/adr/0014): a
+  // policy whose driver is ready is not ready while an enabled operand is not (or cannot be rendered).
+  const operandsNotReady = (previous?.operands ?? []).filter((o) => o.state === "notReady" || o.state === "error");
+  if (ready.status === "True" && operandsNotReady.length > 0) {
+    ready = { type: "Ready", status: "False", reason: "OperandNotReady", message: `driver ready; not ready: ${operandsNotReady.map((o) => o.name).join(", ")}` };
   }
   const stamp = (c: Omit<Condition, "lastTransitionTime">): Condition => {
     const prev = previous?.conditions?.find((p) => p.type === c.type);
