@@ -80,9 +80,11 @@ before(async () => {
   });
   // An operator run without the chart (another test file) creates the nvidia-driver ServiceAccount
   // itself; helm refuses to adopt an object it does not own.
-  await client.delete(`/api/v1/namespaces/${NS}/serviceaccounts/nvidia-driver`).catch((e: { status?: number }) => {
-    if (e.status !== 404) throw e;
-  });
+  for (const sa of ["nvidia-driver", "nvidia-container-toolkit", "nvidia-device-plugin", "nvidia-gpu-feature-discovery", "nvidia-dcgm-exporter", "nvidia-operator-validator"]) {
+    await client.delete(`/api/v1/namespaces/${NS}/serviceaccounts/${sa}`).catch((e: { status?: number }) => {
+      if (e.status !== 404) throw e;
+    });
+  }
   await deleteNodes(client, [...GPU_NODES.map((n) => n.name), CPU_NODE, NO_NFD_NODE]);
   await createCpuNode(CPU_NODE);
   for (const n of GPU_NODES) await createGpuNode(client, { ...n, os: { id: "ubuntu", versionId: "22.04" } });
@@ -118,10 +120,13 @@ describe("chart checks without installing", () => {
       { apiGroups: [""], resources: ["nodes"], verbs: ["list", "watch", "patch"] },
       { apiGroups: [""], resources: ["pods"], verbs: ["list"] },
       { apiGroups: [""], resources: ["pods/eviction"], verbs: ["create"] },
+      { apiGroups: ["node.k8s.io"], resources: ["runtimeclasses"], verbs: ["get", "create", "patch"] },
     ]);
     assert.deepEqual(rules(find(objs, "Role", "gpu-operator", NS)), [
       { apiGroups: ["apps"], resources: ["daemonsets"], verbs: ["list", "watch", "create", "patch", "delete"] },
       { apiGroups: [""], resources: ["pods"], verbs: ["list", "watch", "delete"] },
+      { apiGroups: [""], resources: ["services"], verbs: ["list", "watch", "create", "patch", "delete"] },
+      { apiGroups: [""], resources: ["serviceaccounts"], resourceNames: ["nvidia-container-toolkit", "nvidia-device-plugin", "nvidia-gpu-feature-discovery", "nvidia-dcgm-exporter", "nvidia-operator-validator"], verbs: ["get"] },
       { apiGroups: [""], resources: ["serviceaccounts"], resourceNames: ["nvidia-driver"], verbs: ["get"] },
       { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"] },
       { apiGroups: ["coordination.k8s.io"], resources: ["leases"], resourceNames: ["gpuop-leader"], verbs: ["get", "update"] },

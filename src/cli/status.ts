@@ -1,6 +1,8 @@
 import { CLUSTER_POLICY_PATH, selectActivePolicy, type ClusterPolicy } from "../core/policy.ts";
 import { driverStatusRows } from "../core/report.ts";
 import { MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
+import { OPERANDS } from "../core/operands/common.ts";
+import { operandNodeRows } from "../core/operands/report.ts";
 import { KubeClient } from "../kube/client.ts";
 import type { DaemonSet, Node, Pod } from "../kube/types.ts";
 import { stripControl } from "../core/security.ts";
@@ -14,7 +16,8 @@ const usage = `Usage: gpuop status [flags]
 Shows the active ClusterPolicy's state and, for each GPU node, its kernel,
 OS tag, driver mode, DaemonSet, the image its driver pod runs, the image its
 DaemonSet wants ("=" when the same), its driver upgrade state
-(nvidia.com/gpu-driver-upgrade-state), the driver pod and the pod's phase.
+(nvidia.com/gpu-driver-upgrade-state), the driver pod and the pod's phase; then
+each operand (toolkit, device plugin, GFD, DCGM exporter, validator) per node.
 
 Flags:
   --kubeconfig <file>   kubeconfig to use (default: $KUBECONFIG, ~/.kube/config)
@@ -31,7 +34,7 @@ export const statusCommand: Command = {
     const ns = values.namespace ?? "gpu-operator";
     const client = KubeClient.load(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {});
     try {
-      const [policies, nodes, daemonSets, pods] = await Promise.all([
+      const [policies, nodes, daemonSets, pods, operandPods] = await Promise.all([
         client.list<ClusterPolicy>(CLUSTER_POLICY_PATH).catch((err: unknown) => {
           if ((err as { status?: number }).status === 404) return { items: [] as ClusterPolicy[] };
           throw err;
@@ -39,6 +42,7 @@ export const statusCommand: Command = {
         client.list<Node>("/api/v1/nodes"),
         client.list<DaemonSet>(`/apis/apps/v1/namespaces/${ns}/daemonsets`, { labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` }),
         client.list<Pod>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: "app=nvidia-driver-daemonset" }),
+        client.list<Pod>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: `app in (${OPERANDS.map((o) => o.name).join(",")})` }),
       ]);
       const policy = selectActivePolicy(policies.items);
       const rows = driverStatusRows(nodes.items, daemonSets.items, pods.items);
@@ -52,8 +56,10 @@ export const statusCommand: Command = {
             ...(policy.status?.upgrades ? { upgrades: policy.status.upgrades } : {}),
           }
         : undefined;
+      const operandStatus = policy?.status?.operands ?? [];
+      const operandRows = operandNodeRows(nodes.items, operandPods.items, new Set(operandStatus.filter((o) => o.state === "disabled").map((o) => o.name)));
       if (format !== "table") {
-        write(formatData({ policy: summary ?? null, nodes: rows }, format));
+        write(formatData({ policy: summary ?? null, nodes: rows, operands: operandStatus, operandNodes: operandRows }, format));
         return 0;
       }
       if (!summary) {
@@ -86,6 +92,14 @@ export const statusCommand: Command = {
       // Why a node is on the conventional fallback or has no driver, in the operator's words.
       const notes = rows.filter((r) => r.reason);
       if (notes.length > 0) process.stdout.write(`\n${notes.map((r) => `${r.node}: ${r.reason}`).join("\n")}\n`);
+      if (operandStatus.length > 0) {
+        process.stdout.write(`\nOperands: ${operandStatus.map((o) => `${o.name} ${o.state}${typeof o["readyPods"] === "number" ? ` ${String(o["readyPods"])}/${String(o["nodes"])}` : ""}`).join(", ")}\n`);
+        for (const o of operandStatus) if (typeof o["message"] === "string") process.stdout.write(`  ${o.name}: ${o["message"]}\n`);
+      }
+      if (operandRows.length > 0) {
+        process.stdout.write("\n");
+        process.stdout.write(formatTable(["NODE", ...OPERANDS.map((o) => o.key.toUpperCase())], operandRows.map((r) => [r.node, ...OPERANDS.map((o) => r.operands[o.key])])));
+      }
       return 0;
     } finally {
       await client.close();

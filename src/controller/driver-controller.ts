@@ -348,16 +348,19 @@ export class DriverController {
   }
 
   private async writeStatus(policy: ClusterPolicy, status: ClusterPolicyStatus): Promise<void> {
-    if (sameJson(policy.status ?? {}, status)) return;
+    // status.operands is the operand controller's to write (merge patches leave it alone).
+    const { operands: _operands, ...current } = policy.status ?? {};
+    if (sameJson(current, status)) return;
     // A CRD that lacks some of gpuop's status fields (NVIDIA's has no pools) prunes them, so the
     // stored status never equals the desired one: skip the write when nothing changed since the last.
     const key = policy.metadata.uid ?? policy.metadata.name;
     const desired = canonicalJson(status);
     const last = this.writtenStatus.get(key);
-    if (last && last.desired === desired && last.stored === canonicalJson(policy.status ?? {})) return;
+    if (last && last.desired === desired && last.stored === canonicalJson(current)) return;
     try {
       const stored = await this.client.mergePatch<ClusterPolicy>(`${CLUSTER_POLICY_PATH}/${policy.metadata.name}/status`, { status });
-      this.writtenStatus.set(key, { desired, stored: canonicalJson(stored?.status ?? {}) });
+      const { operands: _o, ...storedDriver } = stored?.status ?? {};
+      this.writtenStatus.set(key, { desired, stored: canonicalJson(storedDriver) });
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }

@@ -6,6 +6,7 @@ import { LeaderElector } from "../kube/lease.ts";
 import type { Logger } from "../kube/log.ts";
 import { DriverController } from "./driver-controller.ts";
 import { ImageChecker } from "./image-check.ts";
+import { OperandController } from "./operand-controller.ts";
 import { OperatorMetrics } from "./metrics.ts";
 import { parseRestrictedNodeLabel, RepositoryAllowList } from "../core/security.ts";
 
@@ -68,9 +69,11 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
   const allowedRepositories = new RepositoryAllowList(opts.allowedImageRepositories ?? []);
   if (allowedRepositories.enabled) log.info("driver images restricted to allowed repositories", { repositories: allowedRepositories.entries });
   const gpuNodeLabel = opts.gpuNodeLabel ? parseRestrictedNodeLabel(opts.gpuNodeLabel) : undefined;
-  const controller = new DriverController({ client, namespace: opts.namespace, log, metrics, events: new EventRecorder(client, "gpuop", log), ...(images ? { images } : {}), allowedRepositories, ...(gpuNodeLabel ? { gpuNodeLabel } : {}), ...(opts.defaultDriverVersion ? { defaultDriverVersion: opts.defaultDriverVersion } : {}), ...(opts.gpuNodeSelector ? { gpuNodeSelector: opts.gpuNodeSelector } : {}),
+  const events = new EventRecorder(client, "gpuop", log);
+  const controller = new DriverController({ client, namespace: opts.namespace, log, metrics, events, ...(images ? { images } : {}), allowedRepositories, ...(gpuNodeLabel ? { gpuNodeLabel } : {}), ...(opts.defaultDriverVersion ? { defaultDriverVersion: opts.defaultDriverVersion } : {}), ...(opts.gpuNodeSelector ? { gpuNodeSelector: opts.gpuNodeSelector } : {}),
     conventionalFallback: opts.conventionalFallback ?? true, pullGraceMs: (opts.imagePullGraceSeconds ?? 300) * 1000,
   });
+  const operands = new OperandController({ client, namespace: opts.namespace, log, events });
   // The pod name (downward API) is unique among replicas; outside a pod, host and pid are.
   const identity = opts.identity ?? process.env.POD_NAME ?? `${hostname()}_${process.pid}`;
   const elector = new LeaderElector(client, { namespace: opts.namespace, name: opts.leaseName, identity }, log);
@@ -81,7 +84,7 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
   let exitCode = 0;
   let synced = false;
   let standby = opts.leaderElect;
-  void controller.synced().then(() => (synced = true));
+  void Promise.all([controller.synced(), operands.synced()]).then(() => (synced = true));
 
   const servers: Server[] = [];
   type Answer = [number, string, string?];
@@ -137,7 +140,7 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
       });
       await leading;
     }
-    if (!stop.signal.aborted) await controller.run(stop.signal);
+    if (!stop.signal.aborted) await Promise.all([controller.run(stop.signal), operands.run(stop.signal)]);
   } finally {
     await elector.release();
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));

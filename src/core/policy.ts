@@ -155,6 +155,8 @@ export interface ClusterPolicyStatus {
     failed: { node: string; reason: string }[];
     outdated: string[];
   };
+  /** Written by the operand controller only (merge patch of this field); see docs/adr/0014. */
+  operands?: { name: string; state: string; [field: string]: unknown }[];
 }
 
 export interface ClusterPolicyMetadata {

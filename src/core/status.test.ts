@@ -89,3 +89,16 @@ test("nodes that still run their driver are said to keep it; nodes on the fallba
   assert.equal(onFallback.conditions![0]!.reason, "ConventionalFallback");
   assert.match(onFallback.conditions![0]!.message, /2 driver pods ready in 1 pools; g3: conventional driver r\/driver:525\.105\.17-ubuntu22\.04 \(fallback/);
 });
+
+test("an enabled operand not ready (status.operands, written by the operand controller) keeps the policy notReady", () => {
+  const prev = { operands: [{ name: "toolkit", state: "ready" }, { name: "devicePlugin", state: "notReady" }, { name: "gfd", state: "disabled" }] };
+  const s = computeStatus(base(), prev, T0);
+  assert.equal(s.state, "notReady");
+  const ready = s.conditions!.find((c) => c.type === "Ready")!;
+  assert.equal(ready.reason, "OperandNotReady");
+  assert.match(ready.message, /devicePlugin/);
+  assert.doesNotMatch(ready.message, /toolkit|gfd/);
+  assert.equal("operands" in s, false, "the driver's status leaves status.operands to the operand controller");
+  const all = computeStatus(base(), { operands: [{ name: "toolkit", state: "ready" }, { name: "migManager", state: "unsupported" }, { name: "gfd", state: "disabled" }] }, T0);
+  assert.equal(all.state, "ready");
+});

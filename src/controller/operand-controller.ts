@@ -1,0 +1,248 @@
+import { canonicalJson, isSubset } from "../core/diff.ts";
+import { isGpuNode } from "../core/gpu-node.ts";
+import { UserError } from "../core/errors.ts";
+import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, type ClusterPolicy } from "../core/policy.ts";
+import {
+  OPERAND_LABEL,
+  OPERANDS,
+  gateLabel,
+  operandNodeLabels,
+  operandStatuses,
+  readyPods,
+  renderOperands,
+  type OperandKey,
+  type OperandRenderResult,
+  type OperandStatus,
+} from "../core/operands/index.ts";
+import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
+import type { EventRecorder } from "../kube/events.ts";
+import { Informer } from "../kube/informer.ts";
+import type { Logger } from "../kube/log.ts";
+import type { DaemonSet, KubeObject, Node, Pod } from "../kube/types.ts";
+import { FIELD_MANAGER } from "./driver-controller.ts";
+import { WorkQueue } from "./workqueue.ts";
+
+const KEY = "operands";
+const sameJson = (a: unknown, b: unknown) => canonicalJson(a) === canonicalJson(b);
+const RUNTIME_CLASS_PATH = "/apis/node.k8s.io/v1/runtimeclasses";
+
+/**
+ * Deploys NVIDIA's operands besides the driver (toolkit, device plugin, GFD, DCGM exporter,
+ * validator) and opens each node to an operand only once its prerequisite is Ready there
+ * (docs/adr/0014). Beside the driver controller, with its own caches and queue key; it writes
+ * only `status.operands` of the policy, nodes' operand labels and its own objects.
+ */
+export class OperandController {
+  readonly policies: Informer<ClusterPolicy & { metadata: { name: string } }>;
+  readonly nodes: Informer<Node>;
+  readonly daemonSets: Informer<DaemonSet>;
+  readonly services: Informer<KubeObject & { spec?: unknown }>;
+  readonly pods: Informer<Pod>;
+  readonly queue = new WorkQueue();
+  private readonly client: KubeClient;
+  private readonly namespace: string;
+  private readonly log: Logger;
+  private readonly serviceAccounts = new Set<string>();
+  private runtimeClassDone = "";
+  private readonly events: EventRecorder | undefined;
+  /** The last operand problem reported per policy, so an Event is recorded once per change. */
+  private lastProblem = "";
+
+  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events?: EventRecorder }) {
+    this.client = opts.client;
+    this.events = opts.events;
+    this.namespace = opts.namespace;
+    this.log = opts.log;
+    const ns = this.namespace;
+    const apps = ["nvidia-driver-daemonset", ...OPERANDS.map((o) => o.name)].join(",");
+    this.policies = new Informer(this.client, CLUSTER_POLICY_PATH, {}, this.log);
+    this.nodes = new Informer(this.client, "/api/v1/nodes", {}, this.log);
+    this.daemonSets = new Informer(this.client, `/apis/apps/v1/namespaces/${ns}/daemonsets`, { labelSelector: OPERAND_LABEL }, this.log);
+    this.services = new Informer(this.client, `/api/v1/namespaces/${ns}/services`, { labelSelector: OPERAND_LABEL }, this.log);
+    this.pods = new Informer(this.client, `/api/v1/namespaces/${ns}/pods`, { labelSelector: `app in (${apps})` }, this.log);
+    const enqueue = () => this.queue.add(KEY);
+    this.policies.onChange(enqueue);
+    this.daemonSets.onChange(enqueue);
+    this.services.onChange(enqueue);
+    // Only pod readiness and placement matter; status heartbeats of other fields do not.
+    this.pods.onChange((type, pod, old) => {
+      if (type !== "modified" || !old || podReady(pod) !== podReady(old) || pod.spec?.nodeName !== old.spec?.nodeName || pod.metadata.deletionTimestamp !== old.metadata.deletionTimestamp) enqueue();
+    });
+    this.nodes.onChange((type, node, old) => {
+      if (type !== "modified" || !old || !sameJson(node.metadata.labels, old.metadata.labels)) enqueue();
+    });
+  }
+
+  get informers() {
+    return [this.policies, this.nodes, this.daemonSets, this.services, this.pods];
+  }
+
+  async synced(): Promise<void> {
+    await Promise.all(this.informers.map((i) => i.synced));
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    const caches = this.informers.map((i) => i.run(signal));
+    await Promise.race([this.synced(), Promise.all(caches)]);
+    this.queue.add(KEY);
+    await Promise.all([...caches, this.queue.run((key) => this.process(key), signal)]);
+  }
+
+  private async process(key: string): Promise<void> {
+    try {
+      await this.reconcile();
+      this.queue.forget(key);
+    } catch (err) {
+      const retryIn = this.queue.retry(key);
+      this.log.error("operand reconcile failed; retrying", { error: (err as Error).message, retryInMs: retryIn });
+    }
+  }
+
+  /** One pass: render, apply or remove objects, open node gates, status. */
+  async reconcile(): Promise<void> {
+    const nodes = this.nodes.list();
+    const active = selectActivePolicy(this.policies.list());
+    if (!active) {
+      // Checked again for the next policy: someone may have deleted them meanwhile.
+      this.runtimeClassDone = "";
+      this.serviceAccounts.clear();
+      // The DaemonSets go with the policy (owner references); the gates go too, so a new policy starts in order.
+      for (const node of nodes) await this.patchLabels(node, Object.fromEntries(OPERANDS.filter((o) => node.metadata.labels?.[gateLabel(o)] !== undefined).map((o) => [gateLabel(o), null])));
+      return;
+    }
+    let rendered: OperandRenderResult;
+    let driverEnabled: boolean;
+    try {
+      driverEnabled = normalizePolicy(active).spec.driver.enabled !== false;
+      rendered = renderOperands({
+        policy: active,
+        namespace: this.namespace,
+        owner: { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: active.metadata.name, uid: active.metadata.uid ?? "" },
+        runtimeVersions: nodes.map((n) => (n.status?.nodeInfo as { containerRuntimeVersion?: string } | undefined)?.containerRuntimeVersion ?? "").filter(Boolean),
+      });
+    } catch (err) {
+      if (!(err instanceof UserError)) throw err;
+      // A bad policy changes nothing that runs: only the status and an Event say what to fix.
+      await this.reportProblem(active, err.message);
+      await this.writeStatus(active, operandStatuses({ policy: active, nodes, ready: new Map(), error: err.message }));
+      return;
+    }
+    await this.reportProblem(active, "");
+    // As NVIDIA's operator: no operand DaemonSet while the cluster has no GPU node.
+    if (!nodes.some((n) => isGpuNode(n))) rendered = { ...rendered, daemonSets: [], services: [] };
+
+    if (rendered.daemonSets.some((d) => d.spec.template.spec.runtimeClassName)) await this.ensureRuntimeClass(rendered.daemonSets.find((d) => d.spec.template.spec.runtimeClassName)!.spec.template.spec.runtimeClassName!);
+    for (const ds of rendered.daemonSets) {
+      await this.ensureServiceAccount(ds.spec.template.spec.serviceAccountName);
+      await this.apply(`/apis/apps/v1/namespaces/${this.namespace}/daemonsets`, this.daemonSets, ds);
+    }
+    for (const svc of rendered.services) await this.apply(`/api/v1/namespaces/${this.namespace}/services`, this.services, svc);
+    await this.removeDisabled(new Set(rendered.disabled));
+
+    const ready = readyPods(this.pods.list());
+    const enabled = new Set<OperandKey>(rendered.enabled);
+    for (const node of nodes) await this.patchLabels(node, operandNodeLabels(node, enabled, driverEnabled, ready));
+    await this.writeStatus(active, operandStatuses({ policy: active, nodes: this.nodes.list(), ready }));
+  }
+
+  private async patchLabels(node: Node, patch: Record<string, string | null>): Promise<void> {
+    if (Object.keys(patch).length === 0) return;
+    await this.client.mergePatch(`/api/v1/nodes/${node.metadata.name}`, { metadata: { labels: patch } });
+    this.log.info("labelled node for operands", { node: node.metadata.name, labels: patch });
+  }
+
+  /** Server-side apply, only when a field gpuop sets differs from what is live: a steady state writes nothing. */
+  private async apply(collection: string, cache: { get(key: string): KubeObject | undefined }, desired: { metadata: { name: string; labels: Record<string, string>; annotations: Record<string, string>; ownerReferences?: unknown[] }; spec: unknown }): Promise<void> {
+    const name = desired.metadata.name;
+    const live = cache.get(`${this.namespace}/${name}`);
+    const subject = { metadata: { labels: desired.metadata.labels, annotations: desired.metadata.annotations, ownerReferences: desired.metadata.ownerReferences }, spec: desired.spec };
+    if (live && !live.metadata.deletionTimestamp && isSubset(subject, live)) return;
+    await this.client.apply(`${collection}/${name}`, desired, FIELD_MANAGER, { force: true });
+    this.log.info(live ? "updated operand object" : "created operand object", { name });
+  }
+
+  private async removeDisabled(disabled: ReadonlySet<OperandKey>): Promise<void> {
+    for (const [cache, collection] of [
+      [this.daemonSets, `/apis/apps/v1/namespaces/${this.namespace}/daemonsets`],
+      [this.services, `/api/v1/namespaces/${this.namespace}/services`],
+    ] as const) {
+      for (const obj of cache.list()) {
+        const key = obj.metadata.labels?.[OPERAND_LABEL] as OperandKey | undefined;
+        if (!key || !disabled.has(key) || obj.metadata.deletionTimestamp) continue;
+        try {
+          await this.client.delete(`${collection}/${obj.metadata.name}`, { query: { propagationPolicy: "Background" } });
+          this.log.info("deleted the objects of a disabled operand", { operand: key, name: obj.metadata.name });
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+        }
+      }
+    }
+  }
+
+  /** NVIDIA's operand ServiceAccounts; created when missing (403: the chart made them, or must). */
+  private async ensureServiceAccount(name: string): Promise<void> {
+    if (this.serviceAccounts.has(name)) return;
+    const path = `/api/v1/namespaces/${this.namespace}/serviceaccounts`;
+    try {
+      await this.client.get(`${path}/${name}`);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      try {
+        await this.client.create(path, { metadata: { name, labels: { [OPERAND_LABEL]: "serviceaccount" } } });
+        this.log.info("created an operand ServiceAccount", { serviceAccount: name });
+      } catch (e) {
+        if (!isConflict(e)) {
+          if ((e as { status?: number }).status !== 403) throw e;
+          this.log.warn("an operand ServiceAccount is missing and may not be created; its pods cannot start until it exists", { serviceAccount: `${this.namespace}/${name}` });
+          return;
+        }
+      }
+    }
+    this.serviceAccounts.add(name);
+  }
+
+  /** The RuntimeClass the device plugin, GFD, exporter and validator run with; the toolkit adds its handler to the node's runtime. */
+  private async ensureRuntimeClass(name: string): Promise<void> {
+    if (this.runtimeClassDone === name) return;
+    try {
+      await this.client.get(`${RUNTIME_CLASS_PATH}/${name}`);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      await this.client.apply(
+        `${RUNTIME_CLASS_PATH}/${name}`,
+        {
+          apiVersion: "node.k8s.io/v1",
+          kind: "RuntimeClass",
+          metadata: {
+            name,
+            // No owner: garbage collection after a policy is deleted would race a new policy's
+            // check and leave its pods rejected ("RuntimeClass not found"). It stays, like the CRD.
+            labels: { "app.kubernetes.io/component": "gpu-operator", [OPERAND_LABEL]: "runtimeclass" },
+          },
+          handler: name,
+        },
+        FIELD_MANAGER,
+        { force: true },
+      );
+      this.log.info("created RuntimeClass", { runtimeClass: name });
+    }
+    this.runtimeClassDone = name;
+  }
+
+  private async reportProblem(policy: ClusterPolicy, message: string): Promise<void> {
+    if (message === this.lastProblem) return;
+    this.lastProblem = message;
+    if (!message || !this.events) return;
+    this.log.warn("operand problem", { policy: policy.metadata.name, message });
+    await this.events.record({ apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, metadata: { ...policy.metadata } }, "Warning", "OperandConfigInvalid", `${message}; the operands keep running as they are`);
+  }
+
+  private async writeStatus(policy: ClusterPolicy, operands: OperandStatus[]): Promise<void> {
+    if (sameJson(policy.status?.operands ?? [], operands)) return;
+    await this.client.mergePatch(`${CLUSTER_POLICY_PATH}/${policy.metadata.name}/status`, { status: { operands } }).catch((err: unknown) => {
+      if (!isNotFound(err)) throw err;
+    });
+  }
+}
+
+const podReady = (p: Pod) => p.status?.conditions?.find((c) => c.type === "Ready")?.status;

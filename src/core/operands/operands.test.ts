@@ -1,0 +1,204 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { UserError } from "../errors.ts";
+import {
+  GATE_OPEN,
+  OPERAND_HASH_ANNOTATION,
+  operandNodeLabels,
+  operandStatuses,
+  readyPods,
+  renderOperands,
+  type OperandKey,
+  type ReadyPods,
+} from "./index.ts";
+import { clusterRuntime } from "./toolkit.ts";
+import type { ClusterPolicy } from "../policy.ts";
+
+const policy = (spec: Record<string, unknown> = {}): ClusterPolicy => ({ metadata: { name: "cluster-policy", uid: "u1" }, spec: { driver: { version: "550.54.15" }, ...spec } });
+const render = (spec: Record<string, unknown> = {}) => renderOperands({ policy: policy(spec), namespace: "gpu-ns", owner: { apiVersion: "nvidia.com/v1", kind: "ClusterPolicy", name: "cluster-policy", uid: "u1" } });
+const ds = (spec: Record<string, unknown>, name: string) => render(spec).daemonSets.find((d) => d.metadata.name === name)!;
+const envOf = (c: { env?: { name: string; value?: string }[] } | undefined) => Object.fromEntries((c?.env ?? []).map((e) => [e.name, e.value]));
+
+test("defaults: NVIDIA's five DaemonSets with NVIDIA's names, app labels and images, and the exporter's Service", () => {
+  const r = render();
+  assert.deepEqual(r.daemonSets.map((d) => d.metadata.name).sort(), ["gpu-feature-discovery", "nvidia-container-toolkit-daemonset", "nvidia-dcgm-exporter", "nvidia-device-plugin-daemonset", "nvidia-operator-validator"]);
+  for (const d of r.daemonSets) {
+    assert.equal(d.spec.template.metadata.labels["app"], d.metadata.name);
+    assert.deepEqual(d.spec.selector.matchLabels, { app: d.metadata.name });
+    assert.equal(d.metadata.namespace, "gpu-ns");
+    assert.equal(d.metadata.ownerReferences?.[0]?.uid, "u1");
+    assert.equal(d.metadata.labels["app.kubernetes.io/managed-by"], undefined, "the driver controller prunes DaemonSets labelled managed-by=gpuop");
+    assert.deepEqual(d.spec.template.spec.tolerations, [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }]);
+    assert.equal(d.spec.template.spec.priorityClassName, "system-node-critical");
+  }
+  const images = Object.fromEntries(r.daemonSets.map((d) => [d.metadata.name, d.spec.template.spec.containers[0]!.image]));
+  assert.equal(images["nvidia-container-toolkit-daemonset"], "nvcr.io/nvidia/k8s/container-toolkit:v1.20.0");
+  assert.equal(images["nvidia-device-plugin-daemonset"], "nvcr.io/nvidia/k8s-device-plugin:v0.20.0");
+  assert.equal(images["gpu-feature-discovery"], "nvcr.io/nvidia/k8s-device-plugin:v0.20.0");
+  assert.equal(images["nvidia-dcgm-exporter"], "nvcr.io/nvidia/k8s/dcgm-exporter:4.6.0-4.8.3-distroless");
+  assert.deepEqual(r.services.map((s) => [s.metadata.name, s.spec.ports[0]!.name, s.spec.ports[0]!.port]), [["nvidia-dcgm-exporter", "gpu-metrics", 9400]]);
+  assert.deepEqual(r.disabled, []);
+});
+
+test("each DaemonSet selects nodes by NVIDIA's deploy label and gpuop's gate only", () => {
+  assert.deepEqual(ds({}, "nvidia-device-plugin-daemonset").spec.template.spec.nodeSelector, { "nvidia.com/gpu.deploy.device-plugin": "true", "gpuop.nvidia.com/gate.device-plugin": "open" });
+  assert.deepEqual(ds({}, "nvidia-container-toolkit-daemonset").spec.template.spec.nodeSelector, { "nvidia.com/gpu.deploy.container-toolkit": "true", "gpuop.nvidia.com/gate.container-toolkit": "open" });
+});
+
+test("the toolkit: driver-validation init, driver root mounted, no runtimeClassName; the others use nvidia", () => {
+  const tk = ds({}, "nvidia-container-toolkit-daemonset");
+  assert.equal(tk.spec.template.spec.runtimeClassName, undefined);
+  assert.equal(tk.spec.template.spec.hostPID, true);
+  assert.deepEqual(tk.spec.template.spec.initContainers?.map((c) => c.name), ["driver-validation"]);
+  assert.equal(envOf(tk.spec.template.spec.initContainers?.[0]).COMPONENT, "driver");
+  assert.equal(tk.spec.template.spec.initContainers?.[0]?.image, "nvcr.io/nvidia/cloud-native/gpu-operator-validator:v26.7.0");
+  const vols = Object.fromEntries(tk.spec.template.spec.volumes.map((v) => [v.name, "hostPath" in v ? v.hostPath.path : ""]));
+  assert.equal(vols["driver-install-dir"], "/run/nvidia/driver");
+  assert.equal(vols["run-nvidia-validations"], "/run/nvidia/validations");
+  const env = envOf(tk.spec.template.spec.containers[0]);
+  assert.equal(env.RUNTIME, "containerd");
+  assert.equal(env.CONTAINERD_RUNTIME_CLASS, "nvidia");
+  assert.equal(env.NVIDIA_VISIBLE_DEVICES, "void");
+  for (const name of ["nvidia-device-plugin-daemonset", "gpu-feature-discovery", "nvidia-dcgm-exporter", "nvidia-operator-validator"]) {
+    assert.equal(ds({ operator: { runtimeClass: "nv-custom" } }, name).spec.template.spec.runtimeClassName, "nv-custom", name);
+  }
+  assert.deepEqual(ds({}, "nvidia-device-plugin-daemonset").spec.template.spec.initContainers?.map((c) => c.name), ["toolkit-validation"]);
+  assert.deepEqual(ds({}, "nvidia-operator-validator").spec.template.spec.initContainers?.map((c) => c.name), ["driver-validation", "toolkit-validation", "cuda-validation", "plugin-validation"]);
+  assert.deepEqual(ds({ devicePlugin: { enabled: false } }, "nvidia-operator-validator").spec.template.spec.initContainers?.map((c) => c.name), ["driver-validation", "toolkit-validation", "cuda-validation"]);
+});
+
+test("policy fields: image parts, env set-or-replace, pull secrets, resources", () => {
+  const dp = ds({ devicePlugin: { repository: "registry.example.com/nv/", image: "plugin", version: "v9.9.9", env: [{ name: "FAIL_ON_INIT_ERROR", value: "false" }, { name: "EXTRA", value: "x" }], imagePullSecrets: ["pull"], resources: { limits: { cpu: 2 } } } }, "nvidia-device-plugin-daemonset");
+  const c = dp.spec.template.spec.containers[0]!;
+  assert.equal(c.image, "registry.example.com/nv/plugin:v9.9.9");
+  assert.equal(envOf(c).FAIL_ON_INIT_ERROR, "false");
+  assert.equal(envOf(c).EXTRA, "x");
+  assert.equal(c.env!.filter((e) => e.name === "FAIL_ON_INIT_ERROR").length, 1);
+  assert.deepEqual(dp.spec.template.spec.imagePullSecrets, [{ name: "pull" }]);
+  assert.deepEqual(c.resources, { limits: { cpu: "2" } });
+  assert.equal(ds({ gfd: { version: "sha256:" + "a".repeat(64), repository: "r.example.com", image: "gfd" } }, "gpu-feature-discovery").spec.template.spec.containers[0]!.image, `r.example.com/gfd@sha256:${"a".repeat(64)}`);
+  assert.equal(ds({ toolkit: { image: "r.example.com/tk:1" } }, "nvidia-container-toolkit-daemonset").spec.template.spec.containers[0]!.image, "r.example.com/tk:1");
+  const v = ds({ validator: { repository: "r.example.com", image: "val", version: "v1" } }, "nvidia-device-plugin-daemonset");
+  assert.equal(v.spec.template.spec.initContainers?.[0]?.image, "r.example.com/val:v1", "validation inits use the validator's image");
+});
+
+test("a partial image or a wrong type is a UserError naming the field", () => {
+  assert.throws(() => render({ toolkit: { repository: "r.example.com", version: "v1" } }), (e: unknown) => e instanceof UserError && /spec\.toolkit.*add image/.test(e.message));
+  assert.throws(() => render({ gfd: { enabled: "yes" } }), (e: unknown) => e instanceof UserError && /spec\.gfd\.enabled must be a boolean/.test(e.message));
+  assert.throws(() => render({ dcgmExporter: { env: [{ name: "A", value: 1 }] } }), (e: unknown) => e instanceof UserError && /spec\.dcgmExporter\.env/.test(e.message));
+});
+
+test("disabled operands are not rendered; the validator cannot be turned off; MIG manager is reported unsupported", () => {
+  const r = render({ gfd: { enabled: false }, dcgmExporter: { enabled: false }, validator: { enabled: false }, migManager: { enabled: true } });
+  assert.deepEqual(r.disabled, ["gfd", "dcgmExporter"]);
+  assert.equal(r.services.length, 0);
+  assert.ok(r.daemonSets.some((d) => d.metadata.name === "nvidia-operator-validator"));
+  assert.deepEqual(r.unsupported, ["migManager"]);
+});
+
+test("rendering is deterministic: equal inputs give equal objects and hashes", () => {
+  const a = render({ devicePlugin: { env: [{ name: "B", value: "1" }] } });
+  const b = render({ devicePlugin: { env: [{ name: "B", value: "1" }] } });
+  assert.deepEqual(a, b);
+  assert.notEqual(a.daemonSets[0]!.metadata.annotations[OPERAND_HASH_ANNOTATION], render({ toolkit: { env: [{ name: "X", value: "2" }] } }).daemonSets[0]!.metadata.annotations[OPERAND_HASH_ANNOTATION]);
+});
+
+test("the cluster's runtime: containerd wins, docker, cri-o", () => {
+  assert.equal(clusterRuntime(["docker://24", "containerd://2.0"]), "containerd");
+  assert.equal(clusterRuntime(["docker://24"]), "docker");
+  assert.equal(clusterRuntime(["cri-o://1.30"]), "crio");
+  assert.equal(clusterRuntime([]), "containerd");
+});
+
+const ALL = new Set<OperandKey>(["toolkit", "devicePlugin", "gfd", "dcgmExporter", "validator"]);
+const gpuNode = (name: string, labels: Record<string, string> = {}) => ({ metadata: { name, labels: { "feature.node.kubernetes.io/pci-10de.present": "true", "feature.node.kubernetes.io/kernel-version.full": "5.15.0-69-generic", "feature.node.kubernetes.io/system-os_release.ID": "ubuntu", "feature.node.kubernetes.io/system-os_release.VERSION_ID": "22.04", ...labels } } });
+const ready = (entries: [OperandKey | "driver", string[]][]): ReadyPods => new Map(entries.map(([k, v]) => [k, new Set(v)]));
+
+test("deploy labels added when absent, kept when set; gates closed until the prerequisite is ready", () => {
+  const p = operandNodeLabels(gpuNode("n1", { "nvidia.com/gpu.deploy.gpu-feature-discovery": "false" }), ALL, true, ready([]));
+  assert.equal(p["nvidia.com/gpu.deploy.container-toolkit"], "true");
+  assert.equal(p["nvidia.com/gpu.deploy.device-plugin"], "true");
+  assert.equal("nvidia.com/gpu.deploy.gpu-feature-discovery" in p, false);
+  assert.equal(Object.keys(p).some((k) => k.startsWith("gpuop.nvidia.com/gate.")), false);
+  assert.deepEqual(operandNodeLabels({ metadata: { name: "cpu", labels: {} } }, ALL, true, ready([])), {});
+});
+
+test("order: driver ready opens the toolkit; toolkit ready opens the device plugin, GFD, exporter and validator", () => {
+  const deployed = Object.fromEntries(["container-toolkit", "device-plugin", "gpu-feature-discovery", "dcgm-exporter", "operator-validator"].map((k) => [`nvidia.com/gpu.deploy.${k}`, "true"]));
+  const n = gpuNode("n1", { ...deployed, "nvidia.com/gpu.deploy.driver": "true" });
+  assert.deepEqual(operandNodeLabels(n, ALL, true, ready([["driver", ["n2"]]])), {}, "a driver ready on another node opens nothing here");
+  assert.deepEqual(operandNodeLabels(n, ALL, true, ready([["driver", ["n1"]]])), { "gpuop.nvidia.com/gate.container-toolkit": GATE_OPEN });
+  const withToolkit = gpuNode("n1", { ...deployed, "nvidia.com/gpu.deploy.driver": "true", "gpuop.nvidia.com/gate.container-toolkit": "open" });
+  assert.deepEqual(Object.keys(operandNodeLabels(withToolkit, ALL, true, ready([["driver", ["n1"]], ["toolkit", ["n1"]]]))).sort(), [
+    "gpuop.nvidia.com/gate.dcgm-exporter", "gpuop.nvidia.com/gate.device-plugin", "gpuop.nvidia.com/gate.gpu-feature-discovery", "gpuop.nvidia.com/gate.operator-validator",
+  ]);
+  // Gates stay open when the driver restarts: the pods' validation inits order that, as NVIDIA's do.
+  assert.deepEqual(operandNodeLabels(withToolkit, ALL, true, ready([])), {});
+  // Toolkit off: the device plugin waits for the driver instead.
+  const noToolkit = new Set<OperandKey>(["devicePlugin", "validator"]);
+  assert.deepEqual(Object.keys(operandNodeLabels(n, noToolkit, true, ready([["driver", ["n1"]]]))).sort(), ["gpuop.nvidia.com/gate.device-plugin", "gpuop.nvidia.com/gate.operator-validator"]);
+});
+
+test("driver.enabled false or a pre-installed driver: the toolkit may go at once", () => {
+  assert.equal(operandNodeLabels(gpuNode("n1"), ALL, false, ready([]))["gpuop.nvidia.com/gate.container-toolkit"], GATE_OPEN);
+  assert.equal(operandNodeLabels(gpuNode("n1", { "nvidia.com/gpu.deploy.driver": "pre-installed" }), ALL, true, ready([]))["gpuop.nvidia.com/gate.container-toolkit"], GATE_OPEN);
+  assert.equal(operandNodeLabels(gpuNode("n1", { "nvidia.com/gpu.deploy.driver": "true" }), ALL, true, ready([]))["gpuop.nvidia.com/gate.container-toolkit"], undefined);
+});
+
+test("operands=false removes true deploy labels and gates; a disabled operand's gate is closed", () => {
+  const n = gpuNode("n1", { "nvidia.com/gpu.deploy.operands": "false", "nvidia.com/gpu.deploy.device-plugin": "true", "nvidia.com/gpu.deploy.gpu-feature-discovery": "false", "gpuop.nvidia.com/gate.device-plugin": "open" });
+  const p = operandNodeLabels(n, ALL, true, ready([["driver", ["n1"]]]));
+  assert.equal(p["nvidia.com/gpu.deploy.device-plugin"], null);
+  assert.equal(p["gpuop.nvidia.com/gate.device-plugin"], null);
+  assert.equal("nvidia.com/gpu.deploy.gpu-feature-discovery" in p, false);
+  const off = operandNodeLabels(gpuNode("n2", { "nvidia.com/gpu.deploy.gpu-feature-discovery": "true", "gpuop.nvidia.com/gate.gpu-feature-discovery": "open" }), new Set(["toolkit"]), true, ready([]));
+  assert.equal(off["gpuop.nvidia.com/gate.gpu-feature-discovery"], null);
+});
+
+test("readyPods: Ready pods by operand and node, terminating ones left out", () => {
+  const pod = (app: string, node: string, isReady: boolean, deleting = false) => ({ metadata: { labels: { app }, ...(deleting ? { deletionTimestamp: "x" } : {}) }, spec: { nodeName: node }, status: { conditions: [{ type: "Ready", status: isReady ? "True" : "False" }] } });
+  const r = readyPods([pod("nvidia-driver-daemonset", "a", true), pod("nvidia-device-plugin-daemonset", "a", false), pod("nvidia-device-plugin-daemonset", "b", true), pod("nvidia-container-toolkit-daemonset", "c", true, true), pod("other", "a", true)]);
+  assert.deepEqual([...(r.get("driver") ?? [])], ["a"]);
+  assert.deepEqual([...(r.get("devicePlugin") ?? [])], ["b"]);
+  assert.equal(r.get("toolkit"), undefined);
+});
+
+test("status: ready only when every node meant to run an enabled operand has its Ready pod", () => {
+  const nodes = [gpuNode("a", { "gpuop.nvidia.com/gate.container-toolkit": "open" }), gpuNode("b"), gpuNode("c", { "nvidia.com/gpu.deploy.container-toolkit": "false" })];
+  const s = operandStatuses({ policy: policy({ gfd: { enabled: false }, sandboxWorkloads: { enabled: true } }), nodes, ready: ready([["toolkit", ["a"]]]) });
+  const tk = s.find((o) => o.name === "toolkit")!;
+  assert.deepEqual(tk, { name: "toolkit", daemonSet: "nvidia-container-toolkit-daemonset", state: "notReady", nodes: 2, readyPods: 1, waiting: ["b"] });
+  assert.equal(s.find((o) => o.name === "gfd")!.state, "disabled");
+  assert.equal(s.find((o) => o.name === "sandboxWorkloads")!.state, "unsupported");
+  const allReady = operandStatuses({ policy: policy(), nodes: [gpuNode("a", Object.fromEntries(["container-toolkit", "device-plugin", "gpu-feature-discovery", "dcgm-exporter", "operator-validator"].map((k) => [`gpuop.nvidia.com/gate.${k}`, "open"])))], ready: ready([["toolkit", ["a"]], ["devicePlugin", ["a"]], ["gfd", ["a"]], ["dcgmExporter", ["a"]], ["validator", ["a"]]]) });
+  assert.deepEqual(allReady.map((o) => o.state), ["ready", "ready", "ready", "ready", "ready"]);
+  const err = operandStatuses({ policy: policy(), nodes: [], ready: ready([]), error: "spec.toolkit sets only some" });
+  assert.equal(err[0]!.state, "error");
+});
+
+test("gpuop status rows: per node and operand, ready, starting, waiting, off, disabled", async () => {
+  const { operandNodeRows } = await import("./report.ts");
+  const pod = (app: string, node: string, isReady: boolean) => ({ metadata: { labels: { app } }, spec: { nodeName: node }, status: { conditions: [{ type: "Ready", status: isReady ? "True" : "False" }] } });
+  const rows = operandNodeRows(
+    [gpuNode("b", { "nvidia.com/gpu.deploy.device-plugin": "false" }), gpuNode("a", { "gpuop.nvidia.com/gate.device-plugin": "open" }), { metadata: { name: "cpu" } }],
+    [pod("nvidia-container-toolkit-daemonset", "a", true), pod("nvidia-container-toolkit-daemonset", "b", false)],
+    new Set(["gfd"]),
+  );
+  assert.deepEqual(rows.map((r) => r.node), ["a", "b"]);
+  assert.deepEqual(rows[0]!.operands, { toolkit: "ready", validator: "waiting", devicePlugin: "starting", gfd: "disabled", dcgmExporter: "waiting" });
+  assert.deepEqual(rows[1]!.operands, { toolkit: "starting", validator: "waiting", devicePlugin: "off", gfd: "disabled", dcgmExporter: "waiting" });
+});
+
+test("spec.daemonsets: priority class, tolerations (replacing the default), labels, annotations, update strategy", () => {
+  const d = ds({ daemonsets: { priorityClassName: "gpu-critical", tolerations: [{ key: "dedicated", operator: "Equal", value: "gpu", effect: "NoExecute" }], labels: { team: "ml", app: "not-this" }, annotations: { note: "x" }, rollingUpdate: { maxUnavailable: "3" } } }, "nvidia-device-plugin-daemonset");
+  const pod = d.spec.template.spec;
+  assert.equal(pod.priorityClassName, "gpu-critical");
+  assert.deepEqual(pod.tolerations, [{ key: "dedicated", operator: "Equal", value: "gpu", effect: "NoExecute" }]);
+  assert.equal(d.metadata.labels["team"], "ml");
+  assert.equal(d.spec.template.metadata.labels["app"], "nvidia-device-plugin-daemonset");
+  assert.equal(d.metadata.annotations["note"], "x");
+  assert.deepEqual(d.spec.updateStrategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 3 } });
+  assert.deepEqual(ds({ daemonsets: { updateStrategy: "OnDelete" } }, "gpu-feature-discovery").spec.updateStrategy, { type: "OnDelete" });
+  assert.deepEqual(ds({}, "gpu-feature-discovery").spec.updateStrategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 1 } });
+  assert.throws(() => render({ daemonsets: { rollingUpdate: { maxUnavailable: "one" } } }), (e: unknown) => e instanceof UserError && /maxUnavailable/.test(e.message));
+});
