@@ -51,7 +51,9 @@ async function podOn(node: string, img: string): Promise<Pod> {
   return eventually(`a Running driver pod with ${img} on ${node}`, async () => {
     const pods = (await driverPods(client)).filter((p) => p.spec?.nodeName === node && !p.metadata.deletionTimestamp);
     const desc = pods.map((p) => `${p.metadata.name}:${p.spec?.containers?.[0]?.image}:${p.status?.phase}`).join(", ");
-    if (pods.length !== 1 || pods[0]!.spec?.containers?.[0]?.image !== img || pods[0]!.status?.phase !== "Running") throw new Error(desc || "no pod");
+    // The operator pins each precompiled pool's tag to the digest the registry serves (issue 9): compare tags.
+    const tagOnly = (pods[0]?.spec?.containers?.[0]?.image ?? "").replace(/@sha256:[0-9a-f]{64}$/, "");
+    if (pods.length !== 1 || tagOnly !== img || pods[0]!.status?.phase !== "Running") throw new Error(desc || "no pod");
     return pods[0]!;
   }, { timeoutMs: 120_000 });
 }

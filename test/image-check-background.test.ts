@@ -61,7 +61,7 @@ test("the reconcile gets an answer at once while the registry stalls, and a call
     assert.equal(reg.heads(), 1);
     reg.release();
     await answered;
-    assert.deepEqual(await checker.availability(image, [], "gpu-operator", []), { result: "present" });
+    assert.deepEqual(await checker.availability(image, [], "gpu-operator", []), { result: "present", digest: `sha256:${"b".repeat(64)}` });
     assert.equal(answers, 1);
     // A fresh answer is served from the cache: no new request.
     await checker.idle();
@@ -116,7 +116,9 @@ test("the registry CA option lets the check verify a private registry's certific
     const refused = await without.check(image, ["amd64"], "gpu-operator", []);
     assert.equal(refused.result, "unknown");
     assert.match(refused.reason ?? "", /cannot verify the TLS certificate/);
-    assert.deepEqual(await withCa.check(image, ["amd64"], "gpu-operator", []), { result: "present" });
+    const found = await withCa.check(image, ["amd64"], "gpu-operator", []);
+    assert.equal(found.result, "present");
+    assert.match(found.digest ?? "", /^sha256:[0-9a-f]{64}$/);
   } finally {
     await without.close();
     await withCa.close();

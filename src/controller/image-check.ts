@@ -221,13 +221,12 @@ export class ImageChecker {
     try {
       const client = await this.clientFor(ref.registry, namespace, pullSecrets, problems);
       const tag = ref.tag ?? ref.digest ?? "latest";
-      const found = await Promise.all((arches.length ? arches : [undefined]).map((a) => client.hasTag(ref.repository, tag, a, { signal: deadline })));
+      // One HEAD answers whether the tag exists and which digest it names; per-architecture checks follow.
+      const head = await client.headManifest(ref.repository, tag, { signal: deadline });
+      const found = head === undefined ? [false] : arches.length ? await Promise.all(arches.map((a) => client.hasTag(ref.repository, tag, a, { signal: deadline }))) : [true];
       result = found.every(Boolean) ? "present" : "missing";
       // The tag's own digest (an index's, for multi-arch images) is what a node's runtime records as the pod's imageID.
-      if (result === "present" && ref.tag !== undefined && ref.digest === undefined) {
-        const head = await client.headManifest(ref.repository, ref.tag, { signal: deadline });
-        if (head && /^sha256:[0-9a-f]{64}$/.test(head.digest)) digest = head.digest;
-      }
+      if (result === "present" && ref.tag !== undefined && ref.digest === undefined && head && /^sha256:[0-9a-f]{64}$/.test(head.digest)) digest = head.digest;
     } catch (err) {
       // A missing repository is a missing image; anything else means we could not tell.
       if ((err as { code?: string }).code === "not-found") result = "missing";

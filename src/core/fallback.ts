@@ -83,7 +83,8 @@ export function pullFailure(pod: PodPullState, container: string, nowMs: number,
   const status = pod.status?.containerStatuses?.find((c) => c.name === container);
   const reason = status?.state?.waiting?.reason;
   if (!reason || !PULL_FAILURE_REASONS.includes(reason)) return undefined;
-  const image = pod.spec?.containers?.find((c) => c.name === container)?.image ?? status?.image ?? "";
+  // The pool's tag, without the digest the operator pins it to: the node's plan names the tag.
+  const image = (pod.spec?.containers?.find((c) => c.name === container)?.image ?? status?.image ?? "").replace(/@sha256:[0-9a-f]{64}$/, "");
   const notReady = pod.status?.conditions?.find((c) => c.type === "ContainersReady" && c.status !== "True")?.lastTransitionTime;
   const since = notReady ?? pod.status?.startTime ?? pod.metadata.creationTimestamp;
   if (!since || Number.isNaN(Date.parse(since))) return { image, reason, since: new Date(nowMs).toISOString(), remainingMs: graceMs };
