@@ -9,6 +9,8 @@ import { UserError } from "../core/errors.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import { Informer } from "../kube/informer.ts";
+import { NodeLabelBatch } from "../kube/node-labels.ts";
+import { slimDaemonSet, slimNode, slimPod } from "../kube/transforms.ts";
 import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, Node, Pod } from "../kube/types.ts";
 import type { ImageChecker } from "./image-check.ts";
@@ -45,6 +47,8 @@ export class DriverController {
   private readonly lastWarning = new Map<string, string>();
 
   private readonly images: ImageChecker | undefined;
+  /** When the oldest event not yet reconciled arrived (for the event-to-writes latency metric). */
+  private pendingSince: number | undefined;
 
   constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker }) {
     this.client = opts.client;
@@ -55,10 +59,14 @@ export class DriverController {
     this.metrics = opts.metrics;
     const ns = this.namespace;
     this.policies = new Informer(this.client, CLUSTER_POLICY_PATH, {}, this.log);
-    this.nodes = new Informer(this.client, "/api/v1/nodes", {}, this.log);
-    this.daemonSets = new Informer(this.client, `/apis/apps/v1/namespaces/${ns}/daemonsets`, { labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` }, this.log);
-    this.pods = new Informer(this.client, `/api/v1/namespaces/${ns}/pods`, { labelSelector: "app=nvidia-driver-daemonset" }, this.log);
-    const enqueue = () => this.queue.add(KEY);
+    // Caches keep only the fields gpuop reads (src/kube/transforms.ts lists them).
+    this.nodes = new Informer(this.client, "/api/v1/nodes", {}, this.log, { transform: slimNode });
+    this.daemonSets = new Informer(this.client, `/apis/apps/v1/namespaces/${ns}/daemonsets`, { labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` }, this.log, { transform: slimDaemonSet });
+    this.pods = new Informer(this.client, `/api/v1/namespaces/${ns}/pods`, { labelSelector: "app=nvidia-driver-daemonset" }, this.log, { transform: slimPod });
+    const enqueue = () => {
+      this.pendingSince ??= performance.now();
+      this.queue.add(KEY);
+    };
     this.policies.onChange(enqueue);
     this.daemonSets.onChange(enqueue);
     this.pods.onChange(enqueue);
@@ -86,8 +94,11 @@ export class DriverController {
 
   private async process(key: string): Promise<void> {
     const start = process.hrtime.bigint();
+    const since = this.pendingSince;
+    this.pendingSince = undefined;
     try {
       await this.reconcile();
+      if (since !== undefined) this.metrics.latency.observe((performance.now() - since) / 1000);
       this.queue.forget(key);
       this.metrics.reconciles.inc({ result: "success" });
     } catch (err) {
@@ -105,7 +116,9 @@ export class DriverController {
   /** One pass: node labels, policy validation, DaemonSets, node moves, pruning, status. */
   async reconcile(): Promise<void> {
     const nodes = this.nodes.list();
-    await this.labelGpuNodes(nodes);
+    // GPU labels and pool moves of one pass go out together: one patch per node.
+    const labels = new NodeLabelBatch();
+    for (const node of nodes) labels.set(node.metadata.name!, desiredNodeLabels(node));
 
     const stored = this.policies.list();
     const active = selectActivePolicy(stored);
@@ -115,9 +128,9 @@ export class DriverController {
     if (!active) {
       // No policy: its DaemonSets are garbage-collected; drop the pool labels that pointed at them.
       for (const n of nodes) {
-        if (n.metadata.labels?.[POOL_NODE_LABEL] === undefined) continue;
-        await this.client.mergePatch(`/api/v1/nodes/${n.metadata.name}`, { metadata: { labels: { [POOL_NODE_LABEL]: null } } });
+        if (n.metadata.labels?.[POOL_NODE_LABEL] !== undefined) labels.set(n.metadata.name!, { [POOL_NODE_LABEL]: null });
       }
+      await this.writeNodeLabels(labels);
       return;
     }
 
@@ -137,6 +150,7 @@ export class DriverController {
     this.metrics.nodes.replace(nodeStateSeries(gpuNodes, problems.length));
 
     if (policyErrors.length > 0 || !policy) {
+      await this.writeNodeLabels(labels);
       await this.reportWarnings(active, warnings);
       // Never take a working driver away because of a bad policy: leave every DaemonSet and node as it is.
       await this.reportProblem(active, policyErrors.map((e) => e.message).join("; "), policyErrors[0]?.reason ?? "InvalidPolicy");
@@ -164,7 +178,8 @@ export class DriverController {
     if (toApply.length > 0) await this.ensureDriverServiceAccount();
     for (const ds of toApply) await this.applyDaemonSet(ds);
 
-    const waiting = await this.moveNodes(nodes, gpuNodes, rendered.pools.filter((p) => !missing.has(p.name)), policy.spec.driver.upgradePolicy?.maxUnavailable, [...missing.values()].flatMap((m) => m.nodes));
+    const waiting = this.moveNodes(labels, nodes, gpuNodes, rendered.pools.filter((p) => !missing.has(p.name)), policy.spec.driver.upgradePolicy?.maxUnavailable, [...missing.values()].flatMap((m) => m.nodes));
+    await this.writeNodeLabels(labels);
     await this.prune(new Set(toApply.map((d) => d.metadata.name)));
 
     const dsStatus = new Map(this.daemonSets.list().map((d) => [d.metadata.name!, { desired: d.status?.desiredNumberScheduled ?? 0, ready: d.status?.numberReady ?? 0 }]));
@@ -194,13 +209,8 @@ export class DriverController {
     await this.writeStatus(active, status);
   }
 
-  private async labelGpuNodes(nodes: Node[]): Promise<void> {
-    for (const node of nodes) {
-      const patch = desiredNodeLabels(node);
-      if (Object.keys(patch).length === 0) continue;
-      await this.client.mergePatch(`/api/v1/nodes/${node.metadata.name}`, { metadata: { labels: patch } });
-      this.log.info("labelled GPU node", { node: node.metadata.name, labels: patch });
-    }
+  private async writeNodeLabels(labels: NodeLabelBatch): Promise<void> {
+    await labels.flush(this.client, (node, patch) => this.log.info("labelled node", { node, labels: patch }));
   }
 
   /** Driver pods run as this ServiceAccount; without it the DaemonSets can create no pod. */
@@ -249,19 +259,16 @@ export class DriverController {
   }
 
   /**
-   * Relabels nodes whose pool changed, within the policy's maxUnavailable; returns nodes left
+   * Relabels (in `labels`) nodes whose pool changed, within the policy's maxUnavailable; returns nodes left
    * waiting. Nodes in `hold` (their new image is missing) stay where they are while their current
    * DaemonSet still selects them.
    */
-  private async moveNodes(nodes: Node[], gpuNodes: GpuNodeFacts[], pools: { name: string; nodes: string[] }[], maxUnavailable: number | string | undefined, hold: string[] = []): Promise<string[]> {
+  private moveNodes(labels: NodeLabelBatch, nodes: Node[], gpuNodes: GpuNodeFacts[], pools: { name: string; nodes: string[] }[], maxUnavailable: number | string | undefined, hold: string[] = []): string[] {
     const liveSelectors = new Map(this.daemonSets.list().map((d) => [d.metadata.name!, (d.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector ?? {}]));
     const rollout = nodeRollouts({ nodes, pools, hold: new Set(hold), liveSelectors, readyDrivers: readyDriverKeys(this.pods.list()) });
     const budget = resolveMaxUnavailable(maxUnavailable, Math.max(gpuNodes.filter((n) => n.deployable).length, 1));
     const plan = planRollout(rollout, new Set(liveSelectors.keys()), budget);
-    for (const [node, pool] of plan.moves) {
-      await this.client.mergePatch(`/api/v1/nodes/${node}`, { metadata: { labels: { [POOL_NODE_LABEL]: pool } } });
-      this.log.info("moved node to driver pool", { node, pool });
-    }
+    for (const [node, pool] of plan.moves) labels.set(node, { [POOL_NODE_LABEL]: pool });
     return plan.waiting;
   }
 

@@ -106,6 +106,7 @@ export class OperatorMetrics {
   readonly reconciles = new Counter("gpuop_reconcile_total", "Reconciles of the driver state, by result.");
   readonly errors = new Counter("gpuop_reconcile_errors_total", "Reconciles that failed.");
   readonly duration = new Histogram("gpuop_reconcile_duration_seconds", "Time spent in one reconcile.");
+  readonly latency = new Histogram("gpuop_reconcile_latency_seconds", "From the first event a reconcile handles to its writes issued (queue wait included).", [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]);
   readonly queueDepth = new Gauge("gpuop_workqueue_depth", "Keys waiting in the work queue.");
   readonly pools = new Gauge("gpuop_driver_pools", "Driver pools (one DaemonSet each), by mode.");
   readonly nodes = new Gauge("gpuop_gpu_nodes", "GPU nodes, by driver state.");
@@ -113,7 +114,7 @@ export class OperatorMetrics {
   readonly leader = new Gauge("gpuop_leader", "1 while this replica leads.");
 
   render(): string {
-    return [this.reconciles, this.errors, this.duration, this.queueDepth, this.pools, this.nodes, this.apiRequests, this.leader]
+    return [this.reconciles, this.errors, this.duration, this.latency, this.queueDepth, this.pools, this.nodes, this.apiRequests, this.leader]
       .map((m) => m.render())
       .join("\n") + "\n";
   }
