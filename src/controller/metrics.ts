@@ -112,9 +112,11 @@ export class OperatorMetrics {
   readonly nodes = new Gauge("gpuop_gpu_nodes", "GPU nodes, by driver state.");
   readonly apiRequests = new Counter("gpuop_api_requests_total", "Requests made to the Kubernetes API, by verb.");
   readonly leader = new Gauge("gpuop_leader", "1 while this replica leads.");
+  readonly heapUsed = new Gauge("gpuop_heap_used_bytes", "V8 heap in use (the informer caches live here), read at each scrape.");
 
   render(): string {
-    return [this.reconciles, this.errors, this.duration, this.latency, this.queueDepth, this.pools, this.nodes, this.apiRequests, this.leader]
+    this.heapUsed.set(process.memoryUsage().heapUsed);
+    return [this.reconciles, this.errors, this.duration, this.latency, this.queueDepth, this.pools, this.nodes, this.apiRequests, this.leader, this.heapUsed]
       .map((m) => m.render())
       .join("\n") + "\n";
   }

@@ -42,7 +42,7 @@ async function kwokctl(args: string[]): Promise<string> {
  * hack/build-tools.sh built, so nothing is downloaded. A leftover cluster of the
  * same name (from a killed run) is removed first.
  */
-export async function startCluster(name = "gpuop-test"): Promise<LocalCluster> {
+export async function startCluster(name = "gpuop-test", opts: { extraArgs?: string[] } = {}): Promise<LocalCluster> {
   mkdirSync(kwokWorkdir, { recursive: true });
   await stopCluster(name);
   const kubeconfig = kubeconfigPath(name);
@@ -62,6 +62,8 @@ export async function startCluster(name = "gpuop-test"): Promise<LocalCluster> {
     // needs a real 410 Gone, which the watch cache would otherwise hide for minutes.
     "--extra-args", "kube-apiserver=watch-cache-sizes=configmaps#0",
     "--extra-args", "kube-apiserver=etcd-compaction-interval=5s",
+    // More `component=flag=value` arguments, e.g. the benchmark's audit log.
+    ...(opts.extraArgs ?? []).flatMap((a) => ["--extra-args", a]),
     "--wait", "2m",
   ]);
   return attachCluster(name);
