@@ -35,7 +35,8 @@ export class DriverController {
   readonly nodes: Informer<Node>;
   readonly daemonSets: Informer<DaemonSet>;
   readonly pods: Informer<Pod>;
-  readonly queue = new WorkQueue();
+  // Each pass costs time in proportion to the nodes: pacing keeps CPU per rollout linear in them.
+  readonly queue = new WorkQueue({ pacing: 3 });
   private readonly client: KubeClient;
   private readonly namespace: string;
   private readonly log: Logger;

@@ -50,3 +50,22 @@ test("retries back off exponentially per key and forget resets them", () => {
   ac.abort();
   return q.run(async () => undefined, ac.signal);
 });
+
+test("with pacing, the next pass waits pacing times the last pass's duration and events meanwhile fold into it", async () => {
+  const q = new WorkQueue({ pacing: 4 });
+  const ac = new AbortController();
+  const starts: number[] = [];
+  let firstEnd = 0;
+  q.add("k");
+  await q.run(async () => {
+    starts.push(performance.now());
+    if (starts.length === 2) return ac.abort();
+    await sleep(30);
+    firstEnd = performance.now();
+    // Events during and right after the pass: all of them become one more pass.
+    for (let i = 0; i < 5; i++) setImmediate(() => q.add("k"));
+  }, ac.signal);
+  assert.equal(starts.length, 2);
+  const firstDuration = firstEnd - starts[0]!;
+  assert.ok(starts[1]! - firstEnd >= firstDuration * 4 - 5, `second pass started ${(starts[1]! - firstEnd).toFixed(0)} ms after a ${firstDuration.toFixed(0)} ms pass`);
+});
