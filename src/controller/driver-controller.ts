@@ -35,7 +35,7 @@ export class DriverController {
   readonly nodes: Informer<Node>;
   readonly daemonSets: Informer<DaemonSet>;
   readonly pods: Informer<Pod>;
-  // Each pass costs time in proportion to the nodes: pacing keeps CPU per rollout linear in them.
+  // Each pass costs CPU in proportion to the nodes: pacing keeps CPU per rollout linear in them.
   readonly queue = new WorkQueue({ pacing: 3 });
   private readonly client: KubeClient;
   private readonly namespace: string;
@@ -128,10 +128,12 @@ export class DriverController {
     }
     if (!active) {
       // No policy: its DaemonSets are garbage-collected; drop the pool labels that pointed at them.
+      // GPU labels wait for a policy, so the install labels each node once, pool included.
+      const unpooled = new NodeLabelBatch();
       for (const n of nodes) {
-        if (n.metadata.labels?.[POOL_NODE_LABEL] !== undefined) labels.set(n.metadata.name!, { [POOL_NODE_LABEL]: null });
+        if (n.metadata.labels?.[POOL_NODE_LABEL] !== undefined) unpooled.set(n.metadata.name!, { [POOL_NODE_LABEL]: null });
       }
-      await this.writeNodeLabels(labels);
+      await this.writeNodeLabels(unpooled);
       return;
     }
 

@@ -15,7 +15,7 @@ export class WorkQueue {
   private readonly pacing: number;
 
   /**
-   * `pacing`: after a key took d ms to handle, the next one waits d × pacing ms, so
+   * `pacing`: after a key took d ms of CPU to handle, the next one waits d × pacing ms, so
    * events that arrive meanwhile fold into one pass. When each pass costs time in
    * proportion to the cluster, this caps the share of a core spent on back-to-back
    * passes at 1 / (1 + pacing), and the number of passes in a rollout falls as the
@@ -76,14 +76,16 @@ export class WorkQueue {
       }
       this.dirty.delete(key);
       this.processing.add(key);
-      const start = performance.now();
+      const cpu = process.cpuUsage();
       try {
         await handle(key);
       } finally {
         this.processing.delete(key);
         if (this.dirty.has(key)) this.queue.push(key);
       }
-      if (this.pacing > 0) await pause((performance.now() - start) * this.pacing, signal);
+      // CPU time, not wall time: a pass that mostly waits on the API server costs little.
+      const used = process.cpuUsage(cpu);
+      if (this.pacing > 0) await pause(((used.user + used.system) / 1000) * this.pacing, signal);
     }
     for (const t of this.timers) clearTimeout(t);
   }
