@@ -18,7 +18,8 @@ import { ensureNamespace, installCrd } from "../test/harness/policy.ts";
 import { repoRoot } from "../test/harness/tools.ts";
 import { mapLimit } from "../src/registry/pool.ts";
 import type { KubeClient } from "../src/kube/client.ts";
-import type { Pod } from "../src/kube/types.ts";
+import type { Node, Pod } from "../src/kube/types.ts";
+import { eventually } from "../test/harness/wait.ts";
 import { auditArgs, countRequests, OPERATOR_SA, readAudit, type AuditEvent, type RequestCounts } from "./scale/audit.ts";
 import { installNvidiaCrds, nvidiaModuleDir, nvidiaPolicy, startNvidiaOperator } from "./scale/nvidia.ts";
 import { cpuSeconds, peakRssMiB } from "./scale/proc.ts";
@@ -84,14 +85,23 @@ interface Result {
 async function waitConverged(client: KubeClient, nodes: SimNode[], precompiled: boolean, onSample: (withoutDriver: number) => void): Promise<boolean> {
   const deadline = Date.now() + TIMEOUT_MS;
   const want = new Map(nodes.map((n) => [n.name, wantedImage(n, precompiled)]));
+  let pods: Pod[] = [];
   while (Date.now() < deadline) {
-    const pods = (await client.list<Pod>(`/api/v1/namespaces/${NS}/pods`, { labelSelector: "app=nvidia-driver-daemonset" })).items;
+    pods = (await client.list<Pod>(`/api/v1/namespaces/${NS}/pods`, { labelSelector: "app=nvidia-driver-daemonset" })).items;
     const withReady = new Set(pods.filter(ready).map((p) => p.spec?.nodeName));
     onSample(nodes.filter((n) => !withReady.has(n.name)).length);
     const done = pods.length === nodes.length && pods.every((p) => ready(p) && want.get(p.spec?.nodeName ?? "") === driverImage(p)) && withReady.size === nodes.length;
     if (done) return true;
     await new Promise((r) => setTimeout(r, 2000));
   }
+  // Say what was left: driver pods by image and readiness, and how many run the image their node wants.
+  const seen: Record<string, number> = {};
+  for (const p of pods) {
+    const k = `${driverImage(p)} ${ready(p) ? "ready" : p.metadata.deletionTimestamp ? "terminating" : "not ready"}`;
+    seen[k] = (seen[k] ?? 0) + 1;
+  }
+  const right = pods.filter((p) => want.get(p.spec?.nodeName ?? "") === driverImage(p)).length;
+  console.log(`    not converged: ${pods.length} driver pods, ${right} with the image their node needs; ${JSON.stringify(seen)}`);
   return false;
 }
 
@@ -139,7 +149,14 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
     else await installCrd(cluster);
     const created = performance.now();
     await mapLimit(nodes, 32, (n) => createGpuNode(client, n));
-    log(`${NODES} simulated GPU nodes created in ${((performance.now() - created) / 1000).toFixed(1)} s`);
+    // kwok initializes each node's status right after creation: let that settle, as in a cluster whose nodes are up.
+    await eventually("every simulated node Ready", async () => {
+      const listed = (await client.list<Node>("/api/v1/nodes")).items;
+      const readyNodes = listed.filter((n) => n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")).length;
+      if (readyNodes < nodes.length) throw new Error(`${readyNodes} of ${nodes.length} Ready`);
+      return true;
+    }, { timeoutMs: 10 * 60_000, intervalMs: 2000 });
+    log(`${NODES} simulated GPU nodes created and Ready in ${((performance.now() - created) / 1000).toFixed(1)} s`);
 
     let pid: number;
     let metricsUrl: string | undefined;
@@ -150,12 +167,9 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
       metricsUrl = op.metricsUrl;
       stop = async () => void (await op.stop());
     } else {
-      const op = await startNvidiaOperator({ kubeconfig, namespace: NS, src, workDir });
+      const op = await startNvidiaOperator({ kubeconfig, namespace: NS, src, logFile: join(workDir, "nvidia-operator.log"), workDir });
       pid = op.proc.pid!;
-      stop = async () => {
-        writeFileSync(join(workDir, "nvidia-operator.log"), op.logs());
-        await op.stop();
-      };
+      stop = () => op.stop();
     }
 
     let peakHeap = 0;

@@ -2,10 +2,11 @@
 // `hack/build-tools.sh nvidia-gpu-operator`, run against the benchmark's cluster.
 //
 // What the simulated cluster needs for it (the workarounds the report names):
-// - its manifests: it reads them from the fixed path /opt/gpu-operator (the
-//   module's assets/ and manifests/). The process runs in a private mount
-//   namespace (unshare, as root) where a tmpfs covers /opt and the module's
-//   folders are bind-mounted at /opt/gpu-operator: nothing outside the repo is written.
+// - its files at fixed paths: manifests under /opt/gpu-operator (the module's
+//   assets/ and manifests/), and the host's os-release at /host-etc/os-release
+//   (its container mounts the host's /etc there; it looks for OpenShift in it).
+//   The process runs chrooted into a tmpfs root, laid out that way, in a private
+//   mount namespace (unshare, as root): nothing outside the repo is written.
 // - its CRDs (ClusterPolicy, NVIDIADriver) from the module, not gpuop's.
 // - a ClusterPolicy with every operand but the driver disabled (toolkit, device
 //   plugin, DCGM, GFD, MIG manager, …): kwok runs no containers, and only the
@@ -15,12 +16,13 @@
 // - NFD: no NFD runs; the simulated nodes carry NFD's labels (PCI vendor 10de,
 //   kernel, OS release), which NVIDIA's operator reads as it would NFD's.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { repoRoot } from "../../test/harness/tools.ts";
 import { freePort } from "../../test/harness/registry.ts";
 import type { LocalCluster } from "../../test/harness/cluster.ts";
+import { eventually } from "../../test/harness/wait.ts";
 
 const run = promisify(execFile);
 const moduleDir = join(repoRoot, "tools", "go", "nvidia-gpu-operator");
@@ -49,19 +51,15 @@ export async function nvidiaModuleDir(): Promise<string> {
   return dir;
 }
 
-/** A folder laid out as NVIDIA's image lays /opt/gpu-operator: each asset folder, and manifests/. */
-function stageManifests(src: string, stage: string): void {
-  rmSync(stage, { recursive: true, force: true });
-  mkdirSync(stage, { recursive: true });
-  for (const entry of readdirSync(join(src, "assets"))) symlinkSync(join(src, "assets", entry), join(stage, entry));
-  symlinkSync(join(src, "manifests"), join(stage, "manifests"));
-}
-
 export async function installNvidiaCrds(cluster: LocalCluster, src: string): Promise<void> {
   for (const f of ["nvidia.com_clusterpolicies.yaml", "nvidia.com_nvidiadrivers.yaml"]) {
     await cluster.kubectl(["apply", "--server-side", "-f", join(src, "deployments", "gpu-operator", "crds", f)]);
   }
-  await cluster.kubectl(["wait", "--for=condition=Established", "crd/clusterpolicies.nvidia.com", "crd/nvidiadrivers.nvidia.com", "--timeout=60s"]);
+  // Right after the apply, kubectl wait can fail on a status without conditions yet: poll.
+  await eventually("NVIDIA's CRDs established", async () => {
+    await cluster.kubectl(["wait", "--for=condition=Established", "crd/clusterpolicies.nvidia.com", "crd/nvidiadrivers.nvidia.com", "--timeout=10s"]);
+    return true;
+  }, { timeoutMs: 60_000, intervalMs: 1000 });
 }
 
 /** The ClusterPolicy for NVIDIA's operator: the same driver and upgrade policy as gpuop's, every other operand off. */
@@ -109,33 +107,45 @@ export function nvidiaPolicy(driver: { repository: string; version: string; maxU
 
 export interface NvidiaProcess {
   proc: ChildProcess;
+  /** The end of its log. */
   logs(): string;
   stop(): Promise<void>;
 }
 
 /** Starts NVIDIA's operator with its manifests at /opt/gpu-operator in a private mount namespace. */
-export async function startNvidiaOperator(opts: { kubeconfig: string; namespace: string; src: string; workDir: string }): Promise<NvidiaProcess> {
-  const stage = join(opts.workDir, "opt-gpu-operator");
-  stageManifests(opts.src, stage);
+export async function startNvidiaOperator(opts: { kubeconfig: string; namespace: string; src: string; logFile: string; workDir: string }): Promise<NvidiaProcess> {
   const [metrics, health] = [await freePort(), await freePort()];
-  const script = 'mount -t tmpfs tmpfs /opt && mkdir /opt/gpu-operator && mount --bind "$STAGE" /opt/gpu-operator && exec "$@"';
-  const args = ["--mount", "--propagation", "private", "sh", "-c", script, "sh", nvidiaBinary(),
+  const root = join(opts.workDir, "root");
+  mkdirSync(root, { recursive: true });
+  // The root is laid out as NVIDIA's image: each asset folder and manifests/ in
+  // /opt/gpu-operator (copied: it walks them without following symlinks).
+  const script = [
+    "set -e",
+    'mount -t tmpfs tmpfs "$ROOT"',
+    'mkdir -p "$ROOT/opt/gpu-operator" "$ROOT/host-etc" "$ROOT/tmp" "$ROOT/proc" "$ROOT/dev"',
+    'cp -r "$SRC/assets/." "$SRC/manifests" "$ROOT/opt/gpu-operator/"',
+    'cp /etc/os-release "$ROOT/host-etc/os-release"',
+    'cp "$BIN" "$ROOT/gpu-operator" && cp "$KCFG" "$ROOT/kubeconfig"',
+    'mount --rbind /proc "$ROOT/proc" && mount --rbind /dev "$ROOT/dev"',
+    'exec chroot "$ROOT" /gpu-operator "$@"',
+  ].join("\n");
+  const args = ["--mount", "--propagation", "private", "sh", "-c", script, "sh",
     `--metrics-bind-address=127.0.0.1:${metrics}`, `--health-probe-bind-address=127.0.0.1:${health}`, "--leader-elect=false", "--zap-log-level=info"];
+  const logFd = openSync(opts.logFile, "w");
   const proc = spawn("unshare", args, {
-    env: { ...process.env, STAGE: stage, KUBECONFIG: opts.kubeconfig, OPERATOR_NAMESPACE: opts.namespace },
-    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, SRC: opts.src, ROOT: root, BIN: nvidiaBinary(), KCFG: opts.kubeconfig, KUBECONFIG: "/kubeconfig", OPERATOR_NAMESPACE: opts.namespace },
+    // Its logs are large (whole objects): straight to a file.
+    stdio: ["ignore", logFd, logFd],
   });
-  let output = "";
-  const keep = (d: Buffer) => {
-    output += d.toString();
-    if (output.length > 4_000_000) output = output.slice(-2_000_000);
+  closeSync(logFd);
+  const tail = () => {
+    const text = readFileSync(opts.logFile, "utf8");
+    return text.slice(-3000);
   };
-  proc.stdout!.on("data", keep);
-  proc.stderr!.on("data", keep);
   const exited = new Promise<void>((resolve) => proc.on("exit", () => resolve()));
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (proc.exitCode !== null) throw new Error(`NVIDIA's operator exited with ${proc.exitCode} (it needs root for its private /opt mount):\n${output.slice(-3000)}`);
+    if (proc.exitCode !== null) throw new Error(`NVIDIA's operator exited with ${proc.exitCode} (it needs root for its private /opt mount):\n${tail()}`);
     try {
       if ((await fetch(`http://127.0.0.1:${health}/healthz`)).ok) break;
     } catch {
@@ -143,13 +153,13 @@ export async function startNvidiaOperator(opts: { kubeconfig: string; namespace:
     }
     if (Date.now() > deadline) {
       proc.kill("SIGKILL");
-      throw new Error(`NVIDIA's operator did not start:\n${output.slice(-3000)}`);
+      throw new Error(`NVIDIA's operator did not start:\n${tail()}`);
     }
     await new Promise((r) => setTimeout(r, 200));
   }
   return {
     proc,
-    logs: () => output,
+    logs: tail,
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM");
       await exited;
