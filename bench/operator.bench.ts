@@ -6,7 +6,7 @@
 // operator runs as its own ServiceAccount; events grouped by user agent); CPU
 // and memory come from /proc. Environment: GPUOP_BENCH_NODES (1000),
 // GPUOP_BENCH_OPERATORS (gpuop,nvidia), GPUOP_BENCH_CLUSTERS (single,mixed),
-// GPUOP_BENCH_TIMEOUT_S (600, per phase), GPUOP_BENCH_STEADY_S (60),
+// GPUOP_BENCH_TIMEOUT_S (420, per phase), GPUOP_BENCH_STEADY_S (60),
 // GPUOP_BENCH_CPU_PROF (a folder: gpuop writes a V8 CPU profile there).
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -28,7 +28,7 @@ import type { Benchmark } from "./benchmark.ts";
 
 const NODES = Number(process.env.GPUOP_BENCH_NODES ?? 1000);
 const KERNELS = 20;
-const TIMEOUT_MS = Number(process.env.GPUOP_BENCH_TIMEOUT_S ?? 600) * 1000;
+const TIMEOUT_MS = Number(process.env.GPUOP_BENCH_TIMEOUT_S ?? 420) * 1000;
 const STEADY_MS = Number(process.env.GPUOP_BENCH_STEADY_S ?? 60) * 1000;
 const OPERATORS = (process.env.GPUOP_BENCH_OPERATORS ?? "gpuop,nvidia").split(",") as OperatorName[];
 const CLUSTERS = (process.env.GPUOP_BENCH_CLUSTERS ?? "single,mixed").split(",") as Workload[];
