@@ -26,13 +26,29 @@ export class NodeLabelBatch {
     return [...this.patches];
   }
 
-  /** Sends one patch per node and empties the batch; a failure leaves the unsent patches for the caller's retry pass to recompute. */
-  async flush(client: KubeClient, onWritten?: (node: string, labels: LabelPatch) => void): Promise<void> {
+  /**
+   * Sends one patch per node, `concurrency` at a time (one after another, a thousand
+   * patches would take longer than the rollout they start), and empties the batch.
+   * The first failure is thrown once the patches in flight are done; the retry
+   * pass recomputes what is still to change.
+   */
+  async flush(client: KubeClient, onWritten?: (node: string, labels: LabelPatch) => void, concurrency = 16): Promise<void> {
     const pending = this.entries();
     this.patches.clear();
-    for (const [node, labels] of pending) {
-      await client.mergePatch(`/api/v1/nodes/${node}`, { metadata: { labels } });
-      onWritten?.(node, labels);
-    }
+    let next = 0;
+    let failure: unknown;
+    const worker = async () => {
+      while (next < pending.length && failure === undefined) {
+        const [node, labels] = pending[next++]!;
+        try {
+          await client.mergePatch(`/api/v1/nodes/${node}`, { metadata: { labels } });
+          onWritten?.(node, labels);
+        } catch (err) {
+          failure ??= err;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, pending.length) }, worker));
+    if (failure !== undefined) throw failure;
   }
 }
