@@ -178,3 +178,14 @@ test("the kube client's Node type fits NodeLike", () => {
   const node: Node = { metadata: { name: "a", labels: {} }, status: { nodeInfo: { kernelVersion: "x" } } };
   assert.equal(isGpuNode(node), false);
 });
+
+test("a node changed in place is classified again, not answered from the last time", () => {
+  const node = gpuNode("inplace");
+  const first = gpuNodeFacts(node);
+  assert.ok(!isNodeProblem(first) && first.kernel === "5.15.0-69-generic" && first.deployable);
+  assert.equal(gpuNodeFacts(node), first, "unchanged: the same answer");
+  node.metadata.labels![NFD_KERNEL_LABEL] = "5.15.0-70-generic";
+  node.metadata.labels![DEPLOY_DRIVER_LABEL] = "false";
+  const second = gpuNodeFacts(node);
+  assert.ok(!isNodeProblem(second) && second.kernel === "5.15.0-70-generic" && !second.deployable);
+});
