@@ -87,7 +87,14 @@ async function waitConverged(client: KubeClient, nodes: SimNode[], precompiled: 
   const want = new Map(nodes.map((n) => [n.name, wantedImage(n, precompiled)]));
   let pods: Pod[] = [];
   while (Date.now() < deadline) {
-    pods = (await client.list<Pod>(`/api/v1/namespaces/${NS}/pods`, { labelSelector: "app=nvidia-driver-daemonset" })).items;
+    try {
+      pods = (await client.list<Pod>(`/api/v1/namespaces/${NS}/pods`, { labelSelector: "app=nvidia-driver-daemonset" })).items;
+    } catch (err) {
+      // A busy API server may answer 429 (its watch cache reinitializing): ask again.
+      console.log(`    (listing driver pods: ${(err as Error).message}; retrying)`);
+      await new Promise((r) => setTimeout(r, 2000));
+      continue;
+    }
     const withReady = new Set(pods.filter(ready).map((p) => p.spec?.nodeName));
     onSample(nodes.filter((n) => !withReady.has(n.name)).length);
     const done = pods.length === nodes.length && pods.every((p) => ready(p) && want.get(p.spec?.nodeName ?? "") === driverImage(p)) && withReady.size === nodes.length;
@@ -138,7 +145,14 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
   const auditLog = join(workDir, "audit.log");
   const nodes = workloadNodes(workload);
   const log = (msg: string) => console.log(`  [${operator}, ${workload}] ${msg}`);
-  const cluster = await startCluster(name, { extraArgs: auditArgs(join(workDir, "audit-policy.json"), auditLog) });
+  const cluster = await startCluster(name, {
+    extraArgs: [
+      ...auditArgs(join(workDir, "audit-policy.json"), auditLog),
+      // The test cluster compacts etcd every 5 s (for a 410 test); at this scale the API server's
+      // default of 5 min keeps its watch cache from reinitializing (429s) in the middle of a run.
+      "kube-apiserver=etcd-compaction-interval=5m",
+    ],
+  });
   const client = cluster.client();
   let stop: (() => Promise<void>) | undefined;
   try {
