@@ -57,7 +57,9 @@ cluster-down: deps
 demo: deps tools build
 	node test/demo.ts
 
+# NVIDIA's operator (the baseline) is built here only, so `make test` stays short.
 bench: deps tools build
+	@hack/build-tools.sh nvidia-gpu-operator
 	node bench/run.ts
 
 clean:

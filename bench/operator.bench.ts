@@ -1,108 +1,328 @@
-// The operator at scale on the local cluster: 1,000 simulated GPU nodes over
-// 20 kernels and two Ubuntu releases, then usePrecompiled flipped on. Measures
-// the seconds until every DaemonSet is as desired, the API requests the
-// operator made (by verb) and its peak memory. The switch runs twice in the
-// same cluster: gpuop's rolling switch (maxUnavailable 25%) and, as the
-// baseline, everything at once (maxUnavailable 100%, what NVIDIA's operator
-// does by deleting every old DaemonSet together).
-import { readFileSync } from "node:fs";
+// gpuop beside NVIDIA's GPU Operator at scale. Each operator gets a fresh
+// local cluster per workload (N simulated GPU nodes over 20 kernels: all on
+// Ubuntu 22.04, or half on 22.04 and half on 24.04), a conventional
+// ClusterPolicy for driver 580.95.05, then the seed's patch to precompiled 580.
+// Requests are counted server-side from the API server's audit log (the
+// operator runs as its own ServiceAccount; events grouped by user agent); CPU
+// and memory come from /proc. Environment: GPUOP_BENCH_NODES (1000),
+// GPUOP_BENCH_OPERATORS (gpuop,nvidia), GPUOP_BENCH_CLUSTERS (single,mixed),
+// GPUOP_BENCH_TIMEOUT_S (420, per phase), GPUOP_BENCH_STEADY_S (60),
+// GPUOP_BENCH_CPU_PROF (a folder: gpuop writes a V8 CPU profile there).
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { stringify } from "yaml";
 import { startCluster, stopCluster, type LocalCluster } from "../test/harness/cluster.ts";
 import { createGpuNode } from "../test/harness/nodes.ts";
-import { startOperator, type OperatorProcess } from "../test/harness/operator.ts";
-import { deletePolicies, driverDaemonSets, driverPods, ensureNamespace, installCrd } from "../test/harness/policy.ts";
-import { eventually } from "../test/harness/wait.ts";
+import { startOperator } from "../test/harness/operator.ts";
+import { ensureNamespace, installCrd } from "../test/harness/policy.ts";
+import { repoRoot } from "../test/harness/tools.ts";
 import { mapLimit } from "../src/registry/pool.ts";
 import type { KubeClient } from "../src/kube/client.ts";
-import { seconds, type Benchmark } from "./benchmark.ts";
+import type { Node, Pod } from "../src/kube/types.ts";
+import { eventually } from "../test/harness/wait.ts";
+import { auditArgs, countRequests, OPERATOR_SA, readAudit, type AuditEvent, type RequestCounts } from "./scale/audit.ts";
+import { installNvidiaCrds, nvidiaModuleDir, nvidiaPolicy, startNvidiaOperator } from "./scale/nvidia.ts";
+import { cpuSeconds, peakRssMiB } from "./scale/proc.ts";
+import { latencyQuantile, parseHistogram, type HistogramSnapshot } from "./scale/histogram.ts";
+import type { Benchmark } from "./benchmark.ts";
 
 const NODES = Number(process.env.GPUOP_BENCH_NODES ?? 1000);
 const KERNELS = 20;
-const NS = "gpu-operator";
+const TIMEOUT_MS = Number(process.env.GPUOP_BENCH_TIMEOUT_S ?? 420) * 1000;
+const STEADY_MS = Number(process.env.GPUOP_BENCH_STEADY_S ?? 60) * 1000;
+const OPERATORS = (process.env.GPUOP_BENCH_OPERATORS ?? "gpuop,nvidia").split(",") as OperatorName[];
+const CLUSTERS = (process.env.GPUOP_BENCH_CLUSTERS ?? "single,mixed").split(",") as Workload[];
+const CPU_PROF = process.env.GPUOP_BENCH_CPU_PROF;
+const NS = OPERATOR_SA.namespace;
+const REPOSITORY = "nvcr.io/nvidia";
+const SWITCH_PATCH = '[{"op":"replace","path":"/spec/driver/usePrecompiled","value":true},{"op":"replace","path":"/spec/driver/version","value":"580"}]';
 
-const peakMemoryMiB = (pid: number) => {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Math.round(Number(m[1]) / 1024) : NaN;
-};
+type OperatorName = "gpuop" | "nvidia";
+type Workload = "single" | "mixed";
 
-async function requestsByVerb(op: OperatorProcess): Promise<Record<string, number>> {
-  const text = await op.metrics();
-  return Object.fromEntries([...text.matchAll(/^gpuop_api_requests_total\{verb="([a-z]+)"\} (\d+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
-}
+interface SimNode { name: string; kernel: string; os: { id: string; versionId: string } }
 
-const diff = (after: Record<string, number>, before: Record<string, number>) =>
-  Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]).filter(([, v]) => (v as number) > 0));
-
-/** Every DaemonSet has all its pods ready, each pool's nodes are covered, and no pod of the other mode is left. */
-async function converged(client: KubeClient, precompiled: boolean): Promise<void> {
-  await eventually(`all DaemonSets as desired (precompiled=${precompiled})`, async () => {
-    const sets = await driverDaemonSets(client);
-    const pods = await driverPods(client);
-    const want = String(precompiled);
-    const ok = sets.length > 0 && sets.every((d) => d.metadata.labels?.["nvidia.com/precompiled"] === want && d.status?.numberReady === d.status?.desiredNumberScheduled && d.status?.observedGeneration === d.metadata.generation)
-      && pods.length === NODES && pods.every((p) => p.status?.phase === "Running" && p.metadata.labels?.["nvidia.com/precompiled"] === want)
-      && sets.reduce((s, d) => s + (d.status?.numberReady ?? 0), 0) === NODES;
-    if (!ok) throw new Error(`${sets.length} DaemonSets, ${pods.length} pods, ${pods.filter((p) => p.status?.phase === "Running").length} running`);
-    return true;
-  }, { timeoutMs: 30 * 60_000, intervalMs: 500 });
-}
-
-async function flip(cluster: LocalCluster, client: KubeClient, op: OperatorProcess, maxUnavailable: string) {
-  await deletePolicies(client);
-  await eventually("no driver pods", async () => ((await driverPods(client)).length === 0 ? true : undefined), { timeoutMs: 10 * 60_000, intervalMs: 500 });
-  await cluster.kubectl(["apply", "-f", "-"], {
-    input: JSON.stringify({
-      apiVersion: "nvidia.com/v1",
-      kind: "ClusterPolicy",
-      metadata: { name: "cluster-policy" },
-      spec: { driver: { repository: "nvcr.io/nvidia", version: "580.95.05", upgradePolicy: { maxUnavailable, maxParallelUpgrades: 0 } } },
-    }),
+function workloadNodes(w: Workload): SimNode[] {
+  return [...Array(NODES).keys()].map((i) => {
+    const k = i % KERNELS;
+    const older = w === "single" || k < KERNELS / 2;
+    return {
+      name: `bench-${String(i).padStart(5, "0")}`,
+      kernel: older ? `5.15.0-${100 + k}-generic` : `6.8.0-${1000 + k}-aws`,
+      os: { id: "ubuntu", versionId: older ? "22.04" : "24.04" },
+    };
   });
-  const installStart = performance.now();
-  await converged(client, false);
-  const install = seconds(installStart);
-  const before = await requestsByVerb(op);
-  const start = performance.now();
-  await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", '-p=[{"op":"replace","path":"/spec/driver/usePrecompiled","value":true},{"op":"replace","path":"/spec/driver/version","value":"580"}]']);
-  await converged(client, true);
-  const switchSeconds = seconds(start);
-  const pools = (await driverDaemonSets(client)).length;
-  return { install, switchSeconds, pools, requests: diff(await requestsByVerb(op), before) };
+}
+
+/** The driver image each node must run once a phase is done (the same tags for both operators). */
+const wantedImage = (n: SimNode, precompiled: boolean) =>
+  precompiled ? `${REPOSITORY}/driver:580-${n.kernel}-ubuntu${n.os.versionId}` : `${REPOSITORY}/driver:580.95.05-ubuntu${n.os.versionId}`;
+
+const ready = (p: Pod) => !p.metadata.deletionTimestamp && (p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false);
+const driverImage = (p: Pod) => (p.spec?.containers?.find((c) => c.name === "nvidia-driver-ctr") ?? p.spec?.containers?.[0])?.image;
+
+interface Phase { seconds: number | null; cpu: number; requests: RequestCounts; byResource: Record<string, number> }
+
+interface Result {
+  operator: OperatorName;
+  workload: Workload;
+  install: Phase;
+  switch: Phase;
+  steady: RequestCounts;
+  steadyIsSteady: boolean;
+  peakRss: number;
+  peakHeap?: number;
+  mostWithoutDriver: number;
+  latency?: { p50: string; p99: string; count: number };
+  pools: number;
+}
+
+/**
+ * Polls the driver pods until every node runs exactly one Ready driver pod with
+ * the wanted image (and nothing else is left), or the timeout. While it polls it
+ * tracks the most nodes that had no Ready driver at once.
+ */
+async function waitConverged(client: KubeClient, nodes: SimNode[], precompiled: boolean, onSample: (withoutDriver: number) => void): Promise<boolean> {
+  const deadline = Date.now() + TIMEOUT_MS;
+  const want = new Map(nodes.map((n) => [n.name, wantedImage(n, precompiled)]));
+  let pods: Pod[] = [];
+  while (Date.now() < deadline) {
+    try {
+      pods = (await client.list<Pod>(`/api/v1/namespaces/${NS}/pods`, { labelSelector: "app=nvidia-driver-daemonset" })).items;
+    } catch (err) {
+      // A busy API server may answer 429 (its watch cache reinitializing): ask again.
+      console.log(`    (listing driver pods: ${(err as Error).message}; retrying)`);
+      await new Promise((r) => setTimeout(r, 2000));
+      continue;
+    }
+    const withReady = new Set(pods.filter(ready).map((p) => p.spec?.nodeName));
+    onSample(nodes.filter((n) => !withReady.has(n.name)).length);
+    const done = pods.length === nodes.length && pods.every((p) => ready(p) && want.get(p.spec?.nodeName ?? "") === driverImage(p)) && withReady.size === nodes.length;
+    if (done) return true;
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+  // Say what was left: driver pods by image and readiness, and how many run the image their node wants.
+  const seen: Record<string, number> = {};
+  for (const p of pods) {
+    const k = `${driverImage(p)} ${ready(p) ? "ready" : p.metadata.deletionTimestamp ? "terminating" : "not ready"}`;
+    seen[k] = (seen[k] ?? 0) + 1;
+  }
+  const right = pods.filter((p) => want.get(p.spec?.nodeName ?? "") === driverImage(p)).length;
+  console.log(`    not converged: ${pods.length} driver pods, ${right} with the image their node needs; ${JSON.stringify(seen)}`);
+  return false;
+}
+
+/** A kubeconfig for the benchmark's ServiceAccount (bound to cluster-admin), so the audit log holds only the operator's requests. */
+async function operatorKubeconfig(cluster: LocalCluster, client: KubeClient, file: string): Promise<string> {
+  await client.create(`/api/v1/namespaces/${NS}/serviceaccounts`, { metadata: { name: OPERATOR_SA.name } });
+  await client.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+    metadata: { name: "bench-operator" },
+    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "cluster-admin" },
+    subjects: [{ kind: "ServiceAccount", name: OPERATOR_SA.name, namespace: NS }],
+  });
+  const token = (await cluster.kubectl(["create", "token", OPERATOR_SA.name, "-n", NS, "--duration=24h"])).stdout.trim();
+  const a = client.access;
+  writeFileSync(file, stringify({
+    apiVersion: "v1",
+    kind: "Config",
+    clusters: [{ name: "bench", cluster: { server: a.server, ...(a.ca ? { "certificate-authority-data": Buffer.from(a.ca).toString("base64") } : { "insecure-skip-tls-verify": true }) } }],
+    users: [{ name: "bench-operator", user: { token } }],
+    contexts: [{ name: "bench", context: { cluster: "bench", user: "bench-operator" } }],
+    "current-context": "bench",
+  }));
+  return file;
+}
+
+async function metricsText(url: string): Promise<string> {
+  return (await fetch(url)).text();
+}
+
+async function runOne(operator: OperatorName, workload: Workload): Promise<Result> {
+  const name = `bench-${operator}-${workload}`;
+  const workDir = join(repoRoot, ".tmp", "bench", name);
+  rmSync(workDir, { recursive: true, force: true });
+  mkdirSync(workDir, { recursive: true });
+  const auditLog = join(workDir, "audit.log");
+  const nodes = workloadNodes(workload);
+  const log = (msg: string) => console.log(`  [${operator}, ${workload}] ${msg}`);
+  const cluster = await startCluster(name, {
+    extraArgs: [
+      ...auditArgs(join(workDir, "audit-policy.json"), auditLog),
+      // The test cluster compacts etcd every 5 s (for a 410 test); at this scale the API server's
+      // default of 5 min keeps its watch cache from reinitializing (429s) in the middle of a run.
+      "kube-apiserver=etcd-compaction-interval=5m",
+    ],
+  });
+  const client = cluster.client();
+  let stop: (() => Promise<void>) | undefined;
+  try {
+    await ensureNamespace(client, NS);
+    const kubeconfig = await operatorKubeconfig(cluster, client, join(workDir, "operator.kubeconfig"));
+    const src = operator === "nvidia" ? await nvidiaModuleDir() : "";
+    if (operator === "nvidia") await installNvidiaCrds(cluster, src);
+    else await installCrd(cluster);
+    const created = performance.now();
+    await mapLimit(nodes, 32, (n) => createGpuNode(client, n));
+    // kwok initializes each node's status right after creation: let that settle, as in a cluster whose nodes are up.
+    await eventually("every simulated node Ready", async () => {
+      const listed = (await client.list<Node>("/api/v1/nodes")).items;
+      const readyNodes = listed.filter((n) => n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")).length;
+      if (readyNodes < nodes.length) throw new Error(`${readyNodes} of ${nodes.length} Ready`);
+      return true;
+    }, { timeoutMs: 10 * 60_000, intervalMs: 2000 });
+    log(`${NODES} simulated GPU nodes created and Ready in ${((performance.now() - created) / 1000).toFixed(1)} s`);
+
+    let pid: number;
+    let metricsUrl: string | undefined;
+    if (operator === "gpuop") {
+      const env = CPU_PROF ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${CPU_PROF} --cpu-prof-name=gpuop-${workload}-${NODES}.cpuprofile` } : {};
+      const op = await startOperator({ kubeconfig, leaderElect: false, env });
+      pid = op.proc.pid!;
+      metricsUrl = op.metricsUrl;
+      stop = async () => void (await op.stop());
+    } else {
+      const op = await startNvidiaOperator({ kubeconfig, namespace: NS, src, logFile: join(workDir, "nvidia-operator.log"), workDir });
+      pid = op.proc.pid!;
+      stop = () => op.stop();
+    }
+
+    let peakHeap = 0;
+    const heapTimer = metricsUrl
+      ? setInterval(() => {
+          void metricsText(metricsUrl).then((t) => {
+            const m = /^gpuop_heap_used_bytes (\d+)/m.exec(t);
+            if (m) peakHeap = Math.max(peakHeap, Number(m[1]));
+          }).catch(() => undefined);
+        }, 1000)
+      : undefined;
+    try {
+      const policy = operator === "nvidia"
+        ? nvidiaPolicy({ repository: REPOSITORY, version: "580.95.05", maxUnavailable: "25%" })
+        : { apiVersion: "nvidia.com/v1", kind: "ClusterPolicy", metadata: { name: "cluster-policy" }, spec: { driver: { repository: REPOSITORY, usePrecompiled: false, version: "580.95.05", upgradePolicy: { maxUnavailable: "25%", maxParallelUpgrades: 0 } } } };
+
+      // Install: the conventional policy until every node runs its Ready driver.
+      const cpu0 = cpuSeconds(pid);
+      const t0 = Date.now();
+      await cluster.kubectl(["apply", "-f", "-"], { input: JSON.stringify(policy) });
+      const installed = await waitConverged(client, nodes, false, () => undefined);
+      const t1 = Date.now();
+      const cpu1 = cpuSeconds(pid);
+      log(installed ? `install converged in ${((t1 - t0) / 1000).toFixed(1)} s` : `install did not converge in ${TIMEOUT_MS / 1000} s`);
+
+      // Switch: the seed's patch to precompiled.
+      const before: HistogramSnapshot | undefined = metricsUrl ? parseHistogram(await metricsText(metricsUrl), "gpuop_reconcile_latency_seconds") : undefined;
+      let most = 0;
+      const t2 = Date.now();
+      await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", `-p=${SWITCH_PATCH}`]);
+      const switched = await waitConverged(client, nodes, true, (n) => (most = Math.max(most, n)));
+      const t3 = Date.now();
+      const cpu2 = cpuSeconds(pid);
+      const after: HistogramSnapshot | undefined = metricsUrl ? parseHistogram(await metricsText(metricsUrl), "gpuop_reconcile_latency_seconds") : undefined;
+      log(switched ? `switch converged in ${((t3 - t2) / 1000).toFixed(1)} s` : `switch did not converge in ${TIMEOUT_MS / 1000} s`);
+
+      // Steady: a window after a short settle, nothing changing.
+      await new Promise((r) => setTimeout(r, 5000));
+      const t4 = Date.now();
+      await new Promise((r) => setTimeout(r, STEADY_MS));
+      const t5 = Date.now();
+      // The audit backend writes in batches: let it catch up before reading.
+      await new Promise((r) => setTimeout(r, 2000));
+      const events = readAudit(auditLog);
+      const pools = Number((await cluster.kubectl(["get", "daemonsets", "-n", NS, "-l", "app=nvidia-driver-daemonset", "--no-headers"])).stdout.trim().split("\n").filter(Boolean).length);
+      const phase = (ok: boolean, from: number, to: number, cpu: number): Phase => ({ seconds: ok ? (to - from) / 1000 : null, cpu, requests: countRequests(events, from, to), byResource: writesByResource(events, from, to) });
+      const latency = before && after ? latencyQuantile(before, after) : undefined;
+      return {
+        operator,
+        workload,
+        install: phase(installed, t0, t1, cpu1 - cpu0),
+        switch: phase(switched, t2, t3, cpu2 - cpu1),
+        steady: countRequests(events, t4, t5),
+        steadyIsSteady: switched,
+        peakRss: peakRssMiB(pid),
+        ...(metricsUrl ? { peakHeap: Math.round(peakHeap / 1024 / 1024) } : {}),
+        mostWithoutDriver: most,
+        ...(latency ? { latency } : {}),
+        pools,
+      };
+    } finally {
+      if (heapTimer) clearInterval(heapTimer);
+    }
+  } finally {
+    await stop?.();
+    await client.close();
+    await stopCluster(name);
+  }
+}
+
+function writesByResource(events: AuditEvent[], from: number, to: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const e of events) {
+    if (e.at < from || e.at >= to || !["create", "update", "patch", "delete"].includes(e.verb)) continue;
+    const k = `${e.verb} ${e.resource}`;
+    out[k] = (out[k] ?? 0) + 1;
+  }
+  return out;
+}
+
+const fmtS = (s: number | null) => (s === null ? `not converged in ${TIMEOUT_MS / 1000}` : s.toFixed(1));
+const pct = (n: number) => `${n} (${Math.round((100 * n) / NODES)}%)`;
+
+function printTable(results: Result[]): void {
+  const head = ["", "cluster", "N", "install s", "switch s", "writes install", "writes switch", "peak RSS MiB", "peak heap MiB", "CPU s install / switch", "CPU s per 1,000 nodes in switch", "requests in steady window (writes)", "most nodes without a Ready driver", "reconcile latency p50 / p99 s", "DaemonSets"];
+  const rows = results.map((r) => [
+    r.operator === "gpuop" ? "gpuop" : "NVIDIA's operator",
+    r.workload === "single" ? "Ubuntu 22.04" : "22.04 + 24.04",
+    String(NODES),
+    fmtS(r.install.seconds),
+    fmtS(r.switch.seconds),
+    String(r.install.requests.writes),
+    String(r.switch.requests.writes),
+    String(r.peakRss),
+    r.peakHeap !== undefined ? String(r.peakHeap) : "n/a",
+    `${r.install.cpu.toFixed(1)} / ${r.switch.cpu.toFixed(1)}`,
+    ((r.switch.cpu * 1000) / NODES).toFixed(2),
+    `${r.steady.nonWatch} (${r.steady.writes})${r.steadyIsSteady ? "" : " never steady"}`,
+    pct(r.mostWithoutDriver),
+    r.latency ? `${r.latency.p50} / ${r.latency.p99}` : "n/a",
+    String(r.pools),
+  ]);
+  console.log(`\n| ${head.join(" | ")} |\n|${head.map(() => "---").join("|")}|`);
+  for (const row of rows) console.log(`| ${row.join(" | ")} |`);
+  for (const r of results) {
+    console.log(`\n${r.operator} on ${r.workload}: user agents ${JSON.stringify([...new Set([...r.install.requests.userAgents, ...r.switch.requests.userAgents, ...r.steady.userAgents])])}`);
+    console.log(`  install writes by resource ${JSON.stringify(r.install.byResource)}; all requests by verb ${JSON.stringify(r.install.requests.byVerb)}`);
+    console.log(`  switch writes by resource ${JSON.stringify(r.switch.byResource)}; all requests by verb ${JSON.stringify(r.switch.requests.byVerb)}`);
+    console.log(`  steady window requests by verb ${JSON.stringify(r.steady.byVerb)}`);
+  }
+  for (const w of ["single", "mixed"] as const) {
+    const g = results.find((r) => r.operator === "gpuop" && r.workload === w);
+    const n = results.find((r) => r.operator === "nvidia" && r.workload === w);
+    if (!g || !n) continue;
+    const ratio = (a: number | null, b: number | null) => (a === null || b === null || b === 0 ? "n/a" : `${(a / b).toFixed(2)}x`);
+    console.log(`\ngpuop / NVIDIA's operator on ${w === "single" ? "Ubuntu 22.04" : "22.04 + 24.04"}:`);
+    console.log(`  install time ${ratio(g.install.seconds, n.install.seconds)}, switch time ${ratio(g.switch.seconds, n.switch.seconds)}`);
+    console.log(`  writes: install ${ratio(g.install.requests.writes, n.install.requests.writes)}, switch ${ratio(g.switch.requests.writes, n.switch.requests.writes)}`);
+    console.log(`  CPU: install ${ratio(g.install.cpu, n.install.cpu)}, switch ${ratio(g.switch.cpu, n.switch.cpu)}; peak RSS ${ratio(g.peakRss, n.peakRss)}`);
+    console.log(`  requests in the steady window ${ratio(g.steady.nonWatch, n.steady.nonWatch)}; most nodes without a Ready driver ${ratio(g.mostWithoutDriver, n.mostWithoutDriver)}`);
+  }
 }
 
 export const benchmark: Benchmark = {
-  name: `operator: ${NODES} GPU nodes over ${KERNELS} kernels, usePrecompiled flipped on`,
+  name: `operators at scale: gpuop and NVIDIA's GPU Operator, ${NODES} GPU nodes over ${KERNELS} kernels, conventional install then usePrecompiled`,
   async run() {
-    const name = "gpuop-bench";
-    const cluster = await startCluster(name);
-    const client = cluster.client();
-    let op: OperatorProcess | undefined;
-    try {
-      await installCrd(cluster);
-      await ensureNamespace(client, NS);
-      const createStart = performance.now();
-      await mapLimit([...Array(NODES).keys()], 32, (i) =>
-        createGpuNode(client, {
-          name: `bench-${String(i).padStart(4, "0")}`,
-          kernel: i % KERNELS < KERNELS / 2 ? `5.15.0-${100 + (i % KERNELS)}-generic` : `6.8.0-${1000 + (i % KERNELS)}-aws`,
-          os: i % KERNELS < KERNELS / 2 ? { id: "ubuntu", versionId: "22.04" } : { id: "ubuntu", versionId: "24.04" },
-        }),
-      );
-      console.log(`created ${NODES} simulated GPU nodes in ${seconds(createStart)} s`);
-      op = await startOperator({ kubeconfig: cluster.kubeconfig, leaderElect: false });
-      const rolling = await flip(cluster, client, op, "25%");
-      const allAtOnce = await flip(cluster, client, op, "100%");
-      const peak = peakMemoryMiB(op.proc.pid!);
-      const total = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
-      console.log(`conventional install (one DaemonSet per OS release), until every pod is ready: ${rolling.install} s`);
-      console.log(`switch to precompiled, until every one of ${rolling.pools} DaemonSets is as desired:`);
-      console.log(`  gpuop, rolling (maxUnavailable 25%):          ${rolling.switchSeconds} s, ${total(rolling.requests)} API requests ${JSON.stringify(rolling.requests)}`);
-      console.log(`  baseline, all at once (maxUnavailable 100%):  ${allAtOnce.switchSeconds} s, ${total(allAtOnce.requests)} API requests ${JSON.stringify(allAtOnce.requests)}`);
-      console.log(`  rolling / all at once:                        ${(rolling.switchSeconds / allAtOnce.switchSeconds).toFixed(2)}x time, ${(total(rolling.requests) / Math.max(1, total(allAtOnce.requests))).toFixed(2)}x requests`);
-      console.log(`operator peak memory (VmHWM): ${peak} MiB for ${NODES} nodes and ${NODES} driver pods in its caches`);
-    } finally {
-      await op?.stop();
-      await client.close();
-      await stopCluster(name);
+    if (CPU_PROF) mkdirSync(CPU_PROF, { recursive: true });
+    const results: Result[] = [];
+    for (const workload of CLUSTERS) {
+      for (const operator of OPERATORS) {
+        console.log(`${operator} on ${workload === "single" ? "a single-OS (Ubuntu 22.04)" : "a mixed Ubuntu 22.04/24.04"} cluster:`);
+        try {
+          results.push(await runOne(operator, workload));
+        } catch (err) {
+          console.error(`  ${operator} on ${workload} failed: ${(err as Error).stack ?? String(err)}`);
+          process.exitCode = 1;
+        }
+      }
     }
+    printTable(results);
   },
 };

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local cluster's binaries (Kubernetes, etcd, kwok, helm, the OCI
-# registry) from the Go module proxy into .tools/<component>-<version>/bin.
+# registry) from the Go module proxy into .tools/<component>-<version>/bin;
+# `hack/build-tools.sh nvidia-gpu-operator` builds NVIDIA's operator (for `make bench`).
 # A component is rebuilt only when its pinned version or its tools/go module
 # changes; a failed download or build stops at once with the failing command.
 set -euo pipefail
@@ -63,6 +64,12 @@ build kwok "$KWOK_VERSION" kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_V
 build helm "$HELM_VERSION" helm "-X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" helm=helm.sh/helm/v3/cmd/helm
 build registry "$REGISTRY_VERSION" registry "-X github.com/distribution/distribution/v3/version.version=v$REGISTRY_VERSION" \
   registry=github.com/distribution/distribution/v3/cmd/registry
+# NVIDIA's operator is only the baseline of `make bench`: built when asked for by
+# name (hack/build-tools.sh nvidia-gpu-operator), never by `make tools`/`make test`.
+if [[ $only == nvidia-gpu-operator ]]; then
+  build nvidia-gpu-operator "$NVIDIA_GPU_OPERATOR_VERSION" nvidia-gpu-operator "" \
+    gpu-operator=github.com/NVIDIA/gpu-operator/cmd/gpu-operator
+fi
 
 # Stable names for people: .tools/bin/<binary> links to the pinned build.
 mkdir -p "$root/.tools/bin"

@@ -11,6 +11,8 @@ import { UserError } from "../core/errors.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import { Informer } from "../kube/informer.ts";
+import { NodeLabelBatch } from "../kube/node-labels.ts";
+import { slimDaemonSet, slimNode, slimPod } from "../kube/transforms.ts";
 import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, Node, Pod } from "../kube/types.ts";
 import { ConventionalFallback } from "./fallback.ts";
@@ -37,7 +39,8 @@ export class DriverController {
   readonly nodes: Informer<Node>;
   readonly daemonSets: Informer<DaemonSet>;
   readonly pods: Informer<Pod>;
-  readonly queue = new WorkQueue();
+  // Each pass costs CPU in proportion to the nodes: pacing keeps CPU per rollout linear in them.
+  readonly queue = new WorkQueue({ pacing: 3 });
   private readonly client: KubeClient;
   private readonly namespace: string;
   private readonly log: Logger;
@@ -58,6 +61,8 @@ export class DriverController {
   /** GPU nodes beyond NFD's and the clouds' labels (--gpu-node-selector). */
   private readonly gpuNodeOptions: GpuNodeOptions;
   private readonly upgrades: UpgradeExecutor;
+  /** When the oldest event not yet reconciled arrived (for the event-to-writes latency metric). */
+  private pendingSince: number | undefined;
 
   private readonly fallback: ConventionalFallback;
 
@@ -76,10 +81,14 @@ export class DriverController {
     this.upgrades = new UpgradeExecutor({ client: this.client, events: this.events, log: this.log, namespace: this.namespace });
     const ns = this.namespace;
     this.policies = new Informer(this.client, CLUSTER_POLICY_PATH, {}, this.log);
-    this.nodes = new Informer(this.client, "/api/v1/nodes", {}, this.log);
-    this.daemonSets = new Informer(this.client, `/apis/apps/v1/namespaces/${ns}/daemonsets`, { labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` }, this.log);
-    this.pods = new Informer(this.client, `/api/v1/namespaces/${ns}/pods`, { labelSelector: "app=nvidia-driver-daemonset" }, this.log);
-    const enqueue = () => this.queue.add(KEY);
+    // Caches keep only the fields gpuop reads (src/kube/transforms.ts lists them).
+    this.nodes = new Informer(this.client, "/api/v1/nodes", {}, this.log, { transform: slimNode });
+    this.daemonSets = new Informer(this.client, `/apis/apps/v1/namespaces/${ns}/daemonsets`, { labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` }, this.log, { transform: slimDaemonSet });
+    this.pods = new Informer(this.client, `/api/v1/namespaces/${ns}/pods`, { labelSelector: "app=nvidia-driver-daemonset" }, this.log, { transform: slimPod });
+    const enqueue = () => {
+      this.pendingSince ??= performance.now();
+      this.queue.add(KEY);
+    };
     // Image checks run off the reconcile path; a new answer is a reason to reconcile.
     this.images?.onAnswer(enqueue);
     this.policies.onChange(enqueue);
@@ -111,8 +120,11 @@ export class DriverController {
 
   private async process(key: string): Promise<void> {
     const start = process.hrtime.bigint();
+    const since = this.pendingSince;
+    this.pendingSince = undefined;
     try {
       await this.reconcile();
+      if (since !== undefined) this.metrics.latency.observe((performance.now() - since) / 1000);
       this.queue.forget(key);
       this.metrics.reconciles.inc({ result: "success" });
     } catch (err) {
@@ -131,7 +143,9 @@ export class DriverController {
   async reconcile(): Promise<void> {
     // With an admin-only GPU node label required, other nodes are not GPU nodes to gpuop, whatever labels they set on themselves.
     const nodes = restrictedNodes(this.nodes.list(), this.gpuNodeLabel);
-    await this.labelGpuNodes(nodes);
+    // GPU labels and pool moves of one pass go out together: one patch per node.
+    const labels = new NodeLabelBatch();
+    for (const node of nodes) labels.set(node.metadata.name!, desiredNodeLabels(node, this.gpuNodeOptions));
 
     const stored = this.policies.list();
     const active = selectActivePolicy(stored);
@@ -140,10 +154,12 @@ export class DriverController {
     }
     if (!active) {
       // No policy: its DaemonSets are garbage-collected; drop the pool labels that pointed at them.
+      // GPU labels wait for a policy, so the install labels each node once, pool included.
+      const unpooled = new NodeLabelBatch();
       for (const n of nodes) {
-        if (n.metadata.labels?.[POOL_NODE_LABEL] === undefined) continue;
-        await this.client.mergePatch(`/api/v1/nodes/${n.metadata.name}`, { metadata: { labels: { [POOL_NODE_LABEL]: null } } });
+        if (n.metadata.labels?.[POOL_NODE_LABEL] !== undefined) unpooled.set(n.metadata.name!, { [POOL_NODE_LABEL]: null });
       }
+      await this.writeNodeLabels(unpooled);
       return;
     }
 
@@ -163,6 +179,7 @@ export class DriverController {
     this.metrics.nodes.replace(nodeStateSeries(gpuNodes, problems.length));
 
     if (policyErrors.length > 0 || !policy) {
+      await this.writeNodeLabels(labels);
       await this.reportWarnings(active, warnings);
       // Never take a working driver away because of a bad policy: leave every DaemonSet and node as it is.
       await this.reportProblem(active, policyErrors.map((e) => e.message).join("; "), policyErrors[0]?.reason ?? "InvalidPolicy");
@@ -211,7 +228,10 @@ export class DriverController {
       driverPods: this.pods.list(),
       upgradePolicy: policy.spec.driver.upgradePolicy,
       deployableNodes: gpuNodes.filter((n) => n.deployable).length,
+      // GPU labels due this pass go out in the same patch as a pool move or upgrade step.
+      labels,
     });
+    await this.writeNodeLabels(labels);
     if (upgrade.requeueMs !== undefined) this.queue.addAfter(KEY, upgrade.requeueMs);
     this.metrics.upgradeStates.replace(upgradeStateSeries(upgrade));
     const waiting = upgrade.waiting;
@@ -250,13 +270,8 @@ export class DriverController {
     await this.writeStatus(active, status);
   }
 
-  private async labelGpuNodes(nodes: Node[]): Promise<void> {
-    for (const node of nodes) {
-      const patch = desiredNodeLabels(node, this.gpuNodeOptions);
-      if (Object.keys(patch).length === 0) continue;
-      await this.client.mergePatch(`/api/v1/nodes/${node.metadata.name}`, { metadata: { labels: patch } });
-      this.log.info("labelled GPU node", { node: node.metadata.name, labels: patch });
-    }
+  private async writeNodeLabels(labels: NodeLabelBatch): Promise<void> {
+    await labels.flush(this.client, (node, patch) => this.log.info("labelled node", { node, labels: patch }));
   }
 
   /** Driver pods run as this ServiceAccount; without it the DaemonSets can create no pod. */

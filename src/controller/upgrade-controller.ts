@@ -1,3 +1,4 @@
+import type { NodeLabelBatch } from "../kube/node-labels.ts";
 import type { DriverUpgradePolicySpec } from "../core/policy.ts";
 import { DRIVER_APP, DRIVER_APP_LABEL, DRIVER_CONTAINER } from "../core/render.ts";
 import { nodeRollouts, poolSelects, POOL_NODE_LABEL } from "../core/rollout.ts";
@@ -36,6 +37,8 @@ export interface UpgradeInputs {
   upgradePolicy: DriverUpgradePolicySpec | undefined;
   /** GPU nodes gpuop deploys to: the base of a percentage maxUnavailable. */
   deployableNodes: number;
+  /** Other label changes due this pass: written in the same patch as a node's step, and taken out of the batch. */
+  labels?: NodeLabelBatch;
 }
 
 export interface UpgradeOutcome extends UpgradePlan {
@@ -83,7 +86,7 @@ export class UpgradeExecutor {
   async reconcile(input: UpgradeInputs): Promise<UpgradeOutcome> {
     const nodes = await this.observe(input);
     const plan = planUpgrades(nodes, upgradeSettings(input.upgradePolicy, input.deployableNodes), Date.now());
-    await this.act(plan.actions, input.nodes);
+    await this.act(plan.actions, input.nodes, input.labels);
     const busy = nodes.some((n) => !n.skip && IN_PROGRESS_STATES.has(n.state ?? "")) || plan.actions.some((a) => a.kind === "setState" && IN_PROGRESS_STATES.has(a.state));
     return { ...plan, ...(busy ? { requeueMs: STEP_RECHECK_MS } : {}) };
   }
@@ -145,7 +148,7 @@ export class UpgradeExecutor {
     });
   }
 
-  private async act(actions: readonly UpgradeAction[], nodes: readonly Node[]): Promise<void> {
+  private async act(actions: readonly UpgradeAction[], nodes: readonly Node[], labels?: NodeLabelBatch): Promise<void> {
     const nodeByName = new Map(nodes.map((n) => [n.metadata.name ?? "", n]));
     const patches = new Map<string, { labels: Record<string, string | null>; annotations: Record<string, string | null>; unschedulable?: boolean | null }>();
     const patchOf = (node: string) => {
@@ -153,6 +156,13 @@ export class UpgradeExecutor {
       if (!p) patches.set(node, (p = { labels: {}, annotations: {} }));
       return p;
     };
+    // A node that has a step to write carries the pass's other label changes in the same patch.
+    const patchKinds = new Set(["setState", "clearState", "cordon", "uncordon", "movePool"]);
+    const stepNodes = new Set(actions.filter((a) => patchKinds.has(a.kind)).map((a) => a.node));
+    for (const node of stepNodes) {
+      const due = labels?.take(node);
+      if (due) Object.assign(patchOf(node).labels, due);
+    }
     const stamp = new Date().toISOString();
     // Pod deletions first: a state that says they happened is written only after they did.
     await mapLimit(actions.filter((a) => a.kind === "evict" || a.kind === "deleteDriverPod"), CONCURRENCY, (a) =>

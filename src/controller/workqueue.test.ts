@@ -50,3 +50,42 @@ test("retries back off exponentially per key and forget resets them", () => {
   ac.abort();
   return q.run(async () => undefined, ac.signal);
 });
+
+test("with pacing, the next pass waits pacing times the last pass's duration and events meanwhile fold into it", async () => {
+  const q = new WorkQueue({ pacing: 4 });
+  const ac = new AbortController();
+  const starts: number[] = [];
+  let firstEnd = 0;
+  q.add("k");
+  await q.run(async () => {
+    starts.push(performance.now());
+    if (starts.length === 2) return ac.abort();
+    // 30 ms of CPU (waiting would not count).
+    const until = process.cpuUsage().user + 30_000;
+    while (process.cpuUsage().user < until) Math.sqrt(Math.random());
+    firstEnd = performance.now();
+    // Events during and right after the pass: all of them become one more pass.
+    for (let i = 0; i < 5; i++) setImmediate(() => q.add("k"));
+  }, ac.signal);
+  assert.equal(starts.length, 2);
+  // At least 30 ms of CPU went into the first pass: the gap is at least 4 × 30 ms (less timer slack).
+  const firstDuration = 30;
+  assert.ok(starts[1]! - firstEnd >= firstDuration * 4 - 5, `second pass started ${(starts[1]! - firstEnd).toFixed(0)} ms after a ${firstDuration.toFixed(0)} ms pass`);
+});
+
+test("pacing counts CPU, not waiting: a pass that waits on the network is followed without a long pause", async () => {
+  const q = new WorkQueue({ pacing: 4 });
+  const ac = new AbortController();
+  const starts: number[] = [];
+  let firstEnd = 0;
+  q.add("k");
+  await q.run(async () => {
+    starts.push(performance.now());
+    if (starts.length === 2) return ac.abort();
+    await sleep(2000);
+    firstEnd = performance.now();
+    q.add("k");
+  }, ac.signal);
+  // Pacing by wall time would hold the second pass back 8 s.
+  assert.ok(starts[1]! - firstEnd < 4000, `second pass started ${(starts[1]! - firstEnd).toFixed(0)} ms after the first ended`);
+});

@@ -12,10 +12,20 @@ export class WorkQueue {
   private wake: (() => void) | undefined;
   private readonly baseDelayMs: number;
   private readonly maxDelayMs: number;
+  private readonly pacing: number;
 
-  constructor(opts: { baseDelayMs?: number; maxDelayMs?: number } = {}) {
+  /**
+   * `pacing`: after a key took d ms of CPU to handle, the next one waits d × pacing ms, so
+   * events that arrive meanwhile fold into one pass. When each pass costs time in
+   * proportion to the cluster, this caps the share of a core spent on back-to-back
+   * passes at 1 / (1 + pacing), and the number of passes in a rollout falls as the
+   * cluster grows: the CPU a rollout costs grows linearly, not quadratically. An
+   * event after a quiet period is handled at once.
+   */
+  constructor(opts: { baseDelayMs?: number; maxDelayMs?: number; pacing?: number } = {}) {
     this.baseDelayMs = opts.baseDelayMs ?? 200;
     this.maxDelayMs = opts.maxDelayMs ?? 60_000;
+    this.pacing = opts.pacing ?? 0;
   }
 
   get depth(): number {
@@ -66,13 +76,31 @@ export class WorkQueue {
       }
       this.dirty.delete(key);
       this.processing.add(key);
+      const cpu = process.cpuUsage();
       try {
         await handle(key);
       } finally {
         this.processing.delete(key);
         if (this.dirty.has(key)) this.queue.push(key);
       }
+      // CPU time, not wall time: a pass that mostly waits on the API server costs little.
+      const used = process.cpuUsage(cpu);
+      if (this.pacing > 0) await pause(((used.user + used.system) / 1000) * this.pacing, signal);
     }
     for (const t of this.timers) clearTimeout(t);
   }
+}
+
+/** Resolves after `ms`, or at once when the signal aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted || ms <= 0) return resolve();
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }

@@ -214,3 +214,14 @@ test("isGpuNode: managed clouds' accelerator labels and a configured selector fi
   assert.equal(isGpuNode(labelled({}), { gpuNodeSelector: {} }), false, "an empty selector selects nothing");
   assert.deepEqual(desiredNodeLabels(labelled({ "example.com/pool": "gpu", "example.com/vendor": "nvidia" }), selector), { [GPU_PRESENT_LABEL]: "true", [DEPLOY_DRIVER_LABEL]: "true" });
 });
+
+test("a node changed in place is classified again, not answered from the last time", () => {
+  const node = gpuNode("inplace");
+  const first = gpuNodeFacts(node);
+  assert.ok(!isNodeProblem(first) && first.kernel === "5.15.0-69-generic" && first.deployable);
+  assert.equal(gpuNodeFacts(node), first, "unchanged: the same answer");
+  node.metadata.labels![NFD_KERNEL_LABEL] = "5.15.0-70-generic";
+  node.metadata.labels![DEPLOY_DRIVER_LABEL] = "false";
+  const second = gpuNodeFacts(node);
+  assert.ok(!isNodeProblem(second) && second.kernel === "5.15.0-70-generic" && !second.deployable);
+});

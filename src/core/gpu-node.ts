@@ -110,6 +110,20 @@ export function isGpuNode(node: NodeLike, opts: GpuNodeOptions = {}): boolean {
  * nodes only.
  */
 export function gpuNodeFacts(node: NodeLike, opts: GpuNodeOptions = {}): GpuNodeClassification {
+  // Every reconcile pass classifies every node, several times. The answer is kept with
+  // the node object (a cached node is replaced on update) and reused while what it is
+  // computed from reads the same, so a node changed in place is classified again.
+  const fingerprint = `${JSON.stringify(opts)}${JSON.stringify(node.metadata.labels)}${JSON.stringify(node.status?.nodeInfo)}${node.status?.conditions?.find((c) => c.type === "Ready")?.status}`;
+  const known = factsByNode.get(node);
+  if (known && known.fingerprint === fingerprint && known.name === node.metadata.name) return known.facts;
+  const facts = classify(node, opts);
+  factsByNode.set(node, { fingerprint, name: node.metadata.name, facts });
+  return facts;
+}
+
+const factsByNode = new WeakMap<NodeLike, { fingerprint: string; name: string | undefined; facts: GpuNodeClassification }>();
+
+function classify(node: NodeLike, opts: GpuNodeOptions): GpuNodeClassification {
   const name = node.metadata.name ?? "";
   const labels = node.metadata.labels ?? {};
   const info = node.status?.nodeInfo ?? {};

@@ -167,14 +167,20 @@ function checkPlatforms(p: NormalizedClusterPolicy, branch: string, nodes: reado
   const repository = p.spec.driver.repository ?? "";
   if (!isNvidiaRepository(repository)) return;
   const byReason = new Map<string, string[]>();
+  // Thousands of nodes share a few kernels: check each platform once.
+  const byPlatform = new Map<string, string[]>();
   for (const node of classifyNodes(nodes).gpuNodes) {
     if (!node.deployable || node.arch === "") continue;
-    let reasons: string[];
-    try {
-      reasons = checkPrecompiledSupport({ repository, branch, kernel: node.kernel, osTag: node.osTag, arch: node.arch }).reasons;
-    } catch (err) {
-      if (!(err instanceof UserError)) throw err;
-      reasons = [err.message];
+    const platform = `${node.kernel} ${node.osTag} ${node.arch}`;
+    let reasons = byPlatform.get(platform);
+    if (!reasons) {
+      try {
+        reasons = checkPrecompiledSupport({ repository, branch, kernel: node.kernel, osTag: node.osTag, arch: node.arch }).reasons;
+      } catch (err) {
+        if (!(err instanceof UserError)) throw err;
+        reasons = [err.message];
+      }
+      byPlatform.set(platform, reasons);
     }
     if (reasons.length === 0) continue;
     const key = reasons.join("; ");

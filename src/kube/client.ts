@@ -294,13 +294,19 @@ export class KubeClient {
     const res = await this.send("GET", path, { verb: "watch", signal, query: { ...query, watch: true } });
     if (res.statusCode >= 300) return KubeClient.fail(res, "WATCH", path);
     let buffered = "";
+    // A chunk may end inside a multi-byte character: the decoder carries it over.
+    const decoder = new TextDecoder();
     try {
       for await (const chunk of res.body) {
-        buffered += (chunk as Buffer).toString("utf8");
+        // Lines are cut by index and the rest kept once per chunk, and a long line is
+        // scanned once: linear in what arrives (slicing per line was quadratic).
+        let from = buffered.length;
+        buffered += decoder.decode(chunk as Buffer, { stream: true });
+        let start = 0;
         let nl: number;
-        while ((nl = buffered.indexOf("\n")) >= 0) {
-          const line = buffered.slice(0, nl).trim();
-          buffered = buffered.slice(nl + 1);
+        while ((nl = buffered.indexOf("\n", from)) >= 0) {
+          const line = buffered.slice(start, nl).trim();
+          start = from = nl + 1;
           if (!line) continue;
           const event = JSON.parse(line) as WatchEvent<T>;
           if (event.type === "ERROR") {
@@ -309,6 +315,7 @@ export class KubeClient {
           }
           onEvent(event);
         }
+        buffered = buffered.slice(start);
       }
     } catch (err) {
       if (signal?.aborted) return;

@@ -1,15 +1,13 @@
 import { isGone, type KubeClient, type Query } from "./client.ts";
 import type { KubeObject } from "./types.ts";
 import type { Logger } from "./log.ts";
+import { withoutManagedFields } from "./transforms.ts";
 
 export type ChangeType = "added" | "modified" | "deleted";
 export type ChangeHandler<T> = (type: ChangeType, obj: T, old?: T) => void;
 
-/** managedFields is often most of an object's size and gpuop never reads it; caches drop it. */
-function trim<T extends KubeObject>(obj: T): T {
-  delete (obj.metadata as { managedFields?: unknown }).managedFields;
-  return obj;
-}
+/** Reduces an object to what the cache keeps (src/kube/transforms.ts); it may return a new object. */
+export type Transform<T> = (obj: T) => T;
 
 export const objectKey = (o: KubeObject) => (o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : (o.metadata.name ?? ""));
 
@@ -31,12 +29,15 @@ export class Informer<T extends KubeObject> {
   private readonly path: string;
   private readonly query: Query;
   private readonly log: Logger;
+  private readonly transform: Transform<T>;
 
-  constructor(client: KubeClient, path: string, query: Query, log: Logger) {
+  /** `transform` runs on every listed or watched object before it is cached or handed to handlers; by default only managedFields go. */
+  constructor(client: KubeClient, path: string, query: Query, log: Logger, opts: { transform?: Transform<T> } = {}) {
     this.client = client;
     this.path = path;
     this.query = query;
     this.log = log;
+    this.transform = opts.transform ?? withoutManagedFields;
   }
 
   onChange(handler: ChangeHandler<T>): void {
@@ -60,7 +61,7 @@ export class Informer<T extends KubeObject> {
     this.relists++;
     const seen = new Set<string>();
     for (const raw of items) {
-      const item = trim(raw);
+      const item = this.transform(raw);
       const key = objectKey(item);
       seen.add(key);
       const old = this.cache.get(key);
@@ -95,15 +96,15 @@ export class Informer<T extends KubeObject> {
               if (rv) this.resourceVersion = rv;
               return;
             }
-            trim(event.object);
-            const key = objectKey(event.object);
+            const obj = this.transform(event.object);
+            const key = objectKey(obj);
             const old = this.cache.get(key);
             if (event.type === "DELETED") {
               this.cache.delete(key);
-              this.emit("deleted", event.object);
+              this.emit("deleted", obj);
             } else {
-              this.cache.set(key, event.object);
-              this.emit(old ? "modified" : "added", event.object, old);
+              this.cache.set(key, obj);
+              this.emit(old ? "modified" : "added", obj, old);
             }
             if (rv) this.resourceVersion = rv;
           },

@@ -42,7 +42,10 @@ async function kwokctl(args: string[]): Promise<string> {
  * hack/build-tools.sh built, so nothing is downloaded. A leftover cluster of the
  * same name (from a killed run) is removed first.
  */
-export async function startCluster(name = "gpuop-test", extraArgs: string[] = []): Promise<LocalCluster> {
+/** `opts`: kwokctl arguments (an array), or `extraArgs` for the components (`--extra-args`). */
+export async function startCluster(name = "gpuop-test", opts: { extraArgs?: string[] } | string[] = {}): Promise<LocalCluster> {
+  const extraArgs = Array.isArray(opts) ? opts : [];
+  const componentArgs = Array.isArray(opts) ? [] : (opts.extraArgs ?? []);
   mkdirSync(kwokWorkdir, { recursive: true });
   await stopCluster(name);
   const kubeconfig = kubeconfigPath(name);
@@ -62,6 +65,8 @@ export async function startCluster(name = "gpuop-test", extraArgs: string[] = []
     // needs a real 410 Gone, which the watch cache would otherwise hide for minutes.
     "--extra-args", "kube-apiserver=watch-cache-sizes=configmaps#0",
     "--extra-args", "kube-apiserver=etcd-compaction-interval=5s",
+    // More `component=flag=value` arguments, e.g. the benchmark's audit log.
+    ...componentArgs.flatMap((a) => ["--extra-args", a]),
     "--wait", "2m",
     ...extraArgs,
   ]);

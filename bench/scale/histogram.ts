@@ -1,0 +1,25 @@
+// Quantiles from a Prometheus histogram scraped twice (the difference is one phase).
+
+/** Cumulative count per bucket upper bound (`+Inf` as Infinity). */
+export type HistogramSnapshot = Map<number, number>;
+
+export function parseHistogram(text: string, name: string): HistogramSnapshot {
+  const out: HistogramSnapshot = new Map();
+  const re = new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\d+(?:\\.\\d+)?)$`, "gm");
+  for (const m of text.matchAll(re)) out.set(m[1] === "+Inf" ? Infinity : Number(m[1]), Number(m[2]));
+  return out;
+}
+
+/** p50 and p99 of the observations between two snapshots, as the bucket bound they fall under ("≤ 0.25"). */
+export function latencyQuantile(before: HistogramSnapshot, after: HistogramSnapshot): { p50: string; p99: string; count: number } {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const cum = bounds.map((b) => (after.get(b) ?? 0) - (before.get(b) ?? 0));
+  const count = cum[cum.length - 1] ?? 0;
+  const q = (p: number) => {
+    if (count === 0) return "n/a";
+    const i = cum.findIndex((c) => c >= p * count);
+    const b = bounds[i] ?? Infinity;
+    return b === Infinity ? `> ${bounds[bounds.length - 2]}` : `≤ ${b}`;
+  };
+  return { p50: q(0.5), p99: q(0.99), count };
+}

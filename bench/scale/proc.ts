@@ -1,0 +1,23 @@
+// What an operator process costs, read from /proc (Linux): CPU seconds and memory.
+import { readFileSync } from "node:fs";
+
+const TICKS_PER_SECOND = 100; // USER_HZ on Linux
+
+/** User plus system CPU seconds the process has used so far. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
+function statusKiB(pid: number, field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) : NaN;
+}
+
+/** Peak resident memory (VmHWM) in MiB. */
+export const peakRssMiB = (pid: number) => Math.round(statusKiB(pid, "VmHWM") / 1024);
+/** Resident memory now (VmRSS) in MiB. */
+export const rssMiB = (pid: number) => Math.round(statusKiB(pid, "VmRSS") / 1024);

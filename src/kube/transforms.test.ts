@@ -1,0 +1,135 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { slimDaemonSet, slimNode, slimPod, withoutManagedFields } from "./transforms.ts";
+import { NodeLabelBatch } from "./node-labels.ts";
+import type { DaemonSet, Node, Pod } from "./types.ts";
+
+const managedFields = [{ manager: "kubelet", operation: "Update", fieldsV1: { "f:status": {} } }];
+
+const meta = {
+  name: "gpu-7",
+  namespace: "gpu-operator",
+  uid: "3f1c",
+  resourceVersion: "4242",
+  generation: 3,
+  creationTimestamp: "2026-11-27T10:00:00Z",
+  deletionTimestamp: "2026-11-27T11:00:00Z",
+  labels: { "controller-revision-hash": "7d9f", "pod-template-generation": "4", "gpuop.nvidia.com/driver-pool": "pool-a" },
+  annotations: { "nvidia.com/gpu-driver-upgrade-state": "upgrade-required" },
+  ownerReferences: [{ apiVersion: "apps/v1", kind: "DaemonSet", name: "pool-a", uid: "9a", controller: true }],
+  finalizers: ["example.com/keep"],
+  managedFields,
+};
+
+const kept = { ...meta } as Record<string, unknown>;
+delete kept.managedFields;
+delete kept.finalizers;
+
+test("a cached Node keeps metadata, unschedulable, taints, nodeInfo, conditions and nvidia.com resources only", () => {
+  const node = {
+    apiVersion: "v1",
+    kind: "Node",
+    metadata: structuredClone(meta),
+    spec: { unschedulable: true, taints: [{ key: "k", effect: "NoSchedule" }], podCIDR: "10.0.0.0/24", providerID: "kwok://gpu-7" },
+    status: {
+      nodeInfo: { kernelVersion: "6.8.0-1046-azure", osImage: "Ubuntu 24.04.1 LTS", architecture: "arm64", operatingSystem: "linux", bootID: "b" },
+      conditions: [{ type: "Ready", status: "False", reason: "KubeletNotReady", message: "m", lastTransitionTime: "t1", lastHeartbeatTime: "t2" }],
+      capacity: { cpu: "64", memory: "512Gi", "nvidia.com/gpu": "8", "nvidia.com/mig-1g.10gb": "7" },
+      allocatable: { cpu: "63", "nvidia.com/gpu": "6" },
+      images: [{ names: ["nvcr.io/nvidia/driver:580"], sizeBytes: 1 }],
+      addresses: [{ type: "InternalIP", address: "10.0.0.7" }],
+    },
+  } as unknown as Node;
+  const slim = slimNode(node);
+  assert.deepEqual(slim, {
+    apiVersion: "v1",
+    kind: "Node",
+    metadata: kept,
+    spec: { unschedulable: true, taints: [{ key: "k", effect: "NoSchedule" }] },
+    status: {
+      nodeInfo: node.status!.nodeInfo,
+      conditions: [{ type: "Ready", status: "False", reason: "KubeletNotReady", message: "m", lastTransitionTime: "t1" }],
+      capacity: { "nvidia.com/gpu": "8", "nvidia.com/mig-1g.10gb": "7" },
+      allocatable: { "nvidia.com/gpu": "6" },
+    },
+  });
+});
+
+test("a Node without status or resources stays without them (no undefined members)", () => {
+  const slim = slimNode({ metadata: { name: "n", labels: { a: "b" } }, status: { conditions: [] } } as Node);
+  assert.deepEqual(slim, { metadata: { name: "n", labels: { a: "b" } }, status: { conditions: [] } });
+  assert.equal(JSON.stringify(slim), '{"metadata":{"name":"n","labels":{"a":"b"}},"status":{"conditions":[]}}');
+});
+
+test("a cached Pod keeps nodeName, container images, phase, conditions, container statuses and its labels", () => {
+  const state = { waiting: { reason: "ImagePullBackOff", message: "no such tag" } };
+  const pod = {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: structuredClone(meta),
+    spec: {
+      nodeName: "gpu-7",
+      containers: [{ name: "nvidia-driver-ctr", image: "nvcr.io/nvidia/driver:580-6.8.0-1046-azure-ubuntu24.04", env: [{ name: "X", value: "y" }], volumeMounts: [{ name: "v", mountPath: "/v" }] }],
+      initContainers: [{ name: "k8s-driver-manager", image: "nvcr.io/nvidia/cloud-native/k8s-driver-manager:v0.8.0", args: ["uninstall_driver"] }],
+      volumes: [{ name: "v", hostPath: { path: "/run/nvidia" } }],
+      tolerations: [{ operator: "Exists" }],
+    },
+    status: {
+      phase: "Pending",
+      startTime: "s",
+      podIP: "10.0.0.9",
+      conditions: [{ type: "Ready", status: "False", lastProbeTime: null, lastTransitionTime: "t" }],
+      containerStatuses: [{ name: "nvidia-driver-ctr", ready: false, started: false, restartCount: 2, image: "img", imageID: "nvcr.io/nvidia/driver@sha256:ab", state, lastState: {}, containerID: "c" }],
+      initContainerStatuses: [{ name: "k8s-driver-manager", ready: true, restartCount: 0, image: "i", imageID: "i@sha256:cd", state: { terminated: { exitCode: 0 } } }],
+    },
+  } as unknown as Pod;
+  const slim = slimPod(pod);
+  assert.deepEqual(slim, {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: kept,
+    spec: {
+      nodeName: "gpu-7",
+      containers: [{ name: "nvidia-driver-ctr", image: "nvcr.io/nvidia/driver:580-6.8.0-1046-azure-ubuntu24.04" }],
+      initContainers: [{ name: "k8s-driver-manager", image: "nvcr.io/nvidia/cloud-native/k8s-driver-manager:v0.8.0" }],
+    },
+    status: {
+      phase: "Pending",
+      startTime: "s",
+      conditions: [{ type: "Ready", status: "False", lastTransitionTime: "t" }],
+      containerStatuses: [{ name: "nvidia-driver-ctr", ready: false, started: false, restartCount: 2, image: "img", imageID: "nvcr.io/nvidia/driver@sha256:ab", state, lastState: {} }],
+      initContainerStatuses: [{ name: "k8s-driver-manager", ready: true, restartCount: 0, image: "i", imageID: "i@sha256:cd", state: { terminated: { exitCode: 0 } } }],
+    },
+  });
+});
+
+test("a cached DaemonSet keeps its whole spec and status; only managedFields and finalizers go", () => {
+  const ds = {
+    apiVersion: "apps/v1",
+    kind: "DaemonSet",
+    metadata: structuredClone(meta),
+    spec: { selector: { matchLabels: { app: "x" } }, template: { metadata: { labels: { app: "x" } }, spec: { nodeSelector: { "gpuop.nvidia.com/driver-pool": "pool-a" }, containers: [{ name: "c", image: "i" }] } }, updateStrategy: { type: "OnDelete" } },
+    status: { desiredNumberScheduled: 5, numberReady: 4, updatedNumberScheduled: 3, observedGeneration: 3 },
+  } as unknown as DaemonSet;
+  const slim = slimDaemonSet(structuredClone(ds));
+  assert.deepEqual(slim, { ...ds, metadata: kept });
+});
+
+test("withoutManagedFields keeps everything else", () => {
+  const obj = { metadata: { name: "cluster-policy", managedFields, finalizers: ["f"] }, spec: { driver: { version: "580" } }, status: { state: "ready" } };
+  assert.deepEqual(withoutManagedFields(obj), { metadata: { name: "cluster-policy", finalizers: ["f"] }, spec: { driver: { version: "580" } }, status: { state: "ready" } });
+});
+
+test("a node's label changes gathered in one pass make one patch, later values winning", () => {
+  const batch = new NodeLabelBatch();
+  batch.set("gpu-1", { "nvidia.com/gpu.present": "true", "nvidia.com/gpu.deploy.driver": "true" });
+  batch.set("gpu-2", {});
+  batch.set("gpu-1", { "gpuop.nvidia.com/driver-pool": "pool-b" });
+  batch.set("gpu-3", { "gpuop.nvidia.com/driver-pool": null });
+  batch.set("gpu-1", { "nvidia.com/gpu.deploy.driver": "false" });
+  assert.equal(batch.size, 2);
+  assert.deepEqual(batch.entries(), [
+    ["gpu-1", { "nvidia.com/gpu.present": "true", "nvidia.com/gpu.deploy.driver": "false", "gpuop.nvidia.com/driver-pool": "pool-b" }],
+    ["gpu-3", { "gpuop.nvidia.com/driver-pool": null }],
+  ]);
+});

@@ -1,0 +1,133 @@
+// What the informers' caches keep of each object (like controller-runtime's
+// cache transforms). A cached Node or Pod is a few hundred bytes instead of
+// several kilobytes (managedFields, heartbeat times, images, volumes, env), so
+// memory stays small at thousands of nodes.
+//
+// Everything gpuop's code reads must be listed here: a field left out reads as
+// undefined in the controller. Adding a field is one line in the list of the
+// object it belongs to. `src/kube/transforms.test.ts` checks each listed field
+// survives.
+import type { DaemonSet, KubeObject, Node, ObjectMeta, Pod } from "./types.ts";
+
+type Json = Record<string, unknown>;
+
+/** Copies the listed keys that are present (undefined stays absent, as the API server stores objects). */
+function pick(from: Json | undefined, keys: readonly string[]): Json | undefined {
+  if (!from) return undefined;
+  const out: Json = {};
+  for (const k of keys) if (from[k] !== undefined) out[k] = from[k];
+  return out;
+}
+
+/** Keeps only the entries of a map whose key starts with one of the prefixes. */
+function pickPrefixed(from: Record<string, unknown> | undefined, prefixes: readonly string[]): Record<string, unknown> | undefined {
+  if (!from) return undefined;
+  const out: Record<string, unknown> = {};
+  let any = false;
+  for (const [k, v] of Object.entries(from)) {
+    if (prefixes.some((p) => k.startsWith(p))) {
+      out[k] = v;
+      any = true;
+    }
+  }
+  return any ? out : undefined;
+}
+
+/** Drops undefined members, so a transformed object has no `"key": undefined`. */
+function compact<T extends Json>(o: T): T {
+  for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k];
+  return o;
+}
+
+/**
+ * Metadata every cached object keeps: identity (name, namespace, uid), change
+ * tracking (resourceVersion, generation), what selects and tags it (labels,
+ * annotations: the upgrade state lives there), ownership and deletion. Dropped:
+ * managedFields (often most of an object's size) and finalizers.
+ */
+const METADATA_KEYS = ["name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp", "labels", "annotations", "ownerReferences"] as const;
+
+export function slimMetadata(m: ObjectMeta): ObjectMeta {
+  return pick(m as Json, METADATA_KEYS) as ObjectMeta;
+}
+
+/** Any object: its metadata slimmed, everything else kept (the ClusterPolicy: one object, read whole). */
+export function withoutManagedFields<T extends KubeObject>(obj: T): T {
+  delete (obj.metadata as { managedFields?: unknown }).managedFields;
+  return obj;
+}
+
+/**
+ * Node: spec.unschedulable and taints (cordoned nodes, drains); status.nodeInfo
+ * (kernel, OS image, architecture without NFD); conditions without their heartbeat
+ * times (Ready); capacity and allocatable of `nvidia.com/*` only (GPUs the device
+ * plugin advertises). Dropped: images, addresses, daemonEndpoints, other resources.
+ */
+const NODE_SPEC_KEYS = ["unschedulable", "taints"] as const;
+const NODE_CONDITION_KEYS = ["type", "status", "reason", "message", "lastTransitionTime"] as const;
+const NODE_RESOURCE_PREFIXES = ["nvidia.com/"] as const;
+
+export function slimNode(node: Node): Node {
+  const status = node.status as (Json & Node["status"]) | undefined;
+  return compact({
+    apiVersion: node.apiVersion,
+    kind: node.kind,
+    metadata: slimMetadata(node.metadata),
+    spec: pick(node.spec as Json | undefined, NODE_SPEC_KEYS),
+    status: status
+      ? compact({
+          nodeInfo: status.nodeInfo,
+          conditions: status.conditions?.map((c) => pick(c as unknown as Json, NODE_CONDITION_KEYS)),
+          capacity: pickPrefixed(status.capacity as Record<string, unknown> | undefined, NODE_RESOURCE_PREFIXES),
+          allocatable: pickPrefixed(status.allocatable as Record<string, unknown> | undefined, NODE_RESOURCE_PREFIXES),
+        })
+      : undefined,
+  }) as Node;
+}
+
+/**
+ * Pod: spec.nodeName (which node's driver it is); container and init container
+ * names and images (which driver it runs); status.phase and conditions (Ready);
+ * container statuses with ready, restartCount, image, imageID (the digest that
+ * runs) and state/lastState (waiting.reason: ImagePullBackOff, CrashLoopBackOff).
+ * Labels stay with the metadata (controller-revision-hash, pod-template-generation,
+ * the pool label). Dropped: volumes, env, probes, security contexts, tolerations.
+ */
+const CONTAINER_KEYS = ["name", "image"] as const;
+const POD_STATUS_KEYS = ["phase", "reason", "message", "startTime"] as const;
+const POD_CONDITION_KEYS = ["type", "status", "reason", "message", "lastTransitionTime"] as const;
+const CONTAINER_STATUS_KEYS = ["name", "ready", "started", "restartCount", "image", "imageID", "state", "lastState"] as const;
+
+export function slimPod(pod: Pod): Pod {
+  const spec = pod.spec as (Json & { containers?: Json[]; initContainers?: Json[] }) | undefined;
+  const status = pod.status as (Json & { conditions?: Json[]; containerStatuses?: Json[]; initContainerStatuses?: Json[] }) | undefined;
+  return compact({
+    apiVersion: pod.apiVersion,
+    kind: pod.kind,
+    metadata: slimMetadata(pod.metadata),
+    spec: spec
+      ? compact({
+          nodeName: spec.nodeName,
+          containers: spec.containers?.map((c) => pick(c, CONTAINER_KEYS)),
+          initContainers: spec.initContainers?.map((c) => pick(c, CONTAINER_KEYS)),
+        })
+      : undefined,
+    status: status
+      ? compact({
+          ...pick(status, POD_STATUS_KEYS),
+          conditions: status.conditions?.map((c) => pick(c, POD_CONDITION_KEYS)),
+          containerStatuses: status.containerStatuses?.map((c) => pick(c, CONTAINER_STATUS_KEYS)),
+          initContainerStatuses: status.initContainerStatuses?.map((c) => pick(c, CONTAINER_STATUS_KEYS)),
+        })
+      : undefined,
+  }) as Pod;
+}
+
+/**
+ * DaemonSet: spec whole (the controller compares it with the one it renders,
+ * template included) and status whole (counts, observedGeneration). There is one
+ * per pool, so they cost little; only managedFields go.
+ */
+export function slimDaemonSet(ds: DaemonSet): DaemonSet {
+  return compact({ apiVersion: ds.apiVersion, kind: ds.kind, metadata: slimMetadata(ds.metadata), spec: ds.spec, status: ds.status }) as DaemonSet;
+}
