@@ -47,6 +47,8 @@ export class OperandController {
   private readonly events: EventRecorder | undefined;
   /** The last operand problem reported per policy, so an Event is recorded once per change. */
   private lastProblem = "";
+  /** Last status.operands written per policy, and what the API server stored of it. */
+  private readonly writtenStatus = new Map<string, { desired: string; stored: string }>();
 
   constructor(opts: { client: KubeClient; namespace: string; log: Logger; events?: EventRecorder }) {
     this.client = opts.client;
@@ -239,9 +241,19 @@ export class OperandController {
 
   private async writeStatus(policy: ClusterPolicy, operands: OperandStatus[]): Promise<void> {
     if (sameJson(policy.status?.operands ?? [], operands)) return;
-    await this.client.mergePatch(`${CLUSTER_POLICY_PATH}/${policy.metadata.name}/status`, { status: { operands } }).catch((err: unknown) => {
+    // A CRD without status.operands (NVIDIA's) prunes it, so the stored value never matches:
+    // skip the write when neither what we want nor what is stored changed since the last one.
+    const key = policy.metadata.uid ?? policy.metadata.name;
+    const desired = JSON.stringify(operands);
+    const stored = JSON.stringify(policy.status?.operands ?? null);
+    const last = this.writtenStatus.get(key);
+    if (last && last.desired === desired && last.stored === stored) return;
+    try {
+      const after = await this.client.mergePatch<ClusterPolicy>(`${CLUSTER_POLICY_PATH}/${policy.metadata.name}/status`, { status: { operands } });
+      this.writtenStatus.set(key, { desired, stored: JSON.stringify(after?.status?.operands ?? null) });
+    } catch (err) {
       if (!isNotFound(err)) throw err;
-    });
+    }
   }
 }
 
