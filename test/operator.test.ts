@@ -201,9 +201,10 @@ describe("a mixed cluster: three kernels, two Ubuntu releases", () => {
 
 describe("a mode switch rolls: nodes move maxUnavailable at a time", () => {
   before(async () => {
-    // 4 nodes: the default 25% would allow 1 at a time, so a budget of 2 shows the policy's value is used.
+    // 4 nodes: the default 25% would allow 1 at a time, so a budget of 2 shows the policy's value is used
+    // (maxParallelUpgrades 0: pool moves count against it too, and its default is 1).
     await setNodes(["a", "b", "c", "d"].map((x) => ({ name: `roll-${x}`, kernel: "5.15.0-69-generic", os: ubuntu2204 })));
-    await resetPolicy(examplePolicy.replace("imagePullPolicy: IfNotPresent", "imagePullPolicy: IfNotPresent\n    upgradePolicy:\n      maxUnavailable: 2"));
+    await resetPolicy(examplePolicy.replace("imagePullPolicy: IfNotPresent", "imagePullPolicy: IfNotPresent\n    upgradePolicy:\n      maxUnavailable: 2\n      maxParallelUpgrades: 0"));
     await waitForDriverPods(client, 4);
     await waitForState(client, "ready");
   });
