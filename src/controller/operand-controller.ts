@@ -29,7 +29,7 @@ const RUNTIME_CLASS_PATH = "/apis/node.k8s.io/v1/runtimeclasses";
 /**
  * Deploys NVIDIA's operands besides the driver (toolkit, device plugin, GFD, DCGM exporter,
  * validator) and opens each node to an operand only once its prerequisite is Ready there
- * (docs/adr/0014). Beside the driver controller, with its own caches and queue key; it writes
+ * (docs/adr/0006). Beside the driver controller, with its own caches and queue key; it writes
  * only `status.operands` of the policy, nodes' operand labels and its own objects.
  */
 export class OperandController {

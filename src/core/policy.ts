@@ -155,7 +155,7 @@ export interface ClusterPolicyStatus {
     failed: { node: string; reason: string }[];
     outdated: string[];
   };
-  /** Written by the operand controller only (merge patch of this field); see docs/adr/0014. */
+  /** Written by the operand controller only (merge patch of this field); see docs/adr/0006. */
   operands?: { name: string; state: string; [field: string]: unknown }[];
 }
 
@@ -198,7 +198,7 @@ export const driverSpecDefaults = {
 export const rdmaDefaults = { enabled: false, useHostMofed: false } as const satisfies GpuDirectRdmaSpec;
 
 export const upgradePolicyDefaults = {
-  // NVIDIA's chart renders true; gpuop's CRD defaults to it too (docs/adr/0009-driver-upgrades.md).
+  // NVIDIA's chart renders true; gpuop's CRD defaults to it too (docs/adr/0005-driver-upgrades.md).
   autoUpgrade: true,
   maxParallelUpgrades: 1,
   maxUnavailable: "25%",

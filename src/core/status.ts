@@ -97,7 +97,7 @@ export function computeStatus(inputs: StatusInputs, previous: ClusterPolicyStatu
       ready = { type: "Ready", status: "False", reason: "DriverNotReady", message: parts.join("; ") };
     }
   }
-  // The operand controller reports NVIDIA's other operands in status.operands (docs/adr/0014): a
+  // The operand controller reports NVIDIA's other operands in status.operands (docs/adr/0006): a
   // policy whose driver is ready is not ready while an enabled operand is not (or cannot be rendered).
   const operandsNotReady = (previous?.operands ?? []).filter((o) => o.state === "notReady" || o.state === "error");
   if (ready.status === "True" && operandsNotReady.length > 0) {

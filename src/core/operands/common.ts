@@ -87,7 +87,7 @@ export const operandInfo = (key: OperandKey): OperandInfo => OPERANDS.find((o) =
 
 /** Selects every operand object gpuop owns. Not `app.kubernetes.io/managed-by=gpuop`: the driver controller prunes DaemonSets with that label it did not render. */
 export const OPERAND_LABEL = "gpuop.nvidia.com/operand";
-/** Per node and operand: gpuop sets it to `open` once the operand's prerequisite is ready there (docs/adr/0014). */
+/** Per node and operand: gpuop sets it to `open` once the operand's prerequisite is ready there (docs/adr/0006). */
 export const gateLabel = (info: OperandInfo) => `gpuop.nvidia.com/gate.${info.deployKey}`;
 export const GATE_OPEN = "open";
 export const deployLabel = (info: OperandInfo) => `nvidia.com/gpu.deploy.${info.deployKey}`;

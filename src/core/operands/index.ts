@@ -133,7 +133,7 @@ export function readyPods(pods: readonly PodLike[]): ReadyPods {
  *   `nvidia.com/gpu.deploy.operands=false`, as for the driver;
  * - gate labels, opened once the operand's prerequisite has a Ready pod on the node (or the
  *   driver is not gpuop's to run there), and kept open afterwards: the pods' own validation
- *   inits order restarts (docs/adr/0014). Closed where the operand is off or cannot deploy.
+ *   inits order restarts (docs/adr/0006). Closed where the operand is off or cannot deploy.
  */
 export function operandNodeLabels(node: NodeLike, enabled: ReadonlySet<OperandKey>, driverEnabled: boolean, ready: ReadyPods): Record<string, string | null> {
   const labels = node.metadata.labels ?? {};
