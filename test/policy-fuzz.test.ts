@@ -57,9 +57,16 @@ const invalid: fc.Arbitrary<Case> = fc.oneof(
 
 /** Replaces the policy's spec and returns the generation the API server gave it. */
 async function applySpec(spec: Spec): Promise<number> {
-  const current = await getPolicy(client);
-  const updated = await client.request<ClusterPolicy>("PUT", `${POLICY_PATH}/cluster-policy`, { body: { ...current, spec } });
-  return updated.metadata.generation ?? 0;
+  // The operator's status writes change the resourceVersion too: on a conflict, read again and retry, as kubectl does.
+  for (let attempt = 1; ; attempt++) {
+    const current = await getPolicy(client);
+    try {
+      const updated = await client.request<ClusterPolicy>("PUT", `${POLICY_PATH}/cluster-policy`, { body: { ...current, spec } });
+      return updated.metadata.generation ?? 0;
+    } catch (err) {
+      if ((err as { status?: number }).status !== 409 || attempt >= 5) throw err;
+    }
+  }
 }
 
 /** Driver pods and DaemonSets, by identity and generation: what a bad policy must leave alone. */

@@ -1,5 +1,6 @@
 import { canonicalJson, isSubset } from "../core/diff.ts";
 import { isGpuNode } from "../core/gpu-node.ts";
+import { restrictedNodes, type RestrictedNodeLabel } from "../core/security.ts";
 import { UserError } from "../core/errors.ts";
 import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, type ClusterPolicy } from "../core/policy.ts";
 import {
@@ -50,8 +51,12 @@ export class OperandController {
   /** Last status.operands written per policy, and what the API server stored of it. */
   private readonly writtenStatus = new Map<string, { desired: string; stored: string }>();
 
-  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events?: EventRecorder }) {
+  /** The admin-only GPU node label (--gpu-node-label): other nodes get no operand, as they get no driver. */
+  private readonly gpuNodeLabel: RestrictedNodeLabel | undefined;
+
+  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events?: EventRecorder; gpuNodeLabel?: RestrictedNodeLabel }) {
     this.client = opts.client;
+    this.gpuNodeLabel = opts.gpuNodeLabel;
     this.events = opts.events;
     this.namespace = opts.namespace;
     this.log = opts.log;
@@ -102,7 +107,7 @@ export class OperandController {
 
   /** One pass: render, apply or remove objects, open node gates, status. */
   async reconcile(): Promise<void> {
-    const nodes = this.nodes.list();
+    const nodes = restrictedNodes(this.nodes.list(), this.gpuNodeLabel);
     const active = selectActivePolicy(this.policies.list());
     if (!active) {
       // Checked again for the next policy: someone may have deleted them meanwhile.
@@ -144,7 +149,7 @@ export class OperandController {
     const ready = readyPods(this.pods.list());
     const enabled = new Set<OperandKey>(rendered.enabled);
     for (const node of nodes) await this.patchLabels(node, operandNodeLabels(node, enabled, driverEnabled, ready));
-    await this.writeStatus(active, operandStatuses({ policy: active, nodes: this.nodes.list(), ready }));
+    await this.writeStatus(active, operandStatuses({ policy: active, nodes: restrictedNodes(this.nodes.list(), this.gpuNodeLabel), ready }));
   }
 
   private async patchLabels(node: Node, patch: Record<string, string | null>): Promise<void> {
