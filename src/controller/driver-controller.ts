@@ -18,6 +18,7 @@ import type { DaemonSet, Node, Pod } from "../kube/types.ts";
 import { ConventionalFallback } from "./fallback.ts";
 import type { ImageChecker } from "./image-check.ts";
 import type { OperatorMetrics } from "./metrics.ts";
+import { StatusWrites } from "./status-writes.ts";
 import { UpgradeExecutor, type UpgradeOutcome } from "./upgrade-controller.ts";
 import { WorkQueue } from "./workqueue.ts";
 
@@ -50,8 +51,8 @@ export class DriverController {
   /** Last reported problem per policy, so an Event is recorded once per transition. */
   private readonly lastProblem = new Map<string, string>();
   private readonly lastWarning = new Map<string, string>();
-  /** Per policy, the status last written and what the server stored of it. */
-  private readonly writtenStatus = new Map<string, { desired: string; stored: string }>();
+  /** status.operands is the operand controller's to write (merge patches leave it alone). */
+  private readonly statusWrites: StatusWrites<ClusterPolicyStatus>;
 
   private readonly images: ImageChecker | undefined;
   private readonly allowedRepositories: RepositoryAllowList | undefined;
@@ -68,6 +69,7 @@ export class DriverController {
 
   constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList; gpuNodeLabel?: RestrictedNodeLabel; defaultDriverVersion?: string; gpuNodeSelector?: Record<string, string>; conventionalFallback?: boolean; pullGraceMs?: number }) {
     this.client = opts.client;
+    this.statusWrites = new StatusWrites<ClusterPolicyStatus>(this.client, (st) => { const { operands: _o, ...driver } = st ?? {}; return driver; }, (status) => ({ status }));
     this.allowedRepositories = opts.allowedRepositories;
     this.gpuNodeLabel = opts.gpuNodeLabel;
     this.defaultDriverVersion = opts.defaultDriverVersion;
@@ -363,22 +365,7 @@ export class DriverController {
   }
 
   private async writeStatus(policy: ClusterPolicy, status: ClusterPolicyStatus): Promise<void> {
-    // status.operands is the operand controller's to write (merge patches leave it alone).
-    const { operands: _operands, ...current } = policy.status ?? {};
-    if (sameJson(current, status)) return;
-    // A CRD that lacks some of gpuop's status fields (NVIDIA's has no pools) prunes them, so the
-    // stored status never equals the desired one: skip the write when nothing changed since the last.
-    const key = policy.metadata.uid ?? policy.metadata.name;
-    const desired = canonicalJson(status);
-    const last = this.writtenStatus.get(key);
-    if (last && last.desired === desired && last.stored === canonicalJson(current)) return;
-    try {
-      const stored = await this.client.mergePatch<ClusterPolicy>(`${CLUSTER_POLICY_PATH}/${policy.metadata.name}/status`, { status });
-      const { operands: _o, ...storedDriver } = stored?.status ?? {};
-      this.writtenStatus.set(key, { desired, stored: canonicalJson(storedDriver) });
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+    await this.statusWrites.write(policy, status);
   }
 }
 

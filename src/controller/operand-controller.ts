@@ -1,5 +1,6 @@
 import { canonicalJson, isSubset } from "../core/diff.ts";
 import { isGpuNode } from "../core/gpu-node.ts";
+import { StatusWrites } from "./status-writes.ts";
 import { restrictedNodes, type RestrictedNodeLabel } from "../core/security.ts";
 import { UserError } from "../core/errors.ts";
 import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, type ClusterPolicy } from "../core/policy.ts";
@@ -48,14 +49,15 @@ export class OperandController {
   private readonly events: EventRecorder | undefined;
   /** The last operand problem reported per policy, so an Event is recorded once per change. */
   private lastProblem = "";
-  /** Last status.operands written per policy, and what the API server stored of it. */
-  private readonly writtenStatus = new Map<string, { desired: string; stored: string }>();
+  /** Only status.operands: the driver controller writes the rest. */
+  private readonly statusWrites: StatusWrites<OperandStatus[]>;
 
   /** The admin-only GPU node label (--gpu-node-label): other nodes get no operand, as they get no driver. */
   private readonly gpuNodeLabel: RestrictedNodeLabel | undefined;
 
   constructor(opts: { client: KubeClient; namespace: string; log: Logger; events?: EventRecorder; gpuNodeLabel?: RestrictedNodeLabel }) {
     this.client = opts.client;
+    this.statusWrites = new StatusWrites<OperandStatus[]>(this.client, (st) => st?.operands ?? [], (operands) => ({ status: { operands } }));
     this.gpuNodeLabel = opts.gpuNodeLabel;
     this.events = opts.events;
     this.namespace = opts.namespace;
@@ -245,20 +247,7 @@ export class OperandController {
   }
 
   private async writeStatus(policy: ClusterPolicy, operands: OperandStatus[]): Promise<void> {
-    if (sameJson(policy.status?.operands ?? [], operands)) return;
-    // A CRD without status.operands (NVIDIA's) prunes it, so the stored value never matches:
-    // skip the write when neither what we want nor what is stored changed since the last one.
-    const key = policy.metadata.uid ?? policy.metadata.name;
-    const desired = JSON.stringify(operands);
-    const stored = JSON.stringify(policy.status?.operands ?? null);
-    const last = this.writtenStatus.get(key);
-    if (last && last.desired === desired && last.stored === stored) return;
-    try {
-      const after = await this.client.mergePatch<ClusterPolicy>(`${CLUSTER_POLICY_PATH}/${policy.metadata.name}/status`, { status: { operands } });
-      this.writtenStatus.set(key, { desired, stored: JSON.stringify(after?.status?.operands ?? null) });
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+    await this.statusWrites.write(policy, operands);
   }
 }
 
