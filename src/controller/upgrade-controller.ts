@@ -66,7 +66,7 @@ interface PodDetails {
 /**
  * Carries out the upgrade plan (src/core/upgrade.ts): node patches (state
  * label, cordon, pool label), evictions through the Eviction API so
- * PodDisruptionBudgets hold, driver pod deletions, and an Event on the node
+ * PodDisruptionBudgets hold (the DaemonSet controller removes driver pods itself), and an Event on the node
  * for each step. Workload pods are listed per node, only for nodes in a step
  * that needs them, rather than watched cluster-wide.
  */
@@ -96,6 +96,8 @@ export class UpgradeExecutor {
     const liveSelectors = new Map([...dsByName].map(([name, d]) => [name, (d.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector ?? {}]));
     const rollouts = nodeRollouts({ nodes: input.nodes, pools: input.pools, hold: input.hold, liveSelectors, readyDrivers: new Set() });
     const nodeByName = new Map(input.nodes.map((n) => [n.metadata.name ?? "", n]));
+    const podsOnNode = new Map<string, number>();
+    for (const p of input.driverPods) if (p.spec?.nodeName) podsOnNode.set(p.spec.nodeName, (podsOnNode.get(p.spec.nodeName) ?? 0) + 1);
     const out: UpgradeNode[] = [];
     for (const r of rollouts) {
       const node = nodeByName.get(r.name)!;
@@ -116,6 +118,7 @@ export class UpgradeExecutor {
         ...(r.desiredPool !== undefined ? { desiredPool: r.desiredPool } : {}),
         currentPoolLive: ds !== undefined && !ds.metadata.deletionTimestamp && poolSelects(liveSelectors.get(r.currentPool!) ?? {}, labels),
         ...(pod && ds ? { driver: driverView(pod as PodDetails, ds) } : {}),
+        driverPods: podsOnNode.get(r.name) ?? 0,
       };
       out.push(n);
     }
@@ -164,10 +167,8 @@ export class UpgradeExecutor {
       if (due) Object.assign(patchOf(node).labels, due);
     }
     const stamp = new Date().toISOString();
-    // Pod deletions first: a state that says they happened is written only after they did.
-    await mapLimit(actions.filter((a) => a.kind === "evict" || a.kind === "deleteDriverPod"), CONCURRENCY, (a) =>
-      a.kind === "evict" ? this.evict(a.namespace, a.pod, a.node) : a.kind === "deleteDriverPod" ? this.deletePod(a.namespace, a.pod, a.node) : Promise.resolve(),
-    );
+    // Evictions first: a state that says they happened is written only after they did.
+    await mapLimit(actions.filter((a) => a.kind === "evict"), CONCURRENCY, (a) => (a.kind === "evict" ? this.evict(a.namespace, a.pod, a.node) : Promise.resolve()));
     for (const a of actions) {
       switch (a.kind) {
         case "setState":
@@ -229,14 +230,6 @@ export class UpgradeExecutor {
     }
   }
 
-  private async deletePod(namespace: string, pod: string, node: string): Promise<void> {
-    try {
-      await this.client.delete(`/api/v1/namespaces/${namespace}/pods/${pod}`);
-      this.log.info("deleted driver pod for upgrade", { node, pod: `${namespace}/${pod}` });
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
-  }
 }
 
 /** The driver pod of `pool` on `node`; a live one before one being deleted. */

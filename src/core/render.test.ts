@@ -50,7 +50,7 @@ function selects(ds: DriverDaemonSet, labels: Record<string, string>): boolean {
   if (!Object.entries(pod.nodeSelector).every(([k, v]) => labels[k] === v)) return false;
   const terms = pod.affinity?.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms;
   if (!terms) return true;
-  return terms.some((t) => t.matchExpressions.every((e) => e.values.includes(labels[e.key] ?? "\0")));
+  return terms.some((t) => t.matchExpressions.every((e) => e.values.includes(labels[e.key] ?? "\0") === (e.operator === "In")));
 }
 
 /** Node labels once the controller has labelled it (deploy label, pool label). */
@@ -149,7 +149,7 @@ test("kernel names are sanitized into valid names; the image keeps the kernel as
   // rhel9 covers 9.x: VERSION_ID is matched by the values the pool's nodes have.
   assert.equal(rh.spec.template.spec.nodeSelector[NFD_OS_VERSION_ID_LABEL], undefined);
   assert.deepEqual(rh.spec.template.spec.affinity?.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms, [
-    { matchExpressions: [{ key: NFD_OS_VERSION_ID_LABEL, operator: "In", values: ["9.4"] }] },
+    { matchExpressions: [{ key: NFD_OS_VERSION_ID_LABEL, operator: "In", values: ["9.4"] }, { key: "nvidia.com/gpu-driver-upgrade-state", operator: "NotIn", values: ["pod-restart-required"] }] },
   ]);
   assert.ok(r.daemonSets.some((d) => d.metadata.name === "nvidia-driver-daemonset-6.8.0-1046-azure-fde-ubuntu22.04"));
 });
@@ -374,6 +374,10 @@ test("property: every deployable GPU node is selected by exactly one DaemonSet; 
         const selecting = r.daemonSets.filter((ds) => selects(ds, labelled(n, poolOf.get(name))));
         if (deployable) {
           assert.deepEqual(selecting.map((d) => d.metadata.name), [poolOf.get(name)], name);
+          // In the upgrade's restart step no DaemonSet, of any pool, runs a pod on the node (ADR 0005).
+          const restarting = { ...labelled(n, poolOf.get(name)), "nvidia.com/gpu-driver-upgrade-state": "pod-restart-required" };
+          assert.deepEqual(r.daemonSets.filter((ds) => selects(ds, restarting)), [], name);
+          assert.equal(selects(selecting[0]!, { ...labelled(n, poolOf.get(name)), "nvidia.com/gpu-driver-upgrade-state": "validation-required" }), true, name);
           const image = selecting[0]?.spec.template.spec.containers[0]?.image ?? "";
           assert.ok(image.endsWith(usePrecompiled ? `-${labels[NFD_KERNEL_LABEL] ?? n.status?.nodeInfo?.kernelVersion}-${r.pools.find((p) => p.name === poolOf.get(name))?.osTag}` : `-${r.pools.find((p) => p.name === poolOf.get(name))?.osTag}`), image);
         } else {

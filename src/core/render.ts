@@ -14,7 +14,7 @@ import {
   type ResourceRequirements,
 } from "./policy.ts";
 import { POOL_NODE_LABEL } from "./rollout.ts";
-import { driverTemplateHash, TEMPLATE_HASH_ANNOTATION } from "./upgrade.ts";
+import { DRIVER_RESTART_STATE, driverTemplateHash, TEMPLATE_HASH_ANNOTATION, UPGRADE_STATE_LABEL } from "./upgrade.ts";
 import { formatConventionalTag, formatPrecompiledTag, isDriverBranch } from "./tag.ts";
 
 /**
@@ -88,7 +88,7 @@ export type Volume =
   | { name: string; hostPath: { path: string; type?: string } }
   | { name: string; configMap: { name: string } }
   | { name: string; projected: { sources: ProjectedSource[] } };
-export type NodeSelectorRequirement = { key: string; operator: "In"; values: string[] };
+export type NodeSelectorRequirement = { key: string; operator: "In" | "NotIn"; values: string[] };
 export type PodSpec = {
   serviceAccountName: string;
   automountServiceAccountToken: boolean;
@@ -306,28 +306,39 @@ function renderDaemonSet(
  * DaemonSet at most. NFD-labelled clusters keep the selectors they had (no DaemonSet changes).
  */
 function driverNodeSelector(pool: Pool, nodes: readonly GpuNodeFacts[], selectByPoolLabel: boolean): Pick<PodSpec, "nodeSelector" | "affinity"> {
-  if (selectByPoolLabel && !nodes.every((n) => n.nfd)) return { nodeSelector: { [DEPLOY_DRIVER_LABEL]: "true", [POOL_NODE_LABEL]: pool.name } };
+  if (selectByPoolLabel && !nodes.every((n) => n.nfd)) return { nodeSelector: { [DEPLOY_DRIVER_LABEL]: "true", [POOL_NODE_LABEL]: pool.name }, affinity: requiredAffinity([]) };
   const os = parseOsTag(pool.osTag);
   const nodeSelector: Record<string, string> = { [NFD_OS_ID_LABEL]: os.id };
-  let affinity: PodSpec["affinity"];
+  const expressions: NodeSelectorRequirement[] = [];
   if (MAJOR_VERSION_ONLY_OS_IDS.includes(os.id)) {
     // The tag keeps the major version only (rhel9) while the label has 9.4: select the
     // VERSION_IDs this pool's nodes have, as equality selectors cannot say "9.*".
     const values = [...new Set(nodes.map((n) => n.osVersionId))].sort(compare);
-    affinity = {
-      nodeAffinity: {
-        requiredDuringSchedulingIgnoredDuringExecution: {
-          nodeSelectorTerms: [{ matchExpressions: [{ key: NFD_OS_VERSION_ID_LABEL, operator: "In", values }] }],
-        },
-      },
-    };
+    expressions.push({ key: NFD_OS_VERSION_ID_LABEL, operator: "In", values });
   } else {
     nodeSelector[NFD_OS_VERSION_ID_LABEL] = os.versionId;
   }
   if (pool.kernel !== undefined) nodeSelector[NFD_KERNEL_LABEL] = pool.kernel;
   nodeSelector[DEPLOY_DRIVER_LABEL] = "true";
   if (selectByPoolLabel) nodeSelector[POOL_NODE_LABEL] = pool.name;
-  return { nodeSelector, ...(affinity ? { affinity } : {}) };
+  return { nodeSelector, affinity: requiredAffinity(expressions) };
+}
+
+/**
+ * One required term: `expressions`, and no driver pod on a node in pod-restart-required. The
+ * DaemonSet controller removes every driver pod (of any pool) from a node entering that state and
+ * creates none there, so the upgrade planner can wait for the node to have none before it lets the
+ * new pod be created (ADR 0005): a node never runs two driver pods at once, and a pool move or an
+ * in-place replacement costs no extra node write or pod delete.
+ */
+function requiredAffinity(expressions: NodeSelectorRequirement[]): NonNullable<PodSpec["affinity"]> {
+  return {
+    nodeAffinity: {
+      requiredDuringSchedulingIgnoredDuringExecution: {
+        nodeSelectorTerms: [{ matchExpressions: [...expressions, { key: UPGRADE_STATE_LABEL, operator: "NotIn", values: [DRIVER_RESTART_STATE] }] }],
+      },
+    },
+  };
 }
 
 function podSpec(pool: Pool, nodes: readonly GpuNodeFacts[], driver: NormalizedDriverSpec, selectByPoolLabel: boolean): PodSpec {
@@ -399,7 +410,7 @@ function podSpec(pool: Pool, nodes: readonly GpuNodeFacts[], driver: NormalizedD
     // In the host's network, cluster DNS still answers only with this policy.
     ...(driver.hostNetwork === true ? { hostNetwork: true, dnsPolicy: "ClusterFirstWithHostNet" } : {}),
     nodeSelector,
-    ...(affinity ? { affinity } : {}),
+    affinity,
     tolerations: [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }],
     containers: [container],
     volumes: volumes.list(),

@@ -27,6 +27,7 @@ const node = (name: string, over: Partial<UpgradeNode> = {}): UpgradeNode => ({
   desiredPool: "p",
   currentPoolLive: true,
   driver: ready(false),
+  driverPods: 1,
   ...over,
 });
 const gpuPod = (name: string, over: Partial<NodePod> = {}): NodePod => ({
@@ -125,11 +126,39 @@ test("drain evicts pods matching its selector, leaving DaemonSet and driver pods
   assert.deepEqual(plan.actions.filter((a) => a.kind === "evict").map((a) => (a as { pod: string }).pod), ["web"]);
 });
 
-test("restart deletes an outdated driver pod in place, or moves the node's pool label", () => {
-  const inPlace = planUpgrades([node("a", { state: "pod-restart-required" })], settings(), 0);
-  assert.deepEqual(inPlace.actions.map((a) => a.kind), ["deleteDriverPod", "setState", "event"]);
-  const move = planUpgrades([node("a", { state: "pod-restart-required", desiredPool: "q", driver: ready() })], settings(), 0);
-  assert.deepEqual(move.actions.filter((a) => a.kind === "movePool"), [{ kind: "movePool", node: "a", pool: "q" }]);
+test("a pool move is written with the step into pod-restart-required, in the same patch, after the evictions", () => {
+  const move = planUpgrades([node("a", { state: "pod-deletion-required", desiredPool: "q", driver: ready(), pods: [] })], settings(), 0);
+  assert.deepEqual(move.actions.filter((a) => a.kind !== "event"), [{ kind: "movePool", node: "a", pool: "q" }, { kind: "setState", node: "a", state: "pod-restart-required" }]);
+  const drained = planUpgrades([node("a", { state: "drain-required", desiredPool: "q", driver: ready(), pods: [] })], settings({ drain: { enable: true, force: false, timeoutSeconds: 300, deleteEmptyDir: false } }), 0);
+  assert.deepEqual(drained.actions.filter((a) => a.kind !== "event"), [{ kind: "movePool", node: "a", pool: "q" }, { kind: "setState", node: "a", state: "pod-restart-required" }]);
+  // With drain enabled, pod deletion goes on to the drain, not yet to the restart: the pool stays.
+  const toDrain = planUpgrades([node("a", { state: "pod-deletion-required", desiredPool: "q", driver: ready(), pods: [] })], settings({ drain: { enable: true, force: false, timeoutSeconds: 300, deleteEmptyDir: false } }), 0);
+  assert.deepEqual(toDrain.actions.filter((a) => a.kind !== "event"), [{ kind: "setState", node: "a", state: "drain-required" }]);
+});
+
+test("restart waits until no driver pod of any pool is left on the node, deleting none itself, then fails at its timeout", () => {
+  // The DaemonSet controller removes the pods (their affinity excludes this state); the planner only waits.
+  const waiting = planUpgrades([node("a", { state: "pod-restart-required", driverPods: 2, driver: undefined, currentPool: "q", desiredPool: "q" })], settings(), 0);
+  assert.deepEqual(waiting.actions, []);
+  const inPlace = planUpgrades([node("a", { state: "pod-restart-required", driverPods: 1 })], settings(), 0);
+  assert.deepEqual(inPlace.actions, []);
+  const gone = planUpgrades([node("a", { state: "pod-restart-required", driverPods: 0, driver: undefined })], settings(), 0);
+  assert.deepEqual(states(gone.actions), ["a:validation-required"]);
+  const late = planUpgrades([node("a", { state: "pod-restart-required", stateSince: 0, driverPods: 1 })], settings(), 601_000);
+  assert.deepEqual(states(late.actions), ["a:upgrade-failed"]);
+  assert.match(late.failed[0]!.reason, /old driver pod/);
+  // The policy moved the node again meanwhile: the label follows at once, as nothing can start here.
+  const again = planUpgrades([node("a", { state: "pod-restart-required", driverPods: 1, currentPool: "q", desiredPool: "r", driver: undefined })], settings(), 0);
+  assert.deepEqual(again.actions, [{ kind: "movePool", node: "a", pool: "r" }]);
+  // A skipped node does not stay without a driver.
+  assert.deepEqual(states(planUpgrades([node("a", { state: "pod-restart-required", driverPods: 0, skip: true, driver: undefined })], settings(), 0).actions), ["a:validation-required"]);
+});
+
+test("validation goes back to the restart step when the driver changed again, never moving the label while a pod runs", () => {
+  const moved = planUpgrades([node("a", { state: "validation-required", currentPool: "q", desiredPool: "r", driver: ready() })], settings(), 0);
+  assert.deepEqual(moved.actions.filter((a) => a.kind !== "event"), [{ kind: "movePool", node: "a", pool: "r" }, { kind: "setState", node: "a", state: "pod-restart-required" }]);
+  const outdated = planUpgrades([node("a", { state: "validation-required", driver: ready(false) })], settings(), 0);
+  assert.deepEqual(states(outdated.actions), ["a:pod-restart-required"]);
 });
 
 test("validation waits for a current Ready driver, and fails after its timeout", () => {
@@ -203,24 +232,34 @@ test("driverPodCurrent: pinning the digest a pod already runs does not make it o
 });
 
 /**
- * A simulated cluster: each pass plans and applies the actions; a deleted or moved driver
- * pod comes back current and Ready `lag` passes later; evictions succeed unless a pod is
- * protected (a PodDisruptionBudget). Time advances 10 s per pass.
+ * A simulated cluster: each pass plans and applies the actions, then a DaemonSet controller acts
+ * as the real one may at its worst: it marks every driver pod whose node no longer fits its pool
+ * (pool label changed, or the node in pod-restart-required) terminating, and creates its pool's pod
+ * on a fitting node that has none of that pool, whatever other pods the node has. A terminating pod
+ * is gone `lag` passes later; a new pod is Ready `lag` passes later. Evictions succeed unless a pod
+ * is protected (a PodDisruptionBudget). Time advances 10 s per pass. `maxPods` is, per node, the most
+ * driver pods (terminating ones included) that existed at once.
  */
 function simulate(start: UpgradeNode[], s: UpgradeSettings, opts: { lag: number; protectedPods?: Set<string>; passes?: number }) {
+  interface SimPod { pool: string; name: string; current: boolean; readyAt: number; goneAt?: number }
   const nodes = new Map(start.map((n) => [n.name, structuredClone(n)]));
-  const restartAt = new Map<string, number>();
+  const pods = new Map(start.map((n) => [n.name, n.driver && n.currentPool ? [{ pool: n.currentPool, name: n.driver.name, current: n.driver.current, readyAt: n.driver.ready ? 0 : opts.lag }] : ([] as SimPod[])]));
+  const maxPods = new Map<string, number>();
   let maxUnavailable = 0;
   let maxInProgress = 0;
   const transitions: string[] = [];
+  let quiet = 0;
   for (let pass = 0; pass < (opts.passes ?? 400); pass++) {
     const now = pass * 10_000;
-    for (const [name, at] of restartAt) {
-      if (pass >= at) {
-        const n = nodes.get(name)!;
-        n.driver = { namespace: "gpu-operator", name: `drv-${name}-${pass}`, ready: true, current: true, terminating: false };
-        restartAt.delete(name);
-      }
+    // What the operator's caches show: the node's pods, and its current pool's pod.
+    for (const n of nodes.values()) {
+      const list = (pods.get(n.name) ?? []).filter((p) => p.goneAt === undefined || p.goneAt > pass);
+      pods.set(n.name, list);
+      n.driverPods = list.length;
+      const mine = list.filter((p) => p.pool === n.currentPool);
+      const pod = mine.find((p) => p.goneAt === undefined) ?? mine[0];
+      if (pod) n.driver = { namespace: "gpu-operator", name: pod.name, ready: pass >= pod.readyAt, current: pod.current, terminating: pod.goneAt !== undefined };
+      else delete n.driver;
     }
     const plan = planUpgrades([...nodes.values()], s, now);
     for (const a of plan.actions) {
@@ -245,20 +284,36 @@ function simulate(start: UpgradeNode[], s: UpgradeSettings, opts: { lag: number;
         case "evict":
           if (!opts.protectedPods?.has(a.pod)) n.pods = (n.pods ?? []).filter((p) => p.name !== a.pod);
           break;
-        case "deleteDriverPod":
         case "movePool":
-          if (a.kind === "movePool") n.currentPool = a.pool ?? undefined;
-          n.driver = undefined;
-          restartAt.set(a.node, pass + opts.lag);
+          n.currentPool = a.pool ?? undefined;
           break;
       }
+    }
+    // The DaemonSet controller, on what was just written.
+    let changed = plan.actions.length > 0;
+    for (const n of nodes.values()) {
+      const list = pods.get(n.name)!;
+      const fits = (pool: string) => n.currentPool === pool && n.state !== "pod-restart-required";
+      for (const p of list) {
+        if (p.goneAt === undefined && !fits(p.pool)) {
+          p.goneAt = pass + opts.lag;
+          changed = true;
+        }
+      }
+      if (n.currentPool !== undefined && fits(n.currentPool) && !list.some((p) => p.pool === n.currentPool && p.goneAt === undefined)) {
+        list.push({ pool: n.currentPool, name: `drv-${n.name}-${pass}`, current: true, readyAt: pass + opts.lag });
+        changed = true;
+      }
+      maxPods.set(n.name, Math.max(maxPods.get(n.name) ?? 0, list.length));
+      if (list.some((p) => p.goneAt !== undefined || p.readyAt > pass)) changed = true;
     }
     const after = [...nodes.values()];
     maxUnavailable = Math.max(maxUnavailable, after.filter((n) => n.desiredPool !== undefined && (IN_PROGRESS_STATES.has(n.state ?? "") || !(n.driver?.ready ?? false))).length);
     maxInProgress = Math.max(maxInProgress, after.filter((n) => IN_PROGRESS_STATES.has(n.state ?? "")).length);
-    if (plan.actions.length === 0 && restartAt.size === 0) break;
+    quiet = changed ? 0 : quiet + 1;
+    if (quiet > 1) break;
   }
-  return { nodes: [...nodes.values()], maxUnavailable, maxInProgress, transitions };
+  return { nodes: [...nodes.values()], maxUnavailable, maxInProgress, transitions, maxPods };
 }
 
 test("simulated: a version bump reaches every node, never past either limit, and a PDB-protected node fails alone", () => {
@@ -273,6 +328,7 @@ test("simulated: a version bump reaches every node, never past either limit, and
   }
   assert.equal(byName.c!.state, "upgrade-failed");
   assert.ok(r.maxUnavailable <= 2, `unavailable ${r.maxUnavailable}`);
+  assert.deepEqual([...r.maxPods.values()], [1, 1, 1, 1, 1]);
 });
 
 test("property: any start, any limits: limits hold, every node ends done or failed, cordons are restored", () => {
@@ -299,6 +355,8 @@ test("property: any start, any limits: limits hold, every node ends done or fail
       const s = settings({ maxParallelUpgrades: maxParallel, maxUnavailable, podDeletion: { force: false, timeoutSeconds: 30, deleteEmptyDir: false } });
       const r = simulate(start, s, { lag, protectedPods, passes: 2000 });
       assert.ok(r.maxUnavailable <= maxUnavailable, `unavailable ${r.maxUnavailable} > ${maxUnavailable}`);
+      // Never a new pool's (or a replacement) pod while an old driver pod, even a terminating one, is on the node.
+      for (const [name, max] of r.maxPods) assert.ok(max <= 1, `${name} had ${max} driver pods at once`);
       if (maxParallel > 0) assert.ok(r.maxInProgress <= maxParallel);
       r.nodes.forEach((n, i) => {
         const x = specs[i]!;

@@ -37,6 +37,13 @@ export const UPGRADE_STATES = [
 ] as const;
 export type UpgradeState = (typeof UPGRADE_STATES)[number];
 
+/**
+ * The state in which a node runs no driver pod: every driver DaemonSet's pods require the state
+ * label not to have this value (render.ts), so the DaemonSet controller removes the old pod and
+ * creates no new one until the planner, having seen the node without any driver pod, moves on.
+ */
+export const DRIVER_RESTART_STATE = "pod-restart-required" satisfies UpgradeState;
+
 /** States in which a node is being worked on: it counts against maxParallelUpgrades and maxUnavailable. */
 export const IN_PROGRESS_STATES: ReadonlySet<string> = new Set([
   "cordon-required",
@@ -140,6 +147,8 @@ export interface UpgradeNode {
   currentPoolLive: boolean;
   /** The driver pod of the current pool on this node. */
   driver?: DriverPodView;
+  /** gpuop's driver pods on this node, of any pool, terminating ones included. */
+  driverPods: number;
   /** Pods on the node; present when the state's step needs them. */
   pods?: readonly NodePod[];
 }
@@ -152,7 +161,6 @@ export type UpgradeAction =
   | { kind: "uncordon"; node: string }
   | { kind: "movePool"; node: string; pool: string | null }
   | { kind: "evict"; node: string; namespace: string; pod: string }
-  | { kind: "deleteDriverPod"; node: string; namespace: string; pod: string }
   | { kind: "event"; node: string; type: "Normal" | "Warning"; reason: string; message: string };
 
 export interface UpgradePlan {
@@ -219,7 +227,8 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
     finalState.set(n.name, n.state);
     const need = upgradeNeed(n);
     const state = n.state ?? "";
-    if (n.skip) {
+    // A skipped node in the restart step has no driver at all: it finishes the step rather than stay without one.
+    if (n.skip && n.state !== DRIVER_RESTART_STATE) {
       if (need !== "none") outdated.push(n.name);
       continue;
     }
@@ -301,27 +310,32 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
       case "pod-deletion-required": {
         if (n.pods === undefined) return;
         const pods = n.pods.filter((p) => p.usesGpu && !p.finished && !p.driver && !p.daemonSet);
-        const next = s.drain.enable ? "drain-required" : "pod-restart-required";
-        evictStep(n, pods, s.podDeletion, "GPU pods", () => set(n, next, "GPU pods evicted"), (why) => (s.drain.enable ? set(n, "drain-required", `${why}; draining instead`, "Warning") : fail(n, why)));
+        const next = () => (s.drain.enable ? set(n, "drain-required", "GPU pods evicted") : restart(n, need, "GPU pods evicted"));
+        evictStep(n, pods, s.podDeletion, "GPU pods", next, (why) => (s.drain.enable ? set(n, "drain-required", `${why}; draining instead`, "Warning") : fail(n, why)));
         return;
       }
       case "drain-required": {
         if (n.pods === undefined) return;
         const match = s.drain.podSelector === undefined ? () => true : parseSelector(s.drain.podSelector);
         const pods = n.pods.filter((p) => !p.finished && !p.driver && !p.daemonSet && match(p.labels));
-        evictStep(n, pods, s.drain, "drain", () => set(n, "pod-restart-required", "node drained"), (why) => fail(n, why));
+        evictStep(n, pods, s.drain, "drain", () => restart(n, need, "node drained"), (why) => fail(n, why));
         return;
       }
       case "pod-restart-required":
+        // The DaemonSet controller removes the driver pods here and creates none (render.ts). The
+        // policy may have changed the pool again: no pod can start here, so the label follows.
         if (need === "move") actions.push({ kind: "movePool", node: n.name, pool: n.desiredPool ?? null });
-        else if (need === "replace" && n.driver && !n.driver.terminating) actions.push({ kind: "deleteDriverPod", node: n.name, namespace: n.driver.namespace, pod: n.driver.name });
-        set(n, "validation-required", need === "move" ? `driver moves to pool ${n.desiredPool}` : "driver pod restarted");
+        if (n.driverPods > 0) {
+          if (elapsed(n) > s.validationTimeoutSeconds) fail(n, `the old driver pod was still on the node after ${s.validationTimeoutSeconds}s`);
+          return;
+        }
+        // No driver pod of any pool is left: only now may the new one be created.
+        set(n, "validation-required", "old driver pod gone; starting the new one");
         return;
       case "validation-required":
         if (driverDone(n)) return set(n, "uncordon-required", "new driver is Ready");
-        // Idempotent repeats of the restart, for an operator stopped between the two writes.
-        if (need === "move") actions.push({ kind: "movePool", node: n.name, pool: n.desiredPool ?? null });
-        else if (need === "replace" && n.driver && !n.driver.terminating) actions.push({ kind: "deleteDriverPod", node: n.name, namespace: n.driver.namespace, pod: n.driver.name });
+        // The policy changed the driver again since the restart: restart again, the same safe way.
+        if (need !== "none") return restart(n, need, need === "move" ? `driver moves again, to pool ${n.desiredPool}` : "driver changed again; restarting it");
         if (elapsed(n) > s.validationTimeoutSeconds) fail(n, `the new driver pod was not Ready within ${s.validationTimeoutSeconds}s`);
         return;
       case "uncordon-required":
@@ -329,6 +343,12 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
         set(n, "upgrade-done", n.cordonedByUpgrade ? "node uncordoned; upgrade done" : "upgrade done; node left cordoned as it was before");
         return;
     }
+  }
+
+  /** Into the restart step; a pool move goes in the same node patch, as no pod may start there. */
+  function restart(n: UpgradeNode, need: UpgradeNeed, message: string): void {
+    if (need === "move") actions.push({ kind: "movePool", node: n.name, pool: n.desiredPool ?? null });
+    set(n, DRIVER_RESTART_STATE, need === "move" ? `${message}; driver moves to pool ${n.desiredPool}` : message);
   }
 
   function evictStep(n: UpgradeNode, pods: NodePod[], e: EvictionSettings, what: string, done: () => void, blocked: (why: string) => void): void {
