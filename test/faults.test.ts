@@ -13,6 +13,7 @@ import { assertConverged, clearFleet, freshFleet, isPrecompiledPod, NS, toPrecom
 import { startOperator, type OperatorProcess } from "./harness/operator.ts";
 import { driverDaemonSets, ensureNamespace, getPolicy, installCrd, waitForDriverPods, waitForState } from "./harness/policy.ts";
 import { isWrite, startApiProxy, type ApiProxy } from "./harness/proxy.ts";
+import { assertUpgradeFinished, bumpVersion, targetImage, upgradeFleet, watchUpgrade, WORK_NS } from "./harness/upgrade-faults.ts";
 import { eventually } from "./harness/wait.ts";
 import type { KubeClient } from "../src/kube/client.ts";
 
@@ -53,6 +54,7 @@ after(async () => {
   for (const op of operators) await op.stop("SIGKILL");
   for (const p of proxies) await p.close();
   await clearFleet(client, nodeNames).catch(() => undefined);
+  await cluster.kubectl(["delete", "namespace", WORK_NS, "--ignore-not-found", "--wait=false"]).catch(() => undefined);
   await client.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -90,9 +92,45 @@ describe("the leader cut off from the API server", () => {
       assert.deepEqual(afterLoss.map((r) => `${r.method} ${r.url}`), [], "the old leader sent no write after it lost leadership");
       await assertConverged(client, nodeNames, isPrecompiledPod);
       assert.deepEqual(placement.unsteady(), [], "each node went from its old pool to its new one once");
-      console.log(`# nodes that briefly had two driver pods during the handover: ${placement.overlaps.size}`);
+      placement.assertNoOverlap();
     } finally {
       await placement.stop();
+      await a.stop();
+      await b.stop();
+    }
+  });
+});
+
+describe("the leader cut off from the API server in the middle of a driver upgrade", () => {
+  test("it evicts, cordons and labels nothing more; the other replica finishes the upgrade, each step once", async () => {
+    const lease = "faults-partition-upgrade";
+    const parallel = 4;
+    const workloads = 8;
+    const pa = await proxy("upg-part-a");
+    const pb = await proxy("upg-part-b");
+    const a = await operatorVia(pa, "upg-part-a", lease);
+    const b = await operatorVia(pb, "upg-part-b", lease);
+    nodeNames = await upgradeFleet(cluster, client, nodeNames, "upg-part", 20, { workloads, maxParallel: parallel, maxUnavailable: parallel });
+    const first = await eventually("a leader", () => leaseHolder(lease));
+    const [leader, standby, leaderProxy] = first === "upg-part-a" ? [a, b, pa] : [b, a, pb];
+    const w = await watchUpgrade(client, new Set(nodeNames));
+    try {
+      // Cut the leader off as it evicts a GPU pod in the second wave (the first has finished or is finishing): an eviction is in flight.
+      let evictions = 0;
+      leaderProxy.pauseWhen((r) => r.method === "POST" && r.url.endsWith("/eviction") && ++evictions === 6);
+      await bumpVersion(cluster);
+      const pausedAt = await eventually("the partition begins", async () => leaderProxy.pausedAt, { timeoutMs: 120_000 });
+      await eventually("the standby takes over", async () => ((await leaseHolder(lease)) === standby.identity ? true : undefined), { timeoutMs: 60_000 });
+      leaderProxy.resume();
+      const code = await eventually("the old leader exits", async () => (leader.proc.exitCode ?? undefined), { timeoutMs: 30_000 });
+      assert.notEqual(code, 0, "an operator that lost leadership exits non-zero");
+      const late = leaderProxy.requests.filter((r) => isWrite(r) && r.at >= pausedAt && r.outcome === "forwarded");
+      assert.deepEqual(late.map((r) => `${r.method} ${r.url}`), [], "no eviction, cordon or label write of the cut-off leader reached the API server after the partition began");
+      assert.ok(leaderProxy.requests.some((r) => r.url.endsWith("/eviction") && r.at >= pausedAt && r.outcome === "dropped"), "the leader had an eviction in flight, which it abandoned");
+      await assertUpgradeFinished(client, w, nodeNames, { maxUnavailable: parallel, workloads: nodeNames.slice(0, workloads).map((n) => `job-${n}`), cordoned: [nodeNames.at(-1)!], image: targetImage(false) });
+      assert.equal(standby.proc.exitCode, null, "the new leader is still running");
+    } finally {
+      await w.stop();
       await a.stop();
       await b.stop();
     }
@@ -122,7 +160,7 @@ describe("throttling and conflicts", () => {
         assert.ok(again.at - t.at >= 2000 - 50, `${t.method} ${t.url} waited ${again.at - t.at} ms after Retry-After: 2`);
       }
       assert.deepEqual(placement.unsteady(), [], "each node went from its old pool to its new one once");
-      console.log(`# nodes that briefly had two driver pods during the handover: ${placement.overlaps.size}`);
+      placement.assertNoOverlap();
       assert.equal(op.proc.exitCode, null, "the operator is still running");
     } finally {
       p.clearInjections();
@@ -167,6 +205,7 @@ describe("throttling and conflicts", () => {
         assert.ok(p.requests.slice(cleared).some((r) => r.method === c.method && r.url === c.url) || p.requests.some((r) => r.at > c.at && r.method === c.method && r.url === c.url && r.outcome === "forwarded"), `${c.method} ${c.url} was sent again`);
       }
       assert.deepEqual(placement.unsteady(), [], "no node was moved back by a stale write");
+      placement.assertNoOverlap();
       assert.equal(op.proc.exitCode, null, "the operator is still running");
     } finally {
       p.clearInjections();

@@ -1,5 +1,5 @@
 // Helpers the fault tests share: a GPU-node fleet on one kernel, a watch that
-// catches any node running two driver pods, and the exact end state of a switch.
+// catches any node running two driver pods at once, and the exact end state of a switch.
 import assert from "node:assert/strict";
 import type { LocalCluster } from "./cluster.ts";
 import { createGpuNode, deleteNodes } from "./nodes.ts";
@@ -44,27 +44,29 @@ function affinityNode(p: Pod): string | undefined {
 /**
  * Watches driver pods and GPU nodes for the length of a test. It records each
  * node's driver-pool label history (a node must go from its old pool to its
- * new one once: never back, never twice) and, for information, each moment a
- * node had two driver pods neither finished nor being deleted. The latter
- * happens in a fault-free switch too: when a node's pool label changes, the
- * DaemonSet controller may create the new pool's pod before it deletes the
- * old one (a pod not yet bound counts for the node its affinity names).
+ * new one once: never back, never twice) and, per node, the most driver pods
+ * that existed on it at once: every pod counts, terminating ones included, and
+ * a pod not yet bound counts for the node its affinity names. `overlaps` lists
+ * each moment a node had more than one; gpuop promises none (ADR 0005).
  */
 export async function watchPlacement(client: KubeClient) {
   const stop = new AbortController();
   const pods = new Informer<Pod>(client, `/api/v1/namespaces/${NS}/pods`, { labelSelector: "app=nvidia-driver-daemonset" }, silentLogger);
   const nodes = new Informer<Node>(client, "/api/v1/nodes", {}, silentLogger);
   const overlaps = new Set<string>();
+  const maxPods = new Map<string, number>();
   const history = new Map<string, string[]>();
   pods.onChange(() => {
     const perNode = new Map<string, string[]>();
     for (const p of pods.list()) {
-      if (p.metadata.deletionTimestamp || p.status?.phase === "Succeeded" || p.status?.phase === "Failed") continue;
       const node = p.spec?.nodeName ?? affinityNode(p);
       if (!node) continue;
-      perNode.set(node, [...(perNode.get(node) ?? []), p.metadata.name!]);
+      perNode.set(node, [...(perNode.get(node) ?? []), `${p.metadata.name!}${p.metadata.deletionTimestamp ? " (terminating)" : ""}`]);
     }
-    for (const [node, names] of perNode) if (names.length > 1) overlaps.add(`${node}: ${names.sort().join(", ")}`);
+    for (const [node, names] of perNode) {
+      maxPods.set(node, Math.max(maxPods.get(node) ?? 0, names.length));
+      if (names.length > 1) overlaps.add(`${node}: ${names.sort().join(", ")}`);
+    }
   });
   nodes.onChange((type, node) => {
     if (type === "deleted") return;
@@ -77,7 +79,13 @@ export async function watchPlacement(client: KubeClient) {
   await Promise.all([pods.synced, nodes.synced]);
   return {
     overlaps,
+    maxPods,
     history,
+    /** Asserts that no node ever had two driver pods at once, and prints the count (0). */
+    assertNoOverlap(): void {
+      console.log(`# nodes that had two driver pods at once: ${overlaps.size} (most driver pods on one node at once: ${Math.max(0, ...maxPods.values())})`);
+      assert.deepEqual([...overlaps].slice(0, 10), [], "no node ever runs two driver pods at once");
+    },
     /** Nodes whose pool label went back to a pool it had left, or changed more than `maxChanges` times. */
     unsteady(maxChanges = 1): string[] {
       return [...history].filter(([, h]) => new Set(h).size !== h.length || h.length - 1 > maxChanges).map(([n, h]) => `${n}: ${h.join(" -> ")}`);
