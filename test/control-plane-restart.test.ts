@@ -23,6 +23,8 @@ let cluster: LocalCluster;
 let client: KubeClient;
 let nodeNames: string[] = [];
 const others: Component[] = ["kube-controller-manager", "kube-scheduler", "kwok-controller"];
+// Its own cluster; GPUOP_RESTART_CLUSTER names it where several checkouts share a machine.
+const RESTART_CLUSTER = process.env.GPUOP_RESTART_CLUSTER ?? "gpuop-restart";
 const OUTAGE_MS = 20_000;
 const ETCD_OUTAGE_MS = 10_000;
 // The upgrade tests: enough nodes for several waves of maxParallelUpgrades, so a fault lands mid-upgrade.
@@ -73,7 +75,7 @@ async function controlPlaneBack(): Promise<void> {
 
 before(async () => {
   const port = async (flag: string) => [flag, String(await freePort())];
-  cluster = await startCluster("gpuop-restart", [
+  cluster = await startCluster(RESTART_CLUSTER, [
     ...(await port("--kube-apiserver-port")),
     ...(await port("--etcd-port")),
     ...(await port("--kube-controller-manager-port")),
@@ -88,7 +90,7 @@ before(async () => {
 
 after(async () => {
   await client?.close();
-  await stopCluster("gpuop-restart");
+  await stopCluster(RESTART_CLUSTER);
 });
 
 describe("kube-apiserver and etcd restarts", () => {
