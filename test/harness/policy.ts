@@ -13,7 +13,8 @@ export const POLICY_PATH = "/apis/nvidia.com/v1/clusterpolicies";
 
 export async function installCrd(cluster: LocalCluster): Promise<void> {
   await cluster.kubectl(["apply", "--server-side", "-f", crdPath]);
-  await cluster.kubectl(["wait", "--for=condition=Established", "crd/clusterpolicies.nvidia.com", "--timeout=60s"]);
+  // Right after the apply the CRD may have no conditions yet, which kubectl wait reports as an error.
+  await eventually("the CRD established", () => cluster.kubectl(["wait", "--for=condition=Established", "crd/clusterpolicies.nvidia.com", "--timeout=60s"]).then(() => true), { timeoutMs: 90_000 });
 }
 
 export async function ensureNamespace(client: KubeClient, name: string): Promise<void> {
