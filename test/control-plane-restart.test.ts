@@ -28,7 +28,7 @@ const RESTART_CLUSTER = process.env.GPUOP_RESTART_CLUSTER ?? "gpuop-restart";
 const OUTAGE_MS = 20_000;
 const ETCD_OUTAGE_MS = 10_000;
 // The upgrade tests: enough nodes for several waves of maxParallelUpgrades, so a fault lands mid-upgrade.
-const UPGRADE_NODES = 24;
+const UPGRADE_NODES = 20;
 const PARALLEL = 4;
 const WORKLOADS = 8;
 

@@ -117,16 +117,20 @@ describe("the leader cut off from the API server in the middle of a driver upgra
     try {
       // Cut the leader off as it evicts a GPU pod in the second wave (the first has finished or is finishing): an eviction is in flight.
       let evictions = 0;
-      leaderProxy.pauseWhen((r) => r.method === "POST" && r.url.endsWith("/eviction") && ++evictions === 6);
+      let trigger: (typeof leaderProxy.requests)[number] | undefined;
+      leaderProxy.pauseWhen((r) => r.method === "POST" && r.url.endsWith("/eviction") && ++evictions === 6 && (trigger = r) !== undefined);
       await bumpVersion(cluster);
       const pausedAt = await eventually("the partition begins", async () => leaderProxy.pausedAt, { timeoutMs: 120_000 });
       await eventually("the standby takes over", async () => ((await leaseHolder(lease)) === standby.identity ? true : undefined), { timeoutMs: 60_000 });
       leaderProxy.resume();
       const code = await eventually("the old leader exits", async () => (leader.proc.exitCode ?? undefined), { timeoutMs: 30_000 });
       assert.notEqual(code, 0, "an operator that lost leadership exits non-zero");
-      const late = leaderProxy.requests.filter((r) => isWrite(r) && r.at >= pausedAt && r.outcome === "forwarded");
+      // In arrival order: a request that reached the proxy before the trigger (in the same millisecond, too) went through before the pause.
+      const held = leaderProxy.requests.slice(leaderProxy.requests.indexOf(trigger!));
+      assert.ok(pausedAt > 0 && held.length > 0);
+      const late = held.filter((r) => isWrite(r) && r.outcome === "forwarded");
       assert.deepEqual(late.map((r) => `${r.method} ${r.url}`), [], "no eviction, cordon or label write of the cut-off leader reached the API server after the partition began");
-      assert.ok(leaderProxy.requests.some((r) => r.url.endsWith("/eviction") && r.at >= pausedAt && r.outcome === "dropped"), "the leader had an eviction in flight, which it abandoned");
+      assert.ok(held.some((r) => r.url.endsWith("/eviction") && r.outcome === "dropped"), "the leader had an eviction in flight, which it abandoned");
       await assertUpgradeFinished(client, w, nodeNames, { maxUnavailable: parallel, workloads: nodeNames.slice(0, workloads).map((n) => `job-${n}`), cordoned: [nodeNames.at(-1)!], image: targetImage(false) });
       assert.equal(standby.proc.exitCode, null, "the new leader is still running");
     } finally {
