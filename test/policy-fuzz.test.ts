@@ -64,7 +64,9 @@ async function applySpec(spec: Spec): Promise<number> {
       const updated = await client.request<ClusterPolicy>("PUT", `${POLICY_PATH}/cluster-policy`, { body: { ...current, spec } });
       return updated.metadata.generation ?? 0;
     } catch (err) {
-      if ((err as { status?: number }).status !== 409 || attempt >= 5) throw err;
+      // An upgrade in progress writes the status at each step: give it room between tries.
+      if ((err as { status?: number }).status !== 409 || attempt >= 20) throw err;
+      await new Promise((r) => setTimeout(r, 100 * Math.min(attempt, 5)));
     }
   }
 }
