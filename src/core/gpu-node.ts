@@ -123,6 +123,14 @@ export function gpuNodeFacts(node: NodeLike, opts: GpuNodeOptions = {}): GpuNode
 
 const factsByNode = new WeakMap<NodeLike, { fingerprint: string; name: string | undefined; facts: GpuNodeClassification }>();
 
+/**
+ * gpuNodeFacts without its memo: for callers that keep the answer themselves, next to an
+ * object they know is never changed in place (an informer's cached node, replaced on update).
+ */
+export function classifyGpuNode(node: NodeLike, opts: GpuNodeOptions = {}): GpuNodeClassification {
+  return classify(node, opts);
+}
+
 function classify(node: NodeLike, opts: GpuNodeOptions): GpuNodeClassification {
   const name = node.metadata.name ?? "";
   const labels = node.metadata.labels ?? {};
