@@ -77,7 +77,11 @@ export class DriverController {
 
   constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList; gpuNodeLabel?: RestrictedNodeLabel; defaultDriverVersion?: string; gpuNodeSelector?: Record<string, string>; conventionalFallback?: boolean; pullGraceMs?: number; nodes?: Informer<Node> }) {
     this.client = opts.client;
-    this.statusWrites = new StatusWrites<ClusterPolicyStatus>(this.client, (st) => { const { operands: _o, ...driver } = st ?? {}; return driver; }, (status) => ({ status }), { intervalMs: STATUS_INTERVAL_MS, headline: statusHeadline });
+    this.statusWrites = new StatusWrites<ClusterPolicyStatus>(this.client, (st) => { const { operands: _o, ...driver } = st ?? {}; return driver; }, (status) => ({ status }), {
+      intervalMs: STATUS_INTERVAL_MS,
+      progressing: (st) => st.conditions?.some((c) => c.type === "Ready" && c.reason === "DriverNotReady") === true,
+      headline: statusHeadline,
+    });
     this.allowedRepositories = opts.allowedRepositories;
     this.gpuNodeLabel = opts.gpuNodeLabel;
     this.defaultDriverVersion = opts.defaultDriverVersion;

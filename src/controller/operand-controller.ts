@@ -62,6 +62,7 @@ export class OperandController {
     // Pod counts move with every pod that becomes Ready: written every 10 s at most, states at once.
     this.statusWrites = new StatusWrites<OperandStatus[]>(this.client, (st) => st?.operands ?? [], (operands) => ({ status: { operands } }), {
       intervalMs: 10_000,
+      progressing: (ops) => ops.some((o) => o.state === "notReady"),
       headline: (ops) => canonicalJson((ops ?? []).map((o) => ({ name: o.name, daemonSet: o.daemonSet, state: o.state, nodes: o.nodes, message: o.message }))),
     });
     this.gpuNodeLabel = opts.gpuNodeLabel;

@@ -4,13 +4,16 @@ import { isNotFound, type KubeClient } from "../kube/client.ts";
 
 /**
  * While a rollout progresses, a status changes with every pod that becomes Ready: a write per
- * change would be a write per node or so. With `coalesce`, a change that leaves the part's
- * headline (state, conditions' reasons: what the status says) as it is, and only moves counts
- * and lists, waits until `intervalMs` after the last write; a change of the headline is written
- * at once. `write` then says when to try again, so the last change is always written.
+ * change would be a write per node or so. With `coalesce`, a part that says a rollout is in
+ * progress, and differs from the last written only in counts and lists (its headline: state,
+ * conditions' reasons, what the status says, is the same), waits until `intervalMs` after the
+ * last write; any other change is written at once, a finished rollout's included. `write` then
+ * says when to try again, so the last change is always written.
  */
 export interface StatusCoalescing<Part> {
   intervalMs: number;
+  /** The part says a rollout is under way (its counts move): only such a part may wait. */
+  progressing: (part: Part) => boolean;
   /** What must never lag: a part whose headline differs from the stored one's is written at once. */
   headline: (part: Part | undefined) => string;
 }
@@ -49,7 +52,7 @@ export class StatusWrites<Part> {
       const wait = last.at + this.coalesce.intervalMs - performance.now();
       // Against the stored part, or against the last one written when the cache has not caught up with it yet.
       const headline = this.coalesce.headline(part);
-      if (wait > 0 && (headline === last.headline || headline === this.coalesce.headline(storedPart as Part | undefined))) return Math.ceil(wait);
+      if (wait > 0 && this.coalesce.progressing(part) && (headline === last.headline || headline === this.coalesce.headline(storedPart as Part | undefined))) return Math.ceil(wait);
     }
     try {
       const stored = await this.client.mergePatch<ClusterPolicy>(`${CLUSTER_POLICY_PATH}/${policy.metadata.name}/status`, this.patchOf(part));
