@@ -1,4 +1,4 @@
-import { classifyNodes, desiredNodeLabels, type GpuNodeFacts, type GpuNodeOptions } from "../core/gpu-node.ts";
+import { classifyGpuNode, desiredNodeLabels, isGpuNode, isNodeProblem, type GpuNodeClassification, type GpuNodeFacts, type GpuNodeOptions, type GpuNodeProblem } from "../core/gpu-node.ts";
 import { canonicalJson, isSubset } from "../core/diff.ts";
 import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, withDefaultDriverVersion, type ClusterPolicy, type ClusterPolicyStatus } from "../core/policy.ts";
 import { renderDriverDaemonSets, pinDriverDigest, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
@@ -67,9 +67,21 @@ export class DriverController {
 
   private readonly fallback: ConventionalFallback;
 
-  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList; gpuNodeLabel?: RestrictedNodeLabel; defaultDriverVersion?: string; gpuNodeSelector?: Record<string, string>; conventionalFallback?: boolean; pullGraceMs?: number }) {
+  /**
+   * What a pass needs of each node (its classification and the GPU labels it lacks), kept with
+   * the cached object it was worked out from. The informer replaces a node's object on every
+   * change and never edits one in place, so a pass works out only the nodes that changed since
+   * the last: classifying every node on every pass was most of a pass's CPU.
+   */
+  private readonly nodeViews = new WeakMap<Node, NodeView>();
+
+  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList; gpuNodeLabel?: RestrictedNodeLabel; defaultDriverVersion?: string; gpuNodeSelector?: Record<string, string>; conventionalFallback?: boolean; pullGraceMs?: number; nodes?: Informer<Node> }) {
     this.client = opts.client;
-    this.statusWrites = new StatusWrites<ClusterPolicyStatus>(this.client, (st) => { const { operands: _o, ...driver } = st ?? {}; return driver; }, (status) => ({ status }));
+    this.statusWrites = new StatusWrites<ClusterPolicyStatus>(this.client, (st) => { const { operands: _o, ...driver } = st ?? {}; return driver; }, (status) => ({ status }), {
+      intervalMs: STATUS_INTERVAL_MS,
+      progressing: (st) => st.conditions?.some((c) => c.type === "Ready" && c.reason === "DriverNotReady") === true,
+      headline: statusHeadline,
+    });
     this.allowedRepositories = opts.allowedRepositories;
     this.gpuNodeLabel = opts.gpuNodeLabel;
     this.defaultDriverVersion = opts.defaultDriverVersion;
@@ -84,7 +96,7 @@ export class DriverController {
     const ns = this.namespace;
     this.policies = new Informer(this.client, CLUSTER_POLICY_PATH, {}, this.log);
     // Caches keep only the fields gpuop reads (src/kube/transforms.ts lists them).
-    this.nodes = new Informer(this.client, "/api/v1/nodes", {}, this.log, { transform: slimNode });
+    this.nodes = opts.nodes ?? nodeInformer(this.client, this.log);
     this.daemonSets = new Informer(this.client, `/apis/apps/v1/namespaces/${ns}/daemonsets`, { labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` }, this.log, { transform: slimDaemonSet });
     this.pods = new Informer(this.client, `/api/v1/namespaces/${ns}/pods`, { labelSelector: "app=nvidia-driver-daemonset" }, this.log, { transform: slimPod });
     const enqueue = () => {
@@ -147,7 +159,8 @@ export class DriverController {
     const nodes = restrictedNodes(this.nodes.list(), this.gpuNodeLabel);
     // GPU labels and pool moves of one pass go out together: one patch per node.
     const labels = new NodeLabelBatch();
-    for (const node of nodes) labels.set(node.metadata.name!, desiredNodeLabels(node, this.gpuNodeOptions));
+    const views = nodes.map((n) => this.nodeView(n));
+    for (const [i, node] of nodes.entries()) labels.set(node.metadata.name!, views[i]!.labels);
 
     const stored = this.policies.list();
     const active = selectActivePolicy(stored);
@@ -165,12 +178,13 @@ export class DriverController {
       return;
     }
 
-    const { gpuNodes, problems } = classifyNodes(nodes, this.gpuNodeOptions);
+    const { gpuNodes, problems } = splitClassified(views);
     let policyErrors: { reason: string; message: string }[];
     let policy: ReturnType<typeof normalizePolicy> | undefined;
     let warnings: { reason: string; message: string }[] = [];
     try {
       policy = normalizePolicy(withDefaultDriverVersion(active, this.defaultDriverVersion));
+      // The facts, not the nodes: validation and rendering then classify nothing again.
       const validation = validatePolicy(policy, gpuNodes, this.allowedRepositories ? { allowedRepositories: this.allowedRepositories } : {});
       policyErrors = validation.errors;
       warnings = validation.warnings;
@@ -194,7 +208,7 @@ export class DriverController {
     const rendered = enabled
       ? renderDriverDaemonSets({
           policy,
-          nodes,
+          nodes: gpuNodes,
           gpuNodeOptions: this.gpuNodeOptions,
           namespace: this.namespace,
           ownerRef,
@@ -270,6 +284,16 @@ export class DriverController {
     else if (onFallback) await this.reportProblem(active, onFallback, "ConventionalFallback");
     else await this.reportProblem(active, "", "");
     await this.writeStatus(active, status);
+  }
+
+  private nodeView(node: Node): NodeView {
+    let view = this.nodeViews.get(node);
+    if (!view) {
+      const gpu = isGpuNode(node, this.gpuNodeOptions);
+      view = { labels: desiredNodeLabels(node, this.gpuNodeOptions), ...(gpu ? { classified: classifyGpuNode(node, this.gpuNodeOptions) } : {}) };
+      this.nodeViews.set(node, view);
+    }
+    return view;
   }
 
   private async writeNodeLabels(labels: NodeLabelBatch): Promise<void> {
@@ -365,8 +389,56 @@ export class DriverController {
   }
 
   private async writeStatus(policy: ClusterPolicy, status: ClusterPolicyStatus): Promise<void> {
-    await this.statusWrites.write(policy, status);
+    const later = await this.statusWrites.write(policy, status);
+    // Put off (only counts moved): a pass then writes what is true by that time.
+    if (later !== undefined) this.queue.addAfter(KEY, later);
   }
+}
+
+/**
+ * During a rollout the status's counts change with every driver pod that becomes Ready; written
+ * each time, they were a fifth of all writes in a switch. Such changes are written at most
+ * this often; a change of what the status says (state, a condition, the pools) at once.
+ */
+const STATUS_INTERVAL_MS = 10_000;
+
+/** What must not lag in the driver's status: all but the counts and node lists of a rollout in progress (see StatusCoalescing). */
+function statusHeadline(st: ClusterPolicyStatus | undefined): string {
+  return canonicalJson({
+    state: st?.state,
+    namespace: st?.namespace,
+    observedGeneration: st?.observedGeneration,
+    // "DriverNotReady" says how far the rollout is: the counts in its message move on every pod.
+    conditions: st?.conditions?.map((c) => ({ type: c.type, status: c.status, reason: c.reason, observedGeneration: c.observedGeneration, ...(c.reason === "DriverNotReady" ? {} : { message: c.message }) })),
+    pools: st?.pools?.map((p) => ({ name: p.name, image: p.image, nodes: p.nodes })),
+    failed: st?.upgrades?.failed,
+  });
+}
+
+/** A node as a pass sees it: see DriverController.nodeViews. */
+interface NodeView {
+  /** Absent for a node that is not a GPU node. */
+  classified?: GpuNodeClassification;
+  /** desiredNodeLabels: the GPU labels gpuop still has to set. */
+  labels: Record<string, string | null>;
+}
+
+/** GPU nodes gpuop can serve and those with a problem, each sorted by name (as classifyNodes gives them). */
+function splitClassified(views: readonly NodeView[]): { gpuNodes: GpuNodeFacts[]; problems: GpuNodeProblem[] } {
+  const gpuNodes: GpuNodeFacts[] = [];
+  const problems: GpuNodeProblem[] = [];
+  for (const { classified } of views) {
+    if (!classified) continue;
+    if (isNodeProblem(classified)) problems.push(classified);
+    else gpuNodes.push(classified);
+  }
+  const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  return { gpuNodes: gpuNodes.sort(byName), problems: problems.sort(byName) };
+}
+
+/** The cache of all nodes, with only the fields gpuop reads; the controllers share one (see OperatorOptions). */
+export function nodeInformer(client: KubeClient, log: Logger): Informer<Node> {
+  return new Informer(client, "/api/v1/nodes", {}, log, { transform: slimNode });
 }
 
 const readyOf = (n: Node) => n.status?.conditions?.find((c) => c.type === "Ready")?.status;

@@ -19,6 +19,7 @@ import {
 import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import { Informer } from "../kube/informer.ts";
+import { slimDaemonSet, slimNode, slimPod } from "../kube/transforms.ts";
 import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, KubeObject, Node, Pod } from "../kube/types.ts";
 import { FIELD_MANAGER } from "./driver-controller.ts";
@@ -40,7 +41,8 @@ export class OperandController {
   readonly daemonSets: Informer<DaemonSet>;
   readonly services: Informer<KubeObject & { spec?: unknown }>;
   readonly pods: Informer<Pod>;
-  readonly queue = new WorkQueue();
+  // As the driver controller's: a pass costs CPU in proportion to the nodes (see WorkQueue's pacing).
+  readonly queue = new WorkQueue({ pacing: 3 });
   private readonly client: KubeClient;
   private readonly namespace: string;
   private readonly log: Logger;
@@ -55,9 +57,14 @@ export class OperandController {
   /** The admin-only GPU node label (--gpu-node-label): other nodes get no operand, as they get no driver. */
   private readonly gpuNodeLabel: RestrictedNodeLabel | undefined;
 
-  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events?: EventRecorder; gpuNodeLabel?: RestrictedNodeLabel }) {
+  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events?: EventRecorder; gpuNodeLabel?: RestrictedNodeLabel; nodes?: Informer<Node> }) {
     this.client = opts.client;
-    this.statusWrites = new StatusWrites<OperandStatus[]>(this.client, (st) => st?.operands ?? [], (operands) => ({ status: { operands } }));
+    // Pod counts move with every pod that becomes Ready: written every 10 s at most, states at once.
+    this.statusWrites = new StatusWrites<OperandStatus[]>(this.client, (st) => st?.operands ?? [], (operands) => ({ status: { operands } }), {
+      intervalMs: 10_000,
+      progressing: (ops) => ops.some((o) => o.state === "notReady"),
+      headline: (ops) => canonicalJson((ops ?? []).map((o) => ({ name: o.name, daemonSet: o.daemonSet, state: o.state, nodes: o.nodes, message: o.message }))),
+    });
     this.gpuNodeLabel = opts.gpuNodeLabel;
     this.events = opts.events;
     this.namespace = opts.namespace;
@@ -65,10 +72,11 @@ export class OperandController {
     const ns = this.namespace;
     const apps = ["nvidia-driver-daemonset", ...OPERANDS.map((o) => o.name)].join(",");
     this.policies = new Informer(this.client, CLUSTER_POLICY_PATH, {}, this.log);
-    this.nodes = new Informer(this.client, "/api/v1/nodes", {}, this.log);
-    this.daemonSets = new Informer(this.client, `/apis/apps/v1/namespaces/${ns}/daemonsets`, { labelSelector: OPERAND_LABEL }, this.log);
+    // Caches keep only the fields gpuop reads (src/kube/transforms.ts lists them).
+    this.nodes = opts.nodes ?? new Informer(this.client, "/api/v1/nodes", {}, this.log, { transform: slimNode });
+    this.daemonSets = new Informer(this.client, `/apis/apps/v1/namespaces/${ns}/daemonsets`, { labelSelector: OPERAND_LABEL }, this.log, { transform: slimDaemonSet });
     this.services = new Informer(this.client, `/api/v1/namespaces/${ns}/services`, { labelSelector: OPERAND_LABEL }, this.log);
-    this.pods = new Informer(this.client, `/api/v1/namespaces/${ns}/pods`, { labelSelector: `app in (${apps})` }, this.log);
+    this.pods = new Informer(this.client, `/api/v1/namespaces/${ns}/pods`, { labelSelector: `app in (${apps})` }, this.log, { transform: slimPod });
     const enqueue = () => this.queue.add(KEY);
     this.policies.onChange(enqueue);
     this.daemonSets.onChange(enqueue);
@@ -247,7 +255,8 @@ export class OperandController {
   }
 
   private async writeStatus(policy: ClusterPolicy, operands: OperandStatus[]): Promise<void> {
-    await this.statusWrites.write(policy, operands);
+    const later = await this.statusWrites.write(policy, operands);
+    if (later !== undefined) this.queue.addAfter(KEY, later);
   }
 }
 

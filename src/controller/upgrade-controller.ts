@@ -96,15 +96,22 @@ export class UpgradeExecutor {
     const liveSelectors = new Map([...dsByName].map(([name, d]) => [name, (d.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector ?? {}]));
     const rollouts = nodeRollouts({ nodes: input.nodes, pools: input.pools, hold: input.hold, liveSelectors, readyDrivers: new Set() });
     const nodeByName = new Map(input.nodes.map((n) => [n.metadata.name ?? "", n]));
-    const podsOnNode = new Map<string, number>();
-    for (const p of input.driverPods) if (p.spec?.nodeName) podsOnNode.set(p.spec.nodeName, (podsOnNode.get(p.spec.nodeName) ?? 0) + 1);
+    // Driver pods by node: looking each node's up in the whole list made a pass quadratic in the nodes.
+    const podsByNode = new Map<string, Pod[]>();
+    for (const p of input.driverPods) {
+      const on = p.spec?.nodeName;
+      if (on === undefined) continue;
+      const list = podsByNode.get(on);
+      if (list) list.push(p);
+      else podsByNode.set(on, [p]);
+    }
     const out: UpgradeNode[] = [];
     for (const r of rollouts) {
       const node = nodeByName.get(r.name)!;
       const labels = node.metadata.labels ?? {};
       const annotations = node.metadata.annotations ?? {};
       const ds = r.currentPool !== undefined ? dsByName.get(r.currentPool) : undefined;
-      const pod = r.currentPool !== undefined ? driverPodOn(input.driverPods, r.name, r.currentPool) : undefined;
+      const pod = r.currentPool !== undefined ? driverPodOn(podsByNode.get(r.name) ?? [], r.name, r.currentPool) : undefined;
       const since = Date.parse(annotations[STATE_SINCE_ANNOTATION] ?? "");
       const n: UpgradeNode = {
         name: r.name,
@@ -118,7 +125,7 @@ export class UpgradeExecutor {
         ...(r.desiredPool !== undefined ? { desiredPool: r.desiredPool } : {}),
         currentPoolLive: ds !== undefined && !ds.metadata.deletionTimestamp && poolSelects(liveSelectors.get(r.currentPool!) ?? {}, labels),
         ...(pod && ds ? { driver: driverView(pod as PodDetails, ds) } : {}),
-        driverPods: podsOnNode.get(r.name) ?? 0,
+        driverPods: podsByNode.get(r.name)?.length ?? 0,
       };
       out.push(n);
     }

@@ -112,16 +112,59 @@ export function isGpuNode(node: NodeLike, opts: GpuNodeOptions = {}): boolean {
 export function gpuNodeFacts(node: NodeLike, opts: GpuNodeOptions = {}): GpuNodeClassification {
   // Every reconcile pass classifies every node, several times. The answer is kept with
   // the node object (a cached node is replaced on update) and reused while what it is
-  // computed from reads the same, so a node changed in place is classified again.
-  const fingerprint = `${JSON.stringify(opts)}${JSON.stringify(node.metadata.labels)}${JSON.stringify(node.status?.nodeInfo)}${node.status?.conditions?.find((c) => c.type === "Ready")?.status}`;
+  // computed from reads the same, so a node changed in place is classified again. The
+  // inputs are compared field by field: no string is built (JSON of them cost as much as classifying).
   const known = factsByNode.get(node);
-  if (known && known.fingerprint === fingerprint && known.name === node.metadata.name) return known.facts;
+  if (known && sameSelector(known.opts.gpuNodeSelector, opts.gpuNodeSelector) && sameInputs(known.inputs, node)) return known.facts;
   const facts = classify(node, opts);
-  factsByNode.set(node, { fingerprint, name: node.metadata.name, facts });
+  factsByNode.set(node, { opts: { ...(opts.gpuNodeSelector ? { gpuNodeSelector: { ...opts.gpuNodeSelector } } : {}) }, inputs: inputsOf(node), facts });
   return facts;
 }
 
-const factsByNode = new WeakMap<NodeLike, { fingerprint: string; name: string | undefined; facts: GpuNodeClassification }>();
+/** What classify reads of a node, copied (a node may be changed in place). */
+interface ClassifyInputs {
+  name: string | undefined;
+  labels: Record<string, string>;
+  kernelVersion: string | undefined;
+  osImage: string | undefined;
+  architecture: string | undefined;
+  ready: boolean;
+}
+
+const readyOf = (node: NodeLike) => node.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+
+function inputsOf(node: NodeLike): ClassifyInputs {
+  const info = node.status?.nodeInfo;
+  return { name: node.metadata.name, labels: { ...node.metadata.labels }, kernelVersion: info?.kernelVersion, osImage: info?.osImage, architecture: info?.architecture, ready: readyOf(node) };
+}
+
+function sameSelector(a: Readonly<Record<string, string>> = {}, b: Readonly<Record<string, string>> = {}): boolean {
+  if (a === b) return true;
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
+}
+
+function sameInputs(a: ClassifyInputs, node: NodeLike): boolean {
+  const info = node.status?.nodeInfo;
+  if (a.name !== node.metadata.name || a.kernelVersion !== info?.kernelVersion || a.osImage !== info?.osImage || a.architecture !== info?.architecture || a.ready !== readyOf(node)) return false;
+  const labels = node.metadata.labels ?? {};
+  let n = 0;
+  for (const k in labels) {
+    if (a.labels[k] !== labels[k]) return false;
+    n++;
+  }
+  return n === Object.keys(a.labels).length;
+}
+
+const factsByNode = new WeakMap<NodeLike, { opts: GpuNodeOptions; inputs: ClassifyInputs; facts: GpuNodeClassification }>();
+
+/**
+ * gpuNodeFacts without its memo: for callers that keep the answer themselves, next to an
+ * object they know is never changed in place (an informer's cached node, replaced on update).
+ */
+export function classifyGpuNode(node: NodeLike, opts: GpuNodeOptions = {}): GpuNodeClassification {
+  return classify(node, opts);
+}
 
 function classify(node: NodeLike, opts: GpuNodeOptions): GpuNodeClassification {
   const name = node.metadata.name ?? "";

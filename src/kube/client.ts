@@ -250,13 +250,15 @@ export class KubeClient {
   }
 
   /** Lists a collection, following `continue` tokens so the caller gets every item. */
-  async list<T>(path: string, query: Query = {}, opts: RequestOptions = {}): Promise<ListResult<T>> {
+  /** Every page of a list; `each` maps each item as its page arrives, so whole objects of one page at most are held at once. */
+  async list<T>(path: string, query: Query = {}, opts: RequestOptions & { each?: (item: T) => T } = {}): Promise<ListResult<T>> {
+    const { each, ...requestOpts } = opts;
     const items: T[] = [];
     let cont: string | undefined;
     let metadata: ListMeta;
     do {
-      const page = await this.request<ListResult<T>>("GET", path, { verb: "list", ...opts, query: { limit: 500, ...query, continue: cont } });
-      items.push(...(page.items ?? []));
+      const page = await this.request<ListResult<T>>("GET", path, { verb: "list", ...requestOpts, query: { limit: 500, ...query, continue: cont } });
+      for (const item of page.items ?? []) items.push(each ? each(item) : item);
       metadata = page.metadata ?? {};
       cont = metadata.continue || undefined;
     } while (cont);

@@ -30,6 +30,7 @@ export class Informer<T extends KubeObject> {
   private readonly query: Query;
   private readonly log: Logger;
   private readonly transform: Transform<T>;
+  private running: Promise<void> | undefined;
 
   /** `transform` runs on every listed or watched object before it is cached or handed to handlers; by default only managedFields go. */
   constructor(client: KubeClient, path: string, query: Query, log: Logger, opts: { transform?: Transform<T> } = {}) {
@@ -57,11 +58,11 @@ export class Informer<T extends KubeObject> {
   }
 
   private async relist(signal: AbortSignal): Promise<void> {
-    const { items, metadata } = await this.client.list<T>(this.path, this.query, { signal });
+    // Transformed page by page: a relist of thousands of whole objects was the operator's peak of memory.
+    const { items, metadata } = await this.client.list<T>(this.path, this.query, { signal, each: this.transform });
     this.relists++;
     const seen = new Set<string>();
-    for (const raw of items) {
-      const item = this.transform(raw);
+    for (const item of items) {
       const key = objectKey(item);
       seen.add(key);
       const old = this.cache.get(key);
@@ -79,8 +80,16 @@ export class Informer<T extends KubeObject> {
     this.markSynced();
   }
 
-  /** Runs until the signal aborts. */
-  async run(signal: AbortSignal): Promise<void> {
+  /**
+   * Runs until the signal aborts. One informer may serve several controllers (one cache and
+   * one watch of the nodes for all): each calls run, and all get the one loop.
+   */
+  run(signal: AbortSignal): Promise<void> {
+    this.running ??= this.loop(signal);
+    return this.running;
+  }
+
+  private async loop(signal: AbortSignal): Promise<void> {
     let backoffMs = 200;
     while (!signal.aborted) {
       try {
