@@ -7,11 +7,14 @@ import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, n
 import {
   OPERAND_LABEL,
   OPERANDS,
+  emptyPatch,
   gateLabel,
-  operandNodeLabels,
+  operandNodePatch,
+  operandPods,
   operandStatuses,
-  readyPods,
   renderOperands,
+  OPERANDS_DRIVER_ANNOTATION,
+  type NodePatch,
   type OperandKey,
   type OperandRenderResult,
   type OperandStatus,
@@ -116,7 +119,7 @@ export class OperandController {
       this.runtimeClassDone = "";
       this.serviceAccounts.clear();
       // The DaemonSets go with the policy (owner references); the gates go too, so a new policy starts in order.
-      for (const node of nodes) await this.patchLabels(node, Object.fromEntries(OPERANDS.filter((o) => node.metadata.labels?.[gateLabel(o)] !== undefined).map((o) => [gateLabel(o), null])));
+      for (const node of nodes) await this.patchNode(node, { labels: Object.fromEntries(OPERANDS.filter((o) => node.metadata.labels?.[gateLabel(o)] !== undefined).map((o) => [gateLabel(o), null])), annotations: {} });
       return;
     }
     let rendered: OperandRenderResult;
@@ -132,7 +135,16 @@ export class OperandController {
     } catch (err) {
       if (!(err instanceof UserError)) throw err;
       // A bad policy changes nothing that runs: only the status and an Event say what to fix.
+      // The gates of the operands that run keep following driver changes (an upgrade waits for them).
       await this.reportProblem(active, err.message);
+      const live = new Set(this.daemonSets.list().map((d) => d.metadata.labels?.[OPERAND_LABEL] as OperandKey | undefined).filter((k): k is OperandKey => k !== undefined));
+      let driverOn = true;
+      try {
+        driverOn = normalizePolicy(active).spec.driver.enabled !== false;
+      } catch {
+        // The driver part is the driver controller's to report; its gates act as if it runs.
+      }
+      await this.labelNodes(nodes, live, driverOn);
       await this.writeStatus(active, operandStatuses({ policy: active, nodes, ready: new Map(), error: err.message }));
       return;
     }
@@ -148,16 +160,22 @@ export class OperandController {
     for (const svc of rendered.services) await this.apply(`/api/v1/namespaces/${this.namespace}/services`, this.services, svc);
     await this.removeDisabled(new Set(rendered.disabled));
 
-    const ready = readyPods(this.pods.list());
-    const enabled = new Set<OperandKey>(rendered.enabled);
-    for (const node of nodes) await this.patchLabels(node, operandNodeLabels(node, enabled, driverEnabled, ready));
-    await this.writeStatus(active, operandStatuses({ policy: active, nodes: restrictedNodes(this.nodes.list(), this.gpuNodeLabel), ready }));
+    const pods = await this.labelNodes(nodes, new Set<OperandKey>(rendered.enabled), driverEnabled);
+    await this.writeStatus(active, operandStatuses({ policy: active, nodes: restrictedNodes(this.nodes.list(), this.gpuNodeLabel), ready: pods.ready }));
   }
 
-  private async patchLabels(node: Node, patch: Record<string, string | null>): Promise<void> {
-    if (Object.keys(patch).length === 0) return;
-    await this.client.mergePatch(`/api/v1/nodes/${node.metadata.name}`, { metadata: { labels: patch } });
-    this.log.info("labelled node for operands", { node: node.metadata.name, labels: patch });
+  /** Deploy labels, gates in NVIDIA's order, gates closed for a driver change: one patch per node that changes. */
+  private async labelNodes(nodes: readonly Node[], enabled: ReadonlySet<OperandKey>, driverEnabled: boolean) {
+    const pods = operandPods(this.pods.list());
+    for (const node of nodes) await this.patchNode(node, operandNodePatch(node, enabled, driverEnabled, pods));
+    return pods;
+  }
+
+  private async patchNode(node: Node, patch: NodePatch): Promise<void> {
+    if (emptyPatch(patch)) return;
+    const closed = Object.entries(patch.labels).filter(([k, v]) => v === null && k.startsWith("gpuop.nvidia.com/gate.")).length;
+    await this.client.mergePatch(`/api/v1/nodes/${node.metadata.name}`, { metadata: { labels: patch.labels, ...(Object.keys(patch.annotations).length > 0 ? { annotations: patch.annotations } : {}) } });
+    this.log.info("labelled node for operands", { node: node.metadata.name, labels: patch.labels, ...(patch.annotations[OPERANDS_DRIVER_ANNOTATION] ? { driverPod: patch.annotations[OPERANDS_DRIVER_ANNOTATION] } : {}), ...(closed > 0 ? { gatesClosed: closed } : {}) });
   }
 
   /** Server-side apply, only when a field gpuop sets differs from what is live: a steady state writes nothing. */

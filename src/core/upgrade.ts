@@ -110,7 +110,13 @@ export interface NodePod {
   terminating: boolean;
   /** A driver pod (gpuop's own), never evicted by these steps. */
   driver: boolean;
+  /** One of gpuop's operand pods (toolkit, device plugin, ...): its `app` label. */
+  operand?: string;
+  ready?: boolean;
 }
+
+/** NVIDIA's upgrade validates a node by its operator-validator pod being Ready (WithValidationEnabled). */
+export const VALIDATOR_APP = "nvidia-operator-validator";
 
 /** The driver pod on a node, from the pool its label names. */
 export interface DriverPodView {
@@ -142,6 +148,8 @@ export interface UpgradeNode {
   driver?: DriverPodView;
   /** Pods on the node; present when the state's step needs them. */
   pods?: readonly NodePod[];
+  /** gpuop runs the operator validator on the node: the upgrade validates the node by it. */
+  validatorExpected?: boolean;
 }
 
 export type UpgradeAction =
@@ -180,6 +188,9 @@ export function upgradeNeed(n: UpgradeNode): UpgradeNeed {
 
 /** The node has a driver worth protecting: a Ready pod of a pool that still selects it. */
 export const hasWorkingDriver = (n: UpgradeNode) => n.currentPool !== undefined && n.currentPoolLive && n.driver?.ready === true && !n.driver.terminating;
+
+/** The node's operator validator is Ready again (when gpuop runs one there): NVIDIA's validation step. */
+const validated = (n: UpgradeNode) => !n.validatorExpected || (n.pods ?? []).some((p) => p.operand === VALIDATOR_APP && p.ready === true && !p.terminating);
 
 const driverDone = (n: UpgradeNode) => n.desiredPool !== undefined && n.currentPool === n.desiredPool && n.driver?.ready === true && n.driver.current && !n.driver.terminating;
 
@@ -301,15 +312,18 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
       case "pod-deletion-required": {
         if (n.pods === undefined) return;
         const pods = n.pods.filter((p) => p.usesGpu && !p.finished && !p.driver && !p.daemonSet);
-        const next = s.drain.enable ? "drain-required" : "pod-restart-required";
-        evictStep(n, pods, s.podDeletion, "GPU pods", () => set(n, next, "GPU pods evicted"), (why) => (s.drain.enable ? set(n, "drain-required", `${why}; draining instead`, "Warning") : fail(n, why)));
+        if (s.drain.enable) {
+          evictStep(n, pods, s.podDeletion, "GPU pods", () => set(n, "drain-required", "GPU pods evicted"), (why) => set(n, "drain-required", `${why}; draining instead`, "Warning"));
+        } else {
+          evictStep(n, pods, s.podDeletion, "GPU pods", () => restartWhenOperandsStopped(n, s.podDeletion.timeoutSeconds, "GPU pods evicted"), (why) => fail(n, why));
+        }
         return;
       }
       case "drain-required": {
         if (n.pods === undefined) return;
         const match = s.drain.podSelector === undefined ? () => true : parseSelector(s.drain.podSelector);
         const pods = n.pods.filter((p) => !p.finished && !p.driver && !p.daemonSet && match(p.labels));
-        evictStep(n, pods, s.drain, "drain", () => set(n, "pod-restart-required", "node drained"), (why) => fail(n, why));
+        evictStep(n, pods, s.drain, "drain", () => restartWhenOperandsStopped(n, s.drain.timeoutSeconds, "node drained"), (why) => fail(n, why));
         return;
       }
       case "pod-restart-required":
@@ -318,7 +332,7 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
         set(n, "validation-required", need === "move" ? `driver moves to pool ${n.desiredPool}` : "driver pod restarted");
         return;
       case "validation-required":
-        if (driverDone(n)) return set(n, "uncordon-required", "new driver is Ready");
+        if (driverDone(n) && validated(n)) return set(n, "uncordon-required", n.validatorExpected ? "new driver and the operator validator are Ready" : "new driver is Ready");
         // Idempotent repeats of the restart, for an operator stopped between the two writes.
         if (need === "move") actions.push({ kind: "movePool", node: n.name, pool: n.desiredPool ?? null });
         else if (need === "replace" && n.driver && !n.driver.terminating) actions.push({ kind: "deleteDriverPod", node: n.name, namespace: n.driver.namespace, pod: n.driver.name });
@@ -328,6 +342,19 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
         if (n.cordonedByUpgrade) actions.push({ kind: "uncordon", node: n.name });
         set(n, "upgrade-done", n.cordonedByUpgrade ? "node uncordoned; upgrade done" : "upgrade done; node left cordoned as it was before");
         return;
+    }
+  }
+
+  /**
+   * The operands stop before the driver goes, as NVIDIA's driver manager evicts them before it
+   * unloads the driver: gpuop's operand controller closes the node's gates in these steps, and the
+   * restart waits until their pods are gone (after the step's timeout it goes on, with a Warning).
+   */
+  function restartWhenOperandsStopped(n: UpgradeNode, timeoutSeconds: number, message: string): void {
+    const operands = (n.pods ?? []).filter((p) => p.operand !== undefined && !p.finished);
+    if (operands.length === 0) return set(n, "pod-restart-required", message);
+    if (timeoutSeconds > 0 && elapsed(n) > timeoutSeconds) {
+      return set(n, "pod-restart-required", `${message}; operand pods still on the node after ${timeoutSeconds}s: ${podList(operands)}; restarting the driver anyway`, "Warning");
     }
   }
 

@@ -1,6 +1,7 @@
 
 import { classifyNodes, DEPLOY_DRIVER_LABEL, DEPLOY_OPERANDS_LABEL, isGpuNode, type NodeLike } from "../gpu-node.ts";
 import { normalizePolicy, type ClusterPolicy } from "../policy.ts";
+import { UPGRADE_STATE_LABEL } from "../upgrade.ts";
 import {
   deployLabel,
   gateLabel,
@@ -104,71 +105,146 @@ function operandPod(info: OperandInfo, spec: OperandSpec, image: string, ctx: Op
 export type ReadyPods = ReadonlyMap<OperandKey | "driver", ReadonlySet<string>>;
 
 export interface PodLike {
-  metadata: { labels?: Record<string, string>; deletionTimestamp?: string };
+  metadata: { uid?: string; labels?: Record<string, string>; deletionTimestamp?: string };
   spec?: { nodeName?: string };
   status?: { conditions?: { type: string; status: string }[] };
 }
 
+/** A driver pod on a node, not being deleted. */
+export interface DriverPodRef {
+  uid: string;
+  ready: boolean;
+}
+
+/** What the node planner needs from the driver and operand pods of the namespace. */
+export interface OperandPods {
+  /** Ready, not terminating. */
+  ready: ReadyPods;
+  /** Nodes with a pod of the operand, terminating or not: a new one waits until the old one is gone. */
+  present: ReadonlyMap<OperandKey, ReadonlySet<string>>;
+  /** Driver pods not being deleted, by node. */
+  drivers: ReadonlyMap<string, readonly DriverPodRef[]>;
+}
+
+const DRIVER_APP = "nvidia-driver-daemonset";
+const appKeys = new Map<string, OperandKey | "driver">([[DRIVER_APP, "driver"], ...OPERANDS.map((o) => [o.name, o.key] as const)]);
+const isReady = (pod: PodLike) => pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true;
+
+/** The driver and operand pods, by operand and node. */
+export function operandPods(pods: readonly PodLike[]): OperandPods {
+  const ready = new Map<OperandKey | "driver", Set<string>>();
+  const present = new Map<OperandKey, Set<string>>();
+  const drivers = new Map<string, DriverPodRef[]>();
+  const add = <K>(m: Map<K, Set<string>>, k: K, node: string) => {
+    let set = m.get(k);
+    if (!set) m.set(k, (set = new Set()));
+    set.add(node);
+  };
+  for (const pod of pods) {
+    const key = appKeys.get(pod.metadata.labels?.["app"] ?? "");
+    const node = pod.spec?.nodeName;
+    if (!key || !node) continue;
+    if (key !== "driver") add(present, key, node);
+    if (pod.metadata.deletionTimestamp) continue;
+    if (key === "driver") {
+      let list = drivers.get(node);
+      if (!list) drivers.set(node, (list = []));
+      list.push({ uid: pod.metadata.uid ?? "", ready: isReady(pod) });
+    }
+    if (isReady(pod)) add(ready, key, node);
+  }
+  return { ready, present, drivers };
+}
+
 /** Ready pods by operand and node, from the driver and operand pods in the namespace. */
 export function readyPods(pods: readonly PodLike[]): ReadyPods {
-  const byApp = new Map<string, OperandKey | "driver">([["nvidia-driver-daemonset", "driver"], ...OPERANDS.map((o) => [o.name, o.key] as const)]);
-  const out = new Map<OperandKey | "driver", Set<string>>();
-  for (const pod of pods) {
-    const key = byApp.get(pod.metadata.labels?.["app"] ?? "");
-    const node = pod.spec?.nodeName;
-    if (!key || !node || pod.metadata.deletionTimestamp) continue;
-    if (!pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")) continue;
-    let set = out.get(key);
-    if (!set) out.set(key, (set = new Set()));
-    set.add(node);
-  }
-  return out;
+  return operandPods(pods).ready;
 }
 
 /**
- * The label changes on one node for the operands (a merge patch of `metadata.labels`; empty
- * when nothing is to change):
+ * The driver pod a node's operands were started against (its uid), recorded when the gate of the
+ * first operand after the driver opens, in the same patch. When that pod goes, the operands go.
+ */
+export const OPERANDS_DRIVER_ANNOTATION = "gpuop.nvidia.com/operands-driver-pod";
+
+/**
+ * Driver upgrade steps (nvidia.com/gpu-driver-upgrade-state) after which the driver is taken
+ * away: the operands stop here, before it goes, as NVIDIA's driver manager evicts them before
+ * it unloads the driver; the upgrade waits for their pods to be gone (src/core/upgrade.ts).
+ */
+export const OPERANDS_STOP_STATES: ReadonlySet<string> = new Set(["pod-deletion-required", "drain-required", "pod-restart-required"]);
+
+/** A merge patch of a node's labels and annotations; empty maps when nothing is to change. */
+export interface NodePatch {
+  labels: Record<string, string | null>;
+  annotations: Record<string, string | null>;
+}
+
+/**
+ * The changes on one node for the operands:
  * - deploy labels `nvidia.com/gpu.deploy.<operand>=true` on GPU nodes where absent, kept when
  *   set to anything (`false` keeps the operand off); removed when `true` while
  *   `nvidia.com/gpu.deploy.operands=false`, as for the driver;
- * - gate labels, opened once the operand's prerequisite has a Ready pod on the node (or the
- *   driver is not gpuop's to run there), and kept open afterwards: the pods' own validation
- *   inits order restarts (docs/adr/0006). Closed where the operand is off or cannot deploy.
+ * - gate labels, opened in NVIDIA's order: an operand's gate opens once its prerequisite's gate
+ *   is open and its pod Ready on the node (the driver: a Ready driver pod, or a driver that is not
+ *   gpuop's to run there), and no pod of the operand is still on the node (an old one leaving);
+ * - a driver change closes every gate of the node (docs/adr/0006): the node enters an upgrade
+ *   step that takes the driver away (OPERANDS_STOP_STATES), or the driver pod the operands were
+ *   started against (OPERANDS_DRIVER_ANNOTATION) is gone (a pool move, a fallback, a deletion).
+ *   They come back in order against the new driver; in `validation-required` the old driver pod
+ *   does not count. A driver pod that is only not Ready (a container restart) closes nothing.
  */
-export function operandNodeLabels(node: NodeLike, enabled: ReadonlySet<OperandKey>, driverEnabled: boolean, ready: ReadyPods): Record<string, string | null> {
+export function operandNodePatch(node: NodeLike & { metadata: { annotations?: Record<string, string> } }, enabled: ReadonlySet<OperandKey>, driverEnabled: boolean, pods: OperandPods): NodePatch {
   const labels = node.metadata.labels ?? {};
+  const recorded = node.metadata.annotations?.[OPERANDS_DRIVER_ANNOTATION];
   const name = node.metadata.name ?? "";
-  const patch: Record<string, string | null> = {};
+  const patch: NodePatch = { labels: {}, annotations: {} };
   const gpu = isGpuNode(node);
   const operandsOff = labels[DEPLOY_OPERANDS_LABEL] === "false";
+  // A driver gpuop does not run (driver.enabled false, or the node's driver deploy label is
+  // pre-installed or false) is the host's: the toolkit's driver-validation init waits for it.
+  const gpuopDriver = driverEnabled && (labels[DEPLOY_DRIVER_LABEL] ?? "true") === "true";
+  const state = labels[UPGRADE_STATE_LABEL] ?? "";
+  const live = pods.drivers.get(name) ?? [];
+  const anyOpen = OPERANDS.some((o) => labels[gateLabel(o)] === GATE_OPEN);
+  const stopping = gpuopDriver && OPERANDS_STOP_STATES.has(state);
+  const driverGone = gpuopDriver && recorded !== undefined && !live.some((p) => p.uid === recorded);
+  const restart = anyOpen && (stopping || driverGone);
+  // The driver the operands may start against: not while it is being taken away, and in
+  // validation-required not the one they ran against before.
+  const driver = !gpuopDriver || stopping ? undefined : live.find((p) => p.ready && !(state === "validation-required" && p.uid === recorded));
   for (const info of OPERANDS) {
     const deploy = deployLabel(info);
     let deployValue = labels[deploy];
     if (gpu && operandsOff && deployValue === "true") {
-      patch[deploy] = null;
+      patch.labels[deploy] = null;
       deployValue = undefined;
     } else if (gpu && !operandsOff && deployValue === undefined) {
-      patch[deploy] = "true";
+      patch.labels[deploy] = "true";
       deployValue = "true";
     }
     const gate = gateLabel(info);
     const deployable = gpu && !operandsOff && deployValue === "true" && enabled.has(info.key);
-    if (!deployable) {
-      if (labels[gate] !== undefined) patch[gate] = null;
+    if (!deployable || restart) {
+      if (labels[gate] !== undefined) patch.labels[gate] = null;
       continue;
     }
     if (labels[gate] === GATE_OPEN) continue;
-    if (prerequisiteReady(prerequisite(info, enabled), name, labels, driverEnabled, ready)) patch[gate] = GATE_OPEN;
+    if (pods.present.get(info.key)?.has(name)) continue;
+    const after = prerequisite(info, enabled);
+    if (after === "driver") {
+      if (gpuopDriver && !driver) continue;
+      patch.labels[gate] = GATE_OPEN;
+      if (driver && driver.uid !== recorded) patch.annotations[OPERANDS_DRIVER_ANNOTATION] = driver.uid;
+    } else if (labels[gateLabel(operandInfo(after))] === GATE_OPEN && (pods.ready.get(after)?.has(name) ?? false)) {
+      patch.labels[gate] = GATE_OPEN;
+    }
   }
   return patch;
 }
 
-function prerequisiteReady(after: OperandKey | "driver", node: string, labels: Record<string, string>, driverEnabled: boolean, ready: ReadyPods): boolean {
-  // A driver gpuop does not run (driver.enabled false, or the node's driver deploy label is
-  // pre-installed or false) is the host's: the toolkit's driver-validation init waits for it.
-  if (after === "driver" && (!driverEnabled || (labels[DEPLOY_DRIVER_LABEL] !== undefined && labels[DEPLOY_DRIVER_LABEL] !== "true"))) return true;
-  return ready.get(after)?.has(node) ?? false;
-}
+/** Whether a patch changes anything. */
+export const emptyPatch = (p: NodePatch) => Object.keys(p.labels).length === 0 && Object.keys(p.annotations).length === 0;
 
 /** One operand's share of `status.operands`. */
 export interface OperandStatus {

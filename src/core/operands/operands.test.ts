@@ -4,9 +4,11 @@ import { UserError } from "../errors.ts";
 import {
   GATE_OPEN,
   OPERAND_HASH_ANNOTATION,
-  operandNodeLabels,
+  operandNodePatch,
+  operandPods,
   operandStatuses,
   readyPods,
+  type OperandPods,
   renderOperands,
   type OperandKey,
   type ReadyPods,
@@ -113,6 +115,18 @@ test("the cluster's runtime: containerd wins, docker, cri-o", () => {
 const ALL = new Set<OperandKey>(["toolkit", "devicePlugin", "gfd", "dcgmExporter", "validator"]);
 const gpuNode = (name: string, labels: Record<string, string> = {}) => ({ metadata: { name, labels: { "feature.node.kubernetes.io/pci-10de.present": "true", "feature.node.kubernetes.io/kernel-version.full": "5.15.0-69-generic", "feature.node.kubernetes.io/system-os_release.ID": "ubuntu", "feature.node.kubernetes.io/system-os_release.VERSION_ID": "22.04", ...labels } } });
 const ready = (entries: [OperandKey | "driver", string[]][]): ReadyPods => new Map(entries.map(([k, v]) => [k, new Set(v)]));
+/** Pods as the planner sees them: Ready operands and drivers (uid `d-<node>` unless given), and operand pods still present. */
+const podsOf = (entries: [OperandKey | "driver", string[]][], more: { present?: [OperandKey, string[]][]; drivers?: [string, { uid: string; ready: boolean }[]][] } = {}): OperandPods => {
+  const r = ready(entries);
+  const drivers = new Map<string, { uid: string; ready: boolean }[]>([...(r.get("driver") ?? [])].map((n) => [n, [{ uid: `d-${n}`, ready: true }]]));
+  for (const [n, list] of more.drivers ?? []) drivers.set(n, list);
+  const present = new Map<OperandKey, Set<string>>();
+  for (const [k, nodes] of [...entries.filter((e): e is [OperandKey, string[]] => e[0] !== "driver"), ...(more.present ?? [])]) for (const n of nodes) (present.get(k) ?? present.set(k, new Set()).get(k)!).add(n);
+  return { ready: r, present, drivers };
+};
+/** The label part of the node patch, as the tests before driver changes were written. */
+const operandNodeLabels = (node: Parameters<typeof operandNodePatch>[0], enabled: ReadonlySet<OperandKey>, driverEnabled: boolean, r: ReadyPods) =>
+  operandNodePatch(node, enabled, driverEnabled, podsOf([...r].map(([k, v]) => [k, [...v]] as [OperandKey | "driver", string[]]))).labels;
 
 test("deploy labels added when absent, kept when set; gates closed until the prerequisite is ready", () => {
   const p = operandNodeLabels(gpuNode("n1", { "nvidia.com/gpu.deploy.gpu-feature-discovery": "false" }), ALL, true, ready([]));
@@ -132,11 +146,81 @@ test("order: driver ready opens the toolkit; toolkit ready opens the device plug
   assert.deepEqual(Object.keys(operandNodeLabels(withToolkit, ALL, true, ready([["driver", ["n1"]], ["toolkit", ["n1"]]]))).sort(), [
     "gpuop.nvidia.com/gate.dcgm-exporter", "gpuop.nvidia.com/gate.device-plugin", "gpuop.nvidia.com/gate.gpu-feature-discovery", "gpuop.nvidia.com/gate.operator-validator",
   ]);
-  // Gates stay open when the driver restarts: the pods' validation inits order that, as NVIDIA's do.
-  assert.deepEqual(operandNodeLabels(withToolkit, ALL, true, ready([])), {});
+  // A driver pod that is not Ready (a container restart) closes nothing: the pods' validation inits wait.
+  assert.deepEqual(operandNodePatch(withToolkit, ALL, true, podsOf([], { drivers: [["n1", [{ uid: "d-n1", ready: false }]]] })), { labels: {}, annotations: {} });
   // Toolkit off: the device plugin waits for the driver instead.
   const noToolkit = new Set<OperandKey>(["devicePlugin", "validator"]);
   assert.deepEqual(Object.keys(operandNodeLabels(n, noToolkit, true, ready([["driver", ["n1"]]]))).sort(), ["gpuop.nvidia.com/gate.device-plugin", "gpuop.nvidia.com/gate.operator-validator"]);
+});
+
+const GATES = ["container-toolkit", "device-plugin", "gpu-feature-discovery", "dcgm-exporter", "operator-validator"].map((k) => `gpuop.nvidia.com/gate.${k}`);
+const DEPLOYED = Object.fromEntries(["container-toolkit", "device-plugin", "gpu-feature-discovery", "dcgm-exporter", "operator-validator"].map((k) => [`nvidia.com/gpu.deploy.${k}`, "true"]));
+const ALL_OPEN = Object.fromEntries(GATES.map((g) => [g, "open"]));
+const RUNNING: [OperandKey | "driver", string[]][] = [["driver", ["n1"]], ["toolkit", ["n1"]], ["devicePlugin", ["n1"]], ["gfd", ["n1"]], ["dcgmExporter", ["n1"]], ["validator", ["n1"]]];
+const withAnnotations = (node: ReturnType<typeof gpuNode>, annotations: Record<string, string>) => ({ metadata: { ...node.metadata, annotations } });
+const closeAll = Object.fromEntries(GATES.map((g) => [g, null]));
+
+test("opening the toolkit's gate records the driver pod it starts against, in the same patch", () => {
+  const n = gpuNode("n1", { ...DEPLOYED, "nvidia.com/gpu.deploy.driver": "true" });
+  assert.deepEqual(operandNodePatch(n, ALL, true, podsOf([["driver", ["n1"]]])), { labels: { "gpuop.nvidia.com/gate.container-toolkit": "open" }, annotations: { "gpuop.nvidia.com/operands-driver-pod": "d-n1" } });
+  // Toolkit off: the first operand after the driver records it.
+  assert.deepEqual(operandNodePatch(n, new Set<OperandKey>(["devicePlugin", "validator"]), true, podsOf([["driver", ["n1"]]])).annotations, { "gpuop.nvidia.com/operands-driver-pod": "d-n1" });
+  // A host driver: nothing to record.
+  assert.deepEqual(operandNodePatch(n, ALL, false, podsOf([])).annotations, {});
+});
+
+test("a steady node with its operands running changes nothing, whatever its upgrade state outside the driver restart", () => {
+  for (const state of [undefined, "upgrade-required", "cordon-required", "wait-for-jobs-required", "validation-required", "uncordon-required", "upgrade-done", "upgrade-failed"]) {
+    const n = withAnnotations(gpuNode("n1", { ...DEPLOYED, ...ALL_OPEN, ...(state ? { "nvidia.com/gpu-driver-upgrade-state": state } : {}) }), { "gpuop.nvidia.com/operands-driver-pod": "d-n1" });
+    assert.deepEqual(operandNodePatch(n, ALL, true, podsOf(RUNNING)), { labels: {}, annotations: {} }, String(state));
+  }
+});
+
+test("driver upgrade: the operands stop before the driver restarts and come back in order against the new driver", () => {
+  const at = (state: string, gates: Record<string, string>) => withAnnotations(gpuNode("n1", { ...DEPLOYED, ...gates, "nvidia.com/gpu-driver-upgrade-state": state }), { "gpuop.nvidia.com/operands-driver-pod": "old" });
+  const old = { drivers: [["n1", [{ uid: "old", ready: true }]]] as [string, { uid: string; ready: boolean }[]][] };
+  // Every step that takes the driver away closes every gate, once.
+  for (const state of ["pod-deletion-required", "drain-required", "pod-restart-required"]) {
+    assert.deepEqual(operandNodePatch(at(state, ALL_OPEN), ALL, true, podsOf(RUNNING.slice(1), old)), { labels: closeAll, annotations: {} }, state);
+    assert.deepEqual(operandNodePatch(at(state, {}), ALL, true, podsOf([], old)), { labels: {}, annotations: {} }, `${state}: nothing opens while the driver is being taken away`);
+  }
+  // validation-required: the old driver pod (still Ready in a cache) does not count; a pod of the old toolkit still leaving holds its gate.
+  assert.deepEqual(operandNodePatch(at("validation-required", {}), ALL, true, podsOf([], old)).labels, {});
+  const both = { drivers: [["n1", [{ uid: "old", ready: true }, { uid: "new", ready: true }]]] as [string, { uid: string; ready: boolean }[]][] };
+  assert.deepEqual(operandNodePatch(at("validation-required", {}), ALL, true, podsOf([], { ...both, present: [["toolkit", ["n1"]]] })).labels, {});
+  assert.deepEqual(operandNodePatch(at("validation-required", {}), ALL, true, podsOf([], both)), { labels: { "gpuop.nvidia.com/gate.container-toolkit": "open" }, annotations: { "gpuop.nvidia.com/operands-driver-pod": "new" } });
+  // The others wait for the new toolkit pod: an old one still Ready while its gate is closed does not count.
+  const newDriver = { drivers: [["n1", [{ uid: "new", ready: true }]]] as [string, { uid: string; ready: boolean }[]][] };
+  const tkOpen = withAnnotations(gpuNode("n1", { ...DEPLOYED, "gpuop.nvidia.com/gate.container-toolkit": "open", "nvidia.com/gpu-driver-upgrade-state": "validation-required" }), { "gpuop.nvidia.com/operands-driver-pod": "new" });
+  assert.deepEqual(operandNodePatch(tkOpen, ALL, true, podsOf([], newDriver)).labels, {});
+  assert.deepEqual(Object.keys(operandNodePatch(tkOpen, ALL, true, podsOf([["toolkit", ["n1"]]], newDriver)).labels).sort(), GATES.slice(1).sort());
+  const tkClosed = withAnnotations(gpuNode("n1", { ...DEPLOYED, "nvidia.com/gpu-driver-upgrade-state": "validation-required" }), { "gpuop.nvidia.com/operands-driver-pod": "old" });
+  assert.deepEqual(operandNodePatch(tkClosed, new Set<OperandKey>(["toolkit", "devicePlugin"]), true, podsOf([["toolkit", ["n1"]]], { drivers: [] })).labels, {});
+});
+
+test("the driver pod the operands run against goes (a pool move, a fallback, a deletion): every gate closes; they reopen against the new one", () => {
+  const n = withAnnotations(gpuNode("n1", { ...DEPLOYED, ...ALL_OPEN }), { "gpuop.nvidia.com/operands-driver-pod": "old" });
+  assert.deepEqual(operandNodePatch(n, ALL, true, podsOf(RUNNING.slice(1), { drivers: [["n1", [{ uid: "new", ready: true }]]] })), { labels: closeAll, annotations: {} });
+  assert.deepEqual(operandNodePatch(n, ALL, true, podsOf(RUNNING.slice(1), { drivers: [] })).labels, closeAll, "no driver pod at all");
+  // Still there beside a new one (a move in progress): nothing yet.
+  assert.deepEqual(operandNodePatch(n, ALL, true, podsOf(RUNNING.slice(1), { drivers: [["n1", [{ uid: "old", ready: true }, { uid: "new", ready: false }]]] })).labels, {});
+  // Closed, old pods gone: the toolkit opens against the new driver.
+  const closed = withAnnotations(gpuNode("n1", DEPLOYED), { "gpuop.nvidia.com/operands-driver-pod": "old" });
+  assert.deepEqual(operandNodePatch(closed, ALL, true, podsOf([], { drivers: [["n1", [{ uid: "new", ready: true }]]] })), { labels: { "gpuop.nvidia.com/gate.container-toolkit": "open" }, annotations: { "gpuop.nvidia.com/operands-driver-pod": "new" } });
+  // A node whose gates opened before gpuop recorded the driver (an older gpuop): nothing to compare, nothing closes.
+  assert.deepEqual(operandNodePatch(gpuNode("n1", { ...DEPLOYED, ...ALL_OPEN }), ALL, true, podsOf(RUNNING.slice(1), { drivers: [["n1", [{ uid: "other", ready: true }]]] })).labels, {});
+  // A host driver (pre-installed): gpuop's upgrade states and driver pods do not concern its operands.
+  const host = withAnnotations(gpuNode("n1", { ...DEPLOYED, ...ALL_OPEN, "nvidia.com/gpu.deploy.driver": "pre-installed", "nvidia.com/gpu-driver-upgrade-state": "pod-restart-required" }), { "gpuop.nvidia.com/operands-driver-pod": "old" });
+  assert.deepEqual(operandNodePatch(host, ALL, true, podsOf(RUNNING.slice(1), { drivers: [] })).labels, {});
+});
+
+test("operandPods: Ready and present pods by operand and node, live driver pods with their uid", () => {
+  const pod = (app: string, node: string, isReady: boolean, uid: string, deleting = false) => ({ metadata: { uid, labels: { app }, ...(deleting ? { deletionTimestamp: "x" } : {}) }, spec: { nodeName: node }, status: { conditions: [{ type: "Ready", status: isReady ? "True" : "False" }] } });
+  const p = operandPods([pod("nvidia-driver-daemonset", "a", true, "d1"), pod("nvidia-driver-daemonset", "a", true, "d0", true), pod("nvidia-driver-daemonset", "b", false, "d2"), pod("nvidia-container-toolkit-daemonset", "a", true, "t1", true), pod("other", "a", true, "o")]);
+  assert.deepEqual(p.drivers.get("a"), [{ uid: "d1", ready: true }]);
+  assert.deepEqual(p.drivers.get("b"), [{ uid: "d2", ready: false }]);
+  assert.deepEqual([...(p.present.get("toolkit") ?? [])], ["a"]);
+  assert.equal(p.ready.get("toolkit"), undefined);
 });
 
 test("driver.enabled false or a pre-installed driver: the toolkit may go at once", () => {
