@@ -14,6 +14,8 @@ import {
   operandStatuses,
   renderOperands,
   OPERANDS_DRIVER_ANNOTATION,
+  operandNodeSeries,
+  operandTransitions,
   type NodePatch,
   type OperandKey,
   type OperandRenderResult,
@@ -26,6 +28,7 @@ import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, KubeObject, Node, Pod } from "../kube/types.ts";
 import { FIELD_MANAGER } from "./driver-controller.ts";
 import { WorkQueue } from "./workqueue.ts";
+import type { OperatorMetrics } from "./metrics.ts";
 
 const KEY = "operands";
 const sameJson = (a: unknown, b: unknown) => canonicalJson(a) === canonicalJson(b);
@@ -58,8 +61,13 @@ export class OperandController {
   /** The admin-only GPU node label (--gpu-node-label): other nodes get no operand, as they get no driver. */
   private readonly gpuNodeLabel: RestrictedNodeLabel | undefined;
 
-  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events?: EventRecorder; gpuNodeLabel?: RestrictedNodeLabel }) {
+  private readonly metrics: OperatorMetrics | undefined;
+  /** The last status.operands computed, by policy uid: Events go out when an operand's state changes. */
+  private lastStatuses: { uid: string; operands: OperandStatus[] } | undefined;
+
+  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events?: EventRecorder; gpuNodeLabel?: RestrictedNodeLabel; metrics?: OperatorMetrics }) {
     this.client = opts.client;
+    this.metrics = opts.metrics;
     this.statusWrites = new StatusWrites<OperandStatus[]>(this.client, (st) => st?.operands ?? [], (operands) => ({ status: { operands } }));
     this.gpuNodeLabel = opts.gpuNodeLabel;
     this.events = opts.events;
@@ -161,7 +169,22 @@ export class OperandController {
     await this.removeDisabled(new Set(rendered.disabled));
 
     const pods = await this.labelNodes(nodes, new Set<OperandKey>(rendered.enabled), driverEnabled);
-    await this.writeStatus(active, operandStatuses({ policy: active, nodes: restrictedNodes(this.nodes.list(), this.gpuNodeLabel), ready: pods.ready }));
+    const observed = restrictedNodes(this.nodes.list(), this.gpuNodeLabel);
+    const statuses = operandStatuses({ policy: active, nodes: observed, ready: pods.ready });
+    this.metrics?.operandNodes.replace(operandNodeSeries(active, observed, pods.ready));
+    await this.reportTransitions(active, statuses);
+    await this.writeStatus(active, statuses);
+  }
+
+  /** Events on the policy when an operand becomes ready or stops being ready (not on the first pass after a start). */
+  private async reportTransitions(policy: ClusterPolicy, statuses: OperandStatus[]): Promise<void> {
+    const uid = policy.metadata.uid ?? "";
+    const before = this.lastStatuses?.uid === uid ? this.lastStatuses.operands : undefined;
+    this.lastStatuses = { uid, operands: statuses };
+    if (!this.events) return;
+    for (const e of operandTransitions(before, statuses)) {
+      await this.events.record({ apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, metadata: { ...policy.metadata } }, e.type, e.reason, e.message);
+    }
   }
 
   /** Deploy labels, gates in NVIDIA's order, gates closed for a driver change: one patch per node that changes. */
@@ -176,6 +199,9 @@ export class OperandController {
     const closed = Object.entries(patch.labels).filter(([k, v]) => v === null && k.startsWith("gpuop.nvidia.com/gate.")).length;
     await this.client.mergePatch(`/api/v1/nodes/${node.metadata.name}`, { metadata: { labels: patch.labels, ...(Object.keys(patch.annotations).length > 0 ? { annotations: patch.annotations } : {}) } });
     this.log.info("labelled node for operands", { node: node.metadata.name, labels: patch.labels, ...(patch.annotations[OPERANDS_DRIVER_ANNOTATION] ? { driverPod: patch.annotations[OPERANDS_DRIVER_ANNOTATION] } : {}), ...(closed > 0 ? { gatesClosed: closed } : {}) });
+    if (patch.driverChange && this.events) {
+      await this.events.record({ apiVersion: "v1", kind: "Node", metadata: { name: node.metadata.name ?? "", ...(node.metadata.uid ? { uid: node.metadata.uid } : {}) } }, "Normal", "OperandsStopped", `${patch.driverChange}: NVIDIA's operands on this node stop, and come back in order (toolkit, then device plugin, GFD, DCGM exporter, validator) once the new driver is Ready`);
+    }
   }
 
   /** Server-side apply, only when a field gpuop sets differs from what is live: a steady state writes nothing. */

@@ -178,6 +178,8 @@ export const OPERANDS_STOP_STATES: ReadonlySet<string> = new Set(["pod-deletion-
 export interface NodePatch {
   labels: Record<string, string | null>;
   annotations: Record<string, string | null>;
+  /** Why the patch closes every gate for a driver change, for the node's Event. */
+  driverChange?: string;
 }
 
 /**
@@ -212,6 +214,7 @@ export function operandNodePatch(node: NodeLike & { metadata: { annotations?: Re
   const restart = anyOpen && (stopping || driverGone);
   // The driver the operands may start against: not while it is being taken away, and in
   // validation-required not the one they ran against before.
+  if (restart) patch.driverChange = stopping ? `the driver upgrade takes the driver away (${state})` : "the driver pod the operands ran against is gone";
   const driver = !gpuopDriver || stopping ? undefined : live.find((p) => p.ready && !(state === "validation-required" && p.uid === recorded));
   for (const info of OPERANDS) {
     const deploy = deployLabel(info);
@@ -274,35 +277,78 @@ export function operandStatuses(input: { policy: ClusterPolicy; nodes: readonly 
     return [{ name: "operands", daemonSet: "", state: "error", message: `${input.error}. Operand DaemonSets are left as they are until the policy is fixed.` }];
   }
   const policy = normalizePolicy(input.policy);
-  const { gpuNodes } = classifyNodes(input.nodes);
-  const labelsOf = new Map(input.nodes.map((n) => [n.metadata.name ?? "", n.metadata.labels ?? {}]));
   const out: OperandStatus[] = [];
-  for (const info of OPERANDS) {
-    if (!operandEnabled(policy, info)) {
-      out.push({ name: info.key, daemonSet: info.name, state: "disabled" });
+  for (const o of operandNodeSplit(policy, input.nodes, input.ready)) {
+    if (!o.enabled) {
+      out.push({ name: o.info.key, daemonSet: o.info.name, state: "disabled" });
       continue;
     }
-    const readyOn = input.ready.get(info.key) ?? new Set<string>();
+    out.push({
+      name: o.info.key,
+      daemonSet: o.info.name,
+      state: o.waiting.length === 0 && o.notReady.length === 0 ? "ready" : "notReady",
+      nodes: o.meant,
+      readyPods: o.meant - o.waiting.length - o.notReady.length,
+      ...(o.waiting.length > 0 ? { waiting: cap(o.waiting) } : {}),
+      ...(o.notReady.length > 0 ? { notReady: cap(o.notReady) } : {}),
+    });
+  }
+  for (const name of UNSUPPORTED_COMPONENTS) {
+    const c = policy.spec[name] as { enabled?: unknown } | undefined;
+    if (c?.enabled === true) out.push({ name, daemonSet: "", state: "unsupported", message: `gpuop does not deploy ${name}; run it yourself or turn it off` });
+  }
+  return out;
+}
+
+/** Per operand: the GPU nodes meant to run it, those waiting for their gate, those whose pod is not Ready yet. */
+function operandNodeSplit(policy: ClusterPolicy, nodes: readonly NodeLike[], ready: ReadyPods) {
+  const { gpuNodes } = classifyNodes(nodes);
+  const labelsOf = new Map(nodes.map((n) => [n.metadata.name ?? "", n.metadata.labels ?? {}]));
+  return OPERANDS.map((info) => {
+    if (!operandEnabled(policy, info)) return { info, enabled: false, meant: 0, waiting: [] as string[], notReady: [] as string[] };
+    const readyOn = ready.get(info.key) ?? new Set<string>();
     const meant = gpuNodes.filter((n) => {
       const labels = labelsOf.get(n.name) ?? {};
       return labels[DEPLOY_OPERANDS_LABEL] !== "false" && (labels[deployLabel(info)] ?? "true") === "true";
     });
     const waiting = meant.filter((n) => labelsOf.get(n.name)?.[gateLabel(info)] !== GATE_OPEN).map((n) => n.name);
     const notReady = meant.filter((n) => labelsOf.get(n.name)?.[gateLabel(info)] === GATE_OPEN && !readyOn.has(n.name)).map((n) => n.name);
-    const readyCount = meant.length - waiting.length - notReady.length;
-    out.push({
-      name: info.key,
-      daemonSet: info.name,
-      state: waiting.length === 0 && notReady.length === 0 ? "ready" : "notReady",
-      nodes: meant.length,
-      readyPods: readyCount,
-      ...(waiting.length > 0 ? { waiting: cap(waiting) } : {}),
-      ...(notReady.length > 0 ? { notReady: cap(notReady) } : {}),
-    });
-  }
-  for (const name of UNSUPPORTED_COMPONENTS) {
-    const c = policy.spec[name] as { enabled?: unknown } | undefined;
-    if (c?.enabled === true) out.push({ name, daemonSet: "", state: "unsupported", message: `gpuop does not deploy ${name}; run it yourself or turn it off` });
+    return { info, enabled: true, meant: meant.length, waiting, notReady };
+  });
+}
+
+/**
+ * `gpuop_operand_nodes{operand,state}`: GPU nodes meant to run each enabled operand, by state:
+ * ready, starting (gate open, pod not Ready) or waiting (for the operand before it, or for a
+ * driver change to end). Disabled operands have no series.
+ */
+export function operandNodeSeries(policy: ClusterPolicy, nodes: readonly NodeLike[], ready: ReadyPods): { labels: { operand: string; state: string }; value: number }[] {
+  return operandNodeSplit(normalizePolicy(policy), nodes, ready)
+    .filter((o) => o.enabled)
+    .flatMap((o) => [
+      { labels: { operand: o.info.key, state: "ready" }, value: o.meant - o.waiting.length - o.notReady.length },
+      { labels: { operand: o.info.key, state: "starting" }, value: o.notReady.length },
+      { labels: { operand: o.info.key, state: "waiting" }, value: o.waiting.length },
+    ]);
+}
+
+/**
+ * Events for operands whose state changed between two statuses of the same policy: ready
+ * (Normal) or no longer ready (Warning, naming a few nodes). The first status after a start has
+ * nothing to compare with and gives none; so does a steady state.
+ */
+export function operandTransitions(before: readonly OperandStatus[] | undefined, after: readonly OperandStatus[]): { type: "Normal" | "Warning"; reason: string; message: string }[] {
+  if (!before) return [];
+  const was = new Map(before.map((o) => [o.name, o.state]));
+  const out: { type: "Normal" | "Warning"; reason: string; message: string }[] = [];
+  for (const o of after) {
+    const prev = was.get(o.name);
+    if (prev === undefined || prev === o.state) continue;
+    if (o.state === "ready") out.push({ type: "Normal", reason: "OperandReady", message: `${o.name} (${o.daemonSet}) is Ready on all ${o.nodes ?? 0} of its nodes` });
+    else if (o.state === "notReady" && prev === "ready") {
+      const nodes = [...(o.notReady ?? []), ...(o.waiting ?? [])];
+      out.push({ type: "Warning", reason: "OperandNotReady", message: `${o.name} (${o.daemonSet}): ${o.readyPods ?? 0}/${o.nodes ?? 0} nodes ready; not ready on ${nodes.slice(0, 5).join(", ")}${nodes.length > 5 ? ", ..." : ""}` });
+    }
   }
   return out;
 }

@@ -5,7 +5,9 @@ import {
   GATE_OPEN,
   OPERAND_HASH_ANNOTATION,
   operandNodePatch,
+  operandNodeSeries,
   operandPods,
+  operandTransitions,
   operandStatuses,
   readyPods,
   type OperandPods,
@@ -181,7 +183,7 @@ test("driver upgrade: the operands stop before the driver restarts and come back
   const old = { drivers: [["n1", [{ uid: "old", ready: true }]]] as [string, { uid: string; ready: boolean }[]][] };
   // Every step that takes the driver away closes every gate, once.
   for (const state of ["pod-deletion-required", "drain-required", "pod-restart-required"]) {
-    assert.deepEqual(operandNodePatch(at(state, ALL_OPEN), ALL, true, podsOf(RUNNING.slice(1), old)), { labels: closeAll, annotations: {} }, state);
+    assert.deepEqual(operandNodePatch(at(state, ALL_OPEN), ALL, true, podsOf(RUNNING.slice(1), old)), { labels: closeAll, annotations: {}, driverChange: `the driver upgrade takes the driver away (${state})` }, state);
     assert.deepEqual(operandNodePatch(at(state, {}), ALL, true, podsOf([], old)), { labels: {}, annotations: {} }, `${state}: nothing opens while the driver is being taken away`);
   }
   // validation-required: the old driver pod (still Ready in a cache) does not count; a pod of the old toolkit still leaving holds its gate.
@@ -200,7 +202,7 @@ test("driver upgrade: the operands stop before the driver restarts and come back
 
 test("the driver pod the operands run against goes (a pool move, a fallback, a deletion): every gate closes; they reopen against the new one", () => {
   const n = withAnnotations(gpuNode("n1", { ...DEPLOYED, ...ALL_OPEN }), { "gpuop.nvidia.com/operands-driver-pod": "old" });
-  assert.deepEqual(operandNodePatch(n, ALL, true, podsOf(RUNNING.slice(1), { drivers: [["n1", [{ uid: "new", ready: true }]]] })), { labels: closeAll, annotations: {} });
+  assert.deepEqual(operandNodePatch(n, ALL, true, podsOf(RUNNING.slice(1), { drivers: [["n1", [{ uid: "new", ready: true }]]] })), { labels: closeAll, annotations: {}, driverChange: "the driver pod the operands ran against is gone" });
   assert.deepEqual(operandNodePatch(n, ALL, true, podsOf(RUNNING.slice(1), { drivers: [] })).labels, closeAll, "no driver pod at all");
   // Still there beside a new one (a move in progress): nothing yet.
   assert.deepEqual(operandNodePatch(n, ALL, true, podsOf(RUNNING.slice(1), { drivers: [["n1", [{ uid: "old", ready: true }, { uid: "new", ready: false }]]] })).labels, {});
@@ -285,4 +287,23 @@ test("spec.daemonsets: priority class, tolerations (replacing the default), labe
   assert.deepEqual(ds({ daemonsets: { updateStrategy: "OnDelete" } }, "gpu-feature-discovery").spec.updateStrategy, { type: "OnDelete" });
   assert.deepEqual(ds({}, "gpu-feature-discovery").spec.updateStrategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 1 } });
   assert.throws(() => render({ daemonsets: { rollingUpdate: { maxUnavailable: "one" } } }), (e: unknown) => e instanceof UserError && /maxUnavailable/.test(e.message));
+});
+
+test("metrics: nodes per enabled operand by state (ready, starting, waiting); disabled operands have no series", () => {
+  const nodes = [gpuNode("a", { "gpuop.nvidia.com/gate.container-toolkit": "open" }), gpuNode("b", { "gpuop.nvidia.com/gate.container-toolkit": "open" }), gpuNode("c"), gpuNode("d", { "nvidia.com/gpu.deploy.container-toolkit": "false" })];
+  const series = operandNodeSeries(policy({ gfd: { enabled: false } }), nodes, ready([["toolkit", ["a"]]]));
+  const get = (operand: string, state: string) => series.find((x) => x.labels.operand === operand && x.labels.state === state)?.value;
+  assert.deepEqual([get("toolkit", "ready"), get("toolkit", "starting"), get("toolkit", "waiting")], [1, 1, 1]);
+  assert.deepEqual([get("devicePlugin", "ready"), get("devicePlugin", "starting"), get("devicePlugin", "waiting")], [0, 0, 4]);
+  assert.equal(series.some((x) => x.labels.operand === "gfd"), false);
+  assert.equal(series.length, 4 * 3);
+});
+
+test("events: an operand becoming ready, or no longer ready; none on the first pass or in a steady state", () => {
+  const st = (state: string, extra: Record<string, unknown> = {}) => ({ name: "devicePlugin", daemonSet: "nvidia-device-plugin-daemonset", state, nodes: 3, readyPods: state === "ready" ? 3 : 1, ...extra });
+  assert.deepEqual(operandTransitions(undefined, [st("ready")]), []);
+  assert.deepEqual(operandTransitions([st("ready")], [st("ready")]), []);
+  assert.deepEqual(operandTransitions([st("notReady")], [st("ready")]), [{ type: "Normal", reason: "OperandReady", message: "devicePlugin (nvidia-device-plugin-daemonset) is Ready on all 3 of its nodes" }]);
+  assert.deepEqual(operandTransitions([st("ready")], [st("notReady", { notReady: ["b"], waiting: ["c"] })]), [{ type: "Warning", reason: "OperandNotReady", message: "devicePlugin (nvidia-device-plugin-daemonset): 1/3 nodes ready; not ready on b, c" }]);
+  assert.deepEqual(operandTransitions([st("notReady")], [st("disabled")]), []);
 });
