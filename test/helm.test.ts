@@ -132,8 +132,14 @@ describe("chart checks without installing", () => {
       { apiGroups: ["coordination.k8s.io"], resources: ["leases"], resourceNames: ["gpuop-leader"], verbs: ["get", "update"] },
     ]);
     assert.deepEqual(rules(find(objs, "Role", "gpu-operator-events", "default")), [{ apiGroups: [""], resources: ["events"], verbs: ["create"] }]);
+    // NVIDIA's config-manager (device plugin and GFD pods) reads nodes, under NVIDIA's ClusterRole names; nothing else.
+    const configManager = ["nvidia-device-plugin", "nvidia-gpu-feature-discovery"];
+    for (const name of configManager) {
+      assert.deepEqual(rules(find(objs, "ClusterRole", name)), [{ apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch"] }]);
+      assert.deepEqual(find(objs, "ClusterRoleBinding", name).subjects, [{ kind: "ServiceAccount", name, namespace: NS }]);
+    }
     for (const kind of ["ClusterRoleBinding", "RoleBinding"]) {
-      for (const b of objs.filter((o) => o.kind === kind)) {
+      for (const b of objs.filter((o) => o.kind === kind && !configManager.includes(o.metadata.name))) {
         assert.deepEqual(b.subjects, [{ kind: "ServiceAccount", name: "gpu-operator", namespace: NS }], `${kind} ${b.metadata.name}`);
       }
     }

@@ -307,3 +307,78 @@ test("events: an operand becoming ready, or no longer ready; none on the first p
   assert.deepEqual(operandTransitions([st("ready")], [st("notReady", { notReady: ["b"], waiting: ["c"] })]), [{ type: "Warning", reason: "OperandNotReady", message: "devicePlugin (nvidia-device-plugin-daemonset): 1/3 nodes ready; not ready on b, c" }]);
   assert.deepEqual(operandTransitions([st("notReady")], [st("disabled")]), []);
 });
+
+test("devicePlugin.config: NVIDIA's config-manager init and sidecar, CONFIG_FILE, the ConfigMap and a shared emptyDir, for the device plugin and GFD", () => {
+  const spec = { devicePlugin: { repository: "r.example.com/nv", image: "k8s-device-plugin", version: "v0.20.1", imagePullPolicy: "Always", resources: { requests: { cpu: "50m" } }, config: { name: "time-slicing", default: "any" } }, gfd: { resources: { requests: { cpu: "20m" } } } };
+  for (const [name, main, process, cpu] of [["nvidia-device-plugin-daemonset", "nvidia-device-plugin", "nvidia-device-plugin", "50m"], ["gpu-feature-discovery", "gpu-feature-discovery", "gpu-feature-discovery", "20m"]] as const) {
+    const pod = ds(spec, name).spec.template.spec;
+    assert.deepEqual(pod.initContainers?.map((c) => c.name), ["toolkit-validation", "config-manager-init"], name);
+    assert.deepEqual(pod.containers.map((c) => c.name), [main, "config-manager"], name);
+    assert.equal(pod.shareProcessNamespace, true);
+    const init = pod.initContainers![1]!;
+    const sidecar = pod.containers[1]!;
+    for (const c of [init, sidecar]) {
+      assert.equal(c.image, "r.example.com/nv/k8s-device-plugin:v0.20.1", "the device plugin's image");
+      assert.equal(c.imagePullPolicy, "Always");
+      assert.deepEqual(c.command, ["config-manager"]);
+      assert.deepEqual(c.volumeMounts, [{ name: "config", mountPath: "/config" }, { name: "time-slicing", mountPath: "/available-configs" }]);
+      const env = envOf(c);
+      assert.equal(env.NODE_LABEL, "nvidia.com/device-plugin.config");
+      assert.equal(env.CONFIG_FILE_SRCDIR, "/available-configs");
+      assert.equal(env.CONFIG_FILE_DST, "/config/config.yaml");
+      assert.equal(env.DEFAULT_CONFIG, "any");
+      assert.equal(env.FALLBACK_STRATEGIES, "empty");
+      assert.deepEqual(c.env?.find((e) => e.name === "NODE_NAME")?.valueFrom, { fieldRef: { fieldPath: "spec.nodeName" } });
+    }
+    assert.deepEqual([envOf(init).ONESHOT, envOf(init).SEND_SIGNAL, envOf(sidecar).ONESHOT, envOf(sidecar).SEND_SIGNAL, envOf(sidecar).SIGNAL, envOf(sidecar).PROCESS_TO_SIGNAL], ["true", "false", "false", "true", "1", process]);
+    assert.deepEqual(init.resources, { requests: { cpu } }, "the init takes the operand's resources");
+    assert.equal(envOf(pod.containers[0]).CONFIG_FILE, "/config/config.yaml");
+    assert.deepEqual(pod.containers[0]!.volumeMounts?.slice(-2), [{ name: "config", mountPath: "/config" }, { name: "time-slicing", mountPath: "/available-configs" }]);
+    assert.deepEqual(pod.volumes.slice(-2), [{ name: "time-slicing", configMap: { name: "time-slicing" } }, { name: "config", emptyDir: {} }]);
+  }
+  // No name: nothing of it.
+  const plain = ds({ devicePlugin: { config: { default: "any" } } }, "nvidia-device-plugin-daemonset").spec.template.spec;
+  assert.deepEqual(plain.containers.map((c) => c.name), ["nvidia-device-plugin"]);
+  assert.equal(plain.shareProcessNamespace, undefined);
+  assert.equal(envOf(plain.containers[0]).CONFIG_FILE, undefined);
+  assert.throws(() => render({ devicePlugin: { config: { name: "Time.Slicing" } } }), (e: unknown) => e instanceof UserError && /spec\.devicePlugin\.config\.name "Time\.Slicing" must be a ConfigMap name/.test(e.message));
+  assert.throws(() => render({ devicePlugin: { config: "time-slicing" } }), (e: unknown) => e instanceof UserError && /spec\.devicePlugin\.config must be an object/.test(e.message));
+});
+
+test("dcgmExporter.config: the ConfigMap's dcgm-metrics.csv replaces the collectors; the Service's internalTrafficPolicy", () => {
+  const d = ds({ dcgmExporter: { config: { name: "custom-metrics" } } }, "nvidia-dcgm-exporter").spec.template.spec;
+  assert.equal(envOf(d.containers[0]).DCGM_EXPORTER_COLLECTORS, "/etc/dcgm-exporter/dcgm-metrics.csv");
+  assert.deepEqual(d.containers[0]!.volumeMounts?.at(-1), { name: "metrics-config", mountPath: "/etc/dcgm-exporter/dcgm-metrics.csv", subPath: "dcgm-metrics.csv", readOnly: true });
+  assert.deepEqual(d.volumes.at(-1), { name: "metrics-config", configMap: { name: "custom-metrics", items: [{ key: "dcgm-metrics.csv", path: "dcgm-metrics.csv" }] } });
+  assert.equal(envOf(ds({}, "nvidia-dcgm-exporter").spec.template.spec.containers[0]).DCGM_EXPORTER_COLLECTORS, "/etc/dcgm-exporter/dcp-metrics-included.csv");
+  assert.equal(render({ dcgmExporter: { service: { internalTrafficPolicy: "Local", type: "NodePort" } } }).services[0]!.spec.internalTrafficPolicy, "Local");
+  assert.equal(render({ dcgmExporter: { service: { type: "NodePort" } } }).services[0]!.spec.type, "NodePort");
+  assert.throws(() => render({ dcgmExporter: { service: { internalTrafficPolicy: "local" } } }), (e: unknown) => e instanceof UserError && /internalTrafficPolicy must be Cluster or Local/.test(e.message));
+});
+
+test("validator.<component>.env and validator.resources reach every operand's validation init of that component", () => {
+  const spec = { validator: { resources: { limits: { memory: "100Mi" } }, driver: { env: [{ name: "DISABLE_DEV_CHAR_SYMLINK_CREATION", value: "true" }] }, toolkit: { env: [{ name: "T", value: "1" }] }, plugin: { env: [{ name: "WITH_WORKLOAD", value: "true" }] } } };
+  const tk = ds(spec, "nvidia-container-toolkit-daemonset").spec.template.spec.initContainers![0]!;
+  assert.equal(envOf(tk).DISABLE_DEV_CHAR_SYMLINK_CREATION, "true");
+  assert.deepEqual(tk.resources, { limits: { memory: "100Mi" } });
+  const dp = ds(spec, "nvidia-device-plugin-daemonset").spec.template.spec.initContainers![0]!;
+  assert.deepEqual([envOf(dp).T, envOf(dp).DISABLE_DEV_CHAR_SYMLINK_CREATION], ["1", undefined]);
+  const inits = Object.fromEntries(ds(spec, "nvidia-operator-validator").spec.template.spec.initContainers!.map((c) => [c.name, c]));
+  assert.equal(envOf(inits["plugin-validation"]).WITH_WORKLOAD, "true", "replaces gpuop's default");
+  assert.equal(inits["plugin-validation"]!.env!.filter((e) => e.name === "WITH_WORKLOAD").length, 1);
+  assert.equal(envOf(inits["cuda-validation"]).WITH_WORKLOAD, undefined);
+  assert.deepEqual(inits["cuda-validation"]!.resources, { limits: { memory: "100Mi" } });
+  assert.throws(() => render({ validator: { cuda: { env: "x" } } }), (e: unknown) => e instanceof UserError && /spec\.validator\.cuda\.env/.test(e.message));
+});
+
+test("args, env, resources, pull policy and secrets per operand, on each operand's main container", () => {
+  for (const [key, name] of [["toolkit", "nvidia-container-toolkit-daemonset"], ["devicePlugin", "nvidia-device-plugin-daemonset"], ["gfd", "gpu-feature-discovery"], ["dcgmExporter", "nvidia-dcgm-exporter"], ["validator", "nvidia-operator-validator"]] as const) {
+    const d = ds({ [key]: { env: [{ name: "OWN", value: key }], resources: { requests: { memory: "64Mi" } }, imagePullPolicy: "Never", imagePullSecrets: ["s1", "s1", "s2"], args: ["--flag-x"] } }, name);
+    const c = d.spec.template.spec.containers[0]!;
+    assert.equal(envOf(c).OWN, key, name);
+    assert.deepEqual(c.resources, { requests: { memory: "64Mi" } }, name);
+    assert.equal(c.imagePullPolicy, "Never", name);
+    assert.deepEqual(d.spec.template.spec.imagePullSecrets, [{ name: "s1" }, { name: "s2" }], name);
+    if (key !== "validator") assert.ok([...(c.args ?? []), ...(c.command ?? [])].join(" ").includes("--flag-x"), name);
+  }
+});
