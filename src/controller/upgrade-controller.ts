@@ -20,6 +20,7 @@ import {
   type UpgradePlan,
 } from "../core/upgrade.ts";
 import { deployLabel, OPERAND_LABEL, operandInfo } from "../core/operands/common.ts";
+import { OPERANDS_DRIVER_ANNOTATION } from "../core/operands/index.ts";
 import { DEPLOY_OPERANDS_LABEL } from "../core/gpu-node.ts";
 import { isNotFound, KubeApiError, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
@@ -118,7 +119,7 @@ export class UpgradeExecutor {
         ...(r.desiredPool !== undefined ? { desiredPool: r.desiredPool } : {}),
         currentPoolLive: ds !== undefined && !ds.metadata.deletionTimestamp && poolSelects(liveSelectors.get(r.currentPool!) ?? {}, labels),
         ...(pod && ds ? { driver: driverView(pod as PodDetails, ds) } : {}),
-        ...(validatorExpected(labels) ? { validatorExpected: true } : {}),
+        ...(validatorExpected(labels, annotations) ? { validatorExpected: true } : {}),
       };
       out.push(n);
     }
@@ -245,9 +246,13 @@ export class UpgradeExecutor {
   }
 }
 
-/** gpuop's operand controller runs NVIDIA's operator validator on the node (its deploy label, set on every GPU node unless turned off). */
-function validatorExpected(labels: Readonly<Record<string, string>>): boolean {
-  return labels[DEPLOY_OPERANDS_LABEL] !== "false" && labels[deployLabel(operandInfo("validator"))] === "true";
+/**
+ * gpuop's operand controller runs NVIDIA's operator validator on the node: its deploy label (set
+ * on every GPU node unless turned off) and the record that operands ran there against gpuop's
+ * driver (a policy whose operands never rendered has none to wait for).
+ */
+function validatorExpected(labels: Readonly<Record<string, string>>, annotations: Readonly<Record<string, string>>): boolean {
+  return labels[DEPLOY_OPERANDS_LABEL] !== "false" && labels[deployLabel(operandInfo("validator"))] === "true" && annotations[OPERANDS_DRIVER_ANNOTATION] !== undefined;
 }
 
 /** The driver pod of `pool` on `node`; a live one before one being deleted. */

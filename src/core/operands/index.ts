@@ -234,7 +234,10 @@ export function operandNodePatch(node: NodeLike & { metadata: { annotations?: Re
     }
     if (labels[gate] === GATE_OPEN) continue;
     if (pods.present.get(info.key)?.has(name)) continue;
-    const after = prerequisite(info, enabled);
+    // A prerequisite kept off this node by its deploy label is the host's (a toolkit installed on
+    // the host, as a pre-installed driver): the operand waits for the one before it instead.
+    let after = prerequisite(info, enabled);
+    while (after !== "driver" && labels[deployLabel(operandInfo(after))] !== undefined && labels[deployLabel(operandInfo(after))] !== "true") after = prerequisite(operandInfo(after), enabled);
     if (after === "driver") {
       if (gpuopDriver && !driver) continue;
       patch.labels[gate] = GATE_OPEN;

@@ -382,3 +382,11 @@ test("args, env, resources, pull policy and secrets per operand, on each operand
     if (key !== "validator") assert.ok([...(c.args ?? []), ...(c.command ?? [])].join(" ").includes("--flag-x"), name);
   }
 });
+
+test("a prerequisite kept off a node by its deploy label is the host's: the operands after it wait for the one before", () => {
+  const n = gpuNode("n1", { ...DEPLOYED, "nvidia.com/gpu.deploy.container-toolkit": "false", "nvidia.com/gpu.deploy.driver": "true" });
+  const p = operandNodePatch(n, ALL, true, podsOf([["driver", ["n1"]]]));
+  assert.deepEqual(Object.keys(p.labels).sort(), GATES.slice(1).sort());
+  assert.deepEqual(p.annotations, { "gpuop.nvidia.com/operands-driver-pod": "d-n1" });
+  assert.deepEqual(operandNodePatch(n, ALL, true, podsOf([])).labels, {}, "still after the driver");
+});
