@@ -28,9 +28,11 @@ import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, KubeObject, Node, Pod } from "../kube/types.ts";
 import { FIELD_MANAGER } from "./driver-controller.ts";
 import { WorkQueue } from "./workqueue.ts";
+import { mapLimit } from "../registry/pool.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 
 const KEY = "operands";
+const NODE_PATCH_CONCURRENCY = 16;
 const sameJson = (a: unknown, b: unknown) => canonicalJson(a) === canonicalJson(b);
 const RUNTIME_CLASS_PATH = "/apis/node.k8s.io/v1/runtimeclasses";
 
@@ -190,7 +192,8 @@ export class OperandController {
   /** Deploy labels, gates in NVIDIA's order, gates closed for a driver change: one patch per node that changes. */
   private async labelNodes(nodes: readonly Node[], enabled: ReadonlySet<OperandKey>, driverEnabled: boolean) {
     const pods = operandPods(this.pods.list());
-    for (const node of nodes) await this.patchNode(node, operandNodePatch(node, enabled, driverEnabled, pods));
+    // A few at a time, as the driver controller's node patches: a driver upgrade of many nodes closes many gates at once.
+    await mapLimit(nodes.map((node) => [node, operandNodePatch(node, enabled, driverEnabled, pods)] as const).filter(([, p]) => !emptyPatch(p)), NODE_PATCH_CONCURRENCY, ([node, patch]) => this.patchNode(node, patch));
     return pods;
   }
 
