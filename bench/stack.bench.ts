@@ -4,10 +4,11 @@
 // conventional policy until every node runs a Ready driver and every operand
 // Ready), a driver version upgrade (every node through NVIDIA's upgrade steps,
 // its operands stopped and brought back in order), then a steady window.
-// Requests are counted server-side from the audit log, as in operator.bench.ts.
+// Requests are counted server-side from the audit log, as in operator.bench.ts;
+// the operator's log is kept in .tmp/bench/bench-gpuop-stack/operator.log.
 // Environment: GPUOP_BENCH_STACK_NODES (200), GPUOP_BENCH_TIMEOUT_S (420, per
 // phase), GPUOP_BENCH_STEADY_S (60).
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startCluster, stopCluster } from "../test/harness/cluster.ts";
 import { createGpuNode } from "../test/harness/nodes.ts";
@@ -93,7 +94,10 @@ export const benchmark: Benchmark = {
       }, { timeoutMs: 10 * 60_000, intervalMs: 2000 });
       const op = await startOperator({ kubeconfig, leaderElect: false });
       const pid = op.proc.pid!;
-      stop = async () => void (await op.stop());
+      stop = async () => {
+        await op.stop();
+        writeFileSync(join(workDir, "operator.log"), op.logs());
+      };
 
       const cpu0 = cpuSeconds(pid);
       const t0 = Date.now();
