@@ -212,9 +212,9 @@ export function operandNodePatch(node: NodeLike & { metadata: { annotations?: Re
   const stopping = gpuopDriver && OPERANDS_STOP_STATES.has(state);
   const driverGone = gpuopDriver && recorded !== undefined && !live.some((p) => p.uid === recorded);
   const restart = anyOpen && (stopping || driverGone);
+  if (restart) patch.driverChange = stopping ? `the driver upgrade takes the driver away (${state})` : "the driver pod the operands ran against is gone";
   // The driver the operands may start against: not while it is being taken away, and in
   // validation-required not the one they ran against before.
-  if (restart) patch.driverChange = stopping ? `the driver upgrade takes the driver away (${state})` : "the driver pod the operands ran against is gone";
   const driver = !gpuopDriver || stopping ? undefined : live.find((p) => p.ready && !(state === "validation-required" && p.uid === recorded));
   for (const info of OPERANDS) {
     const deploy = deployLabel(info);
@@ -235,9 +235,10 @@ export function operandNodePatch(node: NodeLike & { metadata: { annotations?: Re
     if (labels[gate] === GATE_OPEN) continue;
     if (pods.present.get(info.key)?.has(name)) continue;
     // A prerequisite kept off this node by its deploy label is the host's (a toolkit installed on
-    // the host, as a pre-installed driver): the operand waits for the one before it instead.
+    // the host, as a pre-installed driver): the operand waits for the one before it instead. Not
+    // while NVIDIA's driver manager pauses it for a driver upgrade.
     let after = prerequisite(info, enabled);
-    while (after !== "driver" && labels[deployLabel(operandInfo(after))] !== undefined && labels[deployLabel(operandInfo(after))] !== "true") after = prerequisite(operandInfo(after), enabled);
+    while (after !== "driver" && hostProvided(labels[deployLabel(operandInfo(after))])) after = prerequisite(operandInfo(after), enabled);
     if (after === "driver") {
       if (gpuopDriver && !driver) continue;
       patch.labels[gate] = GATE_OPEN;
@@ -248,6 +249,8 @@ export function operandNodePatch(node: NodeLike & { metadata: { annotations?: Re
   }
   return patch;
 }
+
+const hostProvided = (deployValue: string | undefined) => deployValue !== undefined && deployValue !== "true" && !deployValue.includes("paused-for-driver-upgrade");
 
 /** Whether a patch changes anything. */
 export const emptyPatch = (p: NodePatch) => Object.keys(p.labels).length === 0 && Object.keys(p.annotations).length === 0;

@@ -389,4 +389,6 @@ test("a prerequisite kept off a node by its deploy label is the host's: the oper
   assert.deepEqual(Object.keys(p.labels).sort(), GATES.slice(1).sort());
   assert.deepEqual(p.annotations, { "gpuop.nvidia.com/operands-driver-pod": "d-n1" });
   assert.deepEqual(operandNodePatch(n, ALL, true, podsOf([])).labels, {}, "still after the driver");
+  const paused = gpuNode("n1", { ...DEPLOYED, "nvidia.com/gpu.deploy.container-toolkit": "paused-for-driver-upgrade" });
+  assert.deepEqual(operandNodePatch(paused, ALL, true, podsOf([["driver", ["n1"]]])).labels, {}, "paused by NVIDIA's driver manager: not the host's");
 });
