@@ -45,6 +45,7 @@ const REPOSITORY = "nvcr.io/nvidia";
 const SWITCH_PATCH = '[{"op":"replace","path":"/spec/driver/usePrecompiled","value":true},{"op":"replace","path":"/spec/driver/version","value":"580"}]';
 
 type OperatorName = "gpuop" | "nvidia";
+const DRIVER_ONLY = { toolkit: { enabled: false }, devicePlugin: { enabled: false }, gfd: { enabled: false }, dcgmExporter: { enabled: false } };
 type Workload = "single" | "mixed";
 
 interface SimNode { name: string; kernel: string; os: { id: string; versionId: string } }
@@ -120,7 +121,7 @@ async function waitConverged(client: KubeClient, nodes: SimNode[], precompiled: 
 }
 
 /** A kubeconfig for the benchmark's ServiceAccount (bound to cluster-admin), so the audit log holds only the operator's requests. */
-async function operatorKubeconfig(cluster: LocalCluster, client: KubeClient, file: string): Promise<string> {
+export async function operatorKubeconfig(cluster: LocalCluster, client: KubeClient, file: string): Promise<string> {
   await client.create(`/api/v1/namespaces/${NS}/serviceaccounts`, { metadata: { name: OPERATOR_SA.name } });
   await client.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
     metadata: { name: "bench-operator" },
@@ -206,19 +207,9 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
     try {
       const policy = operator === "nvidia"
         ? nvidiaPolicy({ repository: REPOSITORY, version: "580.95.05", maxUnavailable: "25%" })
-        : {
-            apiVersion: "nvidia.com/v1",
-            kind: "ClusterPolicy",
-            metadata: { name: "cluster-policy" },
-            spec: {
-              driver: { repository: REPOSITORY, usePrecompiled: false, version: "580.95.05", upgradePolicy: { maxUnavailable: "25%", maxParallelUpgrades: 0 } },
-              // The operands NVIDIA's policy turns off too: the driver is what is compared. The validator is always on in both.
-              toolkit: { enabled: false },
-              devicePlugin: { enabled: false },
-              gfd: { enabled: false },
-              dcgmExporter: { enabled: false },
-            },
-          };
+        // As NVIDIA's above: the driver and the validator (which neither can turn off), every other operand off.
+        // The whole stack is measured by bench/stack.bench.ts.
+        : { apiVersion: "nvidia.com/v1", kind: "ClusterPolicy", metadata: { name: "cluster-policy" }, spec: { driver: { repository: REPOSITORY, usePrecompiled: false, version: "580.95.05", upgradePolicy: { maxUnavailable: "25%", maxParallelUpgrades: 0 } }, ...DRIVER_ONLY } };
 
       // Install: the conventional policy until every node runs its Ready driver.
       const cpu0 = cpuSeconds(pid);
@@ -274,7 +265,7 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
   }
 }
 
-function writesByResource(events: AuditEvent[], from: number, to: number): Record<string, number> {
+export function writesByResource(events: AuditEvent[], from: number, to: number): Record<string, number> {
   const out: Record<string, number> = {};
   for (const e of events) {
     if (e.at < from || e.at >= to || !["create", "update", "patch", "delete"].includes(e.verb)) continue;

@@ -6,6 +6,7 @@ const modules: (() => Promise<{ benchmark: Benchmark }>)[] = [
   () => import("./registry.bench.ts"),
   () => import("./operator.bench.ts"),
   () => import("./upgrade.bench.ts"),
+  () => import("./stack.bench.ts"),
 ];
 
 const only = process.argv[2];

@@ -124,7 +124,7 @@ describe("chart checks without installing", () => {
     ]);
     assert.deepEqual(rules(find(objs, "Role", "gpu-operator", NS)), [
       { apiGroups: ["apps"], resources: ["daemonsets"], verbs: ["list", "watch", "create", "patch", "delete"] },
-      { apiGroups: [""], resources: ["pods"], verbs: ["list", "watch", "delete"] },
+      { apiGroups: [""], resources: ["pods"], verbs: ["list", "watch"] },
       { apiGroups: [""], resources: ["services"], verbs: ["list", "watch", "create", "patch", "delete"] },
       { apiGroups: [""], resources: ["serviceaccounts"], resourceNames: ["nvidia-container-toolkit", "nvidia-device-plugin", "nvidia-gpu-feature-discovery", "nvidia-dcgm-exporter", "nvidia-operator-validator"], verbs: ["get"] },
       { apiGroups: [""], resources: ["serviceaccounts"], resourceNames: ["nvidia-driver"], verbs: ["get"] },
@@ -132,8 +132,14 @@ describe("chart checks without installing", () => {
       { apiGroups: ["coordination.k8s.io"], resources: ["leases"], resourceNames: ["gpuop-leader"], verbs: ["get", "update"] },
     ]);
     assert.deepEqual(rules(find(objs, "Role", "gpu-operator-events", "default")), [{ apiGroups: [""], resources: ["events"], verbs: ["create"] }]);
+    // NVIDIA's config-manager (device plugin and GFD pods) reads nodes, under NVIDIA's ClusterRole names; nothing else.
+    const configManager = ["nvidia-device-plugin", "nvidia-gpu-feature-discovery"];
+    for (const name of configManager) {
+      assert.deepEqual(rules(find(objs, "ClusterRole", name)), [{ apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch"] }]);
+      assert.deepEqual(find(objs, "ClusterRoleBinding", name).subjects, [{ kind: "ServiceAccount", name, namespace: NS }]);
+    }
     for (const kind of ["ClusterRoleBinding", "RoleBinding"]) {
-      for (const b of objs.filter((o) => o.kind === kind)) {
+      for (const b of objs.filter((o) => o.kind === kind && !configManager.includes(o.metadata.name))) {
         assert.deepEqual(b.subjects, [{ kind: "ServiceAccount", name: "gpu-operator", namespace: NS }], `${kind} ${b.metadata.name}`);
       }
     }
@@ -308,10 +314,11 @@ describe("installed from a chart repository, with the operator running as the ch
     const can = async (...args: string[]) => (await cluster.kubectl(["auth", "can-i", ...args, `--as=${SA}`]).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? "" }))).stdout.trim();
     assert.equal(await can("patch", "daemonsets", "-n", NS), "yes");
     assert.equal(await can("get", "secrets", "-n", NS), "no");
-    // Driver upgrades list a node's pods in every namespace and evict GPU pods; they delete only driver pods.
+    // Driver upgrades list a node's pods in every namespace and evict GPU pods; they delete no pod, not even a driver pod.
     assert.equal(await can("list", "pods", "-n", "kube-system"), "yes");
     assert.equal(await can("create", "pods", "--subresource=eviction", "-n", "kube-system"), "yes");
     assert.equal(await can("delete", "pods", "-n", "kube-system"), "no");
+    assert.equal(await can("delete", "pods", "-n", NS), "no");
     assert.equal(await can("watch", "pods", "-n", "kube-system"), "no");
     assert.equal(await can("patch", "daemonsets", "-n", "kube-system"), "no");
     assert.equal(await can("delete", "nodes"), "no");

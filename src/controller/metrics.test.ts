@@ -42,6 +42,7 @@ test("the operator's registry has gpuop's series and the process and Node.js run
   m.reconciles.inc({ result: "success" });
   m.apiRequests.setTotal({ verb: "list" }, 4);
   m.leader.set(1);
+  m.operandNodes.replace([{ labels: { operand: "devicePlugin", state: "waiting" }, value: 3 }]);
   const text = await m.render();
   for (const series of [
     /^gpuop_reconcile_total\{result="success"\} 1$/m,
@@ -49,6 +50,7 @@ test("the operator's registry has gpuop's series and the process and Node.js run
     /^gpuop_leader 1$/m,
     /^# TYPE gpuop_reconcile_duration_seconds histogram$/m,
     /^# TYPE gpuop_gpu_nodes gauge$/m,
+    /^gpuop_operand_nodes\{operand="devicePlugin",state="waiting"\} 3$/m,
     /^process_resident_memory_bytes \d+/m,
     /^process_cpu_seconds_total [\d.e+-]+/m,
     /^process_open_fds \d+/m,

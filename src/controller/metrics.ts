@@ -145,6 +145,7 @@ export class OperatorMetrics {
   readonly apiRequests = new Counter("gpuop_api_requests_total", "Requests made to the Kubernetes API, by verb.", ["verb"], this.registry);
   readonly leader = new Gauge("gpuop_leader", "1 while this replica leads.", [], this.registry);
   readonly upgradeStates = new Gauge("gpuop_driver_upgrade_nodes", "GPU nodes by driver upgrade state (nvidia.com/gpu-driver-upgrade-state).", ["state"], this.registry);
+  readonly operandNodes = new Gauge("gpuop_operand_nodes", "GPU nodes meant to run each enabled operand (toolkit, devicePlugin, gfd, dcgmExporter, validator), by state: ready, starting, waiting.", ["operand", "state"], this.registry);
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });

@@ -7,11 +7,16 @@ import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, n
 import {
   OPERAND_LABEL,
   OPERANDS,
+  emptyPatch,
   gateLabel,
-  operandNodeLabels,
+  operandNodePatch,
+  operandPods,
   operandStatuses,
-  readyPods,
   renderOperands,
+  OPERANDS_DRIVER_ANNOTATION,
+  operandNodeSeries,
+  operandTransitions,
+  type NodePatch,
   type OperandKey,
   type OperandRenderResult,
   type OperandStatus,
@@ -24,8 +29,11 @@ import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, KubeObject, Node, Pod } from "../kube/types.ts";
 import { FIELD_MANAGER } from "./driver-controller.ts";
 import { WorkQueue } from "./workqueue.ts";
+import { mapLimit } from "../registry/pool.ts";
+import type { OperatorMetrics } from "./metrics.ts";
 
 const KEY = "operands";
+const NODE_PATCH_CONCURRENCY = 16;
 const sameJson = (a: unknown, b: unknown) => canonicalJson(a) === canonicalJson(b);
 const RUNTIME_CLASS_PATH = "/apis/node.k8s.io/v1/runtimeclasses";
 
@@ -57,8 +65,13 @@ export class OperandController {
   /** The admin-only GPU node label (--gpu-node-label): other nodes get no operand, as they get no driver. */
   private readonly gpuNodeLabel: RestrictedNodeLabel | undefined;
 
-  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events?: EventRecorder; gpuNodeLabel?: RestrictedNodeLabel; nodes?: Informer<Node> }) {
+  private readonly metrics: OperatorMetrics | undefined;
+  /** The last status.operands computed, by policy uid: Events go out when an operand's state changes. */
+  private lastStatuses: { uid: string; operands: OperandStatus[] } | undefined;
+
+  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events?: EventRecorder; gpuNodeLabel?: RestrictedNodeLabel; nodes?: Informer<Node>; metrics?: OperatorMetrics }) {
     this.client = opts.client;
+    this.metrics = opts.metrics;
     // Pod counts move with every pod that becomes Ready: written every 10 s at most, states at once.
     this.statusWrites = new StatusWrites<OperandStatus[]>(this.client, (st) => st?.operands ?? [], (operands) => ({ status: { operands } }), {
       intervalMs: 10_000,
@@ -124,7 +137,7 @@ export class OperandController {
       this.runtimeClassDone = "";
       this.serviceAccounts.clear();
       // The DaemonSets go with the policy (owner references); the gates go too, so a new policy starts in order.
-      for (const node of nodes) await this.patchLabels(node, Object.fromEntries(OPERANDS.filter((o) => node.metadata.labels?.[gateLabel(o)] !== undefined).map((o) => [gateLabel(o), null])));
+      for (const node of nodes) await this.patchNode(node, { labels: Object.fromEntries(OPERANDS.filter((o) => node.metadata.labels?.[gateLabel(o)] !== undefined).map((o) => [gateLabel(o), null])), annotations: {} });
       return;
     }
     let rendered: OperandRenderResult;
@@ -140,7 +153,16 @@ export class OperandController {
     } catch (err) {
       if (!(err instanceof UserError)) throw err;
       // A bad policy changes nothing that runs: only the status and an Event say what to fix.
+      // The gates of the operands that run keep following driver changes (an upgrade waits for them).
       await this.reportProblem(active, err.message);
+      const live = new Set(this.daemonSets.list().map((d) => d.metadata.labels?.[OPERAND_LABEL] as OperandKey | undefined).filter((k): k is OperandKey => k !== undefined));
+      let driverOn = true;
+      try {
+        driverOn = normalizePolicy(active).spec.driver.enabled !== false;
+      } catch {
+        // The driver part is the driver controller's to report; its gates act as if it runs.
+      }
+      await this.labelNodes(nodes, live, driverOn);
       await this.writeStatus(active, operandStatuses({ policy: active, nodes, ready: new Map(), error: err.message }));
       return;
     }
@@ -156,16 +178,41 @@ export class OperandController {
     for (const svc of rendered.services) await this.apply(`/api/v1/namespaces/${this.namespace}/services`, this.services, svc);
     await this.removeDisabled(new Set(rendered.disabled));
 
-    const ready = readyPods(this.pods.list());
-    const enabled = new Set<OperandKey>(rendered.enabled);
-    for (const node of nodes) await this.patchLabels(node, operandNodeLabels(node, enabled, driverEnabled, ready));
-    await this.writeStatus(active, operandStatuses({ policy: active, nodes: restrictedNodes(this.nodes.list(), this.gpuNodeLabel), ready }));
+    const pods = await this.labelNodes(nodes, new Set<OperandKey>(rendered.enabled), driverEnabled);
+    const observed = restrictedNodes(this.nodes.list(), this.gpuNodeLabel);
+    const statuses = operandStatuses({ policy: active, nodes: observed, ready: pods.ready });
+    this.metrics?.operandNodes.replace(operandNodeSeries(active, observed, pods.ready));
+    await this.reportTransitions(active, statuses);
+    await this.writeStatus(active, statuses);
   }
 
-  private async patchLabels(node: Node, patch: Record<string, string | null>): Promise<void> {
-    if (Object.keys(patch).length === 0) return;
-    await this.client.mergePatch(`/api/v1/nodes/${node.metadata.name}`, { metadata: { labels: patch } });
-    this.log.info("labelled node for operands", { node: node.metadata.name, labels: patch });
+  /** Events on the policy when an operand becomes ready or stops being ready (not on the first pass after a start). */
+  private async reportTransitions(policy: ClusterPolicy, statuses: OperandStatus[]): Promise<void> {
+    const uid = policy.metadata.uid ?? "";
+    const before = this.lastStatuses?.uid === uid ? this.lastStatuses.operands : undefined;
+    this.lastStatuses = { uid, operands: statuses };
+    if (!this.events) return;
+    for (const e of operandTransitions(before, statuses)) {
+      await this.events.record({ apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, metadata: { ...policy.metadata } }, e.type, e.reason, e.message);
+    }
+  }
+
+  /** Deploy labels, gates in NVIDIA's order, gates closed for a driver change: one patch per node that changes. */
+  private async labelNodes(nodes: readonly Node[], enabled: ReadonlySet<OperandKey>, driverEnabled: boolean) {
+    const pods = operandPods(this.pods.list());
+    // A few at a time, as the driver controller's node patches: a driver upgrade of many nodes closes many gates at once.
+    await mapLimit(nodes.map((node) => [node, operandNodePatch(node, enabled, driverEnabled, pods)] as const).filter(([, p]) => !emptyPatch(p)), NODE_PATCH_CONCURRENCY, ([node, patch]) => this.patchNode(node, patch));
+    return pods;
+  }
+
+  private async patchNode(node: Node, patch: NodePatch): Promise<void> {
+    if (emptyPatch(patch)) return;
+    const closed = Object.entries(patch.labels).filter(([k, v]) => v === null && k.startsWith("gpuop.nvidia.com/gate.")).length;
+    await this.client.mergePatch(`/api/v1/nodes/${node.metadata.name}`, { metadata: { labels: patch.labels, ...(Object.keys(patch.annotations).length > 0 ? { annotations: patch.annotations } : {}) } });
+    this.log.info("labelled node for operands", { node: node.metadata.name, labels: patch.labels, ...(patch.annotations[OPERANDS_DRIVER_ANNOTATION] ? { driverPod: patch.annotations[OPERANDS_DRIVER_ANNOTATION] } : {}), ...(closed > 0 ? { gatesClosed: closed } : {}) });
+    if (patch.driverChange && this.events) {
+      await this.events.record({ apiVersion: "v1", kind: "Node", metadata: { name: node.metadata.name ?? "", ...(node.metadata.uid ? { uid: node.metadata.uid } : {}) } }, "Normal", "OperandsStopped", `${patch.driverChange}: NVIDIA's operands on this node stop, and come back in order (toolkit, then device plugin, GFD, DCGM exporter, validator) once the new driver is Ready`);
+    }
   }
 
   /** Server-side apply, only when a field gpuop sets differs from what is live: a steady state writes nothing. */

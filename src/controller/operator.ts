@@ -75,7 +75,7 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
   const controller = new DriverController({ client, nodes, namespace: opts.namespace, log, metrics, events, ...(images ? { images } : {}), allowedRepositories, ...(gpuNodeLabel ? { gpuNodeLabel } : {}), ...(opts.defaultDriverVersion ? { defaultDriverVersion: opts.defaultDriverVersion } : {}), ...(opts.gpuNodeSelector ? { gpuNodeSelector: opts.gpuNodeSelector } : {}),
     conventionalFallback: opts.conventionalFallback ?? true, pullGraceMs: (opts.imagePullGraceSeconds ?? 300) * 1000,
   });
-  const operands = new OperandController({ client, nodes, namespace: opts.namespace, log, events, ...(gpuNodeLabel ? { gpuNodeLabel } : {}) });
+  const operands = new OperandController({ client, nodes, namespace: opts.namespace, log, events, metrics, ...(gpuNodeLabel ? { gpuNodeLabel } : {}) });
   // The pod name (downward API) is unique among replicas; outside a pod, host and pid are.
   const identity = opts.identity ?? process.env.POD_NAME ?? `${hostname()}_${process.pid}`;
   const elector = new LeaderElector(client, { namespace: opts.namespace, name: opts.leaseName, identity }, log);

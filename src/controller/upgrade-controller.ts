@@ -19,6 +19,9 @@ import {
   type UpgradeNode,
   type UpgradePlan,
 } from "../core/upgrade.ts";
+import { deployLabel, OPERAND_LABEL, operandInfo } from "../core/operands/common.ts";
+import { OPERANDS_DRIVER_ANNOTATION } from "../core/operands/index.ts";
+import { DEPLOY_OPERANDS_LABEL } from "../core/gpu-node.ts";
 import { isNotFound, KubeApiError, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { Logger } from "../kube/log.ts";
@@ -126,11 +129,13 @@ export class UpgradeExecutor {
         currentPoolLive: ds !== undefined && !ds.metadata.deletionTimestamp && poolSelects(liveSelectors.get(r.currentPool!) ?? {}, labels),
         ...(pod && ds ? { driver: driverView(pod as PodDetails, ds) } : {}),
         driverPods: podsByNode.get(r.name)?.length ?? 0,
+        ...(validatorExpected(labels, annotations) ? { validatorExpected: true } : {}),
       };
       out.push(n);
     }
     // One small list per node in an eviction step, a few at a time.
-    await mapLimit(out.filter((n) => STATES_NEEDING_PODS.has(n.state ?? "") && !n.skip), CONCURRENCY, async (n) => {
+    // Validation looks for the node's operator validator pod, as NVIDIA's upgrade does.
+    await mapLimit(out.filter((n) => (STATES_NEEDING_PODS.has(n.state ?? "") || (n.state === "validation-required" && n.validatorExpected)) && !n.skip), CONCURRENCY, async (n) => {
       n.pods = await this.podsOn(n.name);
     });
     return out;
@@ -154,6 +159,8 @@ export class UpgradeExecutor {
         finished: p.status?.phase === "Succeeded" || p.status?.phase === "Failed",
         terminating: p.metadata.deletionTimestamp !== undefined,
         driver: p.metadata.namespace === this.namespace && p.metadata.labels?.[DRIVER_APP_LABEL] === DRIVER_APP,
+        ...(p.metadata.namespace === this.namespace && p.metadata.labels?.[OPERAND_LABEL] !== undefined ? { operand: p.metadata.labels["app"] ?? "" } : {}),
+        ready: p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true,
       };
     });
   }
@@ -237,6 +244,15 @@ export class UpgradeExecutor {
     }
   }
 
+}
+
+/**
+ * gpuop's operand controller runs NVIDIA's operator validator on the node: its deploy label (set
+ * on every GPU node unless turned off) and the record that operands ran there against gpuop's
+ * driver (a policy whose operands never rendered has none to wait for).
+ */
+function validatorExpected(labels: Readonly<Record<string, string>>, annotations: Readonly<Record<string, string>>): boolean {
+  return labels[DEPLOY_OPERANDS_LABEL] !== "false" && labels[deployLabel(operandInfo("validator"))] === "true" && annotations[OPERANDS_DRIVER_ANNOTATION] !== undefined;
 }
 
 /** The driver pod of `pool` on `node`; a live one before one being deleted. */

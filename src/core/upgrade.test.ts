@@ -168,6 +168,37 @@ test("validation waits for a current Ready driver, and fails after its timeout",
   assert.deepEqual(states(late.actions), ["a:upgrade-failed"]);
 });
 
+test("with operands: the driver restarts only once the node's operand pods are gone (or after the step's timeout, with a Warning)", () => {
+  const operand = (app: string, over: Partial<NodePod> = {}) => gpuPod(`${app}-x`, { namespace: "gpu-operator", usesGpu: false, daemonSet: true, operand: app, ...over });
+  const plugin = operand("nvidia-device-plugin-daemonset");
+  const stopping = operand("nvidia-container-toolkit-daemonset", { terminating: true });
+  for (const pods of [[plugin], [stopping]]) {
+    assert.deepEqual(states(planUpgrades([node("a", { state: "pod-deletion-required", stateSince: 0, pods })], settings(), 1000).actions), [], "waits while an operand pod is on the node");
+  }
+  assert.deepEqual(states(planUpgrades([node("a", { state: "pod-deletion-required", pods: [gpuPod("other-ds", { daemonSet: true, usesGpu: false })] })], settings(), 0).actions), ["a:pod-restart-required"], "other DaemonSets' pods do not hold the driver");
+  const late = planUpgrades([node("a", { state: "pod-deletion-required", stateSince: 0, pods: [plugin] })], settings(), 301_000);
+  assert.deepEqual(states(late.actions), ["a:pod-restart-required"]);
+  assert.match(late.actions.find((a) => a.kind === "event" && a.type === "Warning")?.kind === "event" ? (late.actions.find((a) => a.kind === "event") as { message: string }).message : "", /operand pods still on the node after 300s: gpu-operator\/nvidia-device-plugin-daemonset-x/);
+  // With drain: GPU pods first, then the drain step waits for the operands.
+  const drain = settings({ drain: { enable: true, force: false, timeoutSeconds: 300, deleteEmptyDir: false } });
+  assert.deepEqual(states(planUpgrades([node("a", { state: "pod-deletion-required", pods: [plugin] })], drain, 0).actions), ["a:drain-required"]);
+  assert.deepEqual(states(planUpgrades([node("a", { state: "drain-required", stateSince: 0, pods: [plugin] })], drain, 1000).actions), []);
+  assert.deepEqual(states(planUpgrades([node("a", { state: "drain-required", pods: [] })], drain, 0).actions), ["a:pod-restart-required"]);
+});
+
+test("with operands: validation also waits for the node's operator validator pod, as NVIDIA's upgrade does", () => {
+  const validator = (ready: boolean, terminating = false) => gpuPod("nvidia-operator-validator-x", { namespace: "gpu-operator", usesGpu: false, daemonSet: true, operand: "nvidia-operator-validator", ready, terminating });
+  const at = (pods: NodePod[] | undefined) => planUpgrades([node("a", { state: "validation-required", driver: ready(), validatorExpected: true, ...(pods ? { pods } : {}) })], settings(), 0);
+  assert.deepEqual(states(at(undefined).actions), []);
+  assert.deepEqual(states(at([]).actions), []);
+  assert.deepEqual(states(at([validator(false)]).actions), []);
+  assert.deepEqual(states(at([validator(true, true)]).actions), [], "a validator pod on its way out is the old one");
+  assert.deepEqual(states(at([validator(true)]).actions), ["a:uncordon-required"]);
+  assert.deepEqual(states(planUpgrades([node("a", { state: "validation-required", driver: { ...ready(), ready: false }, validatorExpected: true, pods: [validator(true)] })], settings(), 0).actions), [], "and for the new driver");
+  const late = planUpgrades([node("a", { state: "validation-required", stateSince: 0, driver: ready(), validatorExpected: true, pods: [] })], settings(), 601_000);
+  assert.deepEqual(states(late.actions), ["a:upgrade-failed"]);
+});
+
 test("autoUpgrade false replaces nothing and lists outdated nodes; pool moves still go the safe way", () => {
   const plan = planUpgrades([node("a"), node("b", { desiredPool: "q", driver: ready() })], settings({ autoUpgrade: false }), 0);
   assert.deepEqual(plan.outdated, ["a"]);

@@ -117,7 +117,13 @@ export interface NodePod {
   terminating: boolean;
   /** A driver pod (gpuop's own), never evicted by these steps. */
   driver: boolean;
+  /** One of gpuop's operand pods (toolkit, device plugin, ...): its `app` label. */
+  operand?: string;
+  ready?: boolean;
 }
+
+/** NVIDIA's upgrade validates a node by its operator-validator pod being Ready (WithValidationEnabled). */
+export const VALIDATOR_APP = "nvidia-operator-validator";
 
 /** The driver pod on a node, from the pool its label names. */
 export interface DriverPodView {
@@ -151,6 +157,8 @@ export interface UpgradeNode {
   driverPods: number;
   /** Pods on the node; present when the state's step needs them. */
   pods?: readonly NodePod[];
+  /** gpuop runs the operator validator on the node: the upgrade validates the node by it. */
+  validatorExpected?: boolean;
 }
 
 export type UpgradeAction =
@@ -188,6 +196,9 @@ export function upgradeNeed(n: UpgradeNode): UpgradeNeed {
 
 /** The node has a driver worth protecting: a Ready pod of a pool that still selects it. */
 export const hasWorkingDriver = (n: UpgradeNode) => n.currentPool !== undefined && n.currentPoolLive && n.driver?.ready === true && !n.driver.terminating;
+
+/** The node's operator validator is Ready again (when gpuop runs one there): NVIDIA's validation step. */
+const validated = (n: UpgradeNode) => !n.validatorExpected || (n.pods ?? []).some((p) => p.operand === VALIDATOR_APP && p.ready === true && !p.terminating);
 
 const driverDone = (n: UpgradeNode) => n.desiredPool !== undefined && n.currentPool === n.desiredPool && n.driver?.ready === true && n.driver.current && !n.driver.terminating;
 
@@ -310,15 +321,18 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
       case "pod-deletion-required": {
         if (n.pods === undefined) return;
         const pods = n.pods.filter((p) => p.usesGpu && !p.finished && !p.driver && !p.daemonSet);
-        const next = () => (s.drain.enable ? set(n, "drain-required", "GPU pods evicted") : restart(n, need, "GPU pods evicted"));
-        evictStep(n, pods, s.podDeletion, "GPU pods", next, (why) => (s.drain.enable ? set(n, "drain-required", `${why}; draining instead`, "Warning") : fail(n, why)));
+        if (s.drain.enable) {
+          evictStep(n, pods, s.podDeletion, "GPU pods", () => set(n, "drain-required", "GPU pods evicted"), (why) => set(n, "drain-required", `${why}; draining instead`, "Warning"));
+        } else {
+          evictStep(n, pods, s.podDeletion, "GPU pods", () => restartWhenOperandsStopped(n, need, s.podDeletion.timeoutSeconds, "GPU pods evicted"), (why) => fail(n, why));
+        }
         return;
       }
       case "drain-required": {
         if (n.pods === undefined) return;
         const match = s.drain.podSelector === undefined ? () => true : parseSelector(s.drain.podSelector);
         const pods = n.pods.filter((p) => !p.finished && !p.driver && !p.daemonSet && match(p.labels));
-        evictStep(n, pods, s.drain, "drain", () => restart(n, need, "node drained"), (why) => fail(n, why));
+        evictStep(n, pods, s.drain, "drain", () => restartWhenOperandsStopped(n, need, s.drain.timeoutSeconds, "node drained"), (why) => fail(n, why));
         return;
       }
       case "pod-restart-required":
@@ -333,7 +347,7 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
         set(n, "validation-required", "old driver pod gone; starting the new one");
         return;
       case "validation-required":
-        if (driverDone(n)) return set(n, "uncordon-required", "new driver is Ready");
+        if (driverDone(n) && validated(n)) return set(n, "uncordon-required", n.validatorExpected ? "new driver and the operator validator are Ready" : "new driver is Ready");
         // The policy changed the driver again since the restart: restart again, the same safe way.
         if (need !== "none") return restart(n, need, need === "move" ? `driver moves again, to pool ${n.desiredPool}` : "driver changed again; restarting it");
         if (elapsed(n) > s.validationTimeoutSeconds) fail(n, `the new driver pod was not Ready within ${s.validationTimeoutSeconds}s`);
@@ -346,9 +360,22 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
   }
 
   /** Into the restart step; a pool move goes in the same node patch, as no pod may start there. */
-  function restart(n: UpgradeNode, need: UpgradeNeed, message: string): void {
+  function restart(n: UpgradeNode, need: UpgradeNeed, message: string, type: "Normal" | "Warning" = "Normal"): void {
     if (need === "move") actions.push({ kind: "movePool", node: n.name, pool: n.desiredPool ?? null });
-    set(n, DRIVER_RESTART_STATE, need === "move" ? `${message}; driver moves to pool ${n.desiredPool}` : message);
+    set(n, DRIVER_RESTART_STATE, need === "move" ? `${message}; driver moves to pool ${n.desiredPool}` : message, type);
+  }
+
+  /**
+   * The operands stop before the driver goes, as NVIDIA's driver manager evicts them before it
+   * unloads the driver: gpuop's operand controller closes the node's gates in these steps, and the
+   * restart waits until their pods are gone (after the step's timeout it goes on, with a Warning).
+   */
+  function restartWhenOperandsStopped(n: UpgradeNode, need: UpgradeNeed, timeoutSeconds: number, message: string): void {
+    const operands = (n.pods ?? []).filter((p) => p.operand !== undefined && !p.finished);
+    if (operands.length === 0) return restart(n, need, message);
+    if (timeoutSeconds > 0 && elapsed(n) > timeoutSeconds) {
+      return restart(n, need, `${message}; operand pods still on the node after ${timeoutSeconds}s: ${podList(operands)}; restarting the driver anyway`, "Warning");
+    }
   }
 
   function evictStep(n: UpgradeNode, pods: NodePod[], e: EvictionSettings, what: string, done: () => void, blocked: (why: string) => void): void {

@@ -117,6 +117,24 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+/** A Kubernetes object name that is also a valid volume name (DNS-1123 label). */
+export const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** `spec.<key>.config`: a ConfigMap by name (and, for the device plugin, the default entry), type-checked. */
+export function configRef(policy: ClusterPolicy, key: OperandKey): { name: string; default?: string } | undefined {
+  const raw = (policy.spec?.[key] as Record<string, unknown> | undefined)?.["config"];
+  if (raw === undefined || raw === null) return undefined;
+  const at = `spec.${key}.config`;
+  if (!isRecord(raw)) throw new UserError(`${at} must be an object with the name of a ConfigMap`);
+  const { name, default: dflt } = raw;
+  if (name !== undefined && typeof name !== "string") throw new UserError(`${at}.name must be a string, not ${JSON.stringify(name)}`);
+  if (dflt !== undefined && typeof dflt !== "string") throw new UserError(`${at}.default must be a string, not ${JSON.stringify(dflt)}`);
+  if (!name) return undefined;
+  // Also the pod's volume name, as in NVIDIA's DaemonSets: a DNS-1123 label.
+  if (!DNS_LABEL.test(name)) throw new UserError(`${at}.name ${JSON.stringify(name)} must be a ConfigMap name of at most 63 lowercase letters, digits and '-'`);
+  return { name, ...(dflt ? { default: dflt } : {}) };
+}
+
 /** The policy's spec for an operand, type-checked; a wrong type is a UserError naming the field. */
 export function operandSpec(policy: ClusterPolicy, key: OperandKey): OperandSpec {
   const raw = policy.spec?.[key];
@@ -181,7 +199,7 @@ export function prerequisite(info: OperandInfo, enabled: ReadonlySet<OperandKey>
 // --- Kubernetes shapes, only the fields gpuop sets. ---
 
 export type Env = { name: string; value?: string; valueFrom?: { fieldRef: { fieldPath: string } } };
-export type Mount = { name: string; mountPath: string; readOnly?: boolean; mountPropagation?: string };
+export type Mount = { name: string; mountPath: string; readOnly?: boolean; mountPropagation?: string; subPath?: string };
 export type OperandContainer = {
   name: string;
   image: string;
@@ -195,11 +213,15 @@ export type OperandContainer = {
   volumeMounts?: Mount[];
   lifecycle?: { preStop: { exec: { command: string[] } } };
 };
-export type HostPathVolume = { name: string; hostPath: { path: string; type?: string } } | { name: string; emptyDir: { medium?: string } };
+export type HostPathVolume =
+  | { name: string; hostPath: { path: string; type?: string } }
+  | { name: string; emptyDir: { medium?: string } }
+  | { name: string; configMap: { name: string; items?: { key: string; path: string }[] } };
 export type OperandPodSpec = {
   serviceAccountName: string;
   priorityClassName: string;
   hostPID?: boolean;
+  shareProcessNamespace?: boolean;
   runtimeClassName?: string;
   nodeSelector: Record<string, string>;
   tolerations: Record<string, unknown>[];
@@ -223,7 +245,7 @@ export type OperandService = {
   apiVersion: "v1";
   kind: "Service";
   metadata: { name: string; namespace: string; labels: Record<string, string>; annotations: Record<string, string>; ownerReferences?: (OwnerRef & { controller: true; blockOwnerDeletion: true })[] };
-  spec: { selector: Record<string, string>; type: string; ports: { name: string; port: number; targetPort: number; protocol: "TCP" }[] };
+  spec: { selector: Record<string, string>; type: string; internalTrafficPolicy?: "Cluster" | "Local"; ports: { name: string; port: number; targetPort: number; protocol: "TCP" }[] };
 };
 
 /** Env vars by name, first-set order kept; a later value replaces an earlier one (the policy's win). */
@@ -278,6 +300,9 @@ export interface OperandContext {
 export function validationInit(ctx: OperandContext, component: "driver" | "toolkit" | "cuda" | "plugin", extraEnv: Env[] = []): OperandContainer {
   const env = new EnvBuilder().set("WITH_WAIT", component === "driver" || component === "toolkit" ? "true" : "false").set("COMPONENT", component);
   for (const e of extraEnv) env.set(e.name, e.value ?? "");
+  // validator.<component>.env, set or replaced in every operand's init of that component, as NVIDIA does.
+  env.setAll(validatorComponentEnv(ctx.policy, component));
+  const res = resources(operandSpec(ctx.policy, "validator").resources);
   const mounts: Mount[] = [{ name: "run-nvidia-validations", mountPath: VALIDATIONS_DIR, mountPropagation: "Bidirectional" }];
   if (component === "driver") {
     mounts.push(
@@ -294,13 +319,30 @@ export function validationInit(ctx: OperandContext, component: "driver" | "toolk
     args: ["nvidia-validator"],
     env: env.list(),
     securityContext: { privileged: true, runAsUser: 0 },
+    ...(res ? { resources: res } : {}),
     volumeMounts: mounts,
   };
+}
+
+/** `spec.validator.<component>.env` (driver, toolkit, cuda, plugin), type-checked. */
+export function validatorComponentEnv(policy: ClusterPolicy, component: "driver" | "toolkit" | "cuda" | "plugin"): EnvVar[] {
+  const part = (policy.spec?.["validator"] as Record<string, unknown> | undefined)?.[component];
+  if (part === undefined || part === null) return [];
+  const at = `spec.validator.${component}`;
+  if (!isRecord(part)) throw new UserError(`${at} must be an object`);
+  const env = part["env"];
+  if (env === undefined) return [];
+  if (!Array.isArray(env) || !env.every((e) => isRecord(e) && typeof e["name"] === "string" && e["name"] !== "" && (e["value"] === undefined || typeof e["value"] === "string"))) {
+    throw new UserError(`${at}.env must be a list of {name, value} with string values, not ${JSON.stringify(env)}`);
+  }
+  return env as EnvVar[];
 }
 
 /** What a single operand renderer returns: the pod spec parts that differ between operands. */
 export interface OperandPod {
   hostPID?: boolean;
+  /** The config-manager sidecar signals the main process (NVIDIA sets it when hostPID is not). */
+  shareProcessNamespace?: boolean;
   withRuntimeClass: boolean;
   initContainers: OperandContainer[];
   containers: OperandContainer[];
@@ -362,6 +404,7 @@ export function operandDaemonSet(info: OperandInfo, spec: OperandSpec, pod: Oper
     serviceAccountName: info.serviceAccount,
     priorityClassName: common.priorityClassName,
     ...(pod.hostPID ? { hostPID: true } : {}),
+    ...(pod.shareProcessNamespace && !pod.hostPID ? { shareProcessNamespace: true } : {}),
     ...(pod.withRuntimeClass ? { runtimeClassName: ctx.runtimeClass } : {}),
     nodeSelector: { [deployLabel(info)]: "true", [gateLabel(info)]: GATE_OPEN },
     tolerations: structuredClone(common.tolerations),

@@ -1,4 +1,79 @@
-import { DRIVER_ROOT, EnvBuilder, hostPath, resources, validationInit, VALIDATIONS_DIR, type OperandContext, type OperandPod, type OperandSpec } from "./common.ts";
+import {
+  configRef,
+  DRIVER_ROOT,
+  EnvBuilder,
+  hostPath,
+  operandImage,
+  operandInfo,
+  operandSpec,
+  resources,
+  validationInit,
+  VALIDATIONS_DIR,
+  type OperandContainer,
+  type OperandContext,
+  type OperandPod,
+  type OperandSpec,
+} from "./common.ts";
+
+/** The node label that picks a node's entry of the device plugin's ConfigMap (NVIDIA's). */
+export const DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config";
+const CONFIG_FILE = "/config/config.yaml";
+const AVAILABLE_CONFIGS = "/available-configs";
+
+/**
+ * `devicePlugin.config` (a ConfigMap of plugin configs, one per key, and the default key), as
+ * NVIDIA renders it for the device plugin and GFD: the main container reads CONFIG_FILE from a
+ * shared emptyDir; `config-manager-init` writes the node's entry there first (the node's
+ * `nvidia.com/device-plugin.config` label, else the default); the `config-manager` sidecar
+ * rewrites it when the label changes and sends SIGHUP to the main process. Both run the device
+ * plugin's image. `undefined` when no ConfigMap is named.
+ */
+export function pluginConfigManager(ctx: OperandContext, process: "nvidia-device-plugin" | "gpu-feature-discovery", initResources: OperandSpec["resources"]) {
+  const config = configRef(ctx.policy, "devicePlugin");
+  if (!config) return undefined;
+  const plugin = operandSpec(ctx.policy, "devicePlugin");
+  const image = operandImage(plugin, operandInfo("devicePlugin"));
+  const mounts = [
+    { name: "config", mountPath: "/config" },
+    { name: config.name, mountPath: AVAILABLE_CONFIGS },
+  ];
+  const manager = (oneshot: boolean): OperandContainer => {
+    const env = new EnvBuilder()
+      .set("ONESHOT", String(oneshot))
+      .set("KUBECONFIG", "")
+      .fieldRef("NODE_NAME", "spec.nodeName")
+      .set("NODE_LABEL", DEVICE_PLUGIN_CONFIG_LABEL)
+      .set("CONFIG_FILE_SRCDIR", AVAILABLE_CONFIGS)
+      .set("CONFIG_FILE_DST", CONFIG_FILE)
+      .set("DEFAULT_CONFIG", config.default ?? "")
+      .set("SEND_SIGNAL", String(!oneshot))
+      .set("SIGNAL", oneshot ? "" : "1")
+      .set("PROCESS_TO_SIGNAL", oneshot ? "" : process)
+      .set("FALLBACK_STRATEGIES", "empty");
+    const res = oneshot ? resources(initResources) : undefined;
+    return {
+      name: oneshot ? "config-manager-init" : "config-manager",
+      image,
+      imagePullPolicy: plugin.imagePullPolicy ?? "IfNotPresent",
+      command: ["config-manager"],
+      env: env.list(),
+      ...(oneshot ? {} : { securityContext: { privileged: true } }),
+      ...(res ? { resources: res } : {}),
+      volumeMounts: mounts.map((m) => ({ ...m })),
+    };
+  };
+  return {
+    init: manager(true),
+    sidecar: manager(false),
+    /** For the main container: its env and mounts. */
+    env: { name: "CONFIG_FILE", value: CONFIG_FILE },
+    mounts,
+    volumes: [
+      { name: config.name, configMap: { name: config.name } },
+      { name: "config", emptyDir: {} },
+    ],
+  };
+}
 
 /** The MIG strategy NVIDIA's chart sets (`mig.strategy`, default single). */
 export function migStrategy(ctx: OperandContext): string {
@@ -28,6 +103,8 @@ export function devicePluginPod(spec: OperandSpec, image: string, ctx: OperandCo
     .set("NVIDIA_DRIVER_CAPABILITIES", "all")
     .set("MPS_ROOT", "/run/nvidia/mps");
   pluginEnv(ctx, env);
+  const config = pluginConfigManager(ctx, "nvidia-device-plugin", spec.resources);
+  if (config) env.set(config.env.name, config.env.value);
   const installDir = ctx.policy.spec?.["toolkit"] as { installDir?: unknown } | undefined;
   env
     .set("CDI_ENABLED", "true")
@@ -38,7 +115,8 @@ export function devicePluginPod(spec: OperandSpec, image: string, ctx: OperandCo
   const res = resources(spec.resources);
   return {
     withRuntimeClass: true,
-    initContainers: [validationInit(ctx, "toolkit")],
+    ...(config ? { shareProcessNamespace: true } : {}),
+    initContainers: [validationInit(ctx, "toolkit"), ...(config ? [config.init] : [])],
     containers: [
       {
         name: "nvidia-device-plugin",
@@ -57,8 +135,10 @@ export function devicePluginPod(spec: OperandSpec, image: string, ctx: OperandCo
           { name: "cdi-root", mountPath: "/var/run/cdi" },
           { name: "mps-root", mountPath: "/mps" },
           { name: "mps-shm", mountPath: "/dev/shm" },
+          ...(config?.mounts ?? []),
         ],
       },
+      ...(config ? [config.sidecar] : []),
     ],
     volumes: [
       hostPath("device-plugin", "/var/lib/kubelet/device-plugins"),
@@ -68,6 +148,7 @@ export function devicePluginPod(spec: OperandSpec, image: string, ctx: OperandCo
       hostPath("cdi-root", "/var/run/cdi", "DirectoryOrCreate"),
       hostPath("mps-root", "/run/nvidia/mps", "DirectoryOrCreate"),
       hostPath("mps-shm", "/run/nvidia/mps/shm"),
+      ...(config?.volumes ?? []),
     ],
   };
 }

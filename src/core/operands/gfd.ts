@@ -1,15 +1,18 @@
 import { EnvBuilder, hostPath, resources, validationInit, VALIDATIONS_DIR, type OperandContext, type OperandPod, type OperandSpec } from "./common.ts";
-import { pluginEnv } from "./device-plugin.ts";
+import { pluginConfigManager, pluginEnv } from "./device-plugin.ts";
 
 /** GPU feature discovery: writes GPU labels for NFD through its features.d directory. */
 export function gfdPod(spec: OperandSpec, image: string, ctx: OperandContext): OperandPod {
   const env = new EnvBuilder().set("GFD_SLEEP_INTERVAL", "60s").set("GFD_FAIL_ON_INIT_ERROR", "true");
   pluginEnv(ctx, env);
+  const config = pluginConfigManager(ctx, "gpu-feature-discovery", spec.resources);
+  if (config) env.set(config.env.name, config.env.value);
   env.setAll(spec.env);
   const res = resources(spec.resources);
   return {
     withRuntimeClass: true,
-    initContainers: [validationInit(ctx, "toolkit")],
+    ...(config ? { shareProcessNamespace: true } : {}),
+    initContainers: [validationInit(ctx, "toolkit"), ...(config ? [config.init] : [])],
     containers: [
       {
         name: "gpu-feature-discovery",
@@ -24,13 +27,16 @@ export function gfdPod(spec: OperandSpec, image: string, ctx: OperandContext): O
           { name: "output-dir", mountPath: "/etc/kubernetes/node-feature-discovery/features.d" },
           { name: "host-sys", mountPath: "/sys" },
           { name: "run-nvidia-validations", mountPath: VALIDATIONS_DIR },
+          ...(config?.mounts ?? []),
         ],
       },
+      ...(config ? [config.sidecar] : []),
     ],
     volumes: [
       hostPath("output-dir", "/etc/kubernetes/node-feature-discovery/features.d"),
       hostPath("host-sys", "/sys"),
       hostPath("run-nvidia-validations", VALIDATIONS_DIR, "DirectoryOrCreate"),
+      ...(config?.volumes ?? []),
     ],
   };
 }

@@ -1,6 +1,7 @@
 
 import { classifyNodes, DEPLOY_DRIVER_LABEL, DEPLOY_OPERANDS_LABEL, isGpuNode, type NodeLike } from "../gpu-node.ts";
 import { normalizePolicy, type ClusterPolicy } from "../policy.ts";
+import { UPGRADE_STATE_LABEL } from "../upgrade.ts";
 import {
   deployLabel,
   gateLabel,
@@ -104,71 +105,155 @@ function operandPod(info: OperandInfo, spec: OperandSpec, image: string, ctx: Op
 export type ReadyPods = ReadonlyMap<OperandKey | "driver", ReadonlySet<string>>;
 
 export interface PodLike {
-  metadata: { labels?: Record<string, string>; deletionTimestamp?: string };
+  metadata: { uid?: string; labels?: Record<string, string>; deletionTimestamp?: string };
   spec?: { nodeName?: string };
   status?: { conditions?: { type: string; status: string }[] };
 }
 
+/** A driver pod on a node, not being deleted. */
+export interface DriverPodRef {
+  uid: string;
+  ready: boolean;
+}
+
+/** What the node planner needs from the driver and operand pods of the namespace. */
+export interface OperandPods {
+  /** Ready, not terminating. */
+  ready: ReadyPods;
+  /** Nodes with a pod of the operand, terminating or not: a new one waits until the old one is gone. */
+  present: ReadonlyMap<OperandKey, ReadonlySet<string>>;
+  /** Driver pods not being deleted, by node. */
+  drivers: ReadonlyMap<string, readonly DriverPodRef[]>;
+}
+
+const DRIVER_APP = "nvidia-driver-daemonset";
+const appKeys = new Map<string, OperandKey | "driver">([[DRIVER_APP, "driver"], ...OPERANDS.map((o) => [o.name, o.key] as const)]);
+const isReady = (pod: PodLike) => pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true;
+
+/** The driver and operand pods, by operand and node. */
+export function operandPods(pods: readonly PodLike[]): OperandPods {
+  const ready = new Map<OperandKey | "driver", Set<string>>();
+  const present = new Map<OperandKey, Set<string>>();
+  const drivers = new Map<string, DriverPodRef[]>();
+  const add = <K>(m: Map<K, Set<string>>, k: K, node: string) => {
+    let set = m.get(k);
+    if (!set) m.set(k, (set = new Set()));
+    set.add(node);
+  };
+  for (const pod of pods) {
+    const key = appKeys.get(pod.metadata.labels?.["app"] ?? "");
+    const node = pod.spec?.nodeName;
+    if (!key || !node) continue;
+    if (key !== "driver") add(present, key, node);
+    if (pod.metadata.deletionTimestamp) continue;
+    if (key === "driver") {
+      let list = drivers.get(node);
+      if (!list) drivers.set(node, (list = []));
+      list.push({ uid: pod.metadata.uid ?? "", ready: isReady(pod) });
+    }
+    if (isReady(pod)) add(ready, key, node);
+  }
+  return { ready, present, drivers };
+}
+
 /** Ready pods by operand and node, from the driver and operand pods in the namespace. */
 export function readyPods(pods: readonly PodLike[]): ReadyPods {
-  const byApp = new Map<string, OperandKey | "driver">([["nvidia-driver-daemonset", "driver"], ...OPERANDS.map((o) => [o.name, o.key] as const)]);
-  const out = new Map<OperandKey | "driver", Set<string>>();
-  for (const pod of pods) {
-    const key = byApp.get(pod.metadata.labels?.["app"] ?? "");
-    const node = pod.spec?.nodeName;
-    if (!key || !node || pod.metadata.deletionTimestamp) continue;
-    if (!pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")) continue;
-    let set = out.get(key);
-    if (!set) out.set(key, (set = new Set()));
-    set.add(node);
-  }
-  return out;
+  return operandPods(pods).ready;
 }
 
 /**
- * The label changes on one node for the operands (a merge patch of `metadata.labels`; empty
- * when nothing is to change):
+ * The driver pod a node's operands were started against (its uid), recorded when the gate of the
+ * first operand after the driver opens, in the same patch. When that pod goes, the operands go.
+ */
+export const OPERANDS_DRIVER_ANNOTATION = "gpuop.nvidia.com/operands-driver-pod";
+
+/**
+ * Driver upgrade steps (nvidia.com/gpu-driver-upgrade-state) after which the driver is taken
+ * away: the operands stop here, before it goes, as NVIDIA's driver manager evicts them before
+ * it unloads the driver; the upgrade waits for their pods to be gone (src/core/upgrade.ts).
+ */
+export const OPERANDS_STOP_STATES: ReadonlySet<string> = new Set(["pod-deletion-required", "drain-required", "pod-restart-required"]);
+
+/** A merge patch of a node's labels and annotations; empty maps when nothing is to change. */
+export interface NodePatch {
+  labels: Record<string, string | null>;
+  annotations: Record<string, string | null>;
+  /** Why the patch closes every gate for a driver change, for the node's Event. */
+  driverChange?: string;
+}
+
+/**
+ * The changes on one node for the operands:
  * - deploy labels `nvidia.com/gpu.deploy.<operand>=true` on GPU nodes where absent, kept when
  *   set to anything (`false` keeps the operand off); removed when `true` while
  *   `nvidia.com/gpu.deploy.operands=false`, as for the driver;
- * - gate labels, opened once the operand's prerequisite has a Ready pod on the node (or the
- *   driver is not gpuop's to run there), and kept open afterwards: the pods' own validation
- *   inits order restarts (docs/adr/0006). Closed where the operand is off or cannot deploy.
+ * - gate labels, opened in NVIDIA's order: an operand's gate opens once its prerequisite's gate
+ *   is open and its pod Ready on the node (the driver: a Ready driver pod, or a driver that is not
+ *   gpuop's to run there), and no pod of the operand is still on the node (an old one leaving);
+ * - a driver change closes every gate of the node (docs/adr/0006): the node enters an upgrade
+ *   step that takes the driver away (OPERANDS_STOP_STATES), or the driver pod the operands were
+ *   started against (OPERANDS_DRIVER_ANNOTATION) is gone (a pool move, a fallback, a deletion).
+ *   They come back in order against the new driver; in `validation-required` the old driver pod
+ *   does not count. A driver pod that is only not Ready (a container restart) closes nothing.
  */
-export function operandNodeLabels(node: NodeLike, enabled: ReadonlySet<OperandKey>, driverEnabled: boolean, ready: ReadyPods): Record<string, string | null> {
+export function operandNodePatch(node: NodeLike & { metadata: { annotations?: Record<string, string> } }, enabled: ReadonlySet<OperandKey>, driverEnabled: boolean, pods: OperandPods): NodePatch {
   const labels = node.metadata.labels ?? {};
+  const recorded = node.metadata.annotations?.[OPERANDS_DRIVER_ANNOTATION];
   const name = node.metadata.name ?? "";
-  const patch: Record<string, string | null> = {};
+  const patch: NodePatch = { labels: {}, annotations: {} };
   const gpu = isGpuNode(node);
   const operandsOff = labels[DEPLOY_OPERANDS_LABEL] === "false";
+  // A driver gpuop does not run (driver.enabled false, or the node's driver deploy label is
+  // pre-installed or false) is the host's: the toolkit's driver-validation init waits for it.
+  const gpuopDriver = driverEnabled && (labels[DEPLOY_DRIVER_LABEL] ?? "true") === "true";
+  const state = labels[UPGRADE_STATE_LABEL] ?? "";
+  const live = pods.drivers.get(name) ?? [];
+  const anyOpen = OPERANDS.some((o) => labels[gateLabel(o)] === GATE_OPEN);
+  const stopping = gpuopDriver && OPERANDS_STOP_STATES.has(state);
+  const driverGone = gpuopDriver && recorded !== undefined && !live.some((p) => p.uid === recorded);
+  const restart = anyOpen && (stopping || driverGone);
+  if (restart) patch.driverChange = stopping ? `the driver upgrade takes the driver away (${state})` : "the driver pod the operands ran against is gone";
+  // The driver the operands may start against: not while it is being taken away, and in
+  // validation-required not the one they ran against before.
+  const driver = !gpuopDriver || stopping ? undefined : live.find((p) => p.ready && !(state === "validation-required" && p.uid === recorded));
   for (const info of OPERANDS) {
     const deploy = deployLabel(info);
     let deployValue = labels[deploy];
     if (gpu && operandsOff && deployValue === "true") {
-      patch[deploy] = null;
+      patch.labels[deploy] = null;
       deployValue = undefined;
     } else if (gpu && !operandsOff && deployValue === undefined) {
-      patch[deploy] = "true";
+      patch.labels[deploy] = "true";
       deployValue = "true";
     }
     const gate = gateLabel(info);
     const deployable = gpu && !operandsOff && deployValue === "true" && enabled.has(info.key);
-    if (!deployable) {
-      if (labels[gate] !== undefined) patch[gate] = null;
+    if (!deployable || restart) {
+      if (labels[gate] !== undefined) patch.labels[gate] = null;
       continue;
     }
     if (labels[gate] === GATE_OPEN) continue;
-    if (prerequisiteReady(prerequisite(info, enabled), name, labels, driverEnabled, ready)) patch[gate] = GATE_OPEN;
+    if (pods.present.get(info.key)?.has(name)) continue;
+    // A prerequisite kept off this node by its deploy label is the host's (a toolkit installed on
+    // the host, as a pre-installed driver): the operand waits for the one before it instead. Not
+    // while NVIDIA's driver manager pauses it for a driver upgrade.
+    let after = prerequisite(info, enabled);
+    while (after !== "driver" && hostProvided(labels[deployLabel(operandInfo(after))])) after = prerequisite(operandInfo(after), enabled);
+    if (after === "driver") {
+      if (gpuopDriver && !driver) continue;
+      patch.labels[gate] = GATE_OPEN;
+      if (driver && driver.uid !== recorded) patch.annotations[OPERANDS_DRIVER_ANNOTATION] = driver.uid;
+    } else if (labels[gateLabel(operandInfo(after))] === GATE_OPEN && (pods.ready.get(after)?.has(name) ?? false)) {
+      patch.labels[gate] = GATE_OPEN;
+    }
   }
   return patch;
 }
 
-function prerequisiteReady(after: OperandKey | "driver", node: string, labels: Record<string, string>, driverEnabled: boolean, ready: ReadyPods): boolean {
-  // A driver gpuop does not run (driver.enabled false, or the node's driver deploy label is
-  // pre-installed or false) is the host's: the toolkit's driver-validation init waits for it.
-  if (after === "driver" && (!driverEnabled || (labels[DEPLOY_DRIVER_LABEL] !== undefined && labels[DEPLOY_DRIVER_LABEL] !== "true"))) return true;
-  return ready.get(after)?.has(node) ?? false;
-}
+const hostProvided = (deployValue: string | undefined) => deployValue !== undefined && deployValue !== "true" && !deployValue.includes("paused-for-driver-upgrade");
+
+/** Whether a patch changes anything. */
+export const emptyPatch = (p: NodePatch) => Object.keys(p.labels).length === 0 && Object.keys(p.annotations).length === 0;
 
 /** One operand's share of `status.operands`. */
 export interface OperandStatus {
@@ -198,35 +283,78 @@ export function operandStatuses(input: { policy: ClusterPolicy; nodes: readonly 
     return [{ name: "operands", daemonSet: "", state: "error", message: `${input.error}. Operand DaemonSets are left as they are until the policy is fixed.` }];
   }
   const policy = normalizePolicy(input.policy);
-  const { gpuNodes } = classifyNodes(input.nodes);
-  const labelsOf = new Map(input.nodes.map((n) => [n.metadata.name ?? "", n.metadata.labels ?? {}]));
   const out: OperandStatus[] = [];
-  for (const info of OPERANDS) {
-    if (!operandEnabled(policy, info)) {
-      out.push({ name: info.key, daemonSet: info.name, state: "disabled" });
+  for (const o of operandNodeSplit(policy, input.nodes, input.ready)) {
+    if (!o.enabled) {
+      out.push({ name: o.info.key, daemonSet: o.info.name, state: "disabled" });
       continue;
     }
-    const readyOn = input.ready.get(info.key) ?? new Set<string>();
+    out.push({
+      name: o.info.key,
+      daemonSet: o.info.name,
+      state: o.waiting.length === 0 && o.notReady.length === 0 ? "ready" : "notReady",
+      nodes: o.meant,
+      readyPods: o.meant - o.waiting.length - o.notReady.length,
+      ...(o.waiting.length > 0 ? { waiting: cap(o.waiting) } : {}),
+      ...(o.notReady.length > 0 ? { notReady: cap(o.notReady) } : {}),
+    });
+  }
+  for (const name of UNSUPPORTED_COMPONENTS) {
+    const c = policy.spec[name] as { enabled?: unknown } | undefined;
+    if (c?.enabled === true) out.push({ name, daemonSet: "", state: "unsupported", message: `gpuop does not deploy ${name}; run it yourself or turn it off` });
+  }
+  return out;
+}
+
+/** Per operand: the GPU nodes meant to run it, those waiting for their gate, those whose pod is not Ready yet. */
+function operandNodeSplit(policy: ClusterPolicy, nodes: readonly NodeLike[], ready: ReadyPods) {
+  const { gpuNodes } = classifyNodes(nodes);
+  const labelsOf = new Map(nodes.map((n) => [n.metadata.name ?? "", n.metadata.labels ?? {}]));
+  return OPERANDS.map((info) => {
+    if (!operandEnabled(policy, info)) return { info, enabled: false, meant: 0, waiting: [] as string[], notReady: [] as string[] };
+    const readyOn = ready.get(info.key) ?? new Set<string>();
     const meant = gpuNodes.filter((n) => {
       const labels = labelsOf.get(n.name) ?? {};
       return labels[DEPLOY_OPERANDS_LABEL] !== "false" && (labels[deployLabel(info)] ?? "true") === "true";
     });
     const waiting = meant.filter((n) => labelsOf.get(n.name)?.[gateLabel(info)] !== GATE_OPEN).map((n) => n.name);
     const notReady = meant.filter((n) => labelsOf.get(n.name)?.[gateLabel(info)] === GATE_OPEN && !readyOn.has(n.name)).map((n) => n.name);
-    const readyCount = meant.length - waiting.length - notReady.length;
-    out.push({
-      name: info.key,
-      daemonSet: info.name,
-      state: waiting.length === 0 && notReady.length === 0 ? "ready" : "notReady",
-      nodes: meant.length,
-      readyPods: readyCount,
-      ...(waiting.length > 0 ? { waiting: cap(waiting) } : {}),
-      ...(notReady.length > 0 ? { notReady: cap(notReady) } : {}),
-    });
-  }
-  for (const name of UNSUPPORTED_COMPONENTS) {
-    const c = policy.spec[name] as { enabled?: unknown } | undefined;
-    if (c?.enabled === true) out.push({ name, daemonSet: "", state: "unsupported", message: `gpuop does not deploy ${name}; run it yourself or turn it off` });
+    return { info, enabled: true, meant: meant.length, waiting, notReady };
+  });
+}
+
+/**
+ * `gpuop_operand_nodes{operand,state}`: GPU nodes meant to run each enabled operand, by state:
+ * ready, starting (gate open, pod not Ready) or waiting (for the operand before it, or for a
+ * driver change to end). Disabled operands have no series.
+ */
+export function operandNodeSeries(policy: ClusterPolicy, nodes: readonly NodeLike[], ready: ReadyPods): { labels: { operand: string; state: string }; value: number }[] {
+  return operandNodeSplit(normalizePolicy(policy), nodes, ready)
+    .filter((o) => o.enabled)
+    .flatMap((o) => [
+      { labels: { operand: o.info.key, state: "ready" }, value: o.meant - o.waiting.length - o.notReady.length },
+      { labels: { operand: o.info.key, state: "starting" }, value: o.notReady.length },
+      { labels: { operand: o.info.key, state: "waiting" }, value: o.waiting.length },
+    ]);
+}
+
+/**
+ * Events for operands whose state changed between two statuses of the same policy: ready
+ * (Normal) or no longer ready (Warning, naming a few nodes). The first status after a start has
+ * nothing to compare with and gives none; so does a steady state.
+ */
+export function operandTransitions(before: readonly OperandStatus[] | undefined, after: readonly OperandStatus[]): { type: "Normal" | "Warning"; reason: string; message: string }[] {
+  if (!before) return [];
+  const was = new Map(before.map((o) => [o.name, o.state]));
+  const out: { type: "Normal" | "Warning"; reason: string; message: string }[] = [];
+  for (const o of after) {
+    const prev = was.get(o.name);
+    if (prev === undefined || prev === o.state) continue;
+    if (o.state === "ready") out.push({ type: "Normal", reason: "OperandReady", message: `${o.name} (${o.daemonSet}) is Ready on all ${o.nodes ?? 0} of its nodes` });
+    else if (o.state === "notReady" && prev === "ready") {
+      const nodes = [...(o.notReady ?? []), ...(o.waiting ?? [])];
+      out.push({ type: "Warning", reason: "OperandNotReady", message: `${o.name} (${o.daemonSet}): ${o.readyPods ?? 0}/${o.nodes ?? 0} nodes ready; not ready on ${nodes.slice(0, 5).join(", ")}${nodes.length > 5 ? ", ..." : ""}` });
+    }
   }
   return out;
 }

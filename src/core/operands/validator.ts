@@ -19,11 +19,10 @@ export function validatorPod(spec: OperandSpec, image: string, ctx: OperandConte
   for (const init of inits) {
     init.image = image;
     init.imagePullPolicy = pullPolicy;
-    const res = resources(spec.resources);
-    if (res) init.resources = res;
   }
   const env = new EnvBuilder().fieldRef("NODE_NAME", "spec.nodeName").fieldRef("OPERATOR_NAMESPACE", "metadata.namespace");
   env.setAll(spec.env);
+  const res = resources(spec.resources);
   return {
     withRuntimeClass: true,
     initContainers: inits,
@@ -36,6 +35,7 @@ export function validatorPod(spec: OperandSpec, image: string, ctx: OperandConte
         args: ["echo all validations are successful; sleep infinity"],
         env: env.list(),
         securityContext: { privileged: true },
+        ...(res ? { resources: res } : {}),
         // The files go with the pod, so a restarted validator checks everything again.
         lifecycle: { preStop: { exec: { command: ["sh", "-c", `rm -f ${VALIDATIONS_DIR}/*-ready`] } } },
         volumeMounts: [{ name: "run-nvidia-validations", mountPath: VALIDATIONS_DIR, mountPropagation: "Bidirectional" }],
