@@ -12,6 +12,8 @@ import { attachCluster } from "./harness/cluster.ts";
 import { crdPath } from "./harness/policy.ts";
 import { eventually } from "./harness/wait.ts";
 import { repoRoot } from "./harness/tools.ts";
+import { OPERANDS, VALIDATOR_DEFAULT_VERSION } from "../src/core/operands/common.ts";
+import { renderOperands } from "../src/core/operands/index.ts";
 
 const NS = "gpu-operator";
 const nvidiaValues = join(repoRoot, "test/fixtures/nvidia/values.yaml");
@@ -59,6 +61,51 @@ test("NVIDIA's values.yaml passes the schema; its driver settings reach the Clus
   assert.deepEqual(driver.upgradePolicy.podDeletion, { force: true, timeoutSeconds: 123, deleteEmptyDir: false });
   assert.equal(driver.upgradePolicy.gpuPodDeletion, undefined, "the CRD has no gpuPodDeletion");
   assert.ok(args(objs).includes(`--default-driver-version=${nvidia.driver.version}`), args(objs).join(" "));
+});
+
+test("the operands' values reach the ClusterPolicy as NVIDIA's chart writes them, and the operator renders them", async () => {
+  const overrides = valuesFile({
+    devicePlugin: { enabled: false, config: { create: true, name: "plugin-configs", default: "a100", data: { a100: "version: v1\n" } } },
+    toolkit: { repository: "mirror.example.com/nvidia/k8s", env: [{ name: "CONTAINERD_SET_AS_DEFAULT", value: false }], imagePullSecrets: ["mirror-pull"] },
+    dcgmExporter: { version: 4.5, resources: { limits: { memory: "300Mi" } } },
+    operator: { runtimeClass: "nvidia-cdi" },
+  });
+  const objs = await helm.template(["-f", nvidiaValues, "-f", overrides]);
+  const spec = find(objs, "ClusterPolicy", "cluster-policy")[0]!.spec;
+  assert.equal(spec.devicePlugin.enabled, false);
+  assert.deepEqual(spec.devicePlugin.config, { name: "plugin-configs", default: "a100" }, "create and data stay in the chart");
+  assert.deepEqual(spec.toolkit.env, [{ name: "CONTAINERD_SET_AS_DEFAULT", value: "false" }]);
+  assert.deepEqual(spec.toolkit.imagePullSecrets, ["mirror-pull"]);
+  assert.equal(spec.toolkit.repository, "mirror.example.com/nvidia/k8s");
+  assert.equal(spec.toolkit.installDir, "/usr/local/nvidia");
+  assert.equal(spec.dcgmExporter.version, "4.5");
+  assert.deepEqual(spec.dcgmExporter.resources, { limits: { memory: "300Mi" } });
+  assert.deepEqual(spec.operator, { runtimeClass: "nvidia-cdi" });
+  assert.equal(spec.toolkit.resources, undefined, "empty maps are left out");
+  // NVIDIA's validator values name no version (its chart uses its appVersion): the chart's default fills it.
+  assert.deepEqual([spec.validator.repository, spec.validator.image, spec.validator.version], ["nvcr.io/nvidia", "gpu-operator", VALIDATOR_DEFAULT_VERSION]);
+  assert.deepEqual([spec.migManager, spec.ccManager, spec.vfioManager], [{ enabled: true }, { enabled: true }, undefined], "sandbox operands only with sandboxWorkloads.enabled");
+  const cm = find(objs, "ConfigMap", "plugin-configs")[0]!;
+  assert.deepEqual(cm.data, { a100: "version: v1\n" });
+  // What the operator makes of it: the device plugin off, the images from the values.
+  const r = renderOperands({ policy: { apiVersion: "nvidia.com/v1", kind: "ClusterPolicy", metadata: { name: "cluster-policy" }, spec }, namespace: NS });
+  assert.deepEqual(r.enabled, ["toolkit", "validator", "gfd", "dcgmExporter"]);
+  assert.deepEqual(r.unsupported, ["migManager", "ccManager"]);
+  const image = (name: string) => r.daemonSets.find((d) => d.metadata.name === name)!.spec.template.spec.containers[0]!.image;
+  assert.equal(image("nvidia-container-toolkit-daemonset"), "mirror.example.com/nvidia/k8s/container-toolkit:v1.20.0");
+  assert.equal(image("nvidia-dcgm-exporter"), "nvcr.io/nvidia/k8s/dcgm-exporter:4.5");
+  assert.equal(r.daemonSets.find((d) => d.metadata.name === "nvidia-container-toolkit-daemonset")!.spec.template.spec.runtimeClassName, undefined, "the toolkit configures the runtime; it does not run in it");
+  assert.equal(r.daemonSets.find((d) => d.metadata.name === "gpu-feature-discovery")!.spec.template.spec.runtimeClassName, "nvidia-cdi");
+});
+
+test("the chart's operand images are the operator's defaults; without values the policy asks for the same", async () => {
+  const spec = find(await helm.template([]), "ClusterPolicy", "cluster-policy")[0]!.spec;
+  for (const o of OPERANDS) {
+    const d = o.defaultImage;
+    assert.deepEqual([spec[o.key].repository, spec[o.key].image, spec[o.key].version], [d.repository, d.image, d.version], o.key);
+  }
+  assert.equal(spec.migManager, undefined);
+  assert.equal(spec.daemonsets, undefined);
 });
 
 test("every value in NVIDIA's values.yaml is declared, with a type, in the chart's schema", () => {
@@ -117,11 +164,11 @@ test("the install notes list the given settings gpuop does not act on, and say N
     await client.close();
   }
   const text = await notes(["-f", nvidiaValues]);
-  for (const s of ["toolkit", "devicePlugin", "dcgmExporter", "gfd", "migManager", "validator", "operator.runtimeClass", "operator.annotations", "operator.logging"]) {
+  for (const s of ["migManager", "ccManager", "operator.annotations", "operator.logging"]) {
     assert.match(text, new RegExp(`^  ${s.replace(".", "\\.")}$`, "m"), s);
   }
   // Disabled components and what gpuop acts on are not listed.
-  for (const s of ["driver", "operator", "gds", "nodeStatusExporter", "psa"]) assert.doesNotMatch(text, new RegExp(`^  ${s}$`, "m"), s);
+  for (const s of ["driver", "operator", "gds", "nodeStatusExporter", "psa", "toolkit", "devicePlugin", "dcgmExporter", "gfd", "validator", "daemonsets", "mig", "operator.runtimeClass"]) assert.doesNotMatch(text, new RegExp(`^  ${s}$`, "m"), s);
   assert.match(text, /nfd.enabled is true, but this chart does not deploy Node Feature Discovery/);
   const own = await notes();
   assert.doesNotMatch(own, /does not act on/);

@@ -75,7 +75,7 @@ only while enabled), for the install notes. A JSON list of value paths.
 */}}
 {{- define "gpu-operator.ignoredSettings" -}}
 {{- $out := list -}}
-{{- $acted := list "operator" "driver" "gds" "gdrcopy" "vgpuManager" "nfd" -}}
+{{- $acted := list "operator" "driver" "gds" "gdrcopy" "vgpuManager" "nfd" "toolkit" "devicePlugin" "gfd" "dcgmExporter" "validator" "daemonsets" "mig" -}}
 {{- range $k, $v := .Values -}}
 {{- if and (not (has $k $acted)) $v -}}
 {{- if or (not (kindIs "map" $v)) (not (hasKey $v "enabled")) $v.enabled -}}
@@ -83,7 +83,7 @@ only while enabled), for the install notes. A JSON list of value paths.
 {{- end -}}
 {{- end -}}
 {{- end -}}
-{{- range $k := list "env" "runtimeClass" "use_ocp_driver_toolkit" "cleanupCRD" "upgradeCRD" "annotations" "logging" -}}
+{{- range $k := list "env" "use_ocp_driver_toolkit" "cleanupCRD" "upgradeCRD" "annotations" "logging" -}}
 {{- if get $.Values.operator $k }}{{ $out = append $out (printf "operator.%s" $k) }}{{ end -}}
 {{- end -}}
 {{- $d := .Values.driver -}}
@@ -96,4 +96,45 @@ only while enabled), for the install notes. A JSON list of value paths.
 {{- end -}}
 {{- with $d.licensingConfig }}{{ if or .secretName .configMapName }}{{ $out = append $out "driver.licensingConfig" }}{{ end }}{{ end -}}
 {{- toJson $out -}}
+{{- end -}}
+
+{{/*
+A values map without what is unset: empty strings, nulls, and maps or lists
+left empty, recursively (so the operator's defaults apply to them), as JSON.
+*/}}
+{{- define "gpu-operator.pruned" -}}
+{{- $out := dict -}}
+{{- range $k, $v := . -}}
+{{- if kindIs "map" $v -}}
+{{- $sub := include "gpu-operator.pruned" $v | fromJson -}}
+{{- if $sub }}{{ $_ := set $out $k $sub }}{{ end -}}
+{{- else if kindIs "slice" $v -}}
+{{- if $v }}{{ $_ := set $out $k $v }}{{ end -}}
+{{- else if kindIs "string" $v -}}
+{{- if ne $v "" }}{{ $_ := set $out $k $v }}{{ end -}}
+{{- else if not (kindIs "invalid" $v) -}}
+{{- $_ := set $out $k $v -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/*
+One operand's part of the ClusterPolicy from its values, as NVIDIA's chart
+writes it: version as a string, pull secrets and env normalized as the
+driver's, and config reduced to the ConfigMap's name and default (create and
+data make the chart create it, see operand-configs.yaml).
+*/}}
+{{- define "gpu-operator.operandSpec" -}}
+{{- $o := include "gpu-operator.pruned" (omit . "config") | fromJson -}}
+{{- with .version }}{{ $_ := set $o "version" (toString .) }}{{ end -}}
+{{- if hasKey $o "imagePullSecrets" }}{{ $_ := set $o "imagePullSecrets" (include "gpu-operator.secretNames" $o.imagePullSecrets | fromJsonArray) }}{{ end -}}
+{{- if hasKey $o "env" }}{{ $_ := set $o "env" (include "gpu-operator.env" $o.env | fromJsonArray) }}{{ end -}}
+{{- with .config -}}
+{{- $c := dict -}}
+{{- with .name }}{{ $_ := set $c "name" . }}{{ end -}}
+{{- with .default }}{{ $_ := set $c "default" . }}{{ end -}}
+{{- if $c }}{{ $_ := set $o "config" $c }}{{ end -}}
+{{- end -}}
+{{- toJson $o -}}
 {{- end -}}
