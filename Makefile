@@ -46,7 +46,7 @@ test: deps tools build typecheck lint
 # 85%. One module: `make mutate MUTATE=src/core/rollout.ts`. Incremental: each
 # scope keeps its results under .tmp/stryker, so reruns test only what changed.
 mutate: deps
-	npx stryker run $(if $(MUTATE),--mutate $(MUTATE) --incrementalFile .tmp/stryker/$(notdir $(MUTATE)).json)
+	npx stryker run $(if $(MUTATE),--mutate $(MUTATE) --incrementalFile .tmp/stryker/$(subst /,_,$(MUTATE)).json)
 
 cluster-up: deps tools
 	@node test/harness/cluster-cli.ts up
