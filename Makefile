@@ -45,8 +45,9 @@ test: deps tools build typecheck lint
 # tests; not part of `make test`): prints the mutation score and fails below
 # 85%. One module: `make mutate MUTATE=src/core/rollout.ts`. Incremental: each
 # scope keeps its results under .tmp/stryker, so reruns test only what changed.
+# More workers (the config keeps one): `make mutate STRYKER_FLAGS="--concurrency 2"`.
 mutate: deps
-	npx stryker run $(if $(MUTATE),--mutate $(MUTATE) --incrementalFile .tmp/stryker/$(subst /,_,$(MUTATE)).json)
+	npx stryker run $(STRYKER_FLAGS) $(if $(MUTATE),--mutate $(MUTATE) --incrementalFile .tmp/stryker/$(subst /,_,$(MUTATE)).json)
 
 cluster-up: deps tools
 	@node test/harness/cluster-cli.ts up
