@@ -179,7 +179,26 @@ test("planCheck keeps the target, refuses a kernel that is not one, and gives no
   assert.deepEqual(planCheck({ node: "a", kernel: "5.15.0-69-generic", osTag: "ubuntu22.04", arch: "amd64" }, "525", "nvcr.io/nvidia").reasons, []);
 });
 
+test("orders hold whatever order the registry lists tags in; a version with one more part is the newer", () => {
+  const both = (list: string[], want: string[]) => {
+    assert.deepEqual(summarizeCatalog(list).matches.map(formatPrecompiledTag), want);
+    assert.deepEqual(summarizeCatalog([...list].reverse()).matches.map(formatPrecompiledTag), want);
+  };
+  both(["550-5.14.0-427-generic-ubuntu22.04", "550-5.14.0-427-generic-rhel9.4"], ["550-5.14.0-427-generic-rhel9.4", "550-5.14.0-427-generic-ubuntu22.04"]);
+  both(["550-5.14.0-427-generic-rhel9", "550-5.14.0-427-generic-rhel9.4"], ["550-5.14.0-427-generic-rhel9.4", "550-5.14.0-427-generic-rhel9"]);
+  both(["550-5.14.0-427-generic-rhel9", "550-5.14.0-427-generic-rhel9.0"], ["550-5.14.0-427-generic-rhel9.0", "550-5.14.0-427-generic-rhel9"]);
+  assert.ok(compareVersionsDesc("550.54.0", "550.54") < 0);
+  assert.ok(compareVersionsDesc("550.54", "550.54.0") > 0);
+});
+
+test("planCheck names a bad kernel as the kernel, not as a tag; a node without nodeInfo has no kernel", () => {
+  assert.throws(() => planCheck({ node: "n", kernel: "not-a-kernel", osTag: "ubuntu24.04", arch: "amd64" }, "580", "nvcr.io/nvidia"), (e: unknown) => e instanceof UserError && e.message.startsWith('kernel release "not-a-kernel"'));
+  assert.equal(withKernelFallback({ metadata: { name: "n" }, status: {} }).kernelFrom, "none");
+});
+
 // Surviving mutant in catalog.ts, equivalent: summarizeCatalog's `if (!(err instanceof UserError)) throw err` -> `if (false)`:
 // parsePrecompiledTag throws nothing but UserError, so no tag reaches the rethrow.
+// Also equivalent: the catch block emptied (UserErrors are skipped either way); the loops' `i < Math.max(...)` ->
+// `<=` (one more round with both parts missing gives 0); compareOsTagsDesc's `pa.id < pb.id` -> `<=` (the ids differ there).
 // Also equivalent: byNumberDesc's text tie-break (`a < b ? 1 : ...`) after equal numbers: branches have no leading
 // zeros (tag.ts BRANCH), so equal numbers are equal strings.
