@@ -2,8 +2,20 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { UserError } from "../errors.ts";
 import {
+  commonDaemonSetSpec,
+  enabledOperands,
+  EnvBuilder,
   GATE_OPEN,
+  hostPath,
+  objectHash,
   OPERAND_HASH_ANNOTATION,
+  OPERANDS,
+  operandEnabled,
+  operandImage,
+  operandSpec,
+  prerequisite,
+  resources,
+  UNSUPPORTED_COMPONENTS,
   operandNodeLabels,
   operandStatuses,
   readyPods,
@@ -201,4 +213,141 @@ test("spec.daemonsets: priority class, tolerations (replacing the default), labe
   assert.deepEqual(ds({ daemonsets: { updateStrategy: "OnDelete" } }, "gpu-feature-discovery").spec.updateStrategy, { type: "OnDelete" });
   assert.deepEqual(ds({}, "gpu-feature-discovery").spec.updateStrategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 1 } });
   assert.throws(() => render({ daemonsets: { rollingUpdate: { maxUnavailable: "one" } } }), (e: unknown) => e instanceof UserError && /maxUnavailable/.test(e.message));
+});
+
+const info = (key: OperandKey) => OPERANDS.find((o) => o.key === key)!;
+const userError = (fn: () => unknown, message: string) => assert.throws(fn, (e: unknown) => e instanceof UserError && e.message === message, message);
+
+test("operandSpec: every typed field checked by name, with the value it got", () => {
+  const spec = (s: unknown) => operandSpec(policy({ devicePlugin: s }), "devicePlugin");
+  assert.deepEqual(operandSpec(policy(), "gfd"), {});
+  userError(() => spec("on"), "spec.devicePlugin must be an object");
+  userError(() => spec([]), "spec.devicePlugin must be an object");
+  userError(() => spec({ enabled: 1 }), "spec.devicePlugin.enabled must be a boolean, not 1");
+  for (const f of ["repository", "image", "version", "imagePullPolicy"]) userError(() => spec({ [f]: 2 }), `spec.devicePlugin.${f} must be a string, not 2`);
+  for (const f of ["imagePullSecrets", "args"]) {
+    userError(() => spec({ [f]: "x" }), `spec.devicePlugin.${f} must be a list of strings, not "x"`);
+    userError(() => spec({ [f]: ["a", 3] }), `spec.devicePlugin.${f} must be a list of strings, not ["a",3]`);
+  }
+  for (const env of [{ name: "A" }, [null], [{ name: "" }], [{ name: 1 }], [{ name: "A", value: 2 }], [{ value: "v" }]]) {
+    userError(() => spec({ env }), `spec.devicePlugin.env must be a list of {name, value} with string values, not ${JSON.stringify(env)}`);
+  }
+  const ok = { enabled: false, repository: "r", image: "i", version: "v", imagePullPolicy: "Always", imagePullSecrets: ["s"], args: ["--a"], env: [{ name: "A" }, { name: "B", value: "" }], other: { kept: true } };
+  assert.deepEqual(spec(ok), ok);
+});
+
+test("operandEnabled: on unless enabled is false; the validator always on", () => {
+  assert.equal(operandEnabled(policy({ gfd: { enabled: false } }), info("gfd")), false);
+  assert.equal(operandEnabled(policy({ gfd: { enabled: true } }), info("gfd")), true);
+  assert.equal(operandEnabled(policy({ gfd: {} }), info("gfd")), true);
+  assert.equal(operandEnabled(policy({ validator: { enabled: false } }), info("validator")), true);
+  assert.deepEqual([...enabledOperands(policy({ toolkit: { enabled: false }, dcgmExporter: { enabled: false } }))], ["validator", "devicePlugin", "gfd"]);
+});
+
+test("operandImage: default, full reference, the three parts (digest with @, slashes trimmed), and what is missing", () => {
+  const dp = info("devicePlugin");
+  assert.equal(operandImage({}, dp), "nvcr.io/nvidia/k8s-device-plugin:v0.20.0");
+  assert.equal(operandImage({ image: "r.example.com/x/plugin:v1" }, dp), "r.example.com/x/plugin:v1");
+  assert.equal(operandImage({ repository: "r.example.com/x//", image: "plugin", version: "v1" }, dp), "r.example.com/x/plugin:v1");
+  assert.equal(operandImage({ repository: "r.example.com", image: "plugin", version: `sha256:${"c".repeat(64)}` }, dp), `r.example.com/plugin@sha256:${"c".repeat(64)}`);
+  const tail = "(or set image to a full reference, or none of them for nvcr.io/nvidia/k8s-device-plugin:v0.20.0)";
+  userError(() => operandImage({ repository: "r.example.com" }, dp), `spec.devicePlugin sets only some of repository, image and version: add image and version ${tail}`);
+  userError(() => operandImage({ version: "v1" }, dp), `spec.devicePlugin sets only some of repository, image and version: add repository and image ${tail}`);
+  userError(() => operandImage({ image: "plugin", version: "v1" }, dp), `spec.devicePlugin sets only some of repository, image and version: add repository ${tail}`);
+  userError(() => operandImage({ repository: "r.example.com", image: "plugin" }, dp), `spec.devicePlugin sets only some of repository, image and version: add version ${tail}`);
+  assert.throws(() => operandImage({ image: "Bad Image" }, dp), (e: unknown) => e instanceof UserError && e.message.startsWith("spec.devicePlugin: image Bad Image is not a valid reference: "));
+});
+
+test("prerequisite: the operand's own, else the next one up that is on, else the driver", () => {
+  assert.equal(prerequisite(info("gfd"), ALL), "toolkit");
+  assert.equal(prerequisite(info("gfd"), new Set<OperandKey>(["gfd"])), "driver");
+  assert.equal(prerequisite(info("toolkit"), ALL), "driver");
+});
+
+test("EnvBuilder: first-set order, later values replace, empty value written without value; resources as strings", () => {
+  const env = new EnvBuilder().set("A", "1").set("B", "2").fieldRef("NODE", "spec.nodeName").set("A", "3").setAll([{ name: "C" }, { name: "B", value: "" }]).setAll(undefined);
+  assert.deepEqual(env.list(), [{ name: "A", value: "3" }, { name: "B" }, { name: "NODE", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }, { name: "C" }]);
+  assert.equal(resources(undefined), undefined);
+  assert.equal(resources({}), undefined);
+  assert.equal(resources({ limits: {}, requests: {} }), undefined);
+  assert.deepEqual(resources({ limits: { cpu: 2, memory: "1Gi" }, requests: {} }), { limits: { cpu: "2", memory: "1Gi" } });
+  assert.deepEqual(resources({ requests: { cpu: "100m" } }), { requests: { cpu: "100m" } });
+  assert.deepEqual(hostPath("v", "/p", "Directory"), { name: "v", hostPath: { path: "/p", type: "Directory" } });
+  assert.deepEqual(hostPath("v", "/p"), { name: "v", hostPath: { path: "/p" } });
+});
+
+test("spec.daemonsets: each bad value refused by name; percentages and digit strings for maxUnavailable; empty priority class is the default", () => {
+  const at = "spec.daemonsets";
+  const common = (d: unknown) => commonDaemonSetSpec(policy({ daemonsets: d }));
+  userError(() => common("x"), `${at} must be an object`);
+  userError(() => common({ labels: { a: 1 } }), `${at}.labels must be a map of strings, not {"a":1}`);
+  userError(() => common({ annotations: ["a"] }), `${at}.annotations must be a map of strings, not ["a"]`);
+  userError(() => common({ tolerations: {} }), `${at}.tolerations must be a list of tolerations, not {}`);
+  userError(() => common({ tolerations: ["x"] }), `${at}.tolerations must be a list of tolerations, not ["x"]`);
+  userError(() => common({ priorityClassName: 5 }), `${at}.priorityClassName must be a string`);
+  userError(() => common({ updateStrategy: "Recreate" }), `${at}.updateStrategy must be RollingUpdate or OnDelete, not "Recreate"`);
+  for (const mu of ["one", "25", "x%", "-1", true]) {
+    if (mu === "25") continue;
+    userError(() => common({ rollingUpdate: { maxUnavailable: mu } }), `${at}.rollingUpdate.maxUnavailable must be a count or a percentage like "25%", not ${JSON.stringify(mu)}`);
+  }
+  assert.deepEqual(common({ updateStrategy: "RollingUpdate", rollingUpdate: { maxUnavailable: "30%" } }).updateStrategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: "30%" } });
+  assert.deepEqual(common({ rollingUpdate: { maxUnavailable: 4 } }).updateStrategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 4 } });
+  assert.deepEqual(common({ rollingUpdate: "x" }).updateStrategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 1 } });
+  const plain = common({ priorityClassName: "" });
+  assert.deepEqual(plain, { priorityClassName: "system-node-critical", tolerations: [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }], labels: {}, annotations: {}, updateStrategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 1 } } });
+  assert.deepEqual(common({ tolerations: [] }).tolerations, [], "an empty list replaces the default too");
+});
+
+test("operand DaemonSets: pull secrets deduplicated and empty ones dropped; pod annotations only when set; the hash ignores itself", () => {
+  const d = ds({ gfd: { imagePullSecrets: ["a", "", "a", "b"] }, daemonsets: { annotations: { team: "ml" } } }, "gpu-feature-discovery");
+  assert.deepEqual(d.spec.template.spec.imagePullSecrets, [{ name: "a" }, { name: "b" }]);
+  assert.deepEqual(d.spec.template.metadata.annotations, { team: "ml" });
+  assert.equal(d.metadata.annotations["team"], "ml");
+  assert.equal("imagePullSecrets" in ds({ gfd: { imagePullSecrets: [""] } }, "gpu-feature-discovery").spec.template.spec, false);
+  assert.equal("annotations" in ds({}, "gpu-feature-discovery").spec.template.metadata, false);
+  assert.equal(d.metadata.labels["app.kubernetes.io/part-of"], "nvidia-gpu");
+  assert.equal(ds({}, "nvidia-operator-validator").metadata.labels["app.kubernetes.io/part-of"], "gpu-operator");
+  assert.equal("app.kubernetes.io/part-of" in ds({}, "nvidia-device-plugin-daemonset").metadata.labels, false);
+  assert.equal(d.metadata.labels["gpuop.nvidia.com/operand"], "gfd");
+  assert.deepEqual(d.metadata.ownerReferences, [{ apiVersion: "nvidia.com/v1", kind: "ClusterPolicy", name: "cluster-policy", uid: "u1", controller: true, blockOwnerDeletion: true }]);
+  assert.equal(d.spec.template.spec.serviceAccountName, "nvidia-gpu-feature-discovery");
+  const hash = d.metadata.annotations[OPERAND_HASH_ANNOTATION]!;
+  assert.match(hash, /^[0-9a-f]{16}$/);
+  assert.equal(objectHash(d), hash, "the stored hash is left out of what it hashes");
+  assert.notEqual(objectHash({ ...d, metadata: { ...d.metadata, labels: { ...d.metadata.labels, x: "y" } } }), hash);
+  assert.notEqual(objectHash({ ...d, metadata: { ...d.metadata, ownerReferences: [] } }), hash);
+  const unowned = renderOperands({ policy: policy(), namespace: "gpu-ns" }).daemonSets[0]!;
+  assert.equal("ownerReferences" in unowned.metadata, false);
+});
+
+test("renderOperands: the validator's pull policy for the validation inits, the runtime class, and what is unsupported", () => {
+  const withPolicy = ds({ validator: { imagePullPolicy: "Always" } }, "nvidia-device-plugin-daemonset");
+  assert.equal(withPolicy.spec.template.spec.initContainers?.[0]?.imagePullPolicy, "Always");
+  assert.equal(ds({}, "nvidia-device-plugin-daemonset").spec.template.spec.initContainers?.[0]?.imagePullPolicy, "IfNotPresent");
+  assert.equal(ds({ operator: { runtimeClass: "" } }, "gpu-feature-discovery").spec.template.spec.runtimeClassName, "nvidia");
+  assert.equal(ds({ operator: { runtimeClass: 3 } }, "gpu-feature-discovery").spec.template.spec.runtimeClassName, "nvidia");
+  const r = render({ vfioManager: { enabled: true }, migManager: { enabled: true }, dcgm: { enabled: false }, kataManager: { enabled: "true" } });
+  assert.deepEqual(r.unsupported, ["migManager", "vfioManager"]);
+  assert.deepEqual(r.enabled, ["toolkit", "validator", "devicePlugin", "gfd", "dcgmExporter"]);
+  assert.deepEqual(UNSUPPORTED_COMPONENTS, ["migManager", "dcgm", "nodeStatusExporter", "sandboxWorkloads", "vgpuManager", "vgpuDeviceManager", "kataManager", "ccManager", "vfioManager", "sandboxDevicePlugin"]);
+});
+
+test("operandStatuses: the error sentence; notReady nodes named; lists capped at 20; unsupported components say so", () => {
+  assert.deepEqual(operandStatuses({ policy: policy(), nodes: [], ready: ready([]), error: "spec.gfd.enabled must be a boolean" }), [
+    { name: "operands", daemonSet: "", state: "error", message: "spec.gfd.enabled must be a boolean. Operand DaemonSets are left as they are until the policy is fixed." },
+  ]);
+  const open = { "gpuop.nvidia.com/gate.container-toolkit": "open" };
+  const nodes = [...Array.from({ length: 22 }, (_, i) => gpuNode(`w${String(i).padStart(2, "0")}`)), ...Array.from({ length: 23 }, (_, i) => gpuNode(`o${String(i).padStart(2, "0")}`, open)), gpuNode("r", open), gpuNode("off", { "nvidia.com/gpu.deploy.operands": "false" })];
+  const s = operandStatuses({ policy: policy({ migManager: { enabled: true } }), nodes, ready: ready([["toolkit", ["r"]]]) });
+  const tk = s.find((o) => o.name === "toolkit")!;
+  assert.equal(tk.state, "notReady");
+  assert.equal(tk.nodes, 46);
+  assert.equal(tk.readyPods, 1);
+  assert.equal(tk.waiting?.length, 20);
+  assert.equal(tk.notReady?.length, 20);
+  assert.equal(tk.notReady?.[0], "o00");
+  assert.equal(tk.waiting?.[0], "w00");
+  assert.deepEqual(s.at(-1), { name: "migManager", daemonSet: "", state: "unsupported", message: "gpuop does not deploy migManager; run it yourself or turn it off" });
+  const oneReady = operandStatuses({ policy: policy(), nodes: [gpuNode("r", open)], ready: ready([["toolkit", ["r"]]]) }).find((o) => o.name === "toolkit")!;
+  assert.deepEqual(oneReady, { name: "toolkit", daemonSet: "nvidia-container-toolkit-daemonset", state: "ready", nodes: 1, readyPods: 1 });
 });
