@@ -203,3 +203,6 @@ test("problem rows are whole rows, sorted among the others by node name", () => 
 //   matter for a DaemonSet or node without a name, which the API server never returns.
 // - `nodeAnnotations.get(n.name)?.` / `nodeLabels.get(n.name)?.` -> `.`: every GPU node row comes from
 //   the same node list, so the lookup always finds it.
+// - runningImage's `pod?.status` -> `pod.status`: without a pod there is no container, and it returned "" before.
+// - the `?? ""` fallbacks for a missing imageID (-> another text) and containerStatuses (-> a one-element
+//   array of text): neither text holds a digest or a waiting reason, so the result is the same.
