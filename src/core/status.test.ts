@@ -272,3 +272,32 @@ test("ignored: the active policy named word for word, the time kept only while R
   assert.equal(ignoredStatus("first-policy", 4, s, T1).conditions![0]!.lastTransitionTime, T0);
   assert.equal("observedGeneration" in ignoredStatus("first-policy", undefined, undefined, T0), false);
 });
+
+test("every not-ready Ready condition says False, not just anything but True", () => {
+  const statuses = [
+    computeStatus(base({ drivers: { noDriver: "", keeping: "g2: keeps (y)", fallback: "" } }), undefined, T0),
+    computeStatus(base({ missingImages: [{ image: "i", nodes: ["g1"] }] }), undefined, T0),
+    computeStatus(base({ waiting: ["g1"] }), undefined, T0),
+    computeStatus(base(), { operands: [{ name: "gfd", state: "notReady" }] }, T0),
+  ];
+  assert.deepEqual(statuses.map((s) => [readyOf(s).reason, readyOf(s).status]), [
+    ["PrecompiledImageMissing", "False"],
+    ["PrecompiledImageMissing", "False"],
+    ["DriverNotReady", "False"],
+    ["OperandNotReady", "False"],
+  ]);
+});
+
+test("the last upgrade counts are carried only while the policy is invalid", () => {
+  const before = computeStatus(base({ upgrades: { counts: { "upgrade-done": 2 }, pending: [], failed: [], outdated: [] } }), undefined, T0);
+  assert.equal("upgrades" in computeStatus(base(), before, T1), false);
+});
+
+test("ignored: the Ready condition is found by type among the others", () => {
+  const previous = { conditions: [{ type: "Error", status: "False" as const, reason: "Reconciled", message: "", lastTransitionTime: T0 }, { type: "Ready", status: "True" as const, reason: "Reconciled", message: "", lastTransitionTime: T0 }] };
+  assert.equal(ignoredStatus("first", 1, previous, T1).conditions![0]!.lastTransitionTime, T1);
+  assert.equal(ignoredStatus("first", 1, {}, T1).conditions![0]!.lastTransitionTime, T1);
+});
+
+// Surviving mutants in status.ts, equivalent: `inputs.drivers ?? {...}` -> `?? {}` (missing sentences are falsy either
+// way) and `previous?.operands ?? []` -> a one-element array of text (a string has no state, so nothing is not ready).
