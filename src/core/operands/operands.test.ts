@@ -351,3 +351,152 @@ test("operandStatuses: the error sentence; notReady nodes named; lists capped at
   const oneReady = operandStatuses({ policy: policy(), nodes: [gpuNode("r", open)], ready: ready([["toolkit", ["r"]]]) }).find((o) => o.name === "toolkit")!;
   assert.deepEqual(oneReady, { name: "toolkit", daemonSet: "nvidia-container-toolkit-daemonset", state: "ready", nodes: 1, readyPods: 1 });
 });
+
+const NAMES = ["nvidia-container-toolkit-daemonset", "nvidia-device-plugin-daemonset", "gpu-feature-discovery", "nvidia-dcgm-exporter", "nvidia-operator-validator"];
+const renderWith = (spec: Record<string, unknown>, runtimeVersions: string[]) => renderOperands({ policy: policy(spec), namespace: "gpu-ns", runtimeVersions });
+const hostPaths = (d: ReturnType<typeof ds>) => Object.fromEntries(d.spec.template.spec.volumes.map((v) => [v.name, "hostPath" in v ? v.hostPath.path : ""]));
+
+test("property of every pod: each mount names a volume of the pod, and names are unique (volumes, containers, env)", () => {
+  for (const runtime of ["containerd://2", "docker://24", "cri-o://1.30"]) {
+    for (const spec of [{}, { mig: { strategy: "mixed" }, toolkit: { installDir: "/opt/nv" }, devicePlugin: { args: ["--x"] } }]) {
+      for (const d of renderWith(spec, [runtime]).daemonSets) {
+        const pod = d.spec.template.spec;
+        const volumes = pod.volumes.map((v) => v.name);
+        assert.equal(new Set(volumes).size, volumes.length, `${d.metadata.name}: volume names unique`);
+        const containers = [...(pod.initContainers ?? []), ...pod.containers];
+        assert.equal(new Set(containers.map((c) => c.name)).size, containers.length);
+        for (const c of containers) {
+          for (const m of c.volumeMounts ?? []) assert.ok(volumes.includes(m.name), `${d.metadata.name}/${c.name} mounts ${m.name}`);
+          const env = (c.env ?? []).map((e) => e.name);
+          assert.equal(new Set(env).size, env.length, `${c.name}: env names unique`);
+        }
+      }
+    }
+  }
+});
+
+test("the toolkit configures the cluster's runtime through its own files and socket", () => {
+  const toolkit = (runtime: string, spec: Record<string, unknown> = {}) => renderWith(spec, [runtime]).daemonSets.find((d) => d.metadata.name === NAMES[0])!;
+  const tkEnv = (d: ReturnType<typeof toolkit>) => envOf(d.spec.template.spec.containers[0]);
+  const containerd = toolkit("containerd://2.0", { operator: { runtimeClass: "nv-rc" } });
+  assert.deepEqual(
+    [tkEnv(containerd).RUNTIME, tkEnv(containerd).RUNTIME_CONFIG, tkEnv(containerd).RUNTIME_DROP_IN_CONFIG, tkEnv(containerd).RUNTIME_DROP_IN_CONFIG_HOST_PATH, tkEnv(containerd).RUNTIME_SOCKET, tkEnv(containerd).CONTAINERD_SOCKET, tkEnv(containerd).CONTAINERD_RUNTIME_CLASS],
+    ["containerd", "/runtime/config-dir/config.toml", "/runtime/config-dir.d/99-nvidia.toml", "/etc/containerd/conf.d/99-nvidia.toml", "/runtime/sock-dir/containerd.sock", "/runtime/sock-dir/containerd.sock", "nv-rc"],
+  );
+  assert.deepEqual([hostPaths(containerd)["runtime-config-dir"], hostPaths(containerd)["runtime-drop-in-config"], hostPaths(containerd)["container-runtime-socket"]], ["/etc/containerd", "/etc/containerd/conf.d", "/run/containerd"]);
+  const docker = toolkit("docker://24.0");
+  assert.deepEqual([tkEnv(docker).RUNTIME, tkEnv(docker).RUNTIME_CONFIG, tkEnv(docker).DOCKER_SOCKET, tkEnv(docker).RUNTIME_SOCKET], ["docker", "/runtime/config-dir/daemon.json", "/runtime/sock-dir/docker.sock", "/runtime/sock-dir/docker.sock"]);
+  assert.equal("CONTAINERD_SOCKET" in tkEnv(docker) || "CONTAINERD_RUNTIME_CLASS" in tkEnv(docker) || "RUNTIME_DROP_IN_CONFIG" in tkEnv(docker), false);
+  assert.deepEqual([hostPaths(docker)["runtime-config-dir"], hostPaths(docker)["container-runtime-socket"], hostPaths(docker)["runtime-drop-in-config"]], ["/etc/docker", "/var/run", undefined]);
+  const crio = toolkit("cri-o://1.30", { toolkit: { env: [{ name: "RUNTIME", value: "containerd" }, { name: "CRIO_CONFIG_MODE", value: "hook" }] } });
+  assert.deepEqual([tkEnv(crio).RUNTIME, tkEnv(crio).CRIO_CONFIG_MODE, tkEnv(crio).RUNTIME_CONFIG, tkEnv(crio).RUNTIME_DROP_IN_CONFIG, tkEnv(crio).RUNTIME_DROP_IN_CONFIG_HOST_PATH], ["crio", "hook", "/runtime/config-dir/config.toml", "/runtime/config-dir.d/99-nvidia.conf", "/etc/crio/crio.conf.d/99-nvidia.conf"], "the policy may set CRIO_CONFIG_MODE but not the runtime");
+  assert.equal("RUNTIME_SOCKET" in tkEnv(crio), false);
+  assert.equal(tkEnv(toolkit("cri-o://1.30")).CRIO_CONFIG_MODE, "config");
+  assert.equal("CRIO_CONFIG_MODE" in tkEnv(containerd), false);
+  assert.deepEqual([hostPaths(crio)["runtime-config-dir"], hostPaths(crio)["runtime-drop-in-config"], hostPaths(crio)["container-runtime-socket"]], ["/etc/crio", "/etc/crio/crio.conf.d", undefined]);
+  assert.equal(clusterRuntime(["runc://1"]), "containerd");
+  assert.equal(clusterRuntime(["cri-o://1.30", "docker://24"]), "docker");
+  assert.equal(clusterRuntime(["cri-o://1.30", "containerd://2"]), "containerd");
+});
+
+test("the toolkit's install dir and arguments; the device plugin's CDI hook follows the install dir", () => {
+  const tk = ds({ toolkit: { installDir: "/opt/nv", args: ["--debug"], imagePullPolicy: "Always", resources: { requests: { cpu: "50m" } } } }, NAMES[0]!);
+  const c = tk.spec.template.spec.containers[0]!;
+  assert.equal(envOf(c).ROOT, "/opt/nv");
+  assert.equal(hostPaths(tk)["toolkit-install-dir"], "/opt/nv");
+  assert.equal(c.volumeMounts?.find((m) => m.name === "toolkit-install-dir")?.mountPath, "/opt/nv");
+  assert.match(c.args![0]!, /exec nvidia-toolkit --debug$/);
+  assert.equal(c.imagePullPolicy, "Always");
+  assert.deepEqual(c.resources, { requests: { cpu: "50m" } });
+  const plain = ds({ toolkit: { installDir: "" } }, NAMES[0]!).spec.template.spec.containers[0]!;
+  assert.equal(envOf(plain).ROOT, "/usr/local/nvidia");
+  assert.match(plain.args![0]!, /; exec nvidia-toolkit$/);
+  assert.match(plain.args![0]!, /^until \[ -f \/run\/nvidia\/validations\/driver-ready \]/);
+  assert.equal(plain.imagePullPolicy, "IfNotPresent");
+  assert.equal(envOf(ds({ toolkit: { installDir: "/opt/nv" } }, NAMES[1]!).spec.template.spec.containers[0]).NVIDIA_CDI_HOOK_PATH, "/opt/nv/toolkit/nvidia-cdi-hook");
+  assert.equal(envOf(ds({}, NAMES[1]!).spec.template.spec.containers[0]).NVIDIA_CDI_HOOK_PATH, "/usr/local/nvidia/toolkit/nvidia-cdi-hook");
+});
+
+test("MIG strategy: single by default; none drops the MIG device monitor; the validator's plugin check gets it too", () => {
+  const envs = (mig: unknown) => [NAMES[1]!, NAMES[2]!].map((n) => envOf(ds(mig === undefined ? {} : { mig }, n).spec.template.spec.containers[0]));
+  for (const e of envs(undefined)) assert.deepEqual([e.MIG_STRATEGY, e.NVIDIA_MIG_MONITOR_DEVICES], ["single", "all"]);
+  for (const e of envs({ strategy: "" })) assert.equal(e.MIG_STRATEGY, "single");
+  for (const e of envs({ strategy: "mixed" })) assert.deepEqual([e.MIG_STRATEGY, e.NVIDIA_MIG_MONITOR_DEVICES], ["mixed", "all"]);
+  for (const e of envs({ strategy: "none" })) assert.deepEqual([e.MIG_STRATEGY, "NVIDIA_MIG_MONITOR_DEVICES" in e], ["none", false]);
+  const plugin = ds({ mig: { strategy: "mixed" } }, NAMES[4]!).spec.template.spec.initContainers!.find((c) => c.name === "plugin-validation")!;
+  assert.deepEqual([envOf(plugin).MIG_STRATEGY, envOf(plugin).WITH_WORKLOAD, envOf(plugin).WITH_WAIT, envOf(plugin).COMPONENT], ["mixed", "false", "false", "plugin"]);
+});
+
+test("GFD, the exporter and the device plugin: arguments only when given, pull policy and resources from the policy", () => {
+  const spec = { args: ["--a", "--b"], imagePullPolicy: "Never", resources: { limits: { memory: "1Gi" } } };
+  const gfd = ds({ gfd: spec }, NAMES[2]!).spec.template.spec.containers[0]!;
+  assert.deepEqual([gfd.command, gfd.args, gfd.imagePullPolicy, gfd.resources], [["gpu-feature-discovery"], ["--a", "--b"], "Never", { limits: { memory: "1Gi" } }]);
+  const dcgm = ds({ dcgmExporter: spec }, NAMES[3]!).spec.template.spec.containers[0]!;
+  assert.deepEqual([dcgm.args, dcgm.imagePullPolicy, dcgm.resources], [["--a", "--b"], "Never", { limits: { memory: "1Gi" } }]);
+  const dp = ds({ devicePlugin: spec }, NAMES[1]!).spec.template.spec.containers[0]!;
+  assert.match(dp.args![0]!, /exec nvidia-device-plugin --a --b$/);
+  assert.deepEqual([dp.imagePullPolicy, dp.resources], ["Never", { limits: { memory: "1Gi" } }]);
+  for (const n of [NAMES[2]!, NAMES[3]!]) {
+    const c = ds({ gfd: { args: [] }, dcgmExporter: { args: [] } }, n).spec.template.spec.containers[0]!;
+    assert.equal("args" in c || "resources" in c, false, n);
+    assert.equal(c.imagePullPolicy, "IfNotPresent");
+  }
+  const plainDp = ds({}, NAMES[1]!).spec.template.spec.containers[0]!;
+  assert.match(plainDp.args![0]!, /; exec nvidia-device-plugin$/);
+  assert.deepEqual([envOf(plainDp).DEVICE_LIST_STRATEGY, envOf(plainDp).CDI_ENABLED, envOf(plainDp).FAIL_ON_INIT_ERROR], ["cdi-annotations,cdi-cri", "true", "true"]);
+  assert.equal(hostPaths(ds({}, NAMES[1]!))["device-plugin"], "/var/lib/kubelet/device-plugins");
+  assert.equal(plainDp.volumeMounts?.find((m) => m.name === "device-plugin")?.mountPath, "/var/lib/kubelet/device-plugins");
+  const gfdPaths = hostPaths(ds({}, NAMES[2]!));
+  assert.equal(gfdPaths["output-dir"], "/etc/kubernetes/node-feature-discovery/features.d");
+  assert.deepEqual(envOf(ds({}, NAMES[2]!).spec.template.spec.containers[0]).GFD_SLEEP_INTERVAL, "60s");
+});
+
+test("the exporter listens on 9400 and its Service is scraped there; the Service type comes from the policy", () => {
+  const d = ds({}, NAMES[3]!);
+  const c = d.spec.template.spec.containers[0]!;
+  assert.deepEqual([envOf(c).DCGM_EXPORTER_LISTEN, envOf(c).DCGM_EXPORTER_KUBERNETES, c.ports], [":9400", "true", [{ name: "metrics", containerPort: 9400, protocol: "TCP" }]]);
+  assert.equal(hostPaths(d)["pod-gpu-resources"], "/var/lib/kubelet/pod-resources");
+  const svc = render({ dcgmExporter: { service: { type: "NodePort" } } }).services[0]!;
+  assert.deepEqual(svc, {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: {
+      name: "nvidia-dcgm-exporter",
+      namespace: "gpu-ns",
+      labels: { app: "nvidia-dcgm-exporter", "gpuop.nvidia.com/operand": "dcgmExporter" },
+      annotations: { "prometheus.io/scrape": "true" },
+      ownerReferences: [{ apiVersion: "nvidia.com/v1", kind: "ClusterPolicy", name: "cluster-policy", uid: "u1", controller: true, blockOwnerDeletion: true }],
+    },
+    spec: { selector: { app: "nvidia-dcgm-exporter" }, type: "NodePort", ports: [{ name: "gpu-metrics", port: 9400, targetPort: 9400, protocol: "TCP" }] },
+  });
+  assert.equal(render({ dcgmExporter: { service: { type: "" } } }).services[0]!.spec.type, "ClusterIP");
+  assert.equal("ownerReferences" in renderOperands({ policy: policy(), namespace: "gpu-ns" }).services[0]!.metadata, false);
+});
+
+test("the validator: its inits run its own image and pull policy, with the policy's resources; the workload settings; preStop clears the ready files", () => {
+  const v = ds({ validator: { repository: "r.example.com", image: "val", version: "v2", imagePullPolicy: "Always", resources: { limits: { cpu: 1 } }, env: [{ name: "X", value: "y" }] }, operator: { runtimeClass: "nv-rc" } }, NAMES[4]!);
+  const inits = v.spec.template.spec.initContainers!;
+  for (const i of inits) assert.deepEqual([i.image, i.imagePullPolicy, i.resources], ["r.example.com/val:v2", "Always", { limits: { cpu: "1" } }], i.name);
+  assert.deepEqual(inits.map((i) => [envOf(i).COMPONENT, envOf(i).WITH_WAIT]), [["driver", "true"], ["toolkit", "true"], ["cuda", "false"], ["plugin", "false"]]);
+  assert.equal(envOf(inits[1]).NVIDIA_VISIBLE_DEVICES, "all");
+  assert.deepEqual([envOf(inits[2]).VALIDATOR_IMAGE, envOf(inits[2]).VALIDATOR_IMAGE_PULL_POLICY, envOf(inits[2]).VALIDATOR_RUNTIME_CLASS], ["r.example.com/val:v2", "Always", "nv-rc"]);
+  assert.deepEqual(inits[0]!.volumeMounts?.map((m) => [m.name, m.mountPath]), [["run-nvidia-validations", "/run/nvidia/validations"], ["host-root", "/host"], ["driver-install-dir", "/run/nvidia/driver"], ["host-dev-char", "/host-dev-char"]]);
+  assert.deepEqual(inits[1]!.volumeMounts?.map((m) => m.name), ["run-nvidia-validations"]);
+  const c = v.spec.template.spec.containers[0]!;
+  assert.deepEqual(c.lifecycle, { preStop: { exec: { command: ["sh", "-c", "rm -f /run/nvidia/validations/*-ready"] } } });
+  assert.deepEqual(c.env, [{ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }, { name: "OPERATOR_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } }, { name: "X", value: "y" }]);
+  assert.equal(c.imagePullPolicy, "Always");
+  const plain = ds({}, NAMES[4]!).spec.template.spec.initContainers!;
+  assert.equal("resources" in plain[0]!, false);
+  assert.equal(plain[0]!.imagePullPolicy, "IfNotPresent");
+});
+
+test("gates: an operand whose deploy label is set to something other than true gets no gate; readyPods ignores pods without a node or app", () => {
+  const n = gpuNode("n1", { "nvidia.com/gpu.deploy.device-plugin": "paused", "gpuop.nvidia.com/gate.device-plugin": "open", "nvidia.com/gpu.deploy.driver": "true" });
+  const p = operandNodeLabels(n, ALL, true, ready([["driver", ["n1"]], ["toolkit", ["n1"]]]));
+  assert.equal(p["gpuop.nvidia.com/gate.device-plugin"], null);
+  assert.equal("nvidia.com/gpu.deploy.device-plugin" in p, false);
+  const r = readyPods([{ metadata: { labels: { app: "nvidia-device-plugin-daemonset" } }, status: { conditions: [{ type: "Ready", status: "True" }] } }, { metadata: {}, spec: { nodeName: "a" }, status: { conditions: [{ type: "Ready", status: "True" }] } }, { metadata: { labels: { app: "gpu-feature-discovery" } }, spec: { nodeName: "a" } }, { metadata: { labels: { app: "gpu-feature-discovery" } }, spec: { nodeName: "b" }, status: { conditions: [{ type: "PodScheduled", status: "True" }, { type: "Ready", status: "True" }] } }]);
+  assert.deepEqual([...r.keys()], ["gfd"]);
+  assert.deepEqual([...r.get("gfd")!], ["b"]);
+});
