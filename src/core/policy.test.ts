@@ -371,6 +371,7 @@ test("normalizePolicy defaults each upgrade part only where given, keeping expli
     waitForCompletion: { timeoutSeconds: 90, podSelector: "a=b" },
     drain: { enable: true, force: true, timeoutSeconds: 45, deleteEmptyDir: true, podSelector: "x" },
   });
+  assert.deepEqual(normalizePolicy(withDriver({ upgradePolicy: { drain: {} } })).spec.driver.upgradePolicy?.drain, { enable: false, force: false, timeoutSeconds: 300, deleteEmptyDir: false }, "an empty drain section drains nothing");
   assert.deepEqual(normalizePolicy(withDriver({ rdma: { useHostMofed: true } })).spec.driver.rdma, { enabled: false, useHostMofed: true });
   const plain = normalizePolicy(withDriver({}));
   assert.equal("rdma" in plain.spec.driver, false, "no rdma section is made up");
