@@ -9,6 +9,7 @@ import {
   newestConventionalVersion,
   parseKernelFlags,
   preflightExitCode,
+  preflightRow,
   poolsWithFallback,
   pullFailure,
   renderFallbackDaemonSets,
@@ -190,4 +191,14 @@ test("nodes sent to the fallback leave their precompiled pool; a pool left empty
     [pool("conv", ["b", "d"], false)],
   );
   assert.deepEqual(out.map((p) => [p.name, p.nodes]), [["k69", ["a"]], ["conv", ["b", "d"]]]);
+});
+
+test("preflight rows: the target as given, the image unless there is none, the reason unless precompiled", () => {
+  const target = { node: "g1", osTag: "ubuntu22.04", arch: "arm64", kernel: "5.15.0-70-generic", unchanged: true };
+  assert.deepEqual(preflightRow(target, { node: "g1", osTag: "ubuntu22.04", mode: "precompiled", pool: "p", image: "r/driver:550-5.15.0-70-generic-ubuntu22.04" }), { ...target, result: "precompiled", image: "r/driver:550-5.15.0-70-generic-ubuntu22.04", reason: "" });
+  assert.deepEqual(
+    preflightRow(target, { node: "g1", osTag: "ubuntu22.04", mode: "fallback", pool: "c", image: "r/driver:550.90.07-ubuntu22.04", version: "550.90.07", precompiledImage: "x", cause: "missing", reason: "the registry has no precompiled image x" }),
+    { ...target, result: "fallback", image: "r/driver:550.90.07-ubuntu22.04", reason: "the registry has no precompiled image x" },
+  );
+  assert.deepEqual(preflightRow(target, { node: "g1", osTag: "ubuntu22.04", mode: "none", precompiledImage: "x", cause: "pull-failed", reason: "nothing to pull" }), { ...target, result: "none", image: "", reason: "nothing to pull" });
 });
