@@ -225,3 +225,11 @@ test("a node changed in place is classified again, not answered from the last ti
   const second = gpuNodeFacts(node);
   assert.ok(!isNodeProblem(second) && second.kernel === "5.15.0-70-generic" && !second.deployable);
 });
+
+test("classifyNodes passes facts already worked out through, sorted in with the rest", () => {
+  const facts = { name: "a-known", kernel: "6.8.0-40-generic", osTag: "ubuntu24.04", osVersionId: "24.04", nfd: true, arch: "arm64", deploy: "true", operandsDisabled: false, ready: true, deployable: true };
+  const { gpuNodes, problems } = classifyNodes([gpuNode("b-node"), facts]);
+  assert.deepEqual(gpuNodes.map((n) => n.name), ["a-known", "b-node"]);
+  assert.equal(gpuNodes[0], facts, "the same object, not classified again");
+  assert.deepEqual(problems, []);
+});
