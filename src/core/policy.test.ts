@@ -441,3 +441,7 @@ test("withDefaultDriverVersion: what it keeps and what it fills", () => {
   // Precompiled with a default that is already a branch, or not precompiled: the value as given.
   assert.equal(withDefaultDriverVersion({ metadata: { name: "cp" }, spec: { driver: { usePrecompiled: false } as DriverSpec } }, "570.86.15").spec?.driver?.version, "570.86.15");
 });
+
+// Surviving mutants in policy.ts, each equivalent: comparePolicyAge's `ta < tb` -> `<=` (reached only when they differ),
+// and its name tie-break's `a > b ? 1 : 0` (-> true, false, `>=`, `<=`): selectActivePolicy only asks whether the
+// result is below 0, and that part is reached only when a's name is not below b's.
