@@ -367,3 +367,28 @@ test("a failed node keeps its recorded reason in the plan; the status counts eve
   assert.equal(st.conditions?.find((c) => c.type === "Ready")?.reason, "DriverUpgradeFailed");
   assert.match(st.conditions?.find((c) => c.type === "Ready")?.message ?? "", /PDB said no.*upgrade-required/);
 });
+
+test("upgradeSettings: every default, and every field taken from the policy when set (values other than the defaults)", () => {
+  assert.deepEqual(upgradeSettings(undefined, 10), {
+    autoUpgrade: true,
+    maxParallelUpgrades: 1,
+    maxUnavailable: 3,
+    waitForCompletion: { timeoutSeconds: 0 },
+    podDeletion: { force: false, timeoutSeconds: 300, deleteEmptyDir: false },
+    drain: { enable: false, force: false, timeoutSeconds: 300, deleteEmptyDir: false },
+    validationTimeoutSeconds: upgradeSettings({}, 1).validationTimeoutSeconds,
+  });
+  const s = upgradeSettings({
+    maxParallelUpgrades: 2.7,
+    maxUnavailable: "50%",
+    podDeletion: { force: true, timeoutSeconds: 45, deleteEmptyDir: true },
+    drain: { enable: true, force: true, podSelector: " tier=batch ", timeoutSeconds: 90, deleteEmptyDir: true },
+    waitForCompletion: { podSelector: "   ", timeoutSeconds: 5 },
+  }, 6);
+  assert.deepEqual([s.maxParallelUpgrades, s.maxUnavailable], [2, 3]);
+  assert.deepEqual(s.podDeletion, { force: true, timeoutSeconds: 45, deleteEmptyDir: true });
+  assert.deepEqual(s.drain, { enable: true, force: true, podSelector: "tier=batch", timeoutSeconds: 90, deleteEmptyDir: true });
+  assert.deepEqual(s.waitForCompletion, { timeoutSeconds: 5 }, "a blank selector is none");
+  assert.equal(upgradeSettings({ maxParallelUpgrades: -2 }, 4).maxParallelUpgrades, 0);
+  assert.equal(upgradeSettings({ maxUnavailable: "100%" }, 0).maxUnavailable, 1, "no GPU nodes yet: a budget of one, not zero");
+});
