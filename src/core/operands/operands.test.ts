@@ -24,6 +24,7 @@ import {
   type ReadyPods,
 } from "./index.ts";
 import { clusterRuntime } from "./toolkit.ts";
+import { operandNodeRows } from "./report.ts";
 import type { ClusterPolicy } from "../policy.ts";
 
 const policy = (spec: Record<string, unknown> = {}): ClusterPolicy => ({ metadata: { name: "cluster-policy", uid: "u1" }, spec: { driver: { version: "550.54.15" }, ...spec } });
@@ -500,3 +501,124 @@ test("gates: an operand whose deploy label is set to something other than true g
   assert.deepEqual([...r.keys()], ["gfd"]);
   assert.deepEqual([...r.get("gfd")!], ["b"]);
 });
+
+// Each operand's pod with the defaults, pinned: container name, command, privilege, fixed env, and each mount and host
+// path (name|path|readOnly|propagation, name|path|type). NVIDIA's images read these paths and variables (common.ts
+// follows NVIDIA's chart v26.7.0), so a change here must be deliberate: it is a different pod on every GPU node.
+const shape = (d: ReturnType<typeof ds>) => {
+  const p = d.spec.template.spec;
+  const c = p.containers[0]!;
+  return {
+    serviceAccount: p.serviceAccountName,
+    name: c.name,
+    command: c.command,
+    securityContext: c.securityContext,
+    env: Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom?.fieldRef.fieldPath])),
+    mounts: (c.volumeMounts ?? []).map((m) => [m.name, m.mountPath, m.readOnly ?? false, m.mountPropagation ?? ""].join("|")),
+    volumes: p.volumes.map((v) => ("hostPath" in v ? [v.name, v.hostPath.path, v.hostPath.type ?? ""].join("|") : v.name)),
+  };
+};
+
+test("the device plugin's pod, pinned", () => {
+  assert.deepEqual(shape(ds({}, "nvidia-device-plugin-daemonset")), {
+    serviceAccount: "nvidia-device-plugin",
+    name: "nvidia-device-plugin",
+    command: ["/bin/bash", "-c"],
+    securityContext: { privileged: true },
+    env: {
+      PASS_DEVICE_SPECS: "true", FAIL_ON_INIT_ERROR: "true", DEVICE_LIST_STRATEGY: "cdi-annotations,cdi-cri", DEVICE_ID_STRATEGY: "uuid",
+      NVIDIA_VISIBLE_DEVICES: "all", NVIDIA_DRIVER_CAPABILITIES: "all", MPS_ROOT: "/run/nvidia/mps", MIG_STRATEGY: "single",
+      NVIDIA_MIG_MONITOR_DEVICES: "all", CDI_ENABLED: "true", CDI_ANNOTATION_PREFIX: "cdi.k8s.io/", NVIDIA_CDI_HOOK_PATH: "/usr/local/nvidia/toolkit/nvidia-cdi-hook",
+    },
+    mounts: ["device-plugin|/var/lib/kubelet/device-plugins|false|", "run-nvidia-validations|/run/nvidia/validations|false|", "driver-install-dir|/driver-root|true|HostToContainer", "host-root|/host|true|HostToContainer", "cdi-root|/var/run/cdi|false|", "mps-root|/mps|false|", "mps-shm|/dev/shm|false|"],
+    volumes: ["device-plugin|/var/lib/kubelet/device-plugins|", "run-nvidia-validations|/run/nvidia/validations|DirectoryOrCreate", "driver-install-dir|/run/nvidia/driver|DirectoryOrCreate", "host-root|/|", "cdi-root|/var/run/cdi|DirectoryOrCreate", "mps-root|/run/nvidia/mps|DirectoryOrCreate", "mps-shm|/run/nvidia/mps/shm|"],
+  });
+});
+
+test("GFD's, the DCGM exporter's and the validator's pods, pinned", () => {
+  assert.deepEqual(shape(ds({}, "gpu-feature-discovery")), {
+    serviceAccount: "nvidia-gpu-feature-discovery",
+    name: "gpu-feature-discovery",
+    command: ["gpu-feature-discovery"],
+    securityContext: { privileged: true },
+    env: { GFD_SLEEP_INTERVAL: "60s", GFD_FAIL_ON_INIT_ERROR: "true", MIG_STRATEGY: "single", NVIDIA_MIG_MONITOR_DEVICES: "all" },
+    mounts: ["output-dir|/etc/kubernetes/node-feature-discovery/features.d|false|", "host-sys|/sys|false|", "run-nvidia-validations|/run/nvidia/validations|false|"],
+    volumes: ["output-dir|/etc/kubernetes/node-feature-discovery/features.d|", "host-sys|/sys|", "run-nvidia-validations|/run/nvidia/validations|DirectoryOrCreate"],
+  });
+  assert.deepEqual(shape(ds({}, "nvidia-dcgm-exporter")), {
+    serviceAccount: "nvidia-dcgm-exporter",
+    name: "nvidia-dcgm-exporter",
+    command: undefined,
+    securityContext: { privileged: true },
+    env: { DCGM_EXPORTER_LISTEN: ":9400", DCGM_EXPORTER_KUBERNETES: "true", DCGM_EXPORTER_COLLECTORS: "/etc/dcgm-exporter/dcp-metrics-included.csv" },
+    mounts: ["pod-gpu-resources|/var/lib/kubelet/pod-resources|true|", "run-nvidia-validations|/run/nvidia/validations|false|"],
+    volumes: ["pod-gpu-resources|/var/lib/kubelet/pod-resources|", "run-nvidia-validations|/run/nvidia/validations|DirectoryOrCreate"],
+  });
+  const v = ds({}, "nvidia-operator-validator");
+  assert.deepEqual(shape(v), {
+    serviceAccount: "nvidia-operator-validator",
+    name: "nvidia-operator-validator",
+    command: ["sh", "-c"],
+    securityContext: { privileged: true },
+    env: { NODE_NAME: "spec.nodeName", OPERATOR_NAMESPACE: "metadata.namespace" },
+    mounts: ["run-nvidia-validations|/run/nvidia/validations|false|Bidirectional"],
+    volumes: ["run-nvidia-validations|/run/nvidia/validations|DirectoryOrCreate", "driver-install-dir|/run/nvidia/driver|DirectoryOrCreate", "host-root|/|", "host-dev-char|/dev/char|"],
+  });
+  assert.deepEqual(v.spec.template.spec.containers[0]!.args, ["echo all validations are successful; sleep infinity"]);
+});
+
+test("the toolkit's pod with containerd, pinned", () => {
+  assert.deepEqual(shape(ds({}, "nvidia-container-toolkit-daemonset")), {
+    serviceAccount: "nvidia-container-toolkit",
+    name: "nvidia-container-toolkit-ctr",
+    command: ["/bin/bash", "-c"],
+    securityContext: { privileged: true },
+    env: {
+      ROOT: "/usr/local/nvidia", NVIDIA_CONTAINER_RUNTIME_MODES_CDI_DEFAULT_KIND: "management.nvidia.com/gpu", NVIDIA_VISIBLE_DEVICES: "void", CDI_ENABLED: "true",
+      NVIDIA_RUNTIME_SET_AS_DEFAULT: "false", NVIDIA_CONTAINER_RUNTIME_MODE: "cdi", RUNTIME: "containerd", CONTAINERD_RUNTIME_CLASS: "nvidia",
+      RUNTIME_CONFIG: "/runtime/config-dir/config.toml", RUNTIME_DROP_IN_CONFIG: "/runtime/config-dir.d/99-nvidia.toml", RUNTIME_DROP_IN_CONFIG_HOST_PATH: "/etc/containerd/conf.d/99-nvidia.toml",
+      RUNTIME_SOCKET: "/runtime/sock-dir/containerd.sock", CONTAINERD_SOCKET: "/runtime/sock-dir/containerd.sock",
+    },
+    mounts: ["run-nvidia-toolkit|/run/nvidia/toolkit|false|", "run-nvidia-validations|/run/nvidia/validations|false|", "toolkit-install-dir|/usr/local/nvidia|false|", "driver-install-dir|/driver-root|false|HostToContainer", "host-root|/host|true|HostToContainer", "cdi-root|/var/run/cdi|false|", "runtime-config-dir|/runtime/config-dir/|false|", "runtime-drop-in-config|/runtime/config-dir.d/|false|", "container-runtime-socket|/runtime/sock-dir/|false|"],
+    volumes: ["run-nvidia-toolkit|/run/nvidia/toolkit|", "run-nvidia-validations|/run/nvidia/validations|DirectoryOrCreate", "driver-install-dir|/run/nvidia/driver|DirectoryOrCreate", "host-root|/|", "host-dev-char|/dev/char|", "toolkit-install-dir|/usr/local/nvidia|", "cdi-root|/var/run/cdi|DirectoryOrCreate", "runtime-config-dir|/etc/containerd|", "runtime-drop-in-config|/etc/containerd/conf.d|DirectoryOrCreate", "container-runtime-socket|/run/containerd|"],
+  });
+});
+
+test("validation inits: NVIDIA's command, root and privilege, the driver check's host mounts; the policy's env reaches GFD and the exporter", () => {
+  const init = ds({}, "nvidia-operator-validator").spec.template.spec.initContainers![0]!;
+  assert.deepEqual([init.command, init.args, init.securityContext], [["sh", "-c"], ["nvidia-validator"], { privileged: true, runAsUser: 0 }]);
+  assert.deepEqual(init.volumeMounts, [
+    { name: "run-nvidia-validations", mountPath: "/run/nvidia/validations", mountPropagation: "Bidirectional" },
+    { name: "host-root", mountPath: "/host", readOnly: true, mountPropagation: "HostToContainer" },
+    { name: "driver-install-dir", mountPath: "/run/nvidia/driver", mountPropagation: "HostToContainer" },
+    { name: "host-dev-char", mountPath: "/host-dev-char" },
+  ]);
+  for (const [key, name] of [["gfd", "gpu-feature-discovery"], ["dcgmExporter", "nvidia-dcgm-exporter"]] as const) {
+    const d = ds({ [key]: { env: [{ name: "EXTRA", value: "1" }] } }, name);
+    assert.equal(envOf(d.spec.template.spec.containers[0]).EXTRA, "1", name);
+    assert.deepEqual(d.spec.template.spec.initContainers?.map((c) => [c.name, envOf(c).COMPONENT]), [["toolkit-validation", "toolkit"]], name);
+  }
+  const d = ds({}, "gpu-feature-discovery");
+  assert.equal(d.apiVersion, "apps/v1");
+  assert.equal(d.kind, "DaemonSet");
+});
+
+test("gpuop status cells: a deleting pod or one without a node counts for nothing; off by operands=false or a deploy value other than true", () => {
+  const pod = (app: string, node: string | undefined, isReady: boolean, deleting = false) => ({ metadata: { labels: { app }, ...(deleting ? { deletionTimestamp: "x" } : {}) }, ...(node ? { spec: { nodeName: node } } : {}), status: { conditions: [{ type: "PodScheduled", status: "True" }, { type: "Ready", status: isReady ? "True" : "False" }] } });
+  const open = { "gpuop.nvidia.com/gate.container-toolkit": "open", "gpuop.nvidia.com/gate.device-plugin": "open" };
+  const rows = operandNodeRows(
+    [gpuNode("n", open), gpuNode("m", { "nvidia.com/gpu.deploy.operands": "false" }), gpuNode("k", { "nvidia.com/gpu.deploy.gpu-feature-discovery": "paused" })],
+    [pod("nvidia-container-toolkit-daemonset", "n", true, true), pod("nvidia-device-plugin-daemonset", undefined, true), pod("nvidia-device-plugin-daemonset", "n", true), { metadata: {}, spec: { nodeName: "n" } }],
+    new Set(),
+  );
+  assert.deepEqual(rows.map((r) => r.node), ["k", "m", "n"]);
+  assert.equal(rows[2]!.operands.toolkit, "starting", "the deleting pod is not shown; the gate is open");
+  assert.equal(rows[2]!.operands.devicePlugin, "ready");
+  assert.deepEqual(Object.values(rows[1]!.operands), ["off", "off", "off", "off", "off"]);
+  assert.equal(rows[0]!.operands.gfd, "off");
+  assert.equal(rows[0]!.operands.devicePlugin, "waiting");
+});
+
+// Surviving mutants in operands/, equivalent: renderOperands' `driverEnabled` in the render context (no renderer reads
+// it; operandNodeLabels takes its own argument), and the `?? ""` / `?? []` fallbacks for a pod without an app label, a
+// node without a name and absent pull secrets (the text put in their place matches no operand, node or secret).
