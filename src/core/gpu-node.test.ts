@@ -299,6 +299,13 @@ test("classifyNodes sorts problems by name too", () => {
   assert.deepEqual(classifyNodes([bare("z"), bare("a"), bare("m")]).problems.map((p) => p.name), ["a", "m", "z"]);
 });
 
+test("a node whose conditions hold no Ready one is not ready", () => {
+  const f = gpuNodeFacts({ ...gpuNode("n"), status: { conditions: [{ type: "MemoryPressure", status: "False" }] } });
+  assert.ok(!isNodeProblem(f) && f.ready === false);
+});
+
 // Surviving mutants in gpu-node.ts, equivalent: classify's `if (v === null) delete effective[k]` -> never deleting
 // (a null deploy label reads as absent through `?? "false"` all the same); the UserError test before the rethrow
-// (nothing else is thrown there); the name comparator's `>`/`<=` variants (node names are unique).
+// (nothing else is thrown there); byName's variants (`<=`, and `a > b ? 1 : 0` -> true, false, `>=`, `<=`): node
+// names are unique and V8's sort only asks whether the result is below 0; the `?? ""` fallbacks for a node without
+// a name, a VERSION_ID label or an osImage (the text put in their place fails the same checks).
