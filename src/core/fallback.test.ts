@@ -266,3 +266,8 @@ test("the fallback annotation: a bad value is named in the warning with the oper
   assert.deepEqual(fallbackEnabled(false, { [FALLBACK_ANNOTATION]: "True" }), { enabled: true });
   assert.deepEqual([PULL_FAILED_ANNOTATION, FALLBACK_REASON_ANNOTATION], ["gpuop.nvidia.com/precompiled-pull-failed", "gpuop.nvidia.com/driver-fallback"]);
 });
+
+// Surviving mutants in fallback.ts, equivalent: describeDriverPlans' `p.mode === "fallback"` / `"none"` tests -> true
+// (the lists were filtered by mode already); parseKernelFlags' `eq < 0 ? v : v.slice(eq + 1)` -> `v.slice(eq + 1)` and
+// `eq <= 0` (slice(0) is v; with eq 0 the empty OS tag is refused first), and its UserError test before the rethrow.
+// Not yet killed (open): renderFallbackDaemonSets' OS order and pullFailed's `!== undefined` guard.
