@@ -45,8 +45,12 @@ test: deps tools build typecheck lint
 # tests; not part of `make test`): prints the mutation score and fails below
 # 85%. One module: `make mutate MUTATE=src/core/rollout.ts`. Incremental: each
 # scope keeps its results under .tmp/stryker, so reruns test only what changed.
+# More workers (the config keeps one): `make mutate STRYKER_FLAGS="--concurrency 2"`.
+# The whole of src/core is about 6,200 mutants, each run against every test file
+# that covers it: hours on two shared cores. Stopped (Ctrl-C), a run keeps what it
+# finished in its results file and the next run goes on from there.
 mutate: deps
-	npx stryker run $(if $(MUTATE),--mutate $(MUTATE) --incrementalFile .tmp/stryker/$(notdir $(MUTATE)).json)
+	npx stryker run $(STRYKER_FLAGS) $(if $(MUTATE),--mutate $(MUTATE) --incrementalFile .tmp/stryker/$(subst /,_,$(MUTATE)).json)
 
 cluster-up: deps tools
 	@node test/harness/cluster-cli.ts up

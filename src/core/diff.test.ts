@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { isSubset } from "./diff.ts";
+import { canonicalJson, isSubset } from "./diff.ts";
 
 test("server defaults do not count as a difference; edits do", () => {
   const desired = { spec: { template: { spec: { containers: [{ name: "c", image: "a:1" }] } } } };
@@ -34,3 +34,38 @@ test("property: every JSON value is a subset of itself and of itself with fields
     }),
   );
 });
+
+test("an object is never a subset of null, a list or a scalar; an undefined field matches whatever is live", () => {
+  assert.equal(isSubset({ a: 1 }, null), false);
+  assert.equal(isSubset({}, null), false);
+  assert.equal(isSubset({}, []), false);
+  assert.equal(isSubset({}, "x"), false);
+  assert.equal(isSubset({ a: undefined, b: 2 }, { a: 1, b: 2 }), true);
+  assert.equal(isSubset([{ a: 1 }], [{ a: 1, b: 2 }]), true);
+  assert.equal(isSubset([1], { 0: 1, length: 1 }), false);
+});
+
+test("canonicalJson: keys sorted whatever their order, undefined fields dropped, lists comma-separated in order", () => {
+  assert.equal(canonicalJson({ c: 3, a: 1, b: 2 }), '{"a":1,"b":2,"c":3}');
+  assert.equal(canonicalJson({ b: 2, c: 3, a: 1 }), '{"a":1,"b":2,"c":3}');
+  assert.equal(canonicalJson({ a: 1, c: 3, b: 2 }), '{"a":1,"b":2,"c":3}');
+  assert.equal(canonicalJson({ z: { y: [2, 1], x: undefined }, k: null }), '{"k":null,"z":{"y":[2,1]}}');
+  assert.equal(canonicalJson([3, "a", { b: 1 }]), '[3,"a",{"b":1}]');
+  assert.equal(canonicalJson(null), "null");
+  assert.equal(canonicalJson("s"), '"s"');
+});
+
+test("property: canonicalJson is the same for the same content in any key order, and parses back to it", () => {
+  fc.assert(
+    fc.property(fc.dictionary(fc.string(), fc.jsonValue()), (o) => {
+      const reversed = Object.fromEntries(Object.entries(o).reverse());
+      assert.equal(canonicalJson(reversed), canonicalJson(o));
+      assert.deepEqual(JSON.parse(canonicalJson(o)), JSON.parse(JSON.stringify(o)));
+    }),
+  );
+});
+
+// Surviving mutants in diff.ts, each equivalent: isSubset's `|| (desired === undefined && live === undefined)` (true,
+// false, `!==`): `desired === live` already holds there; canonicalJson's key comparator `a <= b`, `a > b` -> true and
+// `>=`: object keys are never equal; its `a > b ? 1 : 0` -> `false ? 1 : 0` and `a <= b ? 1 : 0`: V8's sort only asks
+// whether the comparator is below 0, so 0 for "after" sorts the same (checked with 8 keys in reverse order).

@@ -2,6 +2,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
+  DEFAULT_PULL_GRACE_MS,
+  FALLBACK_REASON_ANNOTATION,
+  PULL_FAILED_ANNOTATION,
   decideNodeDriver,
   describeDriverPlans,
   fallbackEnabled,
@@ -9,6 +12,7 @@ import {
   newestConventionalVersion,
   parseKernelFlags,
   preflightExitCode,
+  preflightRow,
   poolsWithFallback,
   pullFailure,
   renderFallbackDaemonSets,
@@ -17,6 +21,7 @@ import {
   type NodePrecompiled,
 } from "./fallback.ts";
 import { normalizePolicy, type ClusterPolicy } from "./policy.ts";
+import { UserError } from "./errors.ts";
 import { POOL_NODE_LABEL } from "./rollout.ts";
 import { gpuNodeObject } from "../../test/harness/nodes.ts";
 
@@ -191,3 +196,78 @@ test("nodes sent to the fallback leave their precompiled pool; a pool left empty
   );
   assert.deepEqual(out.map((p) => [p.name, p.nodes]), [["k69", ["a"]], ["conv", ["b", "d"]]]);
 });
+
+test("preflight rows: the target as given, the image unless there is none, the reason unless precompiled", () => {
+  const target = { node: "g1", osTag: "ubuntu22.04", arch: "arm64", kernel: "5.15.0-70-generic", unchanged: true };
+  assert.deepEqual(preflightRow(target, { node: "g1", osTag: "ubuntu22.04", mode: "precompiled", pool: "p", image: "r/driver:550-5.15.0-70-generic-ubuntu22.04" }), { ...target, result: "precompiled", image: "r/driver:550-5.15.0-70-generic-ubuntu22.04", reason: "" });
+  assert.deepEqual(
+    preflightRow(target, { node: "g1", osTag: "ubuntu22.04", mode: "fallback", pool: "c", image: "r/driver:550.90.07-ubuntu22.04", version: "550.90.07", precompiledImage: "x", cause: "missing", reason: "the registry has no precompiled image x" }),
+    { ...target, result: "fallback", image: "r/driver:550.90.07-ubuntu22.04", reason: "the registry has no precompiled image x" },
+  );
+  assert.deepEqual(preflightRow(target, { node: "g1", osTag: "ubuntu22.04", mode: "none", precompiledImage: "x", cause: "pull-failed", reason: "nothing to pull" }), { ...target, result: "none", image: "", reason: "nothing to pull" });
+});
+
+test("pull failures: the named container only, its spec image less a pinned digest, the ContainersReady time only while False", () => {
+  const now = Date.parse("2026-01-01T10:00:00Z");
+  const digest = `sha256:${"e".repeat(64)}`;
+  const pod = (over: Record<string, unknown> = {}) => ({
+    metadata: { creationTimestamp: "2026-01-01T09:00:00Z" },
+    spec: { containers: [{ name: "sidecar", image: "r/side:1" }, { name: "nvidia-driver-ctr", image: `r/driver:550-k-ubuntu22.04@${digest}` }] },
+    status: {
+      startTime: "2026-01-01T09:30:00Z",
+      conditions: [{ type: "Ready", status: "False", lastTransitionTime: "2026-01-01T09:10:00Z" }, { type: "ContainersReady", status: "False", lastTransitionTime: "2026-01-01T09:58:00Z" }],
+      containerStatuses: [{ name: "sidecar", state: { waiting: { reason: "ImagePullBackOff" } } }, { name: "nvidia-driver-ctr", image: "r/driver:from-status", state: { waiting: { reason: "ErrImagePull" } } }],
+    },
+    ...over,
+  });
+  assert.deepEqual(pullFailure(pod(), "nvidia-driver-ctr", now, 5 * 60_000), { image: "r/driver:550-k-ubuntu22.04", reason: "ErrImagePull", since: "2026-01-01T09:58:00Z", remainingMs: 3 * 60_000 });
+  // A digest that is not the whole end stays; without a spec, the status's image.
+  const odd = pod({ spec: { containers: [{ name: "nvidia-driver-ctr", image: `r/driver:x@${digest}0` }] } });
+  assert.equal(pullFailure(odd, "nvidia-driver-ctr", now, 0)?.image, `r/driver:x@${digest}0`);
+  assert.equal(pullFailure(pod({ spec: {} }), "nvidia-driver-ctr", now, 0)?.image, "r/driver:from-status");
+  assert.equal(pullFailure({ metadata: {}, status: { containerStatuses: [{ name: "nvidia-driver-ctr", state: { waiting: { reason: "ErrImagePull" } } }] } }, "nvidia-driver-ctr", now, 0)?.image, "");
+  // ContainersReady True is no start; then the pod's start time; then its creation; then now, with the whole grace left.
+  const ready = pod();
+  ready.status.conditions = [{ type: "ContainersReady", status: "True", lastTransitionTime: "2026-01-01T09:59:00Z" }];
+  assert.equal(pullFailure(ready, "nvidia-driver-ctr", now, 0)?.since, "2026-01-01T09:30:00Z");
+  const noStart = { metadata: { creationTimestamp: "2026-01-01T09:20:00Z" }, status: { containerStatuses: [{ name: "nvidia-driver-ctr", state: { waiting: { reason: "ImagePullBackOff" } } }] } };
+  assert.equal(pullFailure(noStart, "nvidia-driver-ctr", now, 0)?.since, "2026-01-01T09:20:00Z");
+  assert.deepEqual(pullFailure({ metadata: { creationTimestamp: "soon" }, status: noStart.status }, "nvidia-driver-ctr", now, 7000), { image: "", reason: "ImagePullBackOff", since: "2026-01-01T10:00:00.000Z", remainingMs: 7000 });
+  assert.equal(pullFailure({ metadata: {}, status: noStart.status }, "nvidia-driver-ctr", now, 7000)?.remainingMs, 7000);
+  assert.equal(pullFailure({ metadata: {} }, "nvidia-driver-ctr", now, 0), undefined);
+  assert.equal(pullFailure({ metadata: {}, status: {} }, "nvidia-driver-ctr", now, 0), undefined);
+  assert.equal(pullFailure({ metadata: {}, status: { containerStatuses: [{ name: "nvidia-driver-ctr" }] } }, "nvidia-driver-ctr", now, 0), undefined);
+  assert.equal(pullFailure({ metadata: {}, status: { containerStatuses: [{ name: "nvidia-driver-ctr", state: { running: {} } }] } }, "nvidia-driver-ctr", now, 0), undefined);
+  assert.equal(DEFAULT_PULL_GRACE_MS, 300_000);
+});
+
+test("plan sentences: nodes sorted, at most ten named, one sentence per distinct outcome, joined by semicolons", () => {
+  const none = (node: string, reason: string): NodeDriverPlan => ({ node, osTag: "ubuntu22.04", mode: "none", precompiledImage: "i", cause: "missing", reason });
+  const many = Array.from({ length: 12 }, (_, i) => none(`n${String(12 - i).padStart(2, "0")}`, "r1"));
+  const d = describeDriverPlans([...many, none("b", "r2"), none("a", "r2")], new Set());
+  assert.equal(d.noDriver, "n01, n02, n03, n04, n05, n06, n07, n08, n09, n10 and 2 more: no driver (r1); a, b: no driver (r2)");
+  const ten = describeDriverPlans(many.slice(0, 10), new Set());
+  assert.equal(ten.noDriver, "n03, n04, n05, n06, n07, n08, n09, n10, n11, n12: no driver (r1)");
+  assert.deepEqual(describeDriverPlans([], new Set()), { fallback: "", noDriver: "", keeping: "" });
+});
+
+test("--kernel values: a bare release and one per OS may be mixed; an OS given twice is refused by name", () => {
+  assert.deepEqual([...parseKernelFlags(["5.15.0-91-generic", "ubuntu24.04=6.8.0-45-generic"])], [["*", "5.15.0-91-generic"], ["ubuntu24.04", "6.8.0-45-generic"]]);
+  assert.throws(() => parseKernelFlags(["ubuntu24.04=6.8.0-45-generic", "ubuntu24.04=6.8.0-46-generic"]), (e: unknown) => e instanceof UserError && e.message === "--kernel is given twice for ubuntu24.04: give one release per OS tag");
+  assert.throws(() => parseKernelFlags(["=6.8.0-45-generic"]), UserError);
+  assert.throws(() => parseKernelFlags(["ubuntu24.04="]), (e: unknown) => e instanceof UserError && e.message.startsWith("--kernel ubuntu24.04=: kernel release is empty"));
+  assert.throws(() => parseKernelFlags(["bad kernel"]), (e: unknown) => e instanceof UserError && e.message.startsWith("--kernel bad kernel: "));
+});
+
+test("the fallback annotation: a bad value is named in the warning with the operator's setting; values are read trimmed and in any case", () => {
+  assert.deepEqual(fallbackEnabled(true, { [FALLBACK_ANNOTATION]: "yes" }), { enabled: true, warning: `annotation ${FALLBACK_ANNOTATION}="yes" is neither "true" nor "false"; the operator's setting (on) applies` });
+  assert.deepEqual(fallbackEnabled(false, { [FALLBACK_ANNOTATION]: "1" }), { enabled: false, warning: `annotation ${FALLBACK_ANNOTATION}="1" is neither "true" nor "false"; the operator's setting (off) applies` });
+  assert.deepEqual(fallbackEnabled(true, { [FALLBACK_ANNOTATION]: " FALSE " }), { enabled: false });
+  assert.deepEqual(fallbackEnabled(false, { [FALLBACK_ANNOTATION]: "True" }), { enabled: true });
+  assert.deepEqual([PULL_FAILED_ANNOTATION, FALLBACK_REASON_ANNOTATION], ["gpuop.nvidia.com/precompiled-pull-failed", "gpuop.nvidia.com/driver-fallback"]);
+});
+
+// Surviving mutants in fallback.ts, equivalent: describeDriverPlans' `p.mode === "fallback"` / `"none"` tests -> true
+// (the lists were filtered by mode already); parseKernelFlags' `eq < 0 ? v : v.slice(eq + 1)` -> `v.slice(eq + 1)` and
+// `eq <= 0` (slice(0) is v; with eq 0 the empty OS tag is refused first), and its UserError test before the rethrow.
+// Not yet killed (open): renderFallbackDaemonSets' OS order and pullFailed's `!== undefined` guard.

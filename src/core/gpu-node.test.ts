@@ -225,3 +225,87 @@ test("a node changed in place is classified again, not answered from the last ti
   const second = gpuNodeFacts(node);
   assert.ok(!isNodeProblem(second) && second.kernel === "5.15.0-70-generic" && !second.deployable);
 });
+
+test("classifyNodes passes facts already worked out through, sorted in with the rest", () => {
+  const facts = { name: "a-known", kernel: "6.8.0-40-generic", osTag: "ubuntu24.04", osVersionId: "24.04", nfd: true, arch: "arm64", deploy: "true", operandsDisabled: false, ready: true, deployable: true };
+  const { gpuNodes, problems } = classifyNodes([gpuNode("b-node"), facts]);
+  assert.deepEqual(gpuNodes.map((n) => n.name), ["a-known", "b-node"]);
+  assert.equal(gpuNodes[0], facts, "the same object, not classified again");
+  assert.deepEqual(problems, []);
+});
+
+test("the label names are NFD's and NVIDIA's", () => {
+  assert.deepEqual([NFD_NVIDIA_PCI_LABEL, NFD_KERNEL_LABEL, GPU_PRESENT_LABEL, DEPLOY_DRIVER_LABEL, DEPLOY_OPERANDS_LABEL], [
+    "feature.node.kubernetes.io/pci-10de.present",
+    "feature.node.kubernetes.io/kernel-version.full",
+    "nvidia.com/gpu.present",
+    "nvidia.com/gpu.deploy.driver",
+    "nvidia.com/gpu.deploy.operands",
+  ]);
+});
+
+test("cloud accelerator labels: an empty or false value is no GPU; a required value matches in any case", () => {
+  const node = (labels: Record<string, string>) => ({ metadata: { name: "n", labels } });
+  assert.equal(isGpuNode(node({ "cloud.google.com/gke-accelerator": "" })), false);
+  assert.equal(isGpuNode(node({ "cloud.google.com/gke-accelerator": "false" })), false);
+  assert.equal(isGpuNode(node({ "cloud.google.com/gke-accelerator": "nvidia-l4" })), true);
+  assert.equal(isGpuNode(node({ "karpenter.k8s.aws/instance-gpu-manufacturer": "NVIDIA" })), true);
+  assert.equal(isGpuNode(node({ "karpenter.k8s.aws/instance-gpu-manufacturer": "amd" })), false);
+});
+
+test("a node's problem names what is missing: the kernel, the OS, or both", () => {
+  const os = "feature.node.kubernetes.io/system-os_release.ID/feature.node.kubernetes.io/system-os_release.VERSION_ID labels or status.nodeInfo.osImage";
+  const kernel = "feature.node.kubernetes.io/kernel-version.full label or status.nodeInfo.kernelVersion";
+  const tail = ": deploy Node Feature Discovery (or label the node by hand) so gpuop can choose its driver image";
+  const noOs = gpuNodeFacts({ metadata: { name: "a", labels: { [NFD_NVIDIA_PCI_LABEL]: "true", [NFD_KERNEL_LABEL]: "5.15.0-69-generic" } } });
+  assert.deepEqual(noOs, { name: "a", problem: `GPU node a has no ${os}${tail}` });
+  const noKernel = gpuNodeFacts({ metadata: { name: "b", labels: { [NFD_NVIDIA_PCI_LABEL]: "true", [NFD_OS_ID_LABEL]: "ubuntu", [NFD_OS_VERSION_ID_LABEL]: "22.04" } } });
+  assert.deepEqual(noKernel, { name: "b", problem: `GPU node b has no ${kernel}${tail}` });
+  const neither = gpuNodeFacts({ metadata: { name: "c", labels: { [NFD_NVIDIA_PCI_LABEL]: "true" } } });
+  assert.deepEqual(neither, { name: "c", problem: `GPU node c has no ${kernel}, nor ${os}${tail}` });
+});
+
+test("facts: nfd only when both kernel and OS come from NFD; the architecture from nodeInfo, else empty; Ready found among other conditions", () => {
+  const facts = (n: NodeLike) => {
+    const f = gpuNodeFacts(n);
+    assert.ok(!isNodeProblem(f));
+    return f;
+  };
+  const osFromImage = facts({ metadata: { name: "k", labels: { [NFD_NVIDIA_PCI_LABEL]: "true", [NFD_KERNEL_LABEL]: "5.15.0-69-generic" } }, status: { nodeInfo: { osImage: "Ubuntu 22.04.4 LTS" } } });
+  assert.deepEqual([osFromImage.nfd, osFromImage.osTag, osFromImage.arch], [false, "ubuntu22.04", ""]);
+  const kernelFromInfo = facts({ metadata: { name: "o", labels: { [NFD_NVIDIA_PCI_LABEL]: "true", [NFD_OS_ID_LABEL]: "ubuntu", [NFD_OS_VERSION_ID_LABEL]: "22.04" } }, status: { nodeInfo: { kernelVersion: "5.15.0-69-generic", architecture: "arm64" } } });
+  assert.deepEqual([kernelFromInfo.nfd, kernelFromInfo.arch], [false, "arm64"]);
+  const labelsOnly = (status?: NodeLike["status"]) => facts({ metadata: { name: "l", labels: { [NFD_NVIDIA_PCI_LABEL]: "true", [NFD_KERNEL_LABEL]: "5.15.0-69-generic", [NFD_OS_ID_LABEL]: "ubuntu", [NFD_OS_VERSION_ID_LABEL]: "22.04" } }, ...(status ? { status } : {}) });
+  assert.deepEqual([labelsOnly().arch, labelsOnly().ready, labelsOnly().nfd], ["", false, true]);
+  assert.deepEqual([labelsOnly({}).arch, labelsOnly({}).ready], ["", false]);
+  assert.equal(labelsOnly({ conditions: [{ type: "MemoryPressure", status: "False" }, { type: "Ready", status: "True" }] }).ready, true);
+  assert.equal(labelsOnly({ conditions: [{ type: "NetworkUnavailable", status: "True" }, { type: "Ready", status: "False" }] }).ready, false);
+});
+
+test("in place: a Ready change behind other conditions, or a rename, is seen", () => {
+  const node = gpuNode("before");
+  node.status!.conditions = [{ type: "MemoryPressure", status: "False" }, { type: "Ready", status: "True" }];
+  const first = gpuNodeFacts(node);
+  assert.ok(!isNodeProblem(first) && first.ready);
+  node.status!.conditions[1]!.status = "False";
+  const second = gpuNodeFacts(node);
+  assert.ok(!isNodeProblem(second) && !second.ready);
+  node.metadata.name = "after";
+  assert.equal(gpuNodeFacts(node).name, "after");
+});
+
+test("classifyNodes sorts problems by name too", () => {
+  const bare = (name: string) => ({ metadata: { name, labels: { [NFD_NVIDIA_PCI_LABEL]: "true" } } });
+  assert.deepEqual(classifyNodes([bare("z"), bare("a"), bare("m")]).problems.map((p) => p.name), ["a", "m", "z"]);
+});
+
+test("a node whose conditions hold no Ready one is not ready", () => {
+  const f = gpuNodeFacts({ ...gpuNode("n"), status: { conditions: [{ type: "MemoryPressure", status: "False" }] } });
+  assert.ok(!isNodeProblem(f) && f.ready === false);
+});
+
+// Surviving mutants in gpu-node.ts, equivalent: classify's `if (v === null) delete effective[k]` -> never deleting
+// (a null deploy label reads as absent through `?? "false"` all the same); the UserError test before the rethrow
+// (nothing else is thrown there); byName's variants (`<=`, and `a > b ? 1 : 0` -> true, false, `>=`, `<=`): node
+// names are unique and V8's sort only asks whether the result is below 0; the `?? ""` fallbacks for a node without
+// a name, a VERSION_ID label or an osImage (the text put in their place fails the same checks).

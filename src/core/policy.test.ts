@@ -3,7 +3,14 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { parse, parseAllDocuments } from "yaml";
 import {
+  CLUSTER_POLICY_API_VERSION,
+  CLUSTER_POLICY_GROUP,
+  CLUSTER_POLICY_KIND,
   CLUSTER_POLICY_PATH,
+  CLUSTER_POLICY_PLURAL,
+  CLUSTER_POLICY_VERSION,
+  DEFAULT_DRIVER_REPOSITORY,
+  rdmaDefaults,
   IMAGE_PULL_POLICIES,
   KERNEL_MODULE_TYPES,
   POLICY_STATES,
@@ -12,6 +19,7 @@ import {
   selectActivePolicy,
   withDefaultDriverVersion,
   upgradePolicyDefaults,
+  type DriverSpec,
 } from "./policy.ts";
 import { UserError } from "./errors.ts";
 
@@ -251,3 +259,189 @@ test("withDefaultDriverVersion fills in the operator's default only where the po
   const bad = { metadata: { name: "x" }, spec: { driver: "nope" } } as unknown as Parameters<typeof withDefaultDriverVersion>[0];
   assert.equal(withDefaultDriverVersion(bad, "570.86.15"), bad, "a malformed spec is left for validation to report");
 });
+
+// The exact messages below are what `gpuop` and the status print: each names the field and its bad value.
+const rejects = (obj: unknown, message: string) =>
+  assert.throws(() => normalizePolicy(obj), (e: unknown) => e instanceof UserError && e.message === message, message);
+const withDriver = (driver: unknown) => ({ metadata: { name: "p" }, spec: { driver } });
+
+test("normalizePolicy: the object, its name, spec and driver must have the right shape", () => {
+  rejects(null, "ClusterPolicy must be an object");
+  rejects([], "ClusterPolicy must be an object");
+  rejects("policy", "ClusterPolicy must be an object");
+  const noName = "ClusterPolicy has no metadata.name: give the policy a name, e.g. cluster-policy";
+  rejects({}, noName);
+  rejects({ metadata: [] }, noName);
+  rejects({ metadata: { name: 7 } }, noName);
+  rejects({ metadata: { name: "" } }, noName);
+  rejects({ metadata: { name: "p" }, spec: [] }, "ClusterPolicy spec must be an object");
+  rejects(withDriver([]), "spec.driver must be an object");
+  rejects(withDriver("x"), "spec.driver must be an object");
+  // A null spec is no spec: the defaults apply.
+  assert.deepEqual(normalizePolicy({ metadata: { name: "p" }, spec: null }).spec.driver, driverSpecDefaults);
+});
+
+test("normalizePolicy checks every typed driver field, by name", () => {
+  for (const f of ["enabled", "usePrecompiled", "useNvidiaDriverCRD", "useOpenKernelModules", "hostNetwork"]) {
+    rejects(withDriver({ [f]: "yes" }), `spec.driver.${f} must be a boolean, not "yes"`);
+  }
+  for (const f of ["repository", "image", "version", "secretEnv"]) {
+    rejects(withDriver({ [f]: true }), `spec.driver.${f} must be a string, not true`);
+  }
+  rejects(withDriver({ imagePullPolicy: "Sometimes" }), 'spec.driver.imagePullPolicy is "Sometimes": use one of Always, IfNotPresent, Never');
+  rejects(withDriver({ kernelModuleType: "closed" }), 'spec.driver.kernelModuleType is "closed": use one of auto, open, proprietary');
+  rejects(withDriver({ imagePullSecrets: ["a", 1] }), 'spec.driver.imagePullSecrets must be a list of strings, not ["a",1]');
+  rejects(withDriver({ args: "--x" }), 'spec.driver.args must be a list of strings, not "--x"');
+  rejects(withDriver({ args: [true] }), "spec.driver.args must be a list of strings, not [true]");
+  for (const f of ["resources", "manager", "rdma", "startupProbe", "livenessProbe", "readinessProbe", "kernelModuleConfig", "upgradePolicy"]) {
+    rejects(withDriver({ [f]: "x" }), `spec.driver.${f} must be an object`);
+    rejects(withDriver({ [f]: [] }), `spec.driver.${f} must be an object`);
+  }
+  rejects(withDriver({ kernelModuleConfig: { name: 3 } }), "spec.driver.kernelModuleConfig.name must be a string, not 3");
+  for (const f of ["enabled", "useHostMofed"]) rejects(withDriver({ rdma: { [f]: 1 } }), `spec.driver.rdma.${f} must be a boolean, not 1`);
+  // Every field of a valid driver passes, values other than the defaults included.
+  const ok = {
+    enabled: false, usePrecompiled: true, useNvidiaDriverCRD: false, useOpenKernelModules: true, hostNetwork: true,
+    repository: "r", image: "i", version: "550", secretEnv: "s", imagePullPolicy: "Never", kernelModuleType: "proprietary",
+    imagePullSecrets: ["a", "b"], args: ["--x"], env: [{ name: "A", value: "1" }, { name: "B" }], resources: {},
+    manager: { repository: "m", image: "mi", version: "v", imagePullPolicy: "Always", imagePullSecrets: ["c"], env: [{ name: "C", value: "" }] },
+    rdma: { enabled: true, useHostMofed: true }, startupProbe: { initialDelaySeconds: 0 }, kernelModuleConfig: { name: "k" },
+  };
+  assert.deepEqual(normalizePolicy(withDriver(ok)).spec.driver, ok);
+});
+
+test("normalizePolicy checks env lists: names present and non-empty, values strings", () => {
+  const msg = (v: unknown) => `spec.driver.env must be a list of {name, value} with string values, not ${JSON.stringify(v)}`;
+  for (const env of [{ name: "A" }, ["A=1"], [null], [{ value: "1" }], [{ name: "" }], [{ name: 1 }], [{ name: "A", value: 1 }], [{ name: "A" }, { name: "" }]]) {
+    rejects(withDriver({ env }), msg(env));
+  }
+  assert.deepEqual(normalizePolicy(withDriver({ env: [] })).spec.driver.env, []);
+});
+
+test("normalizePolicy checks the manager's fields under spec.driver.manager", () => {
+  for (const f of ["repository", "image", "version"]) {
+    rejects(withDriver({ manager: { [f]: 1 } }), `spec.driver.manager.${f} must be a string, not 1`);
+  }
+  rejects(withDriver({ manager: { imagePullPolicy: "Maybe" } }), 'spec.driver.manager.imagePullPolicy is "Maybe": use one of Always, IfNotPresent, Never');
+  rejects(withDriver({ manager: { imagePullSecrets: "s" } }), 'spec.driver.manager.imagePullSecrets must be a list of strings, not "s"');
+  rejects(withDriver({ manager: { env: [{ name: "" }] } }), 'spec.driver.manager.env must be a list of {name, value} with string values, not [{"name":""}]');
+});
+
+test("normalizePolicy: probe fields are whole numbers of at least 0", () => {
+  for (const p of ["startupProbe", "livenessProbe", "readinessProbe"]) {
+    for (const f of ["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"]) {
+      rejects(withDriver({ [p]: { [f]: -1 } }), `spec.driver.${p}.${f} must be a whole number of at least 0, not -1`);
+      rejects(withDriver({ [p]: { [f]: 1.5 } }), `spec.driver.${p}.${f} must be a whole number of at least 0, not 1.5`);
+      rejects(withDriver({ [p]: { [f]: "5" } }), `spec.driver.${p}.${f} must be a whole number of at least 0, not "5"`);
+      assert.equal(normalizePolicy(withDriver({ [p]: { [f]: 0 } })).spec.driver[p as "startupProbe"]?.[f as "periodSeconds"], 0);
+    }
+  }
+});
+
+test("normalizePolicy checks the upgrade policy, selectors included", () => {
+  const at = "spec.driver.upgradePolicy";
+  const up = (u: unknown) => withDriver({ upgradePolicy: u });
+  rejects(up({ autoUpgrade: "false" }), `${at}.autoUpgrade must be a boolean, not "false"`);
+  rejects(up({ maxParallelUpgrades: -1 }), `${at}.maxParallelUpgrades must be a whole number of at least 0, not -1`);
+  rejects(up({ maxParallelUpgrades: 2.5 }), `${at}.maxParallelUpgrades must be a whole number of at least 0, not 2.5`);
+  for (const part of ["podDeletion", "waitForCompletion", "drain"]) {
+    rejects(up({ [part]: "x" }), `${at}.${part} must be an object`);
+    rejects(up({ [part]: { timeoutSeconds: -5 } }), `${at}.${part}.timeoutSeconds must be a whole number of at least 0, not -5`);
+    for (const f of ["force", "deleteEmptyDir", "enable"]) rejects(up({ [part]: { [f]: "no" } }), `${at}.${part}.${f} must be a boolean, not "no"`);
+    rejects(up({ [part]: { podSelector: 1 } }), `${at}.${part}.podSelector must be a string, not 1`);
+    rejects(up({ [part]: { podSelector: "app in (a" } }), `${at}.${part}.podSelector "app in (a" is not a label selector: write it as kubectl -l takes it, e.g. "app=training,tier!=web"`);
+    assert.equal(normalizePolicy(up({ [part]: { podSelector: "app=training,tier!=web", timeoutSeconds: 0 } })).spec.driver.upgradePolicy?.[part as "drain"]?.podSelector, "app=training,tier!=web");
+  }
+  assert.equal(normalizePolicy(up({ maxParallelUpgrades: 0 })).spec.driver.upgradePolicy?.maxParallelUpgrades, 0, "0 is no limit, not an error");
+});
+
+test("normalizePolicy defaults each upgrade part only where given, keeping explicit values", () => {
+  const p = normalizePolicy(withDriver({ upgradePolicy: { autoUpgrade: false, maxParallelUpgrades: 3, maxUnavailable: 2, podDeletion: {}, waitForCompletion: {} } }));
+  assert.deepEqual(p.spec.driver.upgradePolicy, {
+    autoUpgrade: false,
+    maxParallelUpgrades: 3,
+    maxUnavailable: 2,
+    podDeletion: { force: false, timeoutSeconds: 300, deleteEmptyDir: false },
+    waitForCompletion: { timeoutSeconds: 0 },
+  });
+  const q = normalizePolicy(withDriver({ upgradePolicy: { podDeletion: { force: true, timeoutSeconds: 60, deleteEmptyDir: true }, waitForCompletion: { timeoutSeconds: 90, podSelector: "a=b" }, drain: { enable: true, force: true, timeoutSeconds: 45, deleteEmptyDir: true, podSelector: "x" } } }));
+  assert.deepEqual(q.spec.driver.upgradePolicy, {
+    ...upgradePolicyDefaults,
+    podDeletion: { force: true, timeoutSeconds: 60, deleteEmptyDir: true },
+    waitForCompletion: { timeoutSeconds: 90, podSelector: "a=b" },
+    drain: { enable: true, force: true, timeoutSeconds: 45, deleteEmptyDir: true, podSelector: "x" },
+  });
+  assert.deepEqual(normalizePolicy(withDriver({ upgradePolicy: { drain: {} } })).spec.driver.upgradePolicy?.drain, { enable: false, force: false, timeoutSeconds: 300, deleteEmptyDir: false }, "an empty drain section drains nothing");
+  assert.deepEqual(normalizePolicy(withDriver({ rdma: { useHostMofed: true } })).spec.driver.rdma, { enabled: false, useHostMofed: true });
+  const plain = normalizePolicy(withDriver({}));
+  assert.equal("rdma" in plain.spec.driver, false, "no rdma section is made up");
+  assert.equal("upgradePolicy" in plain.spec.driver, false, "no upgrade policy is made up");
+});
+
+test("normalizePolicy checks NVIDIA's components gpuop must know about, by name", () => {
+  for (const c of ["gds", "gdrcopy", "vgpuManager", "vgpuDeviceManager", "sandboxWorkloads"]) {
+    rejects({ metadata: { name: "p" }, spec: { [c]: "on" } }, `spec.${c} must be an object`);
+    rejects({ metadata: { name: "p" }, spec: { [c]: { enabled: "true" } } }, `spec.${c}.enabled must be a boolean, not "true"`);
+    assert.deepEqual(normalizePolicy({ metadata: { name: "p" }, spec: { [c]: { enabled: true, extra: 1 } } }).spec[c], { enabled: true, extra: 1 });
+  }
+  // Other operands are not checked here (the operand controller reads them).
+  assert.deepEqual(normalizePolicy({ metadata: { name: "p" }, spec: { toolkit: "anything" } }).spec["toolkit"], "anything");
+});
+
+test("normalizePolicy returns a copy: changing the result leaves the input alone", () => {
+  const raw = { metadata: { name: "p", labels: { a: "b" } }, spec: { toolkit: { enabled: true }, driver: { env: [{ name: "A", value: "1" }], upgradePolicy: { drain: { enable: true } } } } };
+  const p = normalizePolicy(raw);
+  (p.spec["toolkit"] as { enabled: boolean }).enabled = false;
+  p.spec.driver.env![0]!.value = "2";
+  p.spec.driver.upgradePolicy!.drain!.enable = false;
+  p.metadata.labels!["a"] = "c";
+  assert.deepEqual(raw, { metadata: { name: "p", labels: { a: "b" } }, spec: { toolkit: { enabled: true }, driver: { env: [{ name: "A", value: "1" }], upgradePolicy: { drain: { enable: true } } } } });
+});
+
+test("the ClusterPolicy API names are NVIDIA's", () => {
+  assert.equal(CLUSTER_POLICY_GROUP, "nvidia.com");
+  assert.equal(CLUSTER_POLICY_VERSION, "v1");
+  assert.equal(CLUSTER_POLICY_API_VERSION, "nvidia.com/v1");
+  assert.equal(CLUSTER_POLICY_KIND, "ClusterPolicy");
+  assert.equal(CLUSTER_POLICY_PLURAL, "clusterpolicies");
+  assert.equal(DEFAULT_DRIVER_REPOSITORY, "nvcr.io/nvidia");
+  assert.deepEqual(rdmaDefaults, { enabled: false, useHostMofed: false });
+});
+
+test("selectActivePolicy: a policy without a valid timestamp comes last; ties keep the first listed", () => {
+  const p = (name: string, creationTimestamp?: string) => ({ metadata: creationTimestamp ? { name, creationTimestamp } : { name } });
+  const stored = p("z", "2024-03-01T00:00:00Z");
+  assert.equal(selectActivePolicy([p("a", "not a date"), stored]), stored);
+  assert.equal(selectActivePolicy([p("a", ""), stored]), stored);
+  assert.equal(selectActivePolicy([stored, p("a")]), stored);
+  const newer = p("a", "2024-03-02T00:00:00Z");
+  assert.equal(selectActivePolicy([newer, stored]), stored);
+  assert.equal(selectActivePolicy([stored, newer]), stored);
+  const twinA = p("same", "2024-03-01T00:00:00Z");
+  const twinB = p("same", "2024-03-01T00:00:00Z");
+  assert.equal(selectActivePolicy([twinA, twinB]), twinA);
+  assert.equal(selectActivePolicy([twinB, twinA]), twinB);
+  assert.equal(selectActivePolicy([p("b"), p("a"), p("c")])?.metadata.name, "a");
+});
+
+test("withDefaultDriverVersion: what it keeps and what it fills", () => {
+  const policy = { metadata: { name: "cp", labels: { l: "v" } }, spec: { toolkit: { enabled: false }, driver: { usePrecompiled: false, imagePullPolicy: "Never" as const } } };
+  const out = withDefaultDriverVersion(policy, "570.86.15");
+  assert.deepEqual(out, { metadata: { name: "cp", labels: { l: "v" } }, spec: { toolkit: { enabled: false }, driver: { usePrecompiled: false, imagePullPolicy: "Never", version: "570.86.15", repository: "nvcr.io/nvidia" } } });
+  assert.deepEqual(policy.spec.driver, { usePrecompiled: false, imagePullPolicy: "Never" }, "the input is not changed");
+  // No default, or a version already named: the very same object back.
+  assert.equal(withDefaultDriverVersion(policy, ""), policy);
+  const named = { metadata: { name: "cp" }, spec: { driver: { version: "535.104.05" } } };
+  assert.equal(withDefaultDriverVersion(named, "570.86.15"), named);
+  const badSpec = { metadata: { name: "x" }, spec: "nope" } as unknown as Parameters<typeof withDefaultDriverVersion>[0];
+  assert.equal(withDefaultDriverVersion(badSpec, "570.86.15"), badSpec);
+  // An empty repository is none; a plain image name other than the default still gets NVIDIA's repository.
+  assert.equal(withDefaultDriverVersion({ metadata: { name: "cp" }, spec: { driver: { repository: "" } } }, "570.86.15").spec?.driver?.repository, "nvcr.io/nvidia");
+  assert.equal(withDefaultDriverVersion({ metadata: { name: "cp" }, spec: { driver: { image: "my-driver" } as DriverSpec } }, "570.86.15").spec?.driver?.repository, "nvcr.io/nvidia");
+  // Precompiled with a default that is already a branch, or not precompiled: the value as given.
+  assert.equal(withDefaultDriverVersion({ metadata: { name: "cp" }, spec: { driver: { usePrecompiled: false } as DriverSpec } }, "570.86.15").spec?.driver?.version, "570.86.15");
+});
+
+// Surviving mutants in policy.ts, each equivalent: comparePolicyAge's `ta < tb` -> `<=` (reached only when they differ),
+// and its name tie-break's `a > b ? 1 : 0` (-> true, false, `>=`, `<=`): selectActivePolicy only asks whether the
+// result is below 0, and that part is reached only when a's name is not below b's.

@@ -456,3 +456,71 @@ test("a failed node keeps its recorded reason in the plan; the status counts eve
   assert.equal(st.conditions?.find((c) => c.type === "Ready")?.reason, "DriverUpgradeFailed");
   assert.match(st.conditions?.find((c) => c.type === "Ready")?.message ?? "", /PDB said no.*upgrade-required/);
 });
+
+test("upgradeSettings: every default, and every field taken from the policy when set (values other than the defaults)", () => {
+  assert.deepEqual(upgradeSettings(undefined, 10), {
+    autoUpgrade: true,
+    maxParallelUpgrades: 1,
+    maxUnavailable: 3,
+    waitForCompletion: { timeoutSeconds: 0 },
+    podDeletion: { force: false, timeoutSeconds: 300, deleteEmptyDir: false },
+    drain: { enable: false, force: false, timeoutSeconds: 300, deleteEmptyDir: false },
+    validationTimeoutSeconds: upgradeSettings({}, 1).validationTimeoutSeconds,
+  });
+  const s = upgradeSettings({
+    maxParallelUpgrades: 2.7,
+    maxUnavailable: "50%",
+    podDeletion: { force: true, timeoutSeconds: 45, deleteEmptyDir: true },
+    drain: { enable: true, force: true, podSelector: " tier=batch ", timeoutSeconds: 90, deleteEmptyDir: true },
+    waitForCompletion: { podSelector: "   ", timeoutSeconds: 5 },
+  }, 6);
+  assert.deepEqual([s.maxParallelUpgrades, s.maxUnavailable], [2, 3]);
+  assert.deepEqual(s.podDeletion, { force: true, timeoutSeconds: 45, deleteEmptyDir: true });
+  assert.deepEqual(s.drain, { enable: true, force: true, podSelector: "tier=batch", timeoutSeconds: 90, deleteEmptyDir: true });
+  assert.deepEqual(s.waitForCompletion, { timeoutSeconds: 5 }, "a blank selector is none");
+  assert.equal(upgradeSettings({ maxParallelUpgrades: -2 }, 4).maxParallelUpgrades, 0);
+  assert.equal(upgradeSettings({ maxUnavailable: "100%" }, 0).maxUnavailable, 1, "no GPU nodes yet: a budget of one, not zero");
+});
+
+// The Events a node's upgrade writes, state by state: what an admin reads in `kubectl describe node`.
+const events = (actions: UpgradeAction[]) => actions.filter((a) => a.kind === "event").map((a) => { const e = a as { node: string; type: string; message: string }; return `${e.node} ${e.type}: ${e.message}`; });
+
+test("each step's Event, word for word", () => {
+  const s = settings();
+  const one = (n: UpgradeNode, st = s, now = 0) => events(planUpgrades([n], st, now).actions);
+  assert.deepEqual(one(node("a")), ["a Normal: driver pod is outdated", "a Normal: upgrade started"]);
+  assert.deepEqual(one(node("a", { desiredPool: "q", driver: ready() })), ["a Normal: driver moves to pool q", "a Normal: upgrade started"]);
+  assert.deepEqual(one(node("a", { state: "cordon-required" })), ["a Normal: node cordoned"]);
+  assert.deepEqual(one(node("a", { state: "cordon-required", unschedulable: true })), ["a Normal: node was already cordoned; it stays cordoned after the upgrade"]);
+  assert.deepEqual(one(node("a", { state: "cordon-required", unschedulable: true, cordonedByUpgrade: true })), ["a Normal: node cordoned"]);
+  const waitFor = settings({ waitForCompletion: { podSelector: "app=train", timeoutSeconds: 5 } });
+  assert.deepEqual(one(node("a", { state: "wait-for-jobs-required", pods: [] }), waitFor), ["a Normal: no matching jobs running"]);
+  assert.deepEqual(one(node("a", { state: "wait-for-jobs-required", stateSince: 0, pods: [gpuPod("t1", { labels: { app: "train" } })] }), waitFor, 6000), ["a Warning: jobs still running after 5s: jobs/t1; going on with pod deletion"]);
+  assert.deepEqual(one(node("a", { state: "wait-for-jobs-required", stateSince: 0, pods: [gpuPod("t1", { labels: { app: "train" } })] }), waitFor, 5000), [], "not past the timeout yet");
+  assert.deepEqual(one(node("a", { state: "wait-for-jobs-required" }), waitFor), [], "pods not listed yet: wait");
+  assert.deepEqual(one(node("a", { state: "pod-deletion-required", pods: [] })), ["a Normal: GPU pods evicted"]);
+  assert.deepEqual(one(node("a", { state: "pod-deletion-required" })), [], "pods not listed yet: wait");
+  const drain = settings({ drain: { enable: true, force: false, timeoutSeconds: 300, deleteEmptyDir: false } });
+  assert.deepEqual(states(planUpgrades([node("a", { state: "pod-deletion-required", pods: [] })], drain, 0).actions), ["a:drain-required"]);
+  assert.deepEqual(one(node("a", { state: "drain-required", pods: [gpuPod("done", { finished: true }), gpuPod("ds", { daemonSet: true }), gpuPod("drv", { driver: true })] }), drain), ["a Normal: node drained"]);
+  assert.deepEqual(one(node("a", { state: "drain-required" }), drain), []);
+  assert.deepEqual(one(node("a", { state: "pod-deletion-required", pods: [], desiredPool: "q", driver: ready() })), ["a Normal: GPU pods evicted; driver moves to pool q"]);
+  assert.deepEqual(one(node("a", { state: "pod-restart-required" })), [], "the old driver pod is still there: wait");
+  assert.deepEqual(one(node("a", { state: "pod-restart-required", driverPods: 0, driver: undefined })), ["a Normal: old driver pod gone; starting the new one"]);
+  assert.deepEqual(one(node("a", { state: "pod-restart-required", stateSince: 0 }), s, 601_000), ["a Warning: the old driver pod was still on the node after 600s"]);
+  assert.deepEqual(one(node("a", { state: "validation-required", driver: ready() })), ["a Normal: new driver is Ready"]);
+  assert.deepEqual(one(node("a", { state: "uncordon-required", driver: ready(), cordonedByUpgrade: true })), ["a Normal: node uncordoned; upgrade done"]);
+  assert.deepEqual(one(node("a", { state: "uncordon-required", driver: ready() })), ["a Normal: upgrade done; node left cordoned as it was before"]);
+  assert.deepEqual(one(node("a", { state: "upgrade-failed", driver: ready() })), ["a Normal: the driver is Ready again; leaving upgrade-failed"]);
+  const failed = planUpgrades([node("a", { state: "upgrade-failed" })], s, 0);
+  assert.deepEqual(failed.failed, [{ node: "a", reason: "see the node's Events" }]);
+});
+
+test("in the restart step a terminating driver pod still counts; a node leaving gpuop without a pool or state needs nothing", () => {
+  const terminating = { ...ready(false), terminating: true };
+  const plan = planUpgrades([node("a", { state: "pod-restart-required", driver: terminating, driverPods: 1 })], settings(), 0);
+  assert.deepEqual(states(plan.actions), [], "the new pod may start only once the old one is gone");
+  assert.deepEqual(states(planUpgrades([node("a", { state: "pod-restart-required", driver: undefined, driverPods: 0 })], settings(), 0).actions), ["a:validation-required"]);
+  assert.deepEqual(planUpgrades([node("a", { desiredPool: undefined, currentPool: undefined })], settings(), 0).actions, []);
+  assert.deepEqual(planUpgrades([node("b"), node("a")], settings(), 0).waiting, ["b"], "nodes start in name order");
+});

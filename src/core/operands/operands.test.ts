@@ -2,12 +2,24 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { UserError } from "../errors.ts";
 import {
+  commonDaemonSetSpec,
+  enabledOperands,
+  EnvBuilder,
   GATE_OPEN,
+  hostPath,
+  objectHash,
   OPERAND_HASH_ANNOTATION,
   operandNodePatch,
   operandNodeSeries,
   operandPods,
   operandTransitions,
+  OPERANDS,
+  operandEnabled,
+  operandImage,
+  operandSpec,
+  prerequisite,
+  resources,
+  UNSUPPORTED_COMPONENTS,
   operandStatuses,
   readyPods,
   type OperandPods,
@@ -16,6 +28,7 @@ import {
   type ReadyPods,
 } from "./index.ts";
 import { clusterRuntime } from "./toolkit.ts";
+import { operandNodeRows } from "./report.ts";
 import type { ClusterPolicy } from "../policy.ts";
 
 const policy = (spec: Record<string, unknown> = {}): ClusterPolicy => ({ metadata: { name: "cluster-policy", uid: "u1" }, spec: { driver: { version: "550.54.15" }, ...spec } });
@@ -392,3 +405,409 @@ test("a prerequisite kept off a node by its deploy label is the host's: the oper
   const paused = gpuNode("n1", { ...DEPLOYED, "nvidia.com/gpu.deploy.container-toolkit": "paused-for-driver-upgrade" });
   assert.deepEqual(operandNodePatch(paused, ALL, true, podsOf([["driver", ["n1"]]])).labels, {}, "paused by NVIDIA's driver manager: not the host's");
 });
+const info = (key: OperandKey) => OPERANDS.find((o) => o.key === key)!;
+const userError = (fn: () => unknown, message: string) => assert.throws(fn, (e: unknown) => e instanceof UserError && e.message === message, message);
+
+test("operandSpec: every typed field checked by name, with the value it got", () => {
+  const spec = (s: unknown) => operandSpec(policy({ devicePlugin: s }), "devicePlugin");
+  assert.deepEqual(operandSpec(policy(), "gfd"), {});
+  userError(() => spec("on"), "spec.devicePlugin must be an object");
+  userError(() => spec([]), "spec.devicePlugin must be an object");
+  userError(() => spec({ enabled: 1 }), "spec.devicePlugin.enabled must be a boolean, not 1");
+  for (const f of ["repository", "image", "version", "imagePullPolicy"]) userError(() => spec({ [f]: 2 }), `spec.devicePlugin.${f} must be a string, not 2`);
+  for (const f of ["imagePullSecrets", "args"]) {
+    userError(() => spec({ [f]: "x" }), `spec.devicePlugin.${f} must be a list of strings, not "x"`);
+    userError(() => spec({ [f]: ["a", 3] }), `spec.devicePlugin.${f} must be a list of strings, not ["a",3]`);
+  }
+  for (const env of [{ name: "A" }, [null], [{ name: "" }], [{ name: 1 }], [{ name: "A", value: 2 }], [{ value: "v" }]]) {
+    userError(() => spec({ env }), `spec.devicePlugin.env must be a list of {name, value} with string values, not ${JSON.stringify(env)}`);
+  }
+  const ok = { enabled: false, repository: "r", image: "i", version: "v", imagePullPolicy: "Always", imagePullSecrets: ["s"], args: ["--a"], env: [{ name: "A" }, { name: "B", value: "" }], other: { kept: true } };
+  assert.deepEqual(spec(ok), ok);
+});
+
+test("operandEnabled: on unless enabled is false; the validator always on", () => {
+  assert.equal(operandEnabled(policy({ gfd: { enabled: false } }), info("gfd")), false);
+  assert.equal(operandEnabled(policy({ gfd: { enabled: true } }), info("gfd")), true);
+  assert.equal(operandEnabled(policy({ gfd: {} }), info("gfd")), true);
+  assert.equal(operandEnabled(policy({ validator: { enabled: false } }), info("validator")), true);
+  assert.deepEqual([...enabledOperands(policy({ toolkit: { enabled: false }, dcgmExporter: { enabled: false } }))], ["validator", "devicePlugin", "gfd"]);
+});
+
+test("operandImage: default, full reference, the three parts (digest with @, slashes trimmed), and what is missing", () => {
+  const dp = info("devicePlugin");
+  assert.equal(operandImage({}, dp), "nvcr.io/nvidia/k8s-device-plugin:v0.20.0");
+  assert.equal(operandImage({ image: "r.example.com/x/plugin:v1" }, dp), "r.example.com/x/plugin:v1");
+  assert.equal(operandImage({ repository: "r.example.com/x//", image: "plugin", version: "v1" }, dp), "r.example.com/x/plugin:v1");
+  assert.equal(operandImage({ repository: "r.example.com", image: "plugin", version: `sha256:${"c".repeat(64)}` }, dp), `r.example.com/plugin@sha256:${"c".repeat(64)}`);
+  const tail = "(or set image to a full reference, or none of them for nvcr.io/nvidia/k8s-device-plugin:v0.20.0)";
+  userError(() => operandImage({ repository: "r.example.com" }, dp), `spec.devicePlugin sets only some of repository, image and version: add image and version ${tail}`);
+  userError(() => operandImage({ version: "v1" }, dp), `spec.devicePlugin sets only some of repository, image and version: add repository and image ${tail}`);
+  userError(() => operandImage({ image: "plugin", version: "v1" }, dp), `spec.devicePlugin sets only some of repository, image and version: add repository ${tail}`);
+  userError(() => operandImage({ repository: "r.example.com", image: "plugin" }, dp), `spec.devicePlugin sets only some of repository, image and version: add version ${tail}`);
+  assert.throws(() => operandImage({ image: "Bad Image" }, dp), (e: unknown) => e instanceof UserError && e.message.startsWith("spec.devicePlugin: image Bad Image is not a valid reference: "));
+});
+
+test("prerequisite: the operand's own, else the next one up that is on, else the driver", () => {
+  assert.equal(prerequisite(info("gfd"), ALL), "toolkit");
+  assert.equal(prerequisite(info("gfd"), new Set<OperandKey>(["gfd"])), "driver");
+  assert.equal(prerequisite(info("toolkit"), ALL), "driver");
+});
+
+test("EnvBuilder: first-set order, later values replace, empty value written without value; resources as strings", () => {
+  const env = new EnvBuilder().set("A", "1").set("B", "2").fieldRef("NODE", "spec.nodeName").set("A", "3").setAll([{ name: "C" }, { name: "B", value: "" }]).setAll(undefined);
+  assert.deepEqual(env.list(), [{ name: "A", value: "3" }, { name: "B" }, { name: "NODE", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }, { name: "C" }]);
+  assert.equal(resources(undefined), undefined);
+  assert.equal(resources({}), undefined);
+  assert.equal(resources({ limits: {}, requests: {} }), undefined);
+  assert.deepEqual(resources({ limits: { cpu: 2, memory: "1Gi" }, requests: {} }), { limits: { cpu: "2", memory: "1Gi" } });
+  assert.deepEqual(resources({ requests: { cpu: "100m" } }), { requests: { cpu: "100m" } });
+  assert.deepEqual(hostPath("v", "/p", "Directory"), { name: "v", hostPath: { path: "/p", type: "Directory" } });
+  assert.deepEqual(hostPath("v", "/p"), { name: "v", hostPath: { path: "/p" } });
+});
+
+test("spec.daemonsets: each bad value refused by name; percentages and digit strings for maxUnavailable; empty priority class is the default", () => {
+  const at = "spec.daemonsets";
+  const common = (d: unknown) => commonDaemonSetSpec(policy({ daemonsets: d }));
+  userError(() => common("x"), `${at} must be an object`);
+  userError(() => common({ labels: { a: 1 } }), `${at}.labels must be a map of strings, not {"a":1}`);
+  userError(() => common({ annotations: ["a"] }), `${at}.annotations must be a map of strings, not ["a"]`);
+  userError(() => common({ tolerations: {} }), `${at}.tolerations must be a list of tolerations, not {}`);
+  userError(() => common({ tolerations: ["x"] }), `${at}.tolerations must be a list of tolerations, not ["x"]`);
+  userError(() => common({ priorityClassName: 5 }), `${at}.priorityClassName must be a string`);
+  userError(() => common({ updateStrategy: "Recreate" }), `${at}.updateStrategy must be RollingUpdate or OnDelete, not "Recreate"`);
+  for (const mu of ["one", "25", "x%", "-1", true]) {
+    if (mu === "25") continue;
+    userError(() => common({ rollingUpdate: { maxUnavailable: mu } }), `${at}.rollingUpdate.maxUnavailable must be a count or a percentage like "25%", not ${JSON.stringify(mu)}`);
+  }
+  assert.deepEqual(common({ updateStrategy: "RollingUpdate", rollingUpdate: { maxUnavailable: "30%" } }).updateStrategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: "30%" } });
+  assert.deepEqual(common({ rollingUpdate: { maxUnavailable: 4 } }).updateStrategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 4 } });
+  assert.deepEqual(common({ rollingUpdate: "x" }).updateStrategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 1 } });
+  const plain = common({ priorityClassName: "" });
+  assert.deepEqual(plain, { priorityClassName: "system-node-critical", tolerations: [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }], labels: {}, annotations: {}, updateStrategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 1 } } });
+  assert.deepEqual(common({ tolerations: [] }).tolerations, [], "an empty list replaces the default too");
+});
+
+test("operand DaemonSets: pull secrets deduplicated and empty ones dropped; pod annotations only when set; the hash ignores itself", () => {
+  const d = ds({ gfd: { imagePullSecrets: ["a", "", "a", "b"] }, daemonsets: { annotations: { team: "ml" } } }, "gpu-feature-discovery");
+  assert.deepEqual(d.spec.template.spec.imagePullSecrets, [{ name: "a" }, { name: "b" }]);
+  assert.deepEqual(d.spec.template.metadata.annotations, { team: "ml" });
+  assert.equal(d.metadata.annotations["team"], "ml");
+  assert.equal("imagePullSecrets" in ds({ gfd: { imagePullSecrets: [""] } }, "gpu-feature-discovery").spec.template.spec, false);
+  assert.equal("annotations" in ds({}, "gpu-feature-discovery").spec.template.metadata, false);
+  assert.equal(d.metadata.labels["app.kubernetes.io/part-of"], "nvidia-gpu");
+  assert.equal(ds({}, "nvidia-operator-validator").metadata.labels["app.kubernetes.io/part-of"], "gpu-operator");
+  assert.equal("app.kubernetes.io/part-of" in ds({}, "nvidia-device-plugin-daemonset").metadata.labels, false);
+  assert.equal(d.metadata.labels["gpuop.nvidia.com/operand"], "gfd");
+  assert.deepEqual(d.metadata.ownerReferences, [{ apiVersion: "nvidia.com/v1", kind: "ClusterPolicy", name: "cluster-policy", uid: "u1", controller: true, blockOwnerDeletion: true }]);
+  assert.equal(d.spec.template.spec.serviceAccountName, "nvidia-gpu-feature-discovery");
+  const hash = d.metadata.annotations[OPERAND_HASH_ANNOTATION]!;
+  assert.match(hash, /^[0-9a-f]{16}$/);
+  assert.equal(objectHash(d), hash, "the stored hash is left out of what it hashes");
+  assert.notEqual(objectHash({ ...d, metadata: { ...d.metadata, labels: { ...d.metadata.labels, x: "y" } } }), hash);
+  assert.notEqual(objectHash({ ...d, metadata: { ...d.metadata, ownerReferences: [] } }), hash);
+  const unowned = renderOperands({ policy: policy(), namespace: "gpu-ns" }).daemonSets[0]!;
+  assert.equal("ownerReferences" in unowned.metadata, false);
+});
+
+test("renderOperands: the validator's pull policy for the validation inits, the runtime class, and what is unsupported", () => {
+  const withPolicy = ds({ validator: { imagePullPolicy: "Always" } }, "nvidia-device-plugin-daemonset");
+  assert.equal(withPolicy.spec.template.spec.initContainers?.[0]?.imagePullPolicy, "Always");
+  assert.equal(ds({}, "nvidia-device-plugin-daemonset").spec.template.spec.initContainers?.[0]?.imagePullPolicy, "IfNotPresent");
+  assert.equal(ds({ operator: { runtimeClass: "" } }, "gpu-feature-discovery").spec.template.spec.runtimeClassName, "nvidia");
+  assert.equal(ds({ operator: { runtimeClass: 3 } }, "gpu-feature-discovery").spec.template.spec.runtimeClassName, "nvidia");
+  const r = render({ vfioManager: { enabled: true }, migManager: { enabled: true }, dcgm: { enabled: false }, kataManager: { enabled: "true" } });
+  assert.deepEqual(r.unsupported, ["migManager", "vfioManager"]);
+  assert.deepEqual(r.enabled, ["toolkit", "validator", "devicePlugin", "gfd", "dcgmExporter"]);
+  assert.deepEqual(UNSUPPORTED_COMPONENTS, ["migManager", "dcgm", "nodeStatusExporter", "sandboxWorkloads", "vgpuManager", "vgpuDeviceManager", "kataManager", "ccManager", "vfioManager", "sandboxDevicePlugin"]);
+});
+
+test("operandStatuses: the error sentence; notReady nodes named; lists capped at 20; unsupported components say so", () => {
+  assert.deepEqual(operandStatuses({ policy: policy(), nodes: [], ready: ready([]), error: "spec.gfd.enabled must be a boolean" }), [
+    { name: "operands", daemonSet: "", state: "error", message: "spec.gfd.enabled must be a boolean. Operand DaemonSets are left as they are until the policy is fixed." },
+  ]);
+  const open = { "gpuop.nvidia.com/gate.container-toolkit": "open" };
+  const nodes = [...Array.from({ length: 22 }, (_, i) => gpuNode(`w${String(i).padStart(2, "0")}`)), ...Array.from({ length: 23 }, (_, i) => gpuNode(`o${String(i).padStart(2, "0")}`, open)), gpuNode("r", open), gpuNode("off", { "nvidia.com/gpu.deploy.operands": "false" })];
+  const s = operandStatuses({ policy: policy({ migManager: { enabled: true } }), nodes, ready: ready([["toolkit", ["r"]]]) });
+  const tk = s.find((o) => o.name === "toolkit")!;
+  assert.equal(tk.state, "notReady");
+  assert.equal(tk.nodes, 46);
+  assert.equal(tk.readyPods, 1);
+  assert.equal(tk.waiting?.length, 20);
+  assert.equal(tk.notReady?.length, 20);
+  assert.equal(tk.notReady?.[0], "o00");
+  assert.equal(tk.waiting?.[0], "w00");
+  assert.deepEqual(s.at(-1), { name: "migManager", daemonSet: "", state: "unsupported", message: "gpuop does not deploy migManager; run it yourself or turn it off" });
+  const oneReady = operandStatuses({ policy: policy(), nodes: [gpuNode("r", open)], ready: ready([["toolkit", ["r"]]]) }).find((o) => o.name === "toolkit")!;
+  assert.deepEqual(oneReady, { name: "toolkit", daemonSet: "nvidia-container-toolkit-daemonset", state: "ready", nodes: 1, readyPods: 1 });
+});
+
+const NAMES = ["nvidia-container-toolkit-daemonset", "nvidia-device-plugin-daemonset", "gpu-feature-discovery", "nvidia-dcgm-exporter", "nvidia-operator-validator"];
+const renderWith = (spec: Record<string, unknown>, runtimeVersions: string[]) => renderOperands({ policy: policy(spec), namespace: "gpu-ns", runtimeVersions });
+const hostPaths = (d: ReturnType<typeof ds>) => Object.fromEntries(d.spec.template.spec.volumes.map((v) => [v.name, "hostPath" in v ? v.hostPath.path : ""]));
+
+test("property of every pod: each mount names a volume of the pod, and names are unique (volumes, containers, env)", () => {
+  for (const runtime of ["containerd://2", "docker://24", "cri-o://1.30"]) {
+    for (const spec of [{}, { mig: { strategy: "mixed" }, toolkit: { installDir: "/opt/nv" }, devicePlugin: { args: ["--x"] } }]) {
+      for (const d of renderWith(spec, [runtime]).daemonSets) {
+        const pod = d.spec.template.spec;
+        const volumes = pod.volumes.map((v) => v.name);
+        assert.equal(new Set(volumes).size, volumes.length, `${d.metadata.name}: volume names unique`);
+        const containers = [...(pod.initContainers ?? []), ...pod.containers];
+        assert.equal(new Set(containers.map((c) => c.name)).size, containers.length);
+        for (const c of containers) {
+          for (const m of c.volumeMounts ?? []) assert.ok(volumes.includes(m.name), `${d.metadata.name}/${c.name} mounts ${m.name}`);
+          const env = (c.env ?? []).map((e) => e.name);
+          assert.equal(new Set(env).size, env.length, `${c.name}: env names unique`);
+        }
+      }
+    }
+  }
+});
+
+test("the toolkit configures the cluster's runtime through its own files and socket", () => {
+  const toolkit = (runtime: string, spec: Record<string, unknown> = {}) => renderWith(spec, [runtime]).daemonSets.find((d) => d.metadata.name === NAMES[0])!;
+  const tkEnv = (d: ReturnType<typeof toolkit>) => envOf(d.spec.template.spec.containers[0]);
+  const containerd = toolkit("containerd://2.0", { operator: { runtimeClass: "nv-rc" } });
+  assert.deepEqual(
+    [tkEnv(containerd).RUNTIME, tkEnv(containerd).RUNTIME_CONFIG, tkEnv(containerd).RUNTIME_DROP_IN_CONFIG, tkEnv(containerd).RUNTIME_DROP_IN_CONFIG_HOST_PATH, tkEnv(containerd).RUNTIME_SOCKET, tkEnv(containerd).CONTAINERD_SOCKET, tkEnv(containerd).CONTAINERD_RUNTIME_CLASS],
+    ["containerd", "/runtime/config-dir/config.toml", "/runtime/config-dir.d/99-nvidia.toml", "/etc/containerd/conf.d/99-nvidia.toml", "/runtime/sock-dir/containerd.sock", "/runtime/sock-dir/containerd.sock", "nv-rc"],
+  );
+  assert.deepEqual([hostPaths(containerd)["runtime-config-dir"], hostPaths(containerd)["runtime-drop-in-config"], hostPaths(containerd)["container-runtime-socket"]], ["/etc/containerd", "/etc/containerd/conf.d", "/run/containerd"]);
+  const docker = toolkit("docker://24.0");
+  assert.deepEqual([tkEnv(docker).RUNTIME, tkEnv(docker).RUNTIME_CONFIG, tkEnv(docker).DOCKER_SOCKET, tkEnv(docker).RUNTIME_SOCKET], ["docker", "/runtime/config-dir/daemon.json", "/runtime/sock-dir/docker.sock", "/runtime/sock-dir/docker.sock"]);
+  assert.equal("CONTAINERD_SOCKET" in tkEnv(docker) || "CONTAINERD_RUNTIME_CLASS" in tkEnv(docker) || "RUNTIME_DROP_IN_CONFIG" in tkEnv(docker), false);
+  assert.deepEqual([hostPaths(docker)["runtime-config-dir"], hostPaths(docker)["container-runtime-socket"], hostPaths(docker)["runtime-drop-in-config"]], ["/etc/docker", "/var/run", undefined]);
+  const crio = toolkit("cri-o://1.30", { toolkit: { env: [{ name: "RUNTIME", value: "containerd" }, { name: "CRIO_CONFIG_MODE", value: "hook" }] } });
+  assert.deepEqual([tkEnv(crio).RUNTIME, tkEnv(crio).CRIO_CONFIG_MODE, tkEnv(crio).RUNTIME_CONFIG, tkEnv(crio).RUNTIME_DROP_IN_CONFIG, tkEnv(crio).RUNTIME_DROP_IN_CONFIG_HOST_PATH], ["crio", "hook", "/runtime/config-dir/config.toml", "/runtime/config-dir.d/99-nvidia.conf", "/etc/crio/crio.conf.d/99-nvidia.conf"], "the policy may set CRIO_CONFIG_MODE but not the runtime");
+  assert.equal("RUNTIME_SOCKET" in tkEnv(crio), false);
+  assert.equal(tkEnv(toolkit("cri-o://1.30")).CRIO_CONFIG_MODE, "config");
+  assert.equal("CRIO_CONFIG_MODE" in tkEnv(containerd), false);
+  assert.deepEqual([hostPaths(crio)["runtime-config-dir"], hostPaths(crio)["runtime-drop-in-config"], hostPaths(crio)["container-runtime-socket"]], ["/etc/crio", "/etc/crio/crio.conf.d", undefined]);
+  assert.equal(clusterRuntime(["runc://1"]), "containerd");
+  assert.equal(clusterRuntime(["cri-o://1.30", "docker://24"]), "docker");
+  assert.equal(clusterRuntime(["cri-o://1.30", "containerd://2"]), "containerd");
+});
+
+test("the toolkit's install dir and arguments; the device plugin's CDI hook follows the install dir", () => {
+  const tk = ds({ toolkit: { installDir: "/opt/nv", args: ["--debug"], imagePullPolicy: "Always", resources: { requests: { cpu: "50m" } } } }, NAMES[0]!);
+  const c = tk.spec.template.spec.containers[0]!;
+  assert.equal(envOf(c).ROOT, "/opt/nv");
+  assert.equal(hostPaths(tk)["toolkit-install-dir"], "/opt/nv");
+  assert.equal(c.volumeMounts?.find((m) => m.name === "toolkit-install-dir")?.mountPath, "/opt/nv");
+  assert.match(c.args![0]!, /exec nvidia-toolkit --debug$/);
+  assert.equal(c.imagePullPolicy, "Always");
+  assert.deepEqual(c.resources, { requests: { cpu: "50m" } });
+  const plain = ds({ toolkit: { installDir: "" } }, NAMES[0]!).spec.template.spec.containers[0]!;
+  assert.equal(envOf(plain).ROOT, "/usr/local/nvidia");
+  assert.match(plain.args![0]!, /; exec nvidia-toolkit$/);
+  assert.match(plain.args![0]!, /^until \[ -f \/run\/nvidia\/validations\/driver-ready \]/);
+  assert.equal(plain.imagePullPolicy, "IfNotPresent");
+  assert.equal(envOf(ds({ toolkit: { installDir: "/opt/nv" } }, NAMES[1]!).spec.template.spec.containers[0]).NVIDIA_CDI_HOOK_PATH, "/opt/nv/toolkit/nvidia-cdi-hook");
+  assert.equal(envOf(ds({}, NAMES[1]!).spec.template.spec.containers[0]).NVIDIA_CDI_HOOK_PATH, "/usr/local/nvidia/toolkit/nvidia-cdi-hook");
+});
+
+test("MIG strategy: single by default; none drops the MIG device monitor; the validator's plugin check gets it too", () => {
+  const envs = (mig: unknown) => [NAMES[1]!, NAMES[2]!].map((n) => envOf(ds(mig === undefined ? {} : { mig }, n).spec.template.spec.containers[0]));
+  for (const e of envs(undefined)) assert.deepEqual([e.MIG_STRATEGY, e.NVIDIA_MIG_MONITOR_DEVICES], ["single", "all"]);
+  for (const e of envs({ strategy: "" })) assert.equal(e.MIG_STRATEGY, "single");
+  for (const e of envs({ strategy: "mixed" })) assert.deepEqual([e.MIG_STRATEGY, e.NVIDIA_MIG_MONITOR_DEVICES], ["mixed", "all"]);
+  for (const e of envs({ strategy: "none" })) assert.deepEqual([e.MIG_STRATEGY, "NVIDIA_MIG_MONITOR_DEVICES" in e], ["none", false]);
+  const plugin = ds({ mig: { strategy: "mixed" } }, NAMES[4]!).spec.template.spec.initContainers!.find((c) => c.name === "plugin-validation")!;
+  assert.deepEqual([envOf(plugin).MIG_STRATEGY, envOf(plugin).WITH_WORKLOAD, envOf(plugin).WITH_WAIT, envOf(plugin).COMPONENT], ["mixed", "false", "false", "plugin"]);
+});
+
+test("GFD, the exporter and the device plugin: arguments only when given, pull policy and resources from the policy", () => {
+  const spec = { args: ["--a", "--b"], imagePullPolicy: "Never", resources: { limits: { memory: "1Gi" } } };
+  const gfd = ds({ gfd: spec }, NAMES[2]!).spec.template.spec.containers[0]!;
+  assert.deepEqual([gfd.command, gfd.args, gfd.imagePullPolicy, gfd.resources], [["gpu-feature-discovery"], ["--a", "--b"], "Never", { limits: { memory: "1Gi" } }]);
+  const dcgm = ds({ dcgmExporter: spec }, NAMES[3]!).spec.template.spec.containers[0]!;
+  assert.deepEqual([dcgm.args, dcgm.imagePullPolicy, dcgm.resources], [["--a", "--b"], "Never", { limits: { memory: "1Gi" } }]);
+  const dp = ds({ devicePlugin: spec }, NAMES[1]!).spec.template.spec.containers[0]!;
+  assert.match(dp.args![0]!, /exec nvidia-device-plugin --a --b$/);
+  assert.deepEqual([dp.imagePullPolicy, dp.resources], ["Never", { limits: { memory: "1Gi" } }]);
+  for (const n of [NAMES[2]!, NAMES[3]!]) {
+    const c = ds({ gfd: { args: [] }, dcgmExporter: { args: [] } }, n).spec.template.spec.containers[0]!;
+    assert.equal("args" in c || "resources" in c, false, n);
+    assert.equal(c.imagePullPolicy, "IfNotPresent");
+  }
+  const plainDp = ds({}, NAMES[1]!).spec.template.spec.containers[0]!;
+  assert.match(plainDp.args![0]!, /; exec nvidia-device-plugin$/);
+  assert.deepEqual([envOf(plainDp).DEVICE_LIST_STRATEGY, envOf(plainDp).CDI_ENABLED, envOf(plainDp).FAIL_ON_INIT_ERROR], ["cdi-annotations,cdi-cri", "true", "true"]);
+  assert.equal(hostPaths(ds({}, NAMES[1]!))["device-plugin"], "/var/lib/kubelet/device-plugins");
+  assert.equal(plainDp.volumeMounts?.find((m) => m.name === "device-plugin")?.mountPath, "/var/lib/kubelet/device-plugins");
+  const gfdPaths = hostPaths(ds({}, NAMES[2]!));
+  assert.equal(gfdPaths["output-dir"], "/etc/kubernetes/node-feature-discovery/features.d");
+  assert.deepEqual(envOf(ds({}, NAMES[2]!).spec.template.spec.containers[0]).GFD_SLEEP_INTERVAL, "60s");
+});
+
+test("the exporter listens on 9400 and its Service is scraped there; the Service type comes from the policy", () => {
+  const d = ds({}, NAMES[3]!);
+  const c = d.spec.template.spec.containers[0]!;
+  assert.deepEqual([envOf(c).DCGM_EXPORTER_LISTEN, envOf(c).DCGM_EXPORTER_KUBERNETES, c.ports], [":9400", "true", [{ name: "metrics", containerPort: 9400, protocol: "TCP" }]]);
+  assert.equal(hostPaths(d)["pod-gpu-resources"], "/var/lib/kubelet/pod-resources");
+  const svc = render({ dcgmExporter: { service: { type: "NodePort" } } }).services[0]!;
+  assert.deepEqual(svc, {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: {
+      name: "nvidia-dcgm-exporter",
+      namespace: "gpu-ns",
+      labels: { app: "nvidia-dcgm-exporter", "gpuop.nvidia.com/operand": "dcgmExporter" },
+      annotations: { "prometheus.io/scrape": "true" },
+      ownerReferences: [{ apiVersion: "nvidia.com/v1", kind: "ClusterPolicy", name: "cluster-policy", uid: "u1", controller: true, blockOwnerDeletion: true }],
+    },
+    spec: { selector: { app: "nvidia-dcgm-exporter" }, type: "NodePort", ports: [{ name: "gpu-metrics", port: 9400, targetPort: 9400, protocol: "TCP" }] },
+  });
+  assert.equal(render({ dcgmExporter: { service: { type: "" } } }).services[0]!.spec.type, "ClusterIP");
+  assert.equal("ownerReferences" in renderOperands({ policy: policy(), namespace: "gpu-ns" }).services[0]!.metadata, false);
+});
+
+test("the validator: its inits run its own image and pull policy, with the policy's resources; the workload settings; preStop clears the ready files", () => {
+  const v = ds({ validator: { repository: "r.example.com", image: "val", version: "v2", imagePullPolicy: "Always", resources: { limits: { cpu: 1 } }, env: [{ name: "X", value: "y" }] }, operator: { runtimeClass: "nv-rc" } }, NAMES[4]!);
+  const inits = v.spec.template.spec.initContainers!;
+  for (const i of inits) assert.deepEqual([i.image, i.imagePullPolicy, i.resources], ["r.example.com/val:v2", "Always", { limits: { cpu: "1" } }], i.name);
+  assert.deepEqual(inits.map((i) => [envOf(i).COMPONENT, envOf(i).WITH_WAIT]), [["driver", "true"], ["toolkit", "true"], ["cuda", "false"], ["plugin", "false"]]);
+  assert.equal(envOf(inits[1]).NVIDIA_VISIBLE_DEVICES, "all");
+  assert.deepEqual([envOf(inits[2]).VALIDATOR_IMAGE, envOf(inits[2]).VALIDATOR_IMAGE_PULL_POLICY, envOf(inits[2]).VALIDATOR_RUNTIME_CLASS], ["r.example.com/val:v2", "Always", "nv-rc"]);
+  assert.deepEqual(inits[0]!.volumeMounts?.map((m) => [m.name, m.mountPath]), [["run-nvidia-validations", "/run/nvidia/validations"], ["host-root", "/host"], ["driver-install-dir", "/run/nvidia/driver"], ["host-dev-char", "/host-dev-char"]]);
+  assert.deepEqual(inits[1]!.volumeMounts?.map((m) => m.name), ["run-nvidia-validations"]);
+  const c = v.spec.template.spec.containers[0]!;
+  assert.deepEqual(c.lifecycle, { preStop: { exec: { command: ["sh", "-c", "rm -f /run/nvidia/validations/*-ready"] } } });
+  assert.deepEqual(c.env, [{ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }, { name: "OPERATOR_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } }, { name: "X", value: "y" }]);
+  assert.equal(c.imagePullPolicy, "Always");
+  const plain = ds({}, NAMES[4]!).spec.template.spec.initContainers!;
+  assert.equal("resources" in plain[0]!, false);
+  assert.equal(plain[0]!.imagePullPolicy, "IfNotPresent");
+});
+
+test("gates: an operand whose deploy label is set to something other than true gets no gate; readyPods ignores pods without a node or app", () => {
+  const n = gpuNode("n1", { "nvidia.com/gpu.deploy.device-plugin": "paused", "gpuop.nvidia.com/gate.device-plugin": "open", "nvidia.com/gpu.deploy.driver": "true" });
+  const p = operandNodeLabels(n, ALL, true, ready([["driver", ["n1"]], ["toolkit", ["n1"]]]));
+  assert.equal(p["gpuop.nvidia.com/gate.device-plugin"], null);
+  assert.equal("nvidia.com/gpu.deploy.device-plugin" in p, false);
+  const r = readyPods([{ metadata: { labels: { app: "nvidia-device-plugin-daemonset" } }, status: { conditions: [{ type: "Ready", status: "True" }] } }, { metadata: {}, spec: { nodeName: "a" }, status: { conditions: [{ type: "Ready", status: "True" }] } }, { metadata: { labels: { app: "gpu-feature-discovery" } }, spec: { nodeName: "a" } }, { metadata: { labels: { app: "gpu-feature-discovery" } }, spec: { nodeName: "b" }, status: { conditions: [{ type: "PodScheduled", status: "True" }, { type: "Ready", status: "True" }] } }]);
+  assert.deepEqual([...r.keys()], ["gfd"]);
+  assert.deepEqual([...r.get("gfd")!], ["b"]);
+});
+
+// Each operand's pod with the defaults, pinned: container name, command, privilege, fixed env, and each mount and host
+// path (name|path|readOnly|propagation, name|path|type). NVIDIA's images read these paths and variables (common.ts
+// follows NVIDIA's chart v26.7.0), so a change here must be deliberate: it is a different pod on every GPU node.
+const shape = (d: ReturnType<typeof ds>) => {
+  const p = d.spec.template.spec;
+  const c = p.containers[0]!;
+  return {
+    serviceAccount: p.serviceAccountName,
+    name: c.name,
+    command: c.command,
+    securityContext: c.securityContext,
+    env: Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom?.fieldRef.fieldPath])),
+    mounts: (c.volumeMounts ?? []).map((m) => [m.name, m.mountPath, m.readOnly ?? false, m.mountPropagation ?? ""].join("|")),
+    volumes: p.volumes.map((v) => ("hostPath" in v ? [v.name, v.hostPath.path, v.hostPath.type ?? ""].join("|") : v.name)),
+  };
+};
+
+test("the device plugin's pod, pinned", () => {
+  assert.deepEqual(shape(ds({}, "nvidia-device-plugin-daemonset")), {
+    serviceAccount: "nvidia-device-plugin",
+    name: "nvidia-device-plugin",
+    command: ["/bin/bash", "-c"],
+    securityContext: { privileged: true },
+    env: {
+      PASS_DEVICE_SPECS: "true", FAIL_ON_INIT_ERROR: "true", DEVICE_LIST_STRATEGY: "cdi-annotations,cdi-cri", DEVICE_ID_STRATEGY: "uuid",
+      NVIDIA_VISIBLE_DEVICES: "all", NVIDIA_DRIVER_CAPABILITIES: "all", MPS_ROOT: "/run/nvidia/mps", MIG_STRATEGY: "single",
+      NVIDIA_MIG_MONITOR_DEVICES: "all", CDI_ENABLED: "true", CDI_ANNOTATION_PREFIX: "cdi.k8s.io/", NVIDIA_CDI_HOOK_PATH: "/usr/local/nvidia/toolkit/nvidia-cdi-hook",
+    },
+    mounts: ["device-plugin|/var/lib/kubelet/device-plugins|false|", "run-nvidia-validations|/run/nvidia/validations|false|", "driver-install-dir|/driver-root|true|HostToContainer", "host-root|/host|true|HostToContainer", "cdi-root|/var/run/cdi|false|", "mps-root|/mps|false|", "mps-shm|/dev/shm|false|"],
+    volumes: ["device-plugin|/var/lib/kubelet/device-plugins|", "run-nvidia-validations|/run/nvidia/validations|DirectoryOrCreate", "driver-install-dir|/run/nvidia/driver|DirectoryOrCreate", "host-root|/|", "cdi-root|/var/run/cdi|DirectoryOrCreate", "mps-root|/run/nvidia/mps|DirectoryOrCreate", "mps-shm|/run/nvidia/mps/shm|"],
+  });
+});
+
+test("GFD's, the DCGM exporter's and the validator's pods, pinned", () => {
+  assert.deepEqual(shape(ds({}, "gpu-feature-discovery")), {
+    serviceAccount: "nvidia-gpu-feature-discovery",
+    name: "gpu-feature-discovery",
+    command: ["gpu-feature-discovery"],
+    securityContext: { privileged: true },
+    env: { GFD_SLEEP_INTERVAL: "60s", GFD_FAIL_ON_INIT_ERROR: "true", MIG_STRATEGY: "single", NVIDIA_MIG_MONITOR_DEVICES: "all" },
+    mounts: ["output-dir|/etc/kubernetes/node-feature-discovery/features.d|false|", "host-sys|/sys|false|", "run-nvidia-validations|/run/nvidia/validations|false|"],
+    volumes: ["output-dir|/etc/kubernetes/node-feature-discovery/features.d|", "host-sys|/sys|", "run-nvidia-validations|/run/nvidia/validations|DirectoryOrCreate"],
+  });
+  assert.deepEqual(shape(ds({}, "nvidia-dcgm-exporter")), {
+    serviceAccount: "nvidia-dcgm-exporter",
+    name: "nvidia-dcgm-exporter",
+    command: undefined,
+    securityContext: { privileged: true },
+    env: { DCGM_EXPORTER_LISTEN: ":9400", DCGM_EXPORTER_KUBERNETES: "true", DCGM_EXPORTER_COLLECTORS: "/etc/dcgm-exporter/dcp-metrics-included.csv" },
+    mounts: ["pod-gpu-resources|/var/lib/kubelet/pod-resources|true|", "run-nvidia-validations|/run/nvidia/validations|false|"],
+    volumes: ["pod-gpu-resources|/var/lib/kubelet/pod-resources|", "run-nvidia-validations|/run/nvidia/validations|DirectoryOrCreate"],
+  });
+  const v = ds({}, "nvidia-operator-validator");
+  assert.deepEqual(shape(v), {
+    serviceAccount: "nvidia-operator-validator",
+    name: "nvidia-operator-validator",
+    command: ["sh", "-c"],
+    securityContext: { privileged: true },
+    env: { NODE_NAME: "spec.nodeName", OPERATOR_NAMESPACE: "metadata.namespace" },
+    mounts: ["run-nvidia-validations|/run/nvidia/validations|false|Bidirectional"],
+    volumes: ["run-nvidia-validations|/run/nvidia/validations|DirectoryOrCreate", "driver-install-dir|/run/nvidia/driver|DirectoryOrCreate", "host-root|/|", "host-dev-char|/dev/char|"],
+  });
+  assert.deepEqual(v.spec.template.spec.containers[0]!.args, ["echo all validations are successful; sleep infinity"]);
+});
+
+test("the toolkit's pod with containerd, pinned", () => {
+  assert.deepEqual(shape(ds({}, "nvidia-container-toolkit-daemonset")), {
+    serviceAccount: "nvidia-container-toolkit",
+    name: "nvidia-container-toolkit-ctr",
+    command: ["/bin/bash", "-c"],
+    securityContext: { privileged: true },
+    env: {
+      ROOT: "/usr/local/nvidia", NVIDIA_CONTAINER_RUNTIME_MODES_CDI_DEFAULT_KIND: "management.nvidia.com/gpu", NVIDIA_VISIBLE_DEVICES: "void", CDI_ENABLED: "true",
+      NVIDIA_RUNTIME_SET_AS_DEFAULT: "false", NVIDIA_CONTAINER_RUNTIME_MODE: "cdi", RUNTIME: "containerd", CONTAINERD_RUNTIME_CLASS: "nvidia",
+      RUNTIME_CONFIG: "/runtime/config-dir/config.toml", RUNTIME_DROP_IN_CONFIG: "/runtime/config-dir.d/99-nvidia.toml", RUNTIME_DROP_IN_CONFIG_HOST_PATH: "/etc/containerd/conf.d/99-nvidia.toml",
+      RUNTIME_SOCKET: "/runtime/sock-dir/containerd.sock", CONTAINERD_SOCKET: "/runtime/sock-dir/containerd.sock",
+    },
+    mounts: ["run-nvidia-toolkit|/run/nvidia/toolkit|false|", "run-nvidia-validations|/run/nvidia/validations|false|", "toolkit-install-dir|/usr/local/nvidia|false|", "driver-install-dir|/driver-root|false|HostToContainer", "host-root|/host|true|HostToContainer", "cdi-root|/var/run/cdi|false|", "runtime-config-dir|/runtime/config-dir/|false|", "runtime-drop-in-config|/runtime/config-dir.d/|false|", "container-runtime-socket|/runtime/sock-dir/|false|"],
+    volumes: ["run-nvidia-toolkit|/run/nvidia/toolkit|", "run-nvidia-validations|/run/nvidia/validations|DirectoryOrCreate", "driver-install-dir|/run/nvidia/driver|DirectoryOrCreate", "host-root|/|", "host-dev-char|/dev/char|", "toolkit-install-dir|/usr/local/nvidia|", "cdi-root|/var/run/cdi|DirectoryOrCreate", "runtime-config-dir|/etc/containerd|", "runtime-drop-in-config|/etc/containerd/conf.d|DirectoryOrCreate", "container-runtime-socket|/run/containerd|"],
+  });
+});
+
+test("validation inits: NVIDIA's command, root and privilege, the driver check's host mounts; the policy's env reaches GFD and the exporter", () => {
+  const init = ds({}, "nvidia-operator-validator").spec.template.spec.initContainers![0]!;
+  assert.deepEqual([init.command, init.args, init.securityContext], [["sh", "-c"], ["nvidia-validator"], { privileged: true, runAsUser: 0 }]);
+  assert.deepEqual(init.volumeMounts, [
+    { name: "run-nvidia-validations", mountPath: "/run/nvidia/validations", mountPropagation: "Bidirectional" },
+    { name: "host-root", mountPath: "/host", readOnly: true, mountPropagation: "HostToContainer" },
+    { name: "driver-install-dir", mountPath: "/run/nvidia/driver", mountPropagation: "HostToContainer" },
+    { name: "host-dev-char", mountPath: "/host-dev-char" },
+  ]);
+  for (const [key, name] of [["gfd", "gpu-feature-discovery"], ["dcgmExporter", "nvidia-dcgm-exporter"]] as const) {
+    const d = ds({ [key]: { env: [{ name: "EXTRA", value: "1" }] } }, name);
+    assert.equal(envOf(d.spec.template.spec.containers[0]).EXTRA, "1", name);
+    assert.deepEqual(d.spec.template.spec.initContainers?.map((c) => [c.name, envOf(c).COMPONENT]), [["toolkit-validation", "toolkit"]], name);
+  }
+  const d = ds({}, "gpu-feature-discovery");
+  assert.equal(d.apiVersion, "apps/v1");
+  assert.equal(d.kind, "DaemonSet");
+});
+
+test("gpuop status cells: a deleting pod or one without a node counts for nothing; off by operands=false or a deploy value other than true", () => {
+  const pod = (app: string, node: string | undefined, isReady: boolean, deleting = false) => ({ metadata: { labels: { app }, ...(deleting ? { deletionTimestamp: "x" } : {}) }, ...(node ? { spec: { nodeName: node } } : {}), status: { conditions: [{ type: "PodScheduled", status: "True" }, { type: "Ready", status: isReady ? "True" : "False" }] } });
+  const open = { "gpuop.nvidia.com/gate.container-toolkit": "open", "gpuop.nvidia.com/gate.device-plugin": "open" };
+  const rows = operandNodeRows(
+    [gpuNode("n", open), gpuNode("m", { "nvidia.com/gpu.deploy.operands": "false" }), gpuNode("k", { "nvidia.com/gpu.deploy.gpu-feature-discovery": "paused" })],
+    [pod("nvidia-container-toolkit-daemonset", "n", true, true), pod("nvidia-device-plugin-daemonset", undefined, true), pod("nvidia-device-plugin-daemonset", "n", true), { metadata: {}, spec: { nodeName: "n" } }],
+    new Set(),
+  );
+  assert.deepEqual(rows.map((r) => r.node), ["k", "m", "n"]);
+  assert.equal(rows[2]!.operands.toolkit, "starting", "the deleting pod is not shown; the gate is open");
+  assert.equal(rows[2]!.operands.devicePlugin, "ready");
+  assert.deepEqual(Object.values(rows[1]!.operands), ["off", "off", "off", "off", "off"]);
+  assert.equal(rows[0]!.operands.gfd, "off");
+  assert.equal(rows[0]!.operands.devicePlugin, "waiting");
+});
+
+// Surviving mutants in operands/, equivalent: renderOperands' `driverEnabled` in the render context (no renderer reads
+// it; operandNodeLabels takes its own argument), and the `?? ""` / `?? []` fallbacks for a pod without an app label, a
+// node without a name and absent pull secrets (the text put in their place matches no operand, node or secret).
