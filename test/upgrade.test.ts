@@ -131,9 +131,10 @@ async function runningPodOf(app: string, node: string): Promise<Pod> {
   }, { timeoutMs: 120_000 });
 }
 
+/** The node's Events, oldest first (by resourceVersion: their names end in random characters). */
 async function nodeEvents(node: string): Promise<{ reason: string; message: string; type: string }[]> {
-  const { items } = await client.list<{ reason: string; message: string; type: string; involvedObject: { kind: string; name: string } }>("/api/v1/namespaces/default/events");
-  return items.filter((e) => e.involvedObject.kind === "Node" && e.involvedObject.name === node);
+  const { items } = await client.list<{ metadata: { resourceVersion?: string }; reason: string; message: string; type: string; involvedObject: { kind: string; name: string } }>("/api/v1/namespaces/default/events");
+  return items.filter((e) => e.involvedObject.kind === "Node" && e.involvedObject.name === node).sort((a, b) => Number(a.metadata.resourceVersion) - Number(b.metadata.resourceVersion));
 }
 
 describe("a conventional version bump", () => {
@@ -162,8 +163,12 @@ describe("a conventional version bump", () => {
     for (const n of names.slice(0, 3)) assert.notEqual((await runningPodOf(`job-${n}`, n)).metadata.uid, before.get(n), n);
     for (const n of names.slice(0, 4)) assert.equal((await getNode(n)).spec?.unschedulable ?? false, false, `${n} uncordoned`);
     assert.equal((await getNode("upg-e")).spec?.unschedulable, true, "a node cordoned before the upgrade stays cordoned");
-    const events = await nodeEvents("upg-a");
-    for (const reason of ["DriverUpgradeStarted", "DriverUpgradeCordoned", "DriverUpgradeRestarted", "DriverUpgradeDone"]) assert.ok(events.some((e) => e.reason === reason), `${reason} event on upg-a`);
+    // One Event per pass that moved the node on, each naming the steps it took (docs/adr/0005):
+    // started and cordoned; pods evicted, into the restart; restarted; validated, uncordoned, done.
+    const events = (await nodeEvents("upg-a")).filter((e) => e.reason.startsWith("DriverUpgrade"));
+    assert.deepEqual(events.map((e) => e.reason), ["DriverUpgradeStarted", "DriverUpgradePodsEvicted", "DriverUpgradeRestarted", "DriverUpgradeDone"]);
+    assert.match(events[0]!.message, /upgrade started; node cordoned/);
+    assert.match(events[3]!.message, /new driver is Ready; node uncordoned; upgrade done/);
     const policy = await eventually("status counts", async () => {
       const p = await getPolicy(client);
       return p.status?.upgrades?.nodesByState["upgrade-done"] === 5 && p.status.state === "ready" ? p : undefined;

@@ -7,9 +7,9 @@ import {
   driverPodCurrent,
   FAILED_REASON_ANNOTATION,
   IN_PROGRESS_STATES,
+  needsPods,
   planUpgrades,
   STATE_SINCE_ANNOTATION,
-  STATES_NEEDING_PODS,
   TEMPLATE_HASH_ANNOTATION,
   UPGRADE_SKIP_LABEL,
   UPGRADE_STATE_LABEL,
@@ -18,6 +18,7 @@ import {
   type UpgradeAction,
   type UpgradeNode,
   type UpgradePlan,
+  type UpgradeSettings,
 } from "../core/upgrade.ts";
 import { deployLabel, OPERAND_LABEL, operandInfo } from "../core/operands/common.ts";
 import { OPERANDS_DRIVER_ANNOTATION } from "../core/operands/index.ts";
@@ -69,8 +70,8 @@ interface PodDetails {
 /**
  * Carries out the upgrade plan (src/core/upgrade.ts): node patches (state
  * label, cordon, pool label), evictions through the Eviction API so
- * PodDisruptionBudgets hold (the DaemonSet controller removes driver pods itself), and an Event on the node
- * for each step. Workload pods are listed per node, only for nodes in a step
+ * PodDisruptionBudgets hold (the DaemonSet controller removes driver pods itself), and one Event on the node
+ * per pass that moved it on (the planner chains the steps that are done). Workload pods are listed per node, only for nodes in a step
  * that needs them, rather than watched cluster-wide.
  */
 export class UpgradeExecutor {
@@ -87,14 +88,15 @@ export class UpgradeExecutor {
   }
 
   async reconcile(input: UpgradeInputs): Promise<UpgradeOutcome> {
-    const nodes = await this.observe(input);
-    const plan = planUpgrades(nodes, upgradeSettings(input.upgradePolicy, input.deployableNodes), Date.now());
+    const settings = upgradeSettings(input.upgradePolicy, input.deployableNodes);
+    const nodes = await this.observe(input, settings);
+    const plan = planUpgrades(nodes, settings, Date.now());
     await this.act(plan.actions, input.nodes, input.labels);
     const busy = nodes.some((n) => !n.skip && IN_PROGRESS_STATES.has(n.state ?? "")) || plan.actions.some((a) => a.kind === "setState" && IN_PROGRESS_STATES.has(a.state));
     return { ...plan, ...(busy ? { requeueMs: STEP_RECHECK_MS } : {}) };
   }
 
-  private async observe(input: UpgradeInputs): Promise<UpgradeNode[]> {
+  private async observe(input: UpgradeInputs, settings: UpgradeSettings): Promise<UpgradeNode[]> {
     const dsByName = new Map(input.daemonSets.map((d) => [d.metadata.name ?? "", d]));
     const liveSelectors = new Map([...dsByName].map(([name, d]) => [name, (d.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector ?? {}]));
     const rollouts = nodeRollouts({ nodes: input.nodes, pools: input.pools, hold: input.hold, liveSelectors, readyDrivers: new Set() });
@@ -133,9 +135,9 @@ export class UpgradeExecutor {
       };
       out.push(n);
     }
-    // One small list per node in an eviction step, a few at a time.
-    // Validation looks for the node's operator validator pod, as NVIDIA's upgrade does.
-    await mapLimit(out.filter((n) => (STATES_NEEDING_PODS.has(n.state ?? "") || (n.state === "validation-required" && n.validatorExpected)) && !n.skip), CONCURRENCY, async (n) => {
+    // One small list per node whose step needs its pods (an eviction step, waiting for jobs, or
+    // validation by the operator validator pod as NVIDIA's upgrade does), once per pass, a few at a time.
+    await mapLimit(out.filter((n) => needsPods(n, settings)), CONCURRENCY, async (n) => {
       n.pods = await this.podsOn(n.name);
     });
     return out;

@@ -6,6 +6,7 @@ import {
   driverPodCurrent,
   driverTemplateHash,
   IN_PROGRESS_STATES,
+  needsPods,
   parseSelector,
   planUpgrades,
   upgradeSettings,
@@ -58,15 +59,43 @@ test("upgradeSettings applies NVIDIA's defaults and resolves maxUnavailable", ()
   assert.deepEqual([t.autoUpgrade, t.maxParallelUpgrades, t.maxUnavailable, t.waitForCompletion.podSelector, t.waitForCompletion.timeoutSeconds], [false, 0, 2, "app=train", 7]);
 });
 
-test("outdated nodes are marked upgrade-required and one starts with maxParallelUpgrades 1", () => {
+test("one node starts with maxParallelUpgrades 1, cordoned and past the steps with nothing to do, in one write and one Event; the others are marked upgrade-required", () => {
   const plan = planUpgrades(["a", "b", "c"].map((n) => node(n)), settings({ maxUnavailable: 3 }), 0);
-  assert.deepEqual(states(plan.actions), ["a:upgrade-required", "b:upgrade-required", "c:upgrade-required", "a:cordon-required"]);
+  // No waitForCompletion selector: a goes on to pod deletion, which waits for the pods listed after the cordon.
+  assert.deepEqual(states(plan.actions), ["a:pod-deletion-required", "b:upgrade-required", "c:upgrade-required"]);
+  assert.deepEqual(plan.actions.filter((a) => a.node === "a" && a.kind !== "event"), [{ kind: "cordon", node: "a" }, { kind: "setState", node: "a", state: "pod-deletion-required" }]);
+  const events = plan.actions.filter((a) => a.kind === "event");
+  assert.deepEqual(events.map((e) => [e.node, (e as { reason: string }).reason]), [["a", "DriverUpgradeStarted"]], "one Event, for the node that started; none for marking");
+  assert.equal((events[0] as { message: string }).message, "driver pod is outdated; upgrade started; node cordoned");
   assert.deepEqual(plan.waiting, ["b", "c"]);
+  assert.deepEqual(plan.counts, { "pod-deletion-required": 1, "upgrade-required": 2 });
+  // Marked once: a node already labelled upgrade-required is not written again while it waits.
+  assert.deepEqual(states(planUpgrades([node("a", { state: "pod-deletion-required" }), node("b", { state: "upgrade-required" })], settings({ maxUnavailable: 3 }), 0).actions), []);
+});
+
+test("a start with a waitForCompletion selector stops at wait-for-jobs-required: pods listed before the cordon are not used", () => {
+  const s = settings({ waitForCompletion: { podSelector: "app=train", timeoutSeconds: 0 } });
+  assert.deepEqual(states(planUpgrades([node("a", { pods: [] })], s, 0).actions), ["a:wait-for-jobs-required"]);
+  // Resumed in cordon-required on a node not yet cordoned: cordoned now, and the pods wait for the next list.
+  const resumed = planUpgrades([node("a", { state: "cordon-required", pods: [] })], settings(), 0);
+  assert.deepEqual(resumed.actions.filter((a) => a.kind !== "event"), [{ kind: "cordon", node: "a" }, { kind: "setState", node: "a", state: "pod-deletion-required" }]);
+  // Cordoned before the pods were listed: the list is good, and the node goes on to the restart.
+  const cordoned = planUpgrades([node("a", { state: "cordon-required", unschedulable: true, cordonedByUpgrade: true, pods: [] })], settings(), 0);
+  assert.deepEqual(states(cordoned.actions), ["a:pod-restart-required"]);
+});
+
+test("pods are listed only for a step that needs them", () => {
+  const s = settings();
+  const withSelector = settings({ waitForCompletion: { podSelector: "app=train", timeoutSeconds: 0 } });
+  const need = (state: string, x = s, skip = false) => needsPods({ state, skip }, x);
+  assert.deepEqual(["cordon-required", "wait-for-jobs-required", "pod-deletion-required", "drain-required", "pod-restart-required", "validation-required", "upgrade-required", "upgrade-done"].map((st) => need(st)), [false, false, true, true, false, false, false, false]);
+  assert.equal(need("wait-for-jobs-required", withSelector), true);
+  assert.equal(need("pod-deletion-required", s, true), false);
 });
 
 test("maxParallelUpgrades 0 is limited by maxUnavailable only", () => {
   const plan = planUpgrades(["a", "b", "c", "d"].map((n) => node(n, { state: "upgrade-required" })), settings({ maxParallelUpgrades: 0, maxUnavailable: 3 }), 0);
-  assert.deepEqual(states(plan.actions), ["a:cordon-required", "b:cordon-required", "c:cordon-required"]);
+  assert.deepEqual(states(plan.actions), ["a:pod-deletion-required", "b:pod-deletion-required", "c:pod-deletion-required"]);
   assert.deepEqual(plan.waiting, ["d"]);
 });
 
@@ -82,6 +111,7 @@ test("cordon keeps a record only for nodes the upgrade cordoned; an already cord
   const done = planUpgrades([node("a", { state: "uncordon-required", unschedulable: true, cordonedByUpgrade: true, driver: ready() }), node("b", { state: "uncordon-required", unschedulable: true, driver: ready() })], settings(), 0);
   assert.deepEqual(done.actions.filter((a) => a.kind === "uncordon").map((a) => a.node), ["a"]);
   assert.deepEqual(states(done.actions), ["a:upgrade-done", "b:upgrade-done"]);
+  assert.deepEqual(done.actions.filter((a) => a.kind === "event").map((e) => (e as { message: string }).message), ["node uncordoned; upgrade done", "upgrade done; node left cordoned as it was before"]);
 });
 
 test("wait-for-jobs waits for matching pods, forever with timeout 0, and goes on after a timeout", () => {
@@ -89,10 +119,16 @@ test("wait-for-jobs waits for matching pods, forever with timeout 0, and goes on
   const s = settings({ waitForCompletion: { podSelector: "app=train", timeoutSeconds: 0 } });
   const waiting = planUpgrades([node("a", { state: "wait-for-jobs-required", stateSince: 0, pods })], s, 10_000_000);
   assert.deepEqual(states(waiting.actions), []);
+  // The job finished and no GPU pod is left: on through pod deletion to the restart, in one write.
   const finished = planUpgrades([node("a", { state: "wait-for-jobs-required", pods: [{ ...pods[0]!, finished: true }] })], s, 0);
-  assert.deepEqual(states(finished.actions), ["a:pod-deletion-required"]);
+  assert.deepEqual(states(finished.actions), ["a:pod-restart-required"]);
+  // After the timeout the job's pod (a GPU pod) is evicted in the same pass; the node waits in pod deletion.
   const timedOut = planUpgrades([node("a", { state: "wait-for-jobs-required", stateSince: 0, pods })], settings({ waitForCompletion: { podSelector: "app=train", timeoutSeconds: 5 } }), 6000);
   assert.deepEqual(states(timedOut.actions), ["a:pod-deletion-required"]);
+  assert.deepEqual(timedOut.actions.filter((a) => a.kind === "evict").map((a) => (a as { pod: string }).pod), ["train"]);
+  const event = timedOut.actions.find((a) => a.kind === "event") as { type: string; reason: string; message: string };
+  assert.deepEqual([event.type, event.reason], ["Warning", "DriverUpgradeJobsDone"]);
+  assert.match(event.message, /jobs still running after 5s: jobs\/train/);
 });
 
 test("pod deletion evicts GPU pods only, then fails at its timeout naming the pods left", () => {
@@ -113,8 +149,14 @@ test("pods no controller owns or with emptyDir need force / deleteEmptyDir; drai
   assert.deepEqual(states(no.actions), ["a:upgrade-failed"]);
   const forced = planUpgrades([node("a", { state: "pod-deletion-required", pods })], settings({ podDeletion: { force: true, timeoutSeconds: 300, deleteEmptyDir: false } }), 0);
   assert.equal(forced.actions.filter((a) => a.kind === "evict").length, 1);
-  const drain = settings({ drain: { enable: true, force: false, timeoutSeconds: 300, deleteEmptyDir: false } });
-  assert.deepEqual(states(planUpgrades([node("a", { state: "pod-deletion-required", pods })], drain, 0).actions), ["a:drain-required"]);
+  // Drain takes over (its own force setting), in the same pass, with a fresh timeout.
+  const drain = settings({ drain: { enable: true, force: true, timeoutSeconds: 300, deleteEmptyDir: false } });
+  const drained = planUpgrades([node("a", { state: "pod-deletion-required", stateSince: 0, pods })], drain, 10_000_000);
+  assert.deepEqual(states(drained.actions), ["a:drain-required"]);
+  assert.deepEqual(drained.actions.filter((a) => a.kind === "evict").map((a) => (a as { pod: string }).pod), ["bare"]);
+  const noForce = planUpgrades([node("a", { state: "pod-deletion-required", pods })], settings({ drain: { enable: true, force: false, timeoutSeconds: 300, deleteEmptyDir: false } }), 0);
+  assert.deepEqual(states(noForce.actions), ["a:upgrade-failed"]);
+  assert.match(noForce.failed[0]!.reason, /^drain: pods no controller owns/);
   const empty = planUpgrades([node("a", { state: "pod-deletion-required", pods: [gpuPod("scratch", { emptyDir: true })] })], settings(), 0);
   assert.match(empty.failed[0]!.reason, /deleteEmptyDir/);
 });
@@ -131,9 +173,9 @@ test("a pool move is written with the step into pod-restart-required, in the sam
   assert.deepEqual(move.actions.filter((a) => a.kind !== "event"), [{ kind: "movePool", node: "a", pool: "q" }, { kind: "setState", node: "a", state: "pod-restart-required" }]);
   const drained = planUpgrades([node("a", { state: "drain-required", desiredPool: "q", driver: ready(), pods: [] })], settings({ drain: { enable: true, force: false, timeoutSeconds: 300, deleteEmptyDir: false } }), 0);
   assert.deepEqual(drained.actions.filter((a) => a.kind !== "event"), [{ kind: "movePool", node: "a", pool: "q" }, { kind: "setState", node: "a", state: "pod-restart-required" }]);
-  // With drain enabled, pod deletion goes on to the drain, not yet to the restart: the pool stays.
-  const toDrain = planUpgrades([node("a", { state: "pod-deletion-required", desiredPool: "q", driver: ready(), pods: [] })], settings({ drain: { enable: true, force: false, timeoutSeconds: 300, deleteEmptyDir: false } }), 0);
-  assert.deepEqual(toDrain.actions.filter((a) => a.kind !== "event"), [{ kind: "setState", node: "a", state: "drain-required" }]);
+  // With drain enabled and a pod to drain, pod deletion goes on to the drain, not yet to the restart: the pool stays.
+  const toDrain = planUpgrades([node("a", { state: "pod-deletion-required", desiredPool: "q", driver: ready(), pods: [gpuPod("web", { usesGpu: false })] })], settings({ drain: { enable: true, force: false, timeoutSeconds: 300, deleteEmptyDir: false } }), 0);
+  assert.deepEqual(toDrain.actions.filter((a) => a.kind !== "event"), [{ kind: "evict", node: "a", namespace: "jobs", pod: "web" }, { kind: "setState", node: "a", state: "drain-required" }]);
 });
 
 test("restart waits until no driver pod of any pool is left on the node, deleting none itself, then fails at its timeout", () => {
@@ -150,6 +192,10 @@ test("restart waits until no driver pod of any pool is left on the node, deletin
   // The policy moved the node again meanwhile: the label follows at once, as nothing can start here.
   const again = planUpgrades([node("a", { state: "pod-restart-required", driverPods: 1, currentPool: "q", desiredPool: "r", driver: undefined })], settings(), 0);
   assert.deepEqual(again.actions, [{ kind: "movePool", node: "a", pool: "r" }]);
+  // Never past the restart in the pass that enters it, even when no driver pod was seen: that
+  // observation is from before the label, and a pod may have been made since.
+  const entered = planUpgrades([node("a", { state: "pod-deletion-required", pods: [], driverPods: 0, driver: undefined, desiredPool: "q" })], settings(), 0);
+  assert.deepEqual(entered.actions.filter((a) => a.kind !== "event"), [{ kind: "movePool", node: "a", pool: "q" }, { kind: "setState", node: "a", state: "pod-restart-required" }]);
   // A skipped node does not stay without a driver.
   assert.deepEqual(states(planUpgrades([node("a", { state: "pod-restart-required", driverPods: 0, skip: true, driver: undefined })], settings(), 0).actions), ["a:validation-required"]);
 });
@@ -163,7 +209,13 @@ test("validation goes back to the restart step when the driver changed again, ne
 
 test("validation waits for a current Ready driver, and fails after its timeout", () => {
   assert.deepEqual(states(planUpgrades([node("a", { state: "validation-required", driver: undefined })], settings(), 0).actions), []);
-  assert.deepEqual(states(planUpgrades([node("a", { state: "validation-required", driver: ready() })], settings(), 0).actions), ["a:uncordon-required"]);
+  // Ready: validated, uncordoned and done in one write, with one Event.
+  const done = planUpgrades([node("a", { state: "validation-required", driver: ready(), unschedulable: true, cordonedByUpgrade: true })], settings(), 0);
+  assert.deepEqual(done.actions, [
+    { kind: "uncordon", node: "a" },
+    { kind: "setState", node: "a", state: "upgrade-done" },
+    { kind: "event", node: "a", type: "Normal", reason: "DriverUpgradeDone", message: "new driver is Ready; node uncordoned; upgrade done" },
+  ]);
   const late = planUpgrades([node("a", { state: "validation-required", stateSince: 0, driver: undefined })], settings(), 601_000);
   assert.deepEqual(states(late.actions), ["a:upgrade-failed"]);
 });
@@ -193,7 +245,7 @@ test("with operands: validation also waits for the node's operator validator pod
   assert.deepEqual(states(at([]).actions), []);
   assert.deepEqual(states(at([validator(false)]).actions), []);
   assert.deepEqual(states(at([validator(true, true)]).actions), [], "a validator pod on its way out is the old one");
-  assert.deepEqual(states(at([validator(true)]).actions), ["a:uncordon-required"]);
+  assert.deepEqual(states(at([validator(true)]).actions), ["a:upgrade-done"], "validated, then uncordoned in the same pass");
   assert.deepEqual(states(planUpgrades([node("a", { state: "validation-required", driver: { ...ready(), ready: false }, validatorExpected: true, pods: [validator(true)] })], settings(), 0).actions), [], "and for the new driver");
   const late = planUpgrades([node("a", { state: "validation-required", stateSince: 0, driver: ready(), validatorExpected: true, pods: [] })], settings(), 601_000);
   assert.deepEqual(states(late.actions), ["a:upgrade-failed"]);
@@ -202,7 +254,7 @@ test("with operands: validation also waits for the node's operator validator pod
 test("autoUpgrade false replaces nothing and lists outdated nodes; pool moves still go the safe way", () => {
   const plan = planUpgrades([node("a"), node("b", { desiredPool: "q", driver: ready() })], settings({ autoUpgrade: false }), 0);
   assert.deepEqual(plan.outdated, ["a"]);
-  assert.deepEqual(states(plan.actions), ["b:upgrade-required", "b:cordon-required"]);
+  assert.deepEqual(states(plan.actions), ["b:pod-deletion-required"]);
 });
 
 test("a node without a working driver (kernel changed, pool gone) moves pool at once", () => {
@@ -222,7 +274,7 @@ test("skipped nodes are left alone; failed nodes stay failed until their driver 
   assert.deepEqual(plan.outdated, ["a"]);
   assert.equal(plan.failed[0]?.node, "b");
   const fixed = planUpgrades([node("b", { state: "upgrade-failed", driver: ready() })], settings(), 0);
-  assert.deepEqual(states(fixed.actions), ["b:uncordon-required"]);
+  assert.deepEqual(states(fixed.actions), ["b:upgrade-done"]);
 });
 
 test("up-to-date nodes with a Ready driver are labelled upgrade-done once, without an event", () => {
@@ -269,11 +321,24 @@ test("driverPodCurrent: pinning the digest a pod already runs does not make it o
  * on a fitting node that has none of that pool, whatever other pods the node has. A terminating pod
  * is gone `lag` passes later; a new pod is Ready `lag` passes later. Evictions succeed unless a pod
  * is protected (a PodDisruptionBudget). Time advances 10 s per pass. `maxPods` is, per node, the most
- * driver pods (terminating ones included) that existed at once.
+ * driver pods (terminating ones included) that existed at once. As the executor does, the planner
+ * sees a node's workload pods only in a step that needs them (needsPods), listed after the node's
+ * labels were read. Counted per node: node patches (passes with any label, annotation or cordon
+ * change for it, which the executor writes as one patch), Events, pod lists, whether it was ever
+ * marked upgrade-required (it waited for the budget), and evictions issued while it was not yet
+ * seen cordoned.
  */
 function simulate(start: UpgradeNode[], s: UpgradeSettings, opts: { lag: number; protectedPods?: Set<string>; passes?: number }) {
   interface SimPod { pool: string; name: string; current: boolean; readyAt: number; goneAt?: number }
   const nodes = new Map(start.map((n) => [n.name, structuredClone(n)]));
+  const workload = new Map(start.map((n) => [n.name, n.pods ?? []]));
+  for (const n of nodes.values()) delete n.pods;
+  const count = () => new Map(start.map((n) => [n.name, 0]));
+  const patches = count();
+  const events = count();
+  const podLists = count();
+  const waited = new Set<string>();
+  const uncordonedEvictions: string[] = [];
   const pods = new Map(start.map((n) => [n.name, n.driver && n.currentPool ? [{ pool: n.currentPool, name: n.driver.name, current: n.driver.current, readyAt: n.driver.ready ? 0 : opts.lag }] : ([] as SimPod[])]));
   const maxPods = new Map<string, number>();
   let maxUnavailable = 0;
@@ -291,8 +356,18 @@ function simulate(start: UpgradeNode[], s: UpgradeSettings, opts: { lag: number;
       const pod = mine.find((p) => p.goneAt === undefined) ?? mine[0];
       if (pod) n.driver = { namespace: "gpu-operator", name: pod.name, ready: pass >= pod.readyAt, current: pod.current, terminating: pod.goneAt !== undefined };
       else delete n.driver;
+      if (needsPods(n, s)) {
+        n.pods = workload.get(n.name)!;
+        podLists.set(n.name, podLists.get(n.name)! + 1);
+      } else delete n.pods;
     }
+    const seenCordoned = new Set([...nodes.values()].filter((n) => n.unschedulable).map((n) => n.name));
     const plan = planUpgrades([...nodes.values()], s, now);
+    const patched = new Set(plan.actions.filter((a) => a.kind !== "evict" && a.kind !== "event").map((a) => a.node));
+    for (const name of patched) patches.set(name, patches.get(name)! + 1);
+    const evented = plan.actions.filter((a) => a.kind === "event").map((a) => a.node);
+    assert.equal(new Set(evented).size, evented.length, `one Event per node per pass: ${evented.join(", ")}`);
+    for (const name of evented) events.set(name, events.get(name)! + 1);
     for (const a of plan.actions) {
       const n = nodes.get(a.node)!;
       switch (a.kind) {
@@ -300,6 +375,7 @@ function simulate(start: UpgradeNode[], s: UpgradeSettings, opts: { lag: number;
           n.state = a.state;
           n.stateSince = now;
           transitions.push(`${a.node}:${a.state}`);
+          if (a.state === "upgrade-required") waited.add(a.node);
           break;
         case "clearState":
           delete n.state;
@@ -313,7 +389,8 @@ function simulate(start: UpgradeNode[], s: UpgradeSettings, opts: { lag: number;
           n.cordonedByUpgrade = false;
           break;
         case "evict":
-          if (!opts.protectedPods?.has(a.pod)) n.pods = (n.pods ?? []).filter((p) => p.name !== a.pod);
+          if (!seenCordoned.has(a.node)) uncordonedEvictions.push(`${a.node}/${a.pod}`);
+          if (!opts.protectedPods?.has(a.pod)) workload.set(a.node, workload.get(a.node)!.filter((p) => p.name !== a.pod));
           break;
         case "movePool":
           n.currentPool = a.pool ?? undefined;
@@ -344,7 +421,7 @@ function simulate(start: UpgradeNode[], s: UpgradeSettings, opts: { lag: number;
     quiet = changed ? 0 : quiet + 1;
     if (quiet > 1) break;
   }
-  return { nodes: [...nodes.values()], maxUnavailable, maxInProgress, transitions, maxPods };
+  return { nodes: [...nodes.values()], maxUnavailable, maxInProgress, transitions, maxPods, patches, events, podLists, waited, uncordonedEvictions };
 }
 
 test("simulated: a version bump reaches every node, never past either limit, and a PDB-protected node fails alone", () => {
@@ -360,6 +437,18 @@ test("simulated: a version bump reaches every node, never past either limit, and
   assert.equal(byName.c!.state, "upgrade-failed");
   assert.ok(r.maxUnavailable <= 2, `unavailable ${r.maxUnavailable}`);
   assert.deepEqual([...r.maxPods.values()], [1, 1, 1, 1, 1]);
+});
+
+test("simulated: a mode switch writes each moved node 4 times (5 if it waited for the budget), with one Event per write and one pod list", () => {
+  const start = ["a", "b", "c", "d", "e", "f"].map((n) => node(n, { driver: ready(), desiredPool: "q", pods: [] }));
+  const r = simulate(start, settings({ maxParallelUpgrades: 0, maxUnavailable: 2 }), { lag: 2 });
+  for (const n of r.nodes) assert.deepEqual([n.state, n.currentPool, n.unschedulable], ["upgrade-done", "q", false], n.name);
+  const per = (m: Map<string, number>) => Object.fromEntries(m);
+  assert.deepEqual(per(r.patches), { a: 4, b: 4, c: 5, d: 5, e: 5, f: 5 });
+  assert.deepEqual(per(r.events), { a: 4, b: 4, c: 4, d: 4, e: 4, f: 4 });
+  assert.deepEqual(per(r.podLists), { a: 1, b: 1, c: 1, d: 1, e: 1, f: 1 });
+  assert.deepEqual(r.transitions.filter((t) => t.startsWith("a:")), ["a:pod-deletion-required", "a:pod-restart-required", "a:validation-required", "a:upgrade-done"]);
+  assert.deepEqual(r.transitions.filter((t) => t.startsWith("f:")), ["f:upgrade-required", "f:pod-deletion-required", "f:pod-restart-required", "f:validation-required", "f:upgrade-done"]);
 });
 
 test("property: any start, any limits: limits hold, every node ends done or failed, cordons are restored", () => {
@@ -389,12 +478,23 @@ test("property: any start, any limits: limits hold, every node ends done or fail
       // Never a new pool's (or a replacement) pod while an old driver pod, even a terminating one, is on the node.
       for (const [name, max] of r.maxPods) assert.ok(max <= 1, `${name} had ${max} driver pods at once`);
       if (maxParallel > 0) assert.ok(r.maxInProgress <= maxParallel);
+      assert.deepEqual(r.uncordonedEvictions, [], "no pod evicted from a node before its cordon was seen written");
       r.nodes.forEach((n, i) => {
         const x = specs[i]!;
         if (x.skip) {
           assert.equal(n.state, undefined);
           return;
         }
+        // Writes per node: a node that changes driver is written at most 4 times (cordon and on to
+        // pod deletion; the restart with its pool label, or upgrade-failed; validation; done and
+        // uncordoned), plus once if it waited for the budget (upgrade-required); one that does
+        // not, once (upgrade-done). At most one Event per write that moved it on, none for the mark.
+        const writes = r.patches.get(n.name)!;
+        const bound = x.outdated || x.move ? 4 + (r.waited.has(n.name) ? 1 : 0) : 1;
+        assert.ok(writes <= bound, `${n.name}: ${writes} node writes > ${bound} ${JSON.stringify(x)}`);
+        assert.ok(r.events.get(n.name)! <= 4, `${n.name}: ${r.events.get(n.name)} Events`);
+        // Without workload pods, its pods are listed once (in pod deletion), and only if it changes driver.
+        if (!x.job) assert.ok(r.podLists.get(n.name)! <= (x.outdated || x.move ? 1 : 0), `${n.name}: ${r.podLists.get(n.name)} pod lists`);
         const needed = x.outdated || x.move;
         if (needed && x.protectedJob && x.job) assert.equal(n.state, "upgrade-failed");
         else {
@@ -488,30 +588,30 @@ const events = (actions: UpgradeAction[]) => actions.filter((a) => a.kind === "e
 test("each step's Event, word for word", () => {
   const s = settings();
   const one = (n: UpgradeNode, st = s, now = 0) => events(planUpgrades([n], st, now).actions);
-  assert.deepEqual(one(node("a")), ["a Normal: driver pod is outdated", "a Normal: upgrade started"]);
-  assert.deepEqual(one(node("a", { desiredPool: "q", driver: ready() })), ["a Normal: driver moves to pool q", "a Normal: upgrade started"]);
+  assert.deepEqual(one(node("a")), ["a Normal: driver pod is outdated; upgrade started; node cordoned"], "one Event per pass, naming every step taken");
+  assert.deepEqual(one(node("a", { desiredPool: "q", driver: ready() })), ["a Normal: driver moves to pool q; upgrade started; node cordoned"]);
   assert.deepEqual(one(node("a", { state: "cordon-required" })), ["a Normal: node cordoned"]);
   assert.deepEqual(one(node("a", { state: "cordon-required", unschedulable: true })), ["a Normal: node was already cordoned; it stays cordoned after the upgrade"]);
   assert.deepEqual(one(node("a", { state: "cordon-required", unschedulable: true, cordonedByUpgrade: true })), ["a Normal: node cordoned"]);
   const waitFor = settings({ waitForCompletion: { podSelector: "app=train", timeoutSeconds: 5 } });
-  assert.deepEqual(one(node("a", { state: "wait-for-jobs-required", pods: [] }), waitFor), ["a Normal: no matching jobs running"]);
+  assert.deepEqual(one(node("a", { state: "wait-for-jobs-required", pods: [] }), waitFor), ["a Normal: no matching jobs running; no GPU pods left on the node"]);
   assert.deepEqual(one(node("a", { state: "wait-for-jobs-required", stateSince: 0, pods: [gpuPod("t1", { labels: { app: "train" } })] }), waitFor, 6000), ["a Warning: jobs still running after 5s: jobs/t1; going on with pod deletion"]);
   assert.deepEqual(one(node("a", { state: "wait-for-jobs-required", stateSince: 0, pods: [gpuPod("t1", { labels: { app: "train" } })] }), waitFor, 5000), [], "not past the timeout yet");
   assert.deepEqual(one(node("a", { state: "wait-for-jobs-required" }), waitFor), [], "pods not listed yet: wait");
-  assert.deepEqual(one(node("a", { state: "pod-deletion-required", pods: [] })), ["a Normal: GPU pods evicted"]);
+  assert.deepEqual(one(node("a", { state: "pod-deletion-required", pods: [] })), ["a Normal: no GPU pods left on the node"]);
   assert.deepEqual(one(node("a", { state: "pod-deletion-required" })), [], "pods not listed yet: wait");
   const drain = settings({ drain: { enable: true, force: false, timeoutSeconds: 300, deleteEmptyDir: false } });
-  assert.deepEqual(states(planUpgrades([node("a", { state: "pod-deletion-required", pods: [] })], drain, 0).actions), ["a:drain-required"]);
+  assert.deepEqual(states(planUpgrades([node("a", { state: "pod-deletion-required", pods: [] })], drain, 0).actions), ["a:pod-restart-required"], "nothing to drain either: on to the restart with the same list");
   assert.deepEqual(one(node("a", { state: "drain-required", pods: [gpuPod("done", { finished: true }), gpuPod("ds", { daemonSet: true }), gpuPod("drv", { driver: true })] }), drain), ["a Normal: node drained"]);
   assert.deepEqual(one(node("a", { state: "drain-required" }), drain), []);
-  assert.deepEqual(one(node("a", { state: "pod-deletion-required", pods: [], desiredPool: "q", driver: ready() })), ["a Normal: GPU pods evicted; driver moves to pool q"]);
+  assert.deepEqual(one(node("a", { state: "pod-deletion-required", pods: [], desiredPool: "q", driver: ready() })), ["a Normal: no GPU pods left on the node; driver moves to pool q"]);
   assert.deepEqual(one(node("a", { state: "pod-restart-required" })), [], "the old driver pod is still there: wait");
   assert.deepEqual(one(node("a", { state: "pod-restart-required", driverPods: 0, driver: undefined })), ["a Normal: old driver pod gone; starting the new one"]);
   assert.deepEqual(one(node("a", { state: "pod-restart-required", stateSince: 0 }), s, 601_000), ["a Warning: the old driver pod was still on the node after 600s"]);
-  assert.deepEqual(one(node("a", { state: "validation-required", driver: ready() })), ["a Normal: new driver is Ready"]);
+  assert.deepEqual(one(node("a", { state: "validation-required", driver: ready() })), ["a Normal: new driver is Ready; upgrade done; node left cordoned as it was before"]);
   assert.deepEqual(one(node("a", { state: "uncordon-required", driver: ready(), cordonedByUpgrade: true })), ["a Normal: node uncordoned; upgrade done"]);
   assert.deepEqual(one(node("a", { state: "uncordon-required", driver: ready() })), ["a Normal: upgrade done; node left cordoned as it was before"]);
-  assert.deepEqual(one(node("a", { state: "upgrade-failed", driver: ready() })), ["a Normal: the driver is Ready again; leaving upgrade-failed"]);
+  assert.deepEqual(one(node("a", { state: "upgrade-failed", driver: ready() })), ["a Normal: the driver is Ready again; leaving upgrade-failed; upgrade done; node left cordoned as it was before"]);
   const failed = planUpgrades([node("a", { state: "upgrade-failed" })], s, 0);
   assert.deepEqual(failed.failed, [{ node: "a", reason: "see the node's Events" }]);
 });

@@ -55,8 +55,17 @@ export const IN_PROGRESS_STATES: ReadonlySet<string> = new Set([
   "uncordon-required",
 ]);
 
-/** States whose step needs the pods running on the node (listed on demand, per node). */
-export const STATES_NEEDING_PODS: ReadonlySet<string> = new Set(["wait-for-jobs-required", "pod-deletion-required", "drain-required"]);
+/**
+ * Whether a node's step needs the pods running on it (listed on demand, once per node per pass):
+ * waiting for jobs (only with a selector), and the two eviction steps.
+ */
+export function needsPods(n: Pick<UpgradeNode, "state" | "skip" | "validatorExpected">, s: UpgradeSettings): boolean {
+  if (n.skip) return false;
+  if (n.state === "wait-for-jobs-required") return s.waitForCompletion.podSelector !== undefined;
+  // Validation waits for the node's operator validator pod where operands run (validated).
+  if (n.state === "validation-required") return n.validatorExpected === true;
+  return n.state === "pod-deletion-required" || n.state === "drain-required";
+}
 
 /** How long a new driver pod may take to become Ready before the node is marked failed. */
 export const VALIDATION_TIMEOUT_SECONDS = 600;
@@ -203,10 +212,24 @@ const validated = (n: UpgradeNode) => !n.validatorExpected || (n.pods ?? []).som
 const driverDone = (n: UpgradeNode) => n.desiredPool !== undefined && n.currentPool === n.desiredPool && n.driver?.ready === true && n.driver.current && !n.driver.terminating;
 
 /**
- * Plans the next step of every node. One state transition per node per pass:
- * the controller runs again when the labels it wrote come back through its
- * watch. New upgrades start, in name order, while both maxParallelUpgrades and
- * maxUnavailable allow; nodes without a working driver move pools at once.
+ * What one step decided for a node: its work is done, or it has none (`next`, with what to
+ * say about it in the node's Event), it is not done yet (`wait`; evictions may have been
+ * issued), or it cannot be done (`fail`). A step's "done" condition is all it decides; the
+ * walk below chains the steps.
+ */
+type StepOutcome = { next: UpgradeState; note?: string; warning?: boolean } | { wait: true } | { fail: string };
+const WAIT: StepOutcome = { wait: true };
+
+/**
+ * Plans every node's upgrade. Within one pass a node goes through every step whose work is
+ * already done or needs nothing, and only the state where it stops is written, in one node
+ * patch with what the steps changed (cordon, pool label, uncordon), with one Event per node
+ * saying which steps it took. A node never goes past pod-restart-required in the pass that
+ * enters it: the old driver pod must be seen gone first. Pods listed before a cordon this
+ * pass writes are not used (a pod may have been scheduled since): the eviction steps wait
+ * for the next pass's list. New upgrades start, in name order, while both
+ * maxParallelUpgrades and maxUnavailable allow; nodes without a working driver move pools
+ * at once.
  */
 export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, now: number): UpgradePlan {
   const actions: UpgradeAction[] = [];
@@ -220,17 +243,6 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
   let unavailable = sorted.filter(unavailableNow).length;
   let inProgress = sorted.filter((n) => IN_PROGRESS_STATES.has(n.state ?? "")).length;
 
-  const set = (n: UpgradeNode, state: UpgradeState, message?: string, type: "Normal" | "Warning" = "Normal") => {
-    actions.push({ kind: "setState", node: n.name, state });
-    finalState.set(n.name, state);
-    if (message !== undefined) actions.push({ kind: "event", node: n.name, type, reason: eventReason(state), message });
-  };
-  const fail = (n: UpgradeNode, reason: string) => {
-    actions.push({ kind: "setState", node: n.name, state: "upgrade-failed", reason });
-    finalState.set(n.name, "upgrade-failed");
-    actions.push({ kind: "event", node: n.name, type: "Warning", reason: eventReason("upgrade-failed"), message: reason });
-    failed.push({ node: n.name, reason });
-  };
   const elapsed = (n: UpgradeNode) => (n.stateSince === undefined ? 0 : (now - n.stateSince) / 1000);
   const candidates: UpgradeNode[] = [];
 
@@ -261,7 +273,7 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
       }
       if (state === "upgrade-failed") {
         // Repaired by hand (or the policy rolled back): finish like a successful upgrade.
-        if (driverDone(n)) set(n, "uncordon-required", "the driver is Ready again; leaving upgrade-failed");
+        if (driverDone(n)) walk(n, "uncordon-required", ["the driver is Ready again; leaving upgrade-failed"]);
         else failed.push({ node: n.name, reason: n.failedReason ?? "see the node's Events" });
         continue;
       }
@@ -270,99 +282,146 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
         continue;
       }
       if (need === "none") {
-        if (state !== "upgrade-done" && driverDone(n)) set(n, "upgrade-done");
+        if (state !== "upgrade-done" && driverDone(n)) {
+          actions.push({ kind: "setState", node: n.name, state: "upgrade-done" });
+          finalState.set(n.name, "upgrade-done");
+        }
         continue;
-      }
-      if (state !== "upgrade-required") {
-        set(n, "upgrade-required", need === "move" ? `driver moves to pool ${n.desiredPool}` : "driver pod is outdated");
-        finalState.set(n.name, "upgrade-required");
       }
       candidates.push(n);
       continue;
     }
-    step(n, need);
+    walk(n, state);
   }
 
   // Start new upgrades within both limits. A node without a Ready driver is already counted as unavailable.
   for (const n of candidates) {
     const parallelOk = s.maxParallelUpgrades === 0 || inProgress < s.maxParallelUpgrades;
     const costs = hasWorkingDriver(n) ? 1 : 0;
+    const why = upgradeNeed(n) === "move" ? `driver moves to pool ${n.desiredPool}` : "driver pod is outdated";
     if (!parallelOk || unavailable + costs > s.maxUnavailable) {
       waiting.push(n.name);
+      // The label says the node waits for a new driver (kubectl, `gpuop status`); a node that
+      // starts at once never carries it. No Event: the one that starts the node says why.
+      if (n.state !== "upgrade-required") actions.push({ kind: "setState", node: n.name, state: "upgrade-required" });
+      finalState.set(n.name, "upgrade-required");
       continue;
     }
     inProgress++;
     unavailable += costs;
-    set(n, "cordon-required", "upgrade started");
+    walk(n, "cordon-required", [why, "upgrade started"], true);
   }
 
   const counts: Partial<Record<UpgradeState, number>> = {};
   for (const st of finalState.values()) if (st && (UPGRADE_STATES as readonly string[]).includes(st)) counts[st as UpgradeState] = (counts[st as UpgradeState] ?? 0) + 1;
   return { actions, waiting, outdated, failed, counts, unavailable };
 
-  function step(n: UpgradeNode, need: UpgradeNeed): void {
-    switch (n.state) {
-      case "cordon-required":
-        if (!n.unschedulable) actions.push({ kind: "cordon", node: n.name });
-        set(n, "wait-for-jobs-required", n.unschedulable && !n.cordonedByUpgrade ? "node was already cordoned; it stays cordoned after the upgrade" : "node cordoned");
+  /**
+   * Takes `n` from `from` through each step that is done, on a copy that records what the
+   * steps change; writes the state where it stops (if not the one observed) and one Event.
+   */
+  function walk(n: UpgradeNode, from: string, notes: string[] = [], started = false): void {
+    const v: UpgradeNode = { ...n, state: from, ...(from !== n.state ? { stateSince: now } : {}) };
+    let warning = false;
+    for (let i = 0; i < UPGRADE_STATES.length; i++) {
+      const o = step(v);
+      if ("wait" in o) break;
+      if ("fail" in o) {
+        actions.push({ kind: "setState", node: n.name, state: "upgrade-failed", reason: o.fail });
+        finalState.set(n.name, "upgrade-failed");
+        actions.push({ kind: "event", node: n.name, type: "Warning", reason: eventReason("upgrade-failed"), message: [...notes, o.fail].join("; ") });
+        failed.push({ node: n.name, reason: o.fail });
         return;
+      }
+      if (o.note !== undefined) notes.push(o.note);
+      if (o.warning) warning = true;
+      v.state = o.next;
+      v.stateSince = now;
+      // The restart gate: the next step needs the old driver pod seen gone, in a later pass.
+      if (o.next === DRIVER_RESTART_STATE) break;
+    }
+    if (v.state !== n.state) {
+      actions.push({ kind: "setState", node: n.name, state: v.state as UpgradeState });
+      finalState.set(n.name, v.state);
+    }
+    if (notes.length > 0) {
+      const reason = started ? "DriverUpgradeStarted" : eventReason(v.state as UpgradeState);
+      actions.push({ kind: "event", node: n.name, type: warning ? "Warning" : "Normal", reason, message: notes.join("; ") });
+    }
+  }
+
+  /** One step of `v`, from its state as the walk has it; effects go to `actions` and to `v`. */
+  function step(v: UpgradeNode): StepOutcome {
+    const need = upgradeNeed(v);
+    switch (v.state) {
+      case "cordon-required": {
+        const note = v.unschedulable && !v.cordonedByUpgrade ? "node was already cordoned; it stays cordoned after the upgrade" : "node cordoned";
+        if (!v.unschedulable) {
+          actions.push({ kind: "cordon", node: v.name });
+          v.unschedulable = true;
+          v.cordonedByUpgrade = true;
+          // Listed before the cordon: a pod scheduled since would be missed. The next pass lists again.
+          delete v.pods;
+        }
+        return { next: "wait-for-jobs-required", note };
+      }
       case "wait-for-jobs-required": {
         const selector = s.waitForCompletion.podSelector;
-        if (selector === undefined) return set(n, "pod-deletion-required");
+        if (selector === undefined) return { next: "pod-deletion-required" };
+        if (v.pods === undefined) return WAIT;
         const match = parseSelector(selector);
-        const running = (n.pods ?? []).filter((p) => !p.finished && !p.driver && match(p.labels));
-        if (n.pods === undefined) return;
-        if (running.length === 0) return set(n, "pod-deletion-required", "no matching jobs running");
-        if (s.waitForCompletion.timeoutSeconds > 0 && elapsed(n) > s.waitForCompletion.timeoutSeconds) {
-          return set(n, "pod-deletion-required", `jobs still running after ${s.waitForCompletion.timeoutSeconds}s: ${podList(running)}; going on with pod deletion`, "Warning");
+        const running = v.pods.filter((p) => !p.finished && !p.driver && match(p.labels));
+        if (running.length === 0) return { next: "pod-deletion-required", note: "no matching jobs running" };
+        if (s.waitForCompletion.timeoutSeconds > 0 && elapsed(v) > s.waitForCompletion.timeoutSeconds) {
+          return { next: "pod-deletion-required", note: `jobs still running after ${s.waitForCompletion.timeoutSeconds}s: ${podList(running)}; going on with pod deletion`, warning: true };
         }
-        return;
+        return WAIT;
       }
       case "pod-deletion-required": {
-        if (n.pods === undefined) return;
-        const pods = n.pods.filter((p) => p.usesGpu && !p.finished && !p.driver && !p.daemonSet);
-        if (s.drain.enable) {
-          evictStep(n, pods, s.podDeletion, "GPU pods", () => set(n, "drain-required", "GPU pods evicted"), (why) => set(n, "drain-required", `${why}; draining instead`, "Warning"));
-        } else {
-          evictStep(n, pods, s.podDeletion, "GPU pods", () => restartWhenOperandsStopped(n, need, s.podDeletion.timeoutSeconds, "GPU pods evicted"), (why) => fail(n, why));
-        }
-        return;
+        if (v.pods === undefined) return WAIT;
+        const pods = v.pods.filter((p) => p.usesGpu && !p.finished && !p.driver && !p.daemonSet);
+        return evictStep(v, pods, s.podDeletion, "GPU pods",
+          () => (s.drain.enable ? { next: "drain-required", note: "no GPU pods left on the node" } : restartWhenOperandsStopped(v, need, s.podDeletion.timeoutSeconds, "no GPU pods left on the node")),
+          (why) => (s.drain.enable ? { next: "drain-required", note: `${why}; draining instead`, warning: true } : { fail: why }));
       }
       case "drain-required": {
-        if (n.pods === undefined) return;
+        if (v.pods === undefined) return WAIT;
         const match = s.drain.podSelector === undefined ? () => true : parseSelector(s.drain.podSelector);
-        const pods = n.pods.filter((p) => !p.finished && !p.driver && !p.daemonSet && match(p.labels));
-        evictStep(n, pods, s.drain, "drain", () => restartWhenOperandsStopped(n, need, s.drain.timeoutSeconds, "node drained"), (why) => fail(n, why));
-        return;
+        const pods = v.pods.filter((p) => !p.finished && !p.driver && !p.daemonSet && match(p.labels));
+        return evictStep(v, pods, s.drain, "drain", () => restartWhenOperandsStopped(v, need, s.drain.timeoutSeconds, "node drained"), (why) => ({ fail: why }));
       }
       case "pod-restart-required":
         // The DaemonSet controller removes the driver pods here and creates none (render.ts). The
         // policy may have changed the pool again: no pod can start here, so the label follows.
-        if (need === "move") actions.push({ kind: "movePool", node: n.name, pool: n.desiredPool ?? null });
-        if (n.driverPods > 0) {
-          if (elapsed(n) > s.validationTimeoutSeconds) fail(n, `the old driver pod was still on the node after ${s.validationTimeoutSeconds}s`);
-          return;
+        if (need === "move") movePool(v);
+        if (v.driverPods > 0) {
+          if (elapsed(v) > s.validationTimeoutSeconds) return { fail: `the old driver pod was still on the node after ${s.validationTimeoutSeconds}s` };
+          return WAIT;
         }
         // No driver pod of any pool is left: only now may the new one be created.
-        set(n, "validation-required", "old driver pod gone; starting the new one");
-        return;
+        return { next: "validation-required", note: "old driver pod gone; starting the new one" };
       case "validation-required":
-        if (driverDone(n) && validated(n)) return set(n, "uncordon-required", n.validatorExpected ? "new driver and the operator validator are Ready" : "new driver is Ready");
+        if (driverDone(v) && validated(v)) return { next: "uncordon-required", note: v.validatorExpected ? "new driver and the operator validator are Ready" : "new driver is Ready" };
         // The policy changed the driver again since the restart: restart again, the same safe way.
-        if (need !== "none") return restart(n, need, need === "move" ? `driver moves again, to pool ${n.desiredPool}` : "driver changed again; restarting it");
-        if (elapsed(n) > s.validationTimeoutSeconds) fail(n, `the new driver pod was not Ready within ${s.validationTimeoutSeconds}s`);
-        return;
+        if (need !== "none") return restart(v, need, need === "move" ? `driver moves again, to pool ${v.desiredPool}` : "driver changed again; restarting it");
+        if (elapsed(v) > s.validationTimeoutSeconds) return { fail: `the new driver pod was not Ready within ${s.validationTimeoutSeconds}s` };
+        return WAIT;
       case "uncordon-required":
-        if (n.cordonedByUpgrade) actions.push({ kind: "uncordon", node: n.name });
-        set(n, "upgrade-done", n.cordonedByUpgrade ? "node uncordoned; upgrade done" : "upgrade done; node left cordoned as it was before");
-        return;
+        if (!v.cordonedByUpgrade) return { next: "upgrade-done", note: "upgrade done; node left cordoned as it was before" };
+        actions.push({ kind: "uncordon", node: v.name });
+        v.unschedulable = false;
+        v.cordonedByUpgrade = false;
+        return { next: "upgrade-done", note: "node uncordoned; upgrade done" };
+      default:
+        return WAIT;
     }
   }
 
-  /** Into the restart step; a pool move goes in the same node patch, as no pod may start there. */
-  function restart(n: UpgradeNode, need: UpgradeNeed, message: string, type: "Normal" | "Warning" = "Normal"): void {
-    if (need === "move") actions.push({ kind: "movePool", node: n.name, pool: n.desiredPool ?? null });
-    set(n, DRIVER_RESTART_STATE, need === "move" ? `${message}; driver moves to pool ${n.desiredPool}` : message, type);
+  /** The pool label follows the policy; the driver view was of the old pool's pod. */
+  function movePool(v: UpgradeNode): void {
+    actions.push({ kind: "movePool", node: v.name, pool: v.desiredPool ?? null });
+    if (v.desiredPool !== undefined) v.currentPool = v.desiredPool;
+    delete v.driver;
   }
 
   /**
@@ -370,24 +429,32 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
    * unloads the driver: gpuop's operand controller closes the node's gates in these steps, and the
    * restart waits until their pods are gone (after the step's timeout it goes on, with a Warning).
    */
-  function restartWhenOperandsStopped(n: UpgradeNode, need: UpgradeNeed, timeoutSeconds: number, message: string): void {
-    const operands = (n.pods ?? []).filter((p) => p.operand !== undefined && !p.finished);
-    if (operands.length === 0) return restart(n, need, message);
-    if (timeoutSeconds > 0 && elapsed(n) > timeoutSeconds) {
-      return restart(n, need, `${message}; operand pods still on the node after ${timeoutSeconds}s: ${podList(operands)}; restarting the driver anyway`, "Warning");
+  function restartWhenOperandsStopped(v: UpgradeNode, need: UpgradeNeed, timeoutSeconds: number, message: string): StepOutcome {
+    const operands = (v.pods ?? []).filter((p) => p.operand !== undefined && !p.finished);
+    if (operands.length === 0) return restart(v, need, message);
+    if (timeoutSeconds > 0 && elapsed(v) > timeoutSeconds) {
+      return { ...restart(v, need, `${message}; operand pods still on the node after ${timeoutSeconds}s: ${podList(operands)}; restarting the driver anyway`), warning: true };
     }
+    return WAIT;
   }
 
-  function evictStep(n: UpgradeNode, pods: NodePod[], e: EvictionSettings, what: string, done: () => void, blocked: (why: string) => void): void {
+  /** Into the restart step; a pool move goes in the same node patch, as no pod may start there. */
+  function restart(v: UpgradeNode, need: UpgradeNeed, message: string): StepOutcome {
+    if (need === "move") movePool(v);
+    return { next: DRIVER_RESTART_STATE, note: need === "move" ? `${message}; driver moves to pool ${v.desiredPool}` : message };
+  }
+
+  function evictStep(v: UpgradeNode, pods: NodePod[], e: EvictionSettings, what: string, done: () => StepOutcome, blocked: (why: string) => StepOutcome): StepOutcome {
     if (pods.length === 0) return done();
     const unmanaged = e.force ? [] : pods.filter((p) => !p.controlled);
     const emptyDir = e.deleteEmptyDir ? [] : pods.filter((p) => p.emptyDir);
     if (unmanaged.length > 0) return blocked(`${what}: pods no controller owns (set force to delete them): ${podList(unmanaged)}`);
     if (emptyDir.length > 0) return blocked(`${what}: pods with emptyDir volumes (set deleteEmptyDir to delete them): ${podList(emptyDir)}`);
-    if (e.timeoutSeconds > 0 && elapsed(n) > e.timeoutSeconds) {
+    if (e.timeoutSeconds > 0 && elapsed(v) > e.timeoutSeconds) {
       return blocked(`${what}: pods not evicted within ${e.timeoutSeconds}s (a PodDisruptionBudget may forbid it): ${podList(pods)}`);
     }
-    for (const p of pods) if (!p.terminating) actions.push({ kind: "evict", node: n.name, namespace: p.namespace, pod: p.name });
+    for (const p of pods) if (!p.terminating) actions.push({ kind: "evict", node: v.name, namespace: p.namespace, pod: p.name });
+    return WAIT;
   }
 }
 
