@@ -168,7 +168,8 @@ describe("a conventional version bump", () => {
     const events = (await nodeEvents("upg-a")).filter((e) => e.reason.startsWith("DriverUpgrade"));
     assert.deepEqual(events.map((e) => e.reason), ["DriverUpgradeStarted", "DriverUpgradePodsEvicted", "DriverUpgradeRestarted", "DriverUpgradeDone"]);
     assert.match(events[0]!.message, /upgrade started; node cordoned/);
-    assert.match(events[3]!.message, /new driver is Ready; node uncordoned; upgrade done/);
+    // The policy runs the operands: validation waited for the node's operator validator too.
+    assert.match(events[3]!.message, /new driver and the operator validator are Ready; node uncordoned; upgrade done/);
     const policy = await eventually("status counts", async () => {
       const p = await getPolicy(client);
       return p.status?.upgrades?.nodesByState["upgrade-done"] === 5 && p.status.state === "ready" ? p : undefined;
