@@ -83,8 +83,9 @@ after(async () => {
 describe("NVIDIA's operands in NVIDIA's order", () => {
   before(async () => {
     await createNode({ name: "opnd-a", kernel: "5.15.0-69-generic" });
-    // GFD kept off this node by NVIDIA's deploy label.
-    await createNode({ name: "opnd-b", kernel: "5.15.0-69-generic", labels: { "nvidia.com/gpu.deploy.gpu-feature-discovery": "false" } });
+    // Another OS (a mixed-OS cluster: a driver DaemonSet per OS, one of each operand for all),
+    // and GFD kept off this node by NVIDIA's deploy label.
+    await createNode({ name: "opnd-b", kernel: "6.8.0-1047-oracle", os: { id: "ubuntu", versionId: "24.04" }, labels: { "nvidia.com/gpu.deploy.gpu-feature-discovery": "false" } });
     // A workload asking for a GPU, waiting for a node that advertises one.
     await client.create("/api/v1/namespaces/default/pods", {
       metadata: { name: "gpu-workload" },
@@ -101,6 +102,13 @@ describe("NVIDIA's operands in NVIDIA's order", () => {
     await readyOn("nvidia-device-plugin-daemonset", ["opnd-a", "opnd-b"]);
     await readyOn("nvidia-dcgm-exporter", ["opnd-a", "opnd-b"]);
     await readyOn("nvidia-operator-validator", ["opnd-a", "opnd-b"]);
+    const drivers = (await client.list<Pod>(PODS, { labelSelector: "app=nvidia-driver-daemonset" })).items.filter((p) => !p.metadata.deletionTimestamp);
+    const driverSet = (node: string) => drivers.find((p) => p.spec?.nodeName === node)?.metadata.ownerReferences?.[0]?.name;
+    assert.deepEqual([driverSet("opnd-a"), driverSet("opnd-b")], ["nvidia-driver-daemonset-ubuntu22.04", "nvidia-driver-daemonset-ubuntu24.04"], "one driver DaemonSet per OS");
+    for (const app of ["nvidia-container-toolkit-daemonset", "nvidia-device-plugin-daemonset", "nvidia-operator-validator"]) {
+      const owners = new Set((await operandPods(app)).map((p) => p.metadata.ownerReferences?.[0]?.name));
+      assert.deepEqual([...owners], [app], `${app}: one DaemonSet for both OSes`);
+    }
     for (const node of ["opnd-a", "opnd-b"]) {
       const driverReady = firstEvent("nvidia-driver-daemonset", node, (e) => e.ready);
       const toolkitSeen = firstEvent("nvidia-container-toolkit-daemonset", node);
