@@ -1,7 +1,7 @@
 // Mutation score of src/core, module by module: each module's mutants run against the
-// module's own unit tests only (src/core/x.ts against src/core/x.test.ts; the operands
-// folder against operands.test.ts; a module without a test file of its own against every
-// core test that covers it). A mutant another module's tests happen to kill does not
+// module's own unit tests only (src/core/x.ts against src/core/x.test.ts, plus the few
+// companions named below; the operands folder against operands.test.ts; a module without a
+// test file of its own against every core test that covers it). A mutant another module's tests happen to kill does not
 // count, so the total is a lower bound of what the whole suite kills — and a run takes
 // minutes per module instead of hours for the whole suite on every mutant.
 //
@@ -29,13 +29,17 @@ interface Scope {
   tests: string[];
 }
 
+/** Test files that are a module's own besides its namesake: validate.ts's security checks are tested in security.test.ts. */
+const COMPANIONS: Record<string, string[]> = { "validate.ts": ["security.test.ts"] };
+
 function scopes(): Scope[] {
   const rel = (p: string) => relative(root, p);
   const list: Scope[] = [];
   for (const f of readdirSync(core).sort()) {
     if (!f.endsWith(".ts") || f.endsWith(".test.ts") || f === "index.ts") continue;
     const own = join(core, f.replace(/\.ts$/, ".test.ts"));
-    list.push({ name: f, mutate: [rel(join(core, f))], tests: existsSync(own) ? [rel(own)] : base.tap.testFiles });
+    const tests = existsSync(own) ? [rel(own), ...(COMPANIONS[f] ?? []).map((t) => rel(join(core, t)))] : base.tap.testFiles;
+    list.push({ name: f, mutate: [rel(join(core, f))], tests });
   }
   const operands = join(core, "operands");
   list.push({ name: "operands/", mutate: [`${rel(operands)}/*.ts`, `!${rel(operands)}/*.test.ts`], tests: [`${rel(operands)}/operands.test.ts`] });

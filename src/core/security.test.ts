@@ -4,6 +4,7 @@ import fc from "fast-check";
 import { readFileSync } from "node:fs";
 import { ENTRYPOINT_VARIABLES, forbiddenEnvReason, parseRestrictedNodeLabel, RepositoryAllowList, restrictedNodes, stripControl } from "./security.ts";
 import { validatePolicy } from "./validate.ts";
+import { UserError } from "./errors.ts";
 import { MANAGER_TOKEN_VOLUME, renderDriverDaemonSets } from "./render.ts";
 import type { ClusterPolicy, DriverSpec } from "./policy.ts";
 import { gpuNodeObject } from "../../test/harness/nodes.ts";
@@ -121,4 +122,62 @@ test("the admin-only GPU node label: parsed, refused outside node-restriction.ku
   const restricted = renderDriverDaemonSets({ policy: policy({}), nodes, namespace: "gpu-operator", requiredNodeLabels: { [label.key]: label.value } }).daemonSets[0]!;
   assert.equal(restricted.spec.template.spec.nodeSelector[label.key], "a100");
   assert.equal(plain.spec.template.spec.nodeSelector[label.key], undefined);
+});
+
+test("forbiddenEnvReason: each entrypoint variable refused for the driver only, each execution variable for both, word for word", () => {
+  // Written out, not taken from the module: a name dropped from its list must fail here.
+  const entrypoint = ["ROOT", "SYSFS_ROOT", "PROC_ROOT", "RUN_DIR", "DRIVER_CONFIG_DIR", "MODPROBE_DIR", "IMAGE_INFO_DIR", "PERSISTENCED_PID_FILE", "FABRICMANAGER_PID_FILE", "FABRICMANAGER_CONFIG", "DRIVER_ROOT_SOURCE", "FIRMWARE_SEARCH_PATH", "DAEMON_STOP_TIMEOUT", "STARTUP_PROBE"];
+  assert.deepEqual([...ENTRYPOINT_VARIABLES], entrypoint);
+  for (const name of entrypoint) {
+    assert.equal(forbiddenEnvReason(name, "driver"), "it is the driver entrypoint's own setting (a host path, probe or timeout), which only its tests may change", name);
+    assert.equal(forbiddenEnvReason(name, "manager"), undefined, `${name} is the driver entrypoint's, not the manager's`);
+  }
+  for (const name of ["PATH", "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PS4", "IFS", "CDPATH", "GLOBIGNORE"]) {
+    for (const c of ["driver", "manager"] as const) assert.equal(forbiddenEnvReason(name, c), "it changes which program or shell code the privileged container runs", `${name} in ${c}`);
+  }
+  for (const c of ["driver", "manager"] as const) {
+    assert.equal(forbiddenEnvReason("LD_PRELOAD", c), "it changes which libraries the dynamic loader loads into every program of the privileged container");
+    assert.equal(forbiddenEnvReason("BASH_FUNC_modprobe%%", c), "it defines a shell function that replaces a command the container's scripts run");
+    for (const ok of ["NVIDIA_VISIBLE_DEVICES", "XLD_FOO", "MY_PATH", "ENVIRONMENT", "root"]) assert.equal(forbiddenEnvReason(ok, c), undefined, ok);
+  }
+});
+
+test("allow-list: entries sorted and deduplicated, prefixes only at a path boundary, each refusal word for word", () => {
+  const allow = new RepositoryAllowList(["registry.example.com:5000/", " nvcr.io/nvidia ", "nvcr.io/nvidia", "docker.io/library"]);
+  assert.deepEqual(allow.entries, ["docker.io/library", "nvcr.io/nvidia", "registry.example.com:5000"]);
+  assert.equal(allow.enabled, true);
+  assert.equal(new RepositoryAllowList([]).enabled, false);
+  assert.equal(new RepositoryAllowList([]).allows("anything.example.com/x:1"), true);
+  assert.equal(allow.allows("nvcr.io/nvidia"), true, "the entry itself");
+  assert.equal(allow.allows("nvcr.io/nvidia/driver:550"), true);
+  assert.equal(allow.allows("nvcr.io/nvidia-evil/driver:550"), false, "a longer name is not under the entry");
+  assert.equal(allow.allows("nvcr.io/nvidiadriver:550"), false);
+  assert.equal(allow.allows("ubuntu:22.04"), true, "docker.io/library/ubuntu");
+  assert.equal(allow.allows("registry.example.com:5000/a/b@sha256:" + "a".repeat(64)), true);
+  assert.equal(allow.allows("registry.example.com/a"), false, "another port is another registry");
+  const fix = "give registry hosts or repositories like nvcr.io/nvidia or registry.example.com:5000";
+  const refused = (entry: string, message: string) => assert.throws(() => new RepositoryAllowList([entry]), (e: unknown) => e instanceof UserError && e.message === message, entry);
+  refused(" / ", `the image repository allow-list has an empty entry: ${fix}`);
+  refused("nvcr.io/nvidia/driver:550", `image repository allow-list entry "nvcr.io/nvidia/driver:550" names a tag or digest: ${fix}`);
+  refused("nvcr.io/nvidia@sha256:x", `image repository allow-list entry "nvcr.io/nvidia@sha256:x" names a tag or digest: ${fix}`);
+  refused("nvidia/driver", `image repository allow-list entry "nvidia/driver" has no registry host: write it in full, like docker.io/nvidia/driver`);
+  refused("nvidia", `image repository allow-list entry "nvidia" is neither a registry host nor a repository with its registry: ${fix}`);
+  assert.deepEqual(new RepositoryAllowList(["localhost/team"]).entries, ["localhost/team"]);
+  assert.deepEqual(new RepositoryAllowList(["registry.example.com:5000"]).entries, ["registry.example.com:5000"], "a bare host with a port is a host, not a tag");
+  assert.throws(() => new RepositoryAllowList(["nvcr.io/UPPER"]), (e: unknown) => e instanceof UserError && e.message.startsWith(`image repository allow-list entry "nvcr.io/UPPER" is not a registry or repository name: `));
+});
+
+test("stripControl: newlines kept by default and turned to spaces on request; restrictedNodes filters by the exact value", () => {
+  assert.equal(stripControl("a\nb\tc\rd"), "a\nb\tc\uFFFDd", "a carriage return is a control character; newline and tab are not");
+  assert.equal(stripControl("a\nb\tc", { newlines: false }), "a b c");
+  assert.equal(stripControl("a\u001b[31mred\u200b", { newlines: true }), "a\uFFFD[31mred\uFFFD");
+  const nodes = [{ metadata: { name: "a", labels: { "node-restriction.kubernetes.io/gpu": "true" } } }, { metadata: { name: "b", labels: { "node-restriction.kubernetes.io/gpu": "yes" } } }, { metadata: { name: "c" } }];
+  assert.deepEqual(restrictedNodes(nodes, { key: "node-restriction.kubernetes.io/gpu", value: "true" }).map((n) => n.metadata.name), ["a"]);
+  assert.deepEqual(restrictedNodes(nodes, undefined).map((n) => n.metadata.name), ["a", "b", "c"]);
+  assert.deepEqual(parseRestrictedNodeLabel("  node-restriction.kubernetes.io/gpu  "), { key: "node-restriction.kubernetes.io/gpu", value: "true" });
+  assert.deepEqual(parseRestrictedNodeLabel("node-restriction.kubernetes.io/gpu="), { key: "node-restriction.kubernetes.io/gpu", value: "" });
+  const fix = "give a label like node-restriction.kubernetes.io/nvidia-gpu=true, set by the cluster admin on GPU nodes";
+  assert.throws(() => parseRestrictedNodeLabel("node-restriction.kubernetes.io/a=b=c"), (e: unknown) => e instanceof UserError && e.message === `GPU node label "node-restriction.kubernetes.io/a=b=c" has more than one '=': ${fix}`);
+  assert.throws(() => parseRestrictedNodeLabel("node-restriction.kubernetes.io/-bad"), (e: unknown) => e instanceof UserError && e.message === `GPU node label "node-restriction.kubernetes.io/-bad" is not a valid label: ${fix}`);
+  assert.throws(() => parseRestrictedNodeLabel("node-restriction.kubernetes.io/ok=-bad"), (e: unknown) => e instanceof UserError && e.message === `GPU node label "node-restriction.kubernetes.io/ok=-bad" is not a valid label: ${fix}`);
 });
