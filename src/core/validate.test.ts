@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { validatePolicy, type PolicyValidation } from "./validate.ts";
+import { RepositoryAllowList } from "./security.ts";
 import { renderDriverDaemonSets } from "./render.ts";
 import { classifyNodes, DEPLOY_DRIVER_LABEL, type NodeLike } from "./gpu-node.ts";
 import type { ClusterPolicy, DriverSpec } from "./policy.ts";
@@ -257,3 +258,19 @@ test("a programming error is not turned into a policy error", () => {
 // - The sort comparator's `<` / `>` -> `<=` / `>=`, and the `a > b` case dropped or made 1 always:
 //   the keys are a Map's, never equal, and V8's sort only asks whether the result is below zero.
 // - The conventional digest regex without `^`: the version is known to start with "sha256:" there.
+
+test("the security checks' errors word for word: fields, names, images sorted, manager settings, trailing slashes", () => {
+  const manager = { image: "k8s-driver-manager", repository: "registry.example.com/tools//", version: "v1" };
+  const allow = new RepositoryAllowList(["nvcr.io/nvidia"]);
+  const v = validatePolicy(policy({ version: "550.54.15", manager: { ...manager, env: [{ name: "PATH", value: "/x" }], imagePullSecrets: ["", "Bad_Name"] }, imagePullSecrets: [""] }), nodes);
+  // The images are checked as rendered, so only for a policy without other errors.
+  const images = validatePolicy(policy({ version: "550.54.15", repository: "mirror.example.com/nvidia//", manager }), nodes, { allowedRepositories: allow });
+  const by = (reason: string) => [...v.errors, ...images.errors].filter((e) => e.reason === reason).map((e) => [e.field, e.message]);
+  assert.deepEqual(by("ForbiddenEnv"), [["spec.driver.manager.env", `spec.driver.manager.env sets "PATH", which a ClusterPolicy may not set: it changes which program or shell code the privileged container runs; remove it from spec.driver.manager.env`]]);
+  assert.deepEqual(by("InvalidObjectName"), [["spec.driver.manager.imagePullSecrets[1]", `spec.driver.manager.imagePullSecrets[1] is "Bad_Name", which is not a Kubernetes object name: use lower-case letters, digits, '-' and '.' (at most 253), the name of an object in the operator's namespace`]], "an empty name is left out, not refused");
+  const tail = "which is outside the operator's allowed image repositories (nvcr.io/nvidia)";
+  assert.deepEqual(by("ImageNotAllowed"), [
+    ["spec.driver.repository", `spec.driver renders image mirror.example.com/nvidia/driver, mirror.example.com/nvidia/driver:550.54.15-ubuntu22.04, ${tail}: set spec.driver.repository and image to an allowed repository, or ask the cluster admin to add it to the operator's --allowed-image-repositories`],
+    ["spec.driver.manager.repository", `spec.driver.manager renders image registry.example.com/tools/k8s-driver-manager, registry.example.com/tools/k8s-driver-manager:v1, ${tail}: set spec.driver.manager.repository and image to an allowed repository, or ask the cluster admin to add it to the operator's --allowed-image-repositories`],
+  ]);
+});
