@@ -258,6 +258,16 @@ test("a programming error is not turned into a policy error", () => {
 // - The sort comparator's `<` / `>` -> `<=` / `>=`, and the `a > b` case dropped or made 1 always:
 //   the keys are a Map's, never equal, and V8's sort only asks whether the result is below zero.
 // - The conventional digest regex without `^`: the version is known to start with "sha256:" there.
+// - The per-platform cache of support reasons (`if (!reasons)` forced, `byPlatform.set` dropped):
+//   the reasons are computed again for each node and come out the same; only the cost changes.
+// - In checkAllowedImages, the `images.has` guards (forced either way) and the whole loop over the
+//   rendered DaemonSets: the rendered images' names equal the ones set from repository and image
+//   just above, and the field each is filed under is the same; the `imageNameOf` and image-reference
+//   regexes without `+` or `$`: the reference parser (and normalizePolicy) already refuse a
+//   repository ending in more than one slash, so no input reaches them with one.
+// - `list.sort()` in the ImageNotAllowed message: each field's list is built in a fixed order from
+//   the Map, already sorted for every policy the renderer can produce.
+// (These are measured against validate.test.ts and security.test.ts only: `make mutate`.)
 
 test("the security checks' errors word for word: fields, names, images sorted, manager settings, trailing slashes", () => {
   const manager = { image: "k8s-driver-manager", repository: "registry.example.com/tools//", version: "v1" };
