@@ -261,12 +261,12 @@ test("a programming error is not turned into a policy error", () => {
 // - The per-platform cache of support reasons (`if (!reasons)` forced, `byPlatform.set` dropped):
 //   the reasons are computed again for each node and come out the same; only the cost changes.
 // - In checkAllowedImages, the `images.has` guards (forced either way) and the whole loop over the
-//   rendered DaemonSets: the rendered images' names equal the ones set from repository and image
-//   just above, and the field each is filed under is the same; the `imageNameOf` and image-reference
-//   regexes without `+` or `$`: the reference parser (and normalizePolicy) already refuse a
-//   repository ending in more than one slash, so no input reaches them with one.
-// - `list.sort()` in the ImageNotAllowed message: each field's list is built in a fixed order from
-//   the Map, already sorted for every policy the renderer can produce.
+//   rendered DaemonSets survive because the name set from repository and image and the rendered
+//   images are refused under the same field; `imageNameOf`'s mutants (regex without `+`, the empty
+//   repository case) survive because with GPU nodes the rendered images are refused as well and
+//   decide the error. Not shown equivalent: a test without GPU nodes could tell some apart (open).
+// - `list.sort()` and its ", " in the ImageNotAllowed message: with the policies tested, each
+//   field's list is already in order, or has one image (open: a test with two pools could tell).
 // (These are measured against validate.test.ts and security.test.ts only: `make mutate`.)
 
 test("the security checks' errors word for word: fields, names, images sorted, manager settings, trailing slashes", () => {
