@@ -21,6 +21,7 @@ import type { OperatorMetrics } from "./metrics.ts";
 import { StatusWrites } from "./status-writes.ts";
 import { UpgradeExecutor, type UpgradeOutcome } from "./upgrade-controller.ts";
 import { WorkQueue } from "./workqueue.ts";
+import { cachesSynced, runController } from "./controller-loop.ts";
 
 export const FIELD_MANAGER = "gpuop";
 const KEY = "cluster";
@@ -120,16 +121,13 @@ export class DriverController {
     return [this.policies, this.nodes, this.daemonSets, this.pods];
   }
 
-  async synced(): Promise<void> {
-    await Promise.all(this.informers.map((i) => i.synced));
+  synced(): Promise<void> {
+    return cachesSynced(this.informers);
   }
 
   /** Runs the caches and, once they are synced, the reconcile loop, until the signal aborts. */
-  async run(signal: AbortSignal): Promise<void> {
-    const caches = this.informers.map((i) => i.run(signal));
-    await Promise.race([this.synced(), Promise.all(caches)]);
-    this.queue.add(KEY);
-    await Promise.all([...caches, this.queue.run((key) => this.process(key), signal)]);
+  run(signal: AbortSignal): Promise<void> {
+    return runController(this.informers, this.queue, KEY, (key) => this.process(key), signal);
   }
 
   private async process(key: string): Promise<void> {

@@ -29,6 +29,7 @@ import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, KubeObject, Node, Pod } from "../kube/types.ts";
 import { FIELD_MANAGER } from "./driver-controller.ts";
 import { WorkQueue } from "./workqueue.ts";
+import { cachesSynced, runController } from "./controller-loop.ts";
 import { mapLimit } from "../registry/pool.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 
@@ -107,15 +108,12 @@ export class OperandController {
     return [this.policies, this.nodes, this.daemonSets, this.services, this.pods];
   }
 
-  async synced(): Promise<void> {
-    await Promise.all(this.informers.map((i) => i.synced));
+  synced(): Promise<void> {
+    return cachesSynced(this.informers);
   }
 
-  async run(signal: AbortSignal): Promise<void> {
-    const caches = this.informers.map((i) => i.run(signal));
-    await Promise.race([this.synced(), Promise.all(caches)]);
-    this.queue.add(KEY);
-    await Promise.all([...caches, this.queue.run((key) => this.process(key), signal)]);
+  run(signal: AbortSignal): Promise<void> {
+    return runController(this.informers, this.queue, KEY, (key) => this.process(key), signal);
   }
 
   private async process(key: string): Promise<void> {

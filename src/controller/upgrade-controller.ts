@@ -20,9 +20,8 @@ import {
   type UpgradePlan,
   type UpgradeSettings,
 } from "../core/upgrade.ts";
-import { deployLabel, OPERAND_LABEL, operandInfo } from "../core/operands/common.ts";
-import { OPERANDS_DRIVER_ANNOTATION } from "../core/operands/index.ts";
-import { DEPLOY_OPERANDS_LABEL } from "../core/gpu-node.ts";
+import { OPERAND_LABEL } from "../core/operands/common.ts";
+import { validatorExpected } from "../core/operands/index.ts";
 import { isNotFound, KubeApiError, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { Logger } from "../kube/log.ts";
@@ -246,15 +245,6 @@ export class UpgradeExecutor {
     }
   }
 
-}
-
-/**
- * gpuop's operand controller runs NVIDIA's operator validator on the node: its deploy label (set
- * on every GPU node unless turned off) and the record that operands ran there against gpuop's
- * driver (a policy whose operands never rendered has none to wait for).
- */
-function validatorExpected(labels: Readonly<Record<string, string>>, annotations: Readonly<Record<string, string>>): boolean {
-  return labels[DEPLOY_OPERANDS_LABEL] !== "false" && labels[deployLabel(operandInfo("validator"))] === "true" && annotations[OPERANDS_DRIVER_ANNOTATION] !== undefined;
 }
 
 /** The driver pod of `pool` on `node`; a live one before one being deleted. */

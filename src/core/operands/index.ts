@@ -168,6 +168,15 @@ export function readyPods(pods: readonly PodLike[]): ReadyPods {
 export const OPERANDS_DRIVER_ANNOTATION = "gpuop.nvidia.com/operands-driver-pod";
 
 /**
+ * gpuop's operand controller runs NVIDIA's operator validator on the node: its deploy label (set
+ * on every GPU node unless turned off) and the record that operands ran there against gpuop's
+ * driver (a policy whose operands never rendered has none to wait for).
+ */
+export function validatorExpected(labels: Readonly<Record<string, string>>, annotations: Readonly<Record<string, string>>): boolean {
+  return labels[DEPLOY_OPERANDS_LABEL] !== "false" && labels[deployLabel(operandInfo("validator"))] === "true" && annotations[OPERANDS_DRIVER_ANNOTATION] !== undefined;
+}
+
+/**
  * Driver upgrade steps (nvidia.com/gpu-driver-upgrade-state) after which the driver is taken
  * away: the operands stop here, before it goes, as NVIDIA's driver manager evicts them before
  * it unloads the driver; the upgrade waits for their pods to be gone (src/core/upgrade.ts).

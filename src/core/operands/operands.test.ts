@@ -26,6 +26,8 @@ import {
   renderOperands,
   type OperandKey,
   type ReadyPods,
+  validatorExpected,
+  OPERANDS_DRIVER_ANNOTATION,
 } from "./index.ts";
 import { clusterRuntime } from "./toolkit.ts";
 import { operandNodeRows } from "./report.ts";
@@ -811,3 +813,13 @@ test("gpuop status cells: a deleting pod or one without a node counts for nothin
 // Surviving mutants in operands/, equivalent: renderOperands' `driverEnabled` in the render context (no renderer reads
 // it; operandNodeLabels takes its own argument), and the `?? ""` / `?? []` fallbacks for a pod without an app label, a
 // node without a name and absent pull secrets (the text put in their place matches no operand, node or secret).
+
+test("validatorExpected: only where the validator's deploy label is true, operands are not off, and operands ran against gpuop's driver", () => {
+  const on = { "nvidia.com/gpu.deploy.operator-validator": "true" };
+  const ran = { [OPERANDS_DRIVER_ANNOTATION]: "uid-1" };
+  assert.equal(validatorExpected(on, ran), true);
+  assert.equal(validatorExpected(on, {}), false, "operands never ran there");
+  assert.equal(validatorExpected({ ...on, "nvidia.com/gpu.deploy.operands": "false" }, ran), false);
+  assert.equal(validatorExpected({ "nvidia.com/gpu.deploy.operator-validator": "false" }, ran), false);
+  assert.equal(validatorExpected({}, ran), false);
+});
