@@ -159,22 +159,9 @@ describe("kube-apiserver and etcd restarts", () => {
   test("kube-apiserver stopped for 20 s in the middle of a driver upgrade with GPU jobs: the operator finishes it, each step once", async () => {
     const operator = await startOperator({ kubeconfig: cluster.kubeconfig, leaderElect: false });
     try {
-      nodeNames = await upgradeFleet(cluster, client, nodeNames, "upg-api", UPGRADE_NODES, { workloads: WORKLOADS, maxParallel: PARALLEL, maxUnavailable: PARALLEL });
-      const w = await watchUpgrade(client, new Set(nodeNames));
-      try {
-        await bumpVersion(cluster);
-        await midUpgrade(w);
-        await stopComponent(cluster.name, "kube-apiserver");
-        await new Promise((r) => setTimeout(r, OUTAGE_MS));
-        startComponent(cluster.name, "kube-apiserver");
-        await assertStaysUp(cluster.name, "kube-apiserver");
-        await controlPlaneBack();
-        await assertUpgradeFinished(client, w, nodeNames, { maxUnavailable: PARALLEL, workloads: nodeNames.slice(0, WORKLOADS).map((n) => `job-${n}`), cordoned: [nodeNames.at(-1)!], image: targetImage(false) });
-        assert.equal(operator.proc.exitCode, null, `the operator rode the outage out:\n${operator.logs().slice(-2000)}`);
-        assert.match(operator.logs(), /watch failed; retrying|reconcile failed; retrying/, "the operator saw the outage");
-      } finally {
-        await w.stop();
-      }
+      await upgradeThroughOutage("upg-api", "kube-apiserver", OUTAGE_MS);
+      assert.equal(operator.proc.exitCode, null, `the operator rode the outage out:\n${operator.logs().slice(-2000)}`);
+      assert.match(operator.logs(), /watch failed; retrying|reconcile failed; retrying/, "the operator saw the outage");
     } finally {
       await operator.stop();
     }
@@ -183,24 +170,32 @@ describe("kube-apiserver and etcd restarts", () => {
   test("etcd stopped for 10 s in the middle of a driver upgrade with GPU jobs: a restarted replica finishes it, each step once", async () => {
     const operator = await supervisedOperator("faults-etcd-upgrade");
     try {
-      nodeNames = await upgradeFleet(cluster, client, nodeNames, "upg-etcd", UPGRADE_NODES, { workloads: WORKLOADS, maxParallel: PARALLEL, maxUnavailable: PARALLEL });
-      const w = await watchUpgrade(client, new Set(nodeNames));
-      try {
-        await bumpVersion(cluster);
-        await midUpgrade(w);
-        await stopComponent(cluster.name, "etcd");
-        await new Promise((r) => setTimeout(r, ETCD_OUTAGE_MS));
-        startComponent(cluster.name, "etcd");
-        await assertStaysUp(cluster.name, "etcd");
-        await controlPlaneBack();
-        await assertUpgradeFinished(client, w, nodeNames, { maxUnavailable: PARALLEL, workloads: nodeNames.slice(0, WORKLOADS).map((n) => `job-${n}`), cordoned: [nodeNames.at(-1)!], image: targetImage(false) });
-        assert.ok(operator.exits.every((c) => c !== 0), `a replica that stepped down exited non-zero: ${operator.exits.join(", ")}`);
-        console.log(`# operator exits during the etcd outage: ${operator.exits.length} (${operator.exits.join(", ")})`);
-      } finally {
-        await w.stop();
-      }
+      await upgradeThroughOutage("upg-etcd", "etcd", ETCD_OUTAGE_MS);
+      assert.ok(operator.exits.every((c) => c !== 0), `a replica that stepped down exited non-zero: ${operator.exits.join(", ")}`);
+      console.log(`# operator exits during the etcd outage: ${operator.exits.length} (${operator.exits.join(", ")})`);
     } finally {
       await operator.stop();
     }
   });
 });
+
+/**
+ * A driver upgrade of a fresh fleet with GPU jobs, `component` stopped for `ms` in its middle;
+ * returns once the upgrade finished with every promise of upgrade-faults.ts checked.
+ */
+async function upgradeThroughOutage(prefix: string, component: "kube-apiserver" | "etcd", ms: number): Promise<void> {
+  nodeNames = await upgradeFleet(cluster, client, nodeNames, prefix, UPGRADE_NODES, { workloads: WORKLOADS, maxParallel: PARALLEL, maxUnavailable: PARALLEL });
+  const w = await watchUpgrade(client, new Set(nodeNames));
+  try {
+    await bumpVersion(cluster);
+    await midUpgrade(w);
+    await stopComponent(cluster.name, component);
+    await new Promise((r) => setTimeout(r, ms));
+    startComponent(cluster.name, component);
+    await assertStaysUp(cluster.name, component);
+    await controlPlaneBack();
+    await assertUpgradeFinished(client, w, nodeNames, { maxUnavailable: PARALLEL, workloads: nodeNames.slice(0, WORKLOADS).map((n) => `job-${n}`), cordoned: [nodeNames.at(-1)!], image: targetImage(false) });
+  } finally {
+    await w.stop();
+  }
+}

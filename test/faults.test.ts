@@ -40,6 +40,30 @@ async function freshCluster(prefix: string, count: number): Promise<void> {
   nodeNames = await freshFleet(cluster, client, nodeNames, prefix, count);
 }
 
+/** Two replicas sharing `lease`, each through its own proxy (`<prefix>-a`, `<prefix>-b`). */
+async function twoReplicas(prefix: string, lease: string) {
+  const pa = await proxy(`${prefix}-a`);
+  const pb = await proxy(`${prefix}-b`);
+  const a = await operatorVia(pa, `${prefix}-a`, lease);
+  const b = await operatorVia(pb, `${prefix}-b`, lease);
+  /** Which replica leads, once one does, with the proxy that cuts it off. */
+  const roles = async () => {
+    const first = await eventually("a leader", () => leaseHolder(lease));
+    const [leader, standby, leaderProxy] = first === `${prefix}-a` ? [a, b, pa] : [b, a, pb];
+    return { leader, standby, leaderProxy };
+  };
+  return { a, b, roles };
+}
+
+/** The partition has begun: the standby takes over, the partition heals, and the old leader exits non-zero. */
+async function failOver(lease: string, leader: OperatorProcess, standby: OperatorProcess, leaderProxy: ApiProxy): Promise<void> {
+  await eventually("the standby takes over", async () => ((await leaseHolder(lease)) === standby.identity ? true : undefined), { timeoutMs: 60_000 });
+  // The partition heals: whatever the old leader still had queued would now reach the API server.
+  leaderProxy.resume();
+  const code = await eventually("the old leader exits", async () => (leader.proc.exitCode ?? undefined), { timeoutMs: 30_000 });
+  assert.notEqual(code, 0, "an operator that lost leadership exits non-zero");
+}
+
 const leaseHolder = async (lease: string) =>
   (await client.get<{ spec: { holderIdentity?: string } }>(`/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/${lease}`).catch(() => undefined))?.spec.holderIdentity || undefined;
 
@@ -63,25 +87,17 @@ describe("the leader cut off from the API server", () => {
   test("stops acting once it cannot renew, exits non-zero, and the other replica finishes the switch", async () => {
     await freshCluster("part", 6);
     const lease = "faults-partition";
-    const pa = await proxy("part-a");
-    const pb = await proxy("part-b");
-    const a = await operatorVia(pa, "part-a", lease);
-    const b = await operatorVia(pb, "part-b", lease);
+    const { a, b, roles } = await twoReplicas("part", lease);
     await waitForDriverPods(client, 6);
     await waitForState(client, "ready");
-    const first = await eventually("a leader", () => leaseHolder(lease));
-    const [leader, standby, leaderProxy] = first === "part-a" ? [a, b, pa] : [b, a, pb];
+    const { leader, standby, leaderProxy } = await roles();
     const placement = await watchPlacement(client);
     try {
       // Cut the leader off just as it moves a node, so it has a write in flight when the partition begins.
       leaderProxy.pauseWhen((r) => isWrite(r) && r.method === "PATCH" && r.url.startsWith("/api/v1/nodes/"));
       await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", `-p=${toPrecompiled}`]);
       const pausedAt = await eventually("the partition begins", async () => leaderProxy.pausedAt, { timeoutMs: 60_000 });
-      await eventually("the standby takes over", async () => ((await leaseHolder(lease)) === standby.identity ? true : undefined), { timeoutMs: 60_000 });
-      // The partition heals: whatever the old leader still had queued would now reach the API server.
-      leaderProxy.resume();
-      const code = await eventually("the old leader exits", async () => (leader.proc.exitCode ?? undefined), { timeoutMs: 30_000 });
-      assert.notEqual(code, 0, "an operator that lost leadership exits non-zero");
+      await failOver(lease, leader, standby, leaderProxy);
       const lost = leader.logs().split("\n").find((l) => l.includes('"lost leadership"'));
       assert.ok(lost, `the old leader logs that it lost leadership:\n${leader.logs().slice(-2000)}`);
       const lostAt = Date.parse((JSON.parse(lost) as { ts: string }).ts);
@@ -106,13 +122,9 @@ describe("the leader cut off from the API server in the middle of a driver upgra
     const lease = "faults-partition-upgrade";
     const parallel = 4;
     const workloads = 8;
-    const pa = await proxy("upg-part-a");
-    const pb = await proxy("upg-part-b");
-    const a = await operatorVia(pa, "upg-part-a", lease);
-    const b = await operatorVia(pb, "upg-part-b", lease);
+    const { a, b, roles } = await twoReplicas("upg-part", lease);
     nodeNames = await upgradeFleet(cluster, client, nodeNames, "upg-part", 20, { workloads, maxParallel: parallel, maxUnavailable: parallel });
-    const first = await eventually("a leader", () => leaseHolder(lease));
-    const [leader, standby, leaderProxy] = first === "upg-part-a" ? [a, b, pa] : [b, a, pb];
+    const { leader, standby, leaderProxy } = await roles();
     const w = await watchUpgrade(client, new Set(nodeNames));
     try {
       // Cut the leader off as it evicts a GPU pod in the second wave (the first has finished or is finishing): an eviction is in flight.
@@ -121,10 +133,7 @@ describe("the leader cut off from the API server in the middle of a driver upgra
       leaderProxy.pauseWhen((r) => r.method === "POST" && r.url.endsWith("/eviction") && ++evictions === 6 && (trigger = r) !== undefined);
       await bumpVersion(cluster);
       const pausedAt = await eventually("the partition begins", async () => leaderProxy.pausedAt, { timeoutMs: 120_000 });
-      await eventually("the standby takes over", async () => ((await leaseHolder(lease)) === standby.identity ? true : undefined), { timeoutMs: 60_000 });
-      leaderProxy.resume();
-      const code = await eventually("the old leader exits", async () => (leader.proc.exitCode ?? undefined), { timeoutMs: 30_000 });
-      assert.notEqual(code, 0, "an operator that lost leadership exits non-zero");
+      await failOver(lease, leader, standby, leaderProxy);
       // In arrival order: a request that reached the proxy before the trigger (in the same millisecond, too) went through before the pause.
       const held = leaderProxy.requests.slice(leaderProxy.requests.indexOf(trigger!));
       assert.ok(pausedAt > 0 && held.length > 0);

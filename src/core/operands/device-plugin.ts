@@ -75,6 +75,22 @@ export function pluginConfigManager(ctx: OperandContext, process: "nvidia-device
   };
 }
 
+/**
+ * The pod with the config manager's parts added: its init after the pod's own, its sidecar after
+ * the containers, the shared mounts on the main (first) container, and its volumes.
+ */
+export function withPluginConfig(pod: OperandPod, config: ReturnType<typeof pluginConfigManager>): OperandPod {
+  if (!config) return pod;
+  const [main, ...rest] = pod.containers;
+  return {
+    ...pod,
+    shareProcessNamespace: true,
+    initContainers: [...pod.initContainers, config.init],
+    containers: [{ ...main!, volumeMounts: [...(main!.volumeMounts ?? []), ...config.mounts] }, ...rest, config.sidecar],
+    volumes: [...pod.volumes, ...config.volumes],
+  };
+}
+
 /** The MIG strategy NVIDIA's chart sets (`mig.strategy`, default single). */
 export function migStrategy(ctx: OperandContext): string {
   const mig = ctx.policy.spec?.["mig"] as { strategy?: unknown } | undefined;
@@ -113,10 +129,9 @@ export function devicePluginPod(spec: OperandSpec, image: string, ctx: OperandCo
     .set("NVIDIA_CDI_HOOK_PATH", `${typeof installDir?.installDir === "string" ? installDir.installDir : "/usr/local/nvidia"}/toolkit/nvidia-cdi-hook`);
   env.setAll(spec.env);
   const res = resources(spec.resources);
-  return {
+  return withPluginConfig({
     withRuntimeClass: true,
-    ...(config ? { shareProcessNamespace: true } : {}),
-    initContainers: [validationInit(ctx, "toolkit"), ...(config ? [config.init] : [])],
+    initContainers: [validationInit(ctx, "toolkit")],
     containers: [
       {
         name: "nvidia-device-plugin",
@@ -135,10 +150,8 @@ export function devicePluginPod(spec: OperandSpec, image: string, ctx: OperandCo
           { name: "cdi-root", mountPath: "/var/run/cdi" },
           { name: "mps-root", mountPath: "/mps" },
           { name: "mps-shm", mountPath: "/dev/shm" },
-          ...(config?.mounts ?? []),
         ],
       },
-      ...(config ? [config.sidecar] : []),
     ],
     volumes: [
       hostPath("device-plugin", "/var/lib/kubelet/device-plugins"),
@@ -148,7 +161,6 @@ export function devicePluginPod(spec: OperandSpec, image: string, ctx: OperandCo
       hostPath("cdi-root", "/var/run/cdi", "DirectoryOrCreate"),
       hostPath("mps-root", "/run/nvidia/mps", "DirectoryOrCreate"),
       hostPath("mps-shm", "/run/nvidia/mps/shm"),
-      ...(config?.volumes ?? []),
     ],
-  };
+  }, config);
 }

@@ -1,5 +1,5 @@
 import { EnvBuilder, hostPath, resources, validationInit, VALIDATIONS_DIR, type OperandContext, type OperandPod, type OperandSpec } from "./common.ts";
-import { pluginConfigManager, pluginEnv } from "./device-plugin.ts";
+import { pluginConfigManager, pluginEnv, withPluginConfig } from "./device-plugin.ts";
 
 /** GPU feature discovery: writes GPU labels for NFD through its features.d directory. */
 export function gfdPod(spec: OperandSpec, image: string, ctx: OperandContext): OperandPod {
@@ -9,10 +9,9 @@ export function gfdPod(spec: OperandSpec, image: string, ctx: OperandContext): O
   if (config) env.set(config.env.name, config.env.value);
   env.setAll(spec.env);
   const res = resources(spec.resources);
-  return {
+  return withPluginConfig({
     withRuntimeClass: true,
-    ...(config ? { shareProcessNamespace: true } : {}),
-    initContainers: [validationInit(ctx, "toolkit"), ...(config ? [config.init] : [])],
+    initContainers: [validationInit(ctx, "toolkit")],
     containers: [
       {
         name: "gpu-feature-discovery",
@@ -27,16 +26,13 @@ export function gfdPod(spec: OperandSpec, image: string, ctx: OperandContext): O
           { name: "output-dir", mountPath: "/etc/kubernetes/node-feature-discovery/features.d" },
           { name: "host-sys", mountPath: "/sys" },
           { name: "run-nvidia-validations", mountPath: VALIDATIONS_DIR },
-          ...(config?.mounts ?? []),
         ],
       },
-      ...(config ? [config.sidecar] : []),
     ],
     volumes: [
       hostPath("output-dir", "/etc/kubernetes/node-feature-discovery/features.d"),
       hostPath("host-sys", "/sys"),
       hostPath("run-nvidia-validations", VALIDATIONS_DIR, "DirectoryOrCreate"),
-      ...(config?.volumes ?? []),
     ],
-  };
+  }, config);
 }
