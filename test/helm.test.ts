@@ -11,7 +11,7 @@ import { attachCluster, type LocalCluster } from "./harness/cluster.ts";
 import { chartDir, Helm, serveFolder, writeTokenKubeconfig, type KubeManifest } from "./harness/helm.ts";
 import { createGpuNode, deleteNodes, gpuNodeObject } from "./harness/nodes.ts";
 import { startOperator, type OperatorProcess } from "./harness/operator.ts";
-import { deletePolicies, driverDaemonSets, driverPods, getPolicy, POLICY_PATH, waitForDriverPods, waitForState } from "./harness/policy.ts";
+import { deletePolicies, driverDaemonSets, driverPods, getPolicy, POLICY_PATH, waitForDriverPods, waitForState, waitForNoDriverPods } from "./harness/policy.ts";
 import { localClient, pushImage, startRegistry, type LocalRegistry } from "./harness/registry.ts";
 import { eventually } from "./harness/wait.ts";
 import type { KubeClient } from "../src/kube/client.ts";
@@ -414,7 +414,7 @@ describe("installed from a chart repository, with the operator running as the ch
     operator = undefined;
     await helm.ok(["uninstall", RELEASE, "-n", NS, "--wait"]);
     await eventually("driver DaemonSets garbage-collected", async () => ((await driverDaemonSets(client, NS)).length === 0 ? true : undefined), { timeoutMs: 120_000 });
-    await eventually("driver pods gone", async () => ((await driverPods(client, NS)).length === 0 ? true : undefined), { timeoutMs: 120_000 });
+    await waitForNoDriverPods(client, { ns: NS, timeoutMs: 120_000 });
     assert.equal((await client.list(POLICY_PATH)).items.length, 0);
     await client.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/clusterpolicies.nvidia.com");
     assert.deepEqual(JSON.parse(await helm.ok(["list", "-A", "-a", "-o", "json"])), []);

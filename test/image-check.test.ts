@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { attachCluster, type LocalCluster } from "./harness/cluster.ts";
 import { createGpuNode, deleteNodes } from "./harness/nodes.ts";
 import { startOperator, type OperatorProcess } from "./harness/operator.ts";
-import { deletePolicies, driverDaemonSets, driverPods, ensureNamespace, installCrd, waitForDriverPods, waitForState } from "./harness/policy.ts";
+import { deletePolicies, driverDaemonSets, ensureNamespace, installCrd, waitForDriverPods, waitForState, waitForNoDriverPods } from "./harness/policy.ts";
 import { localClient, pushImage, startRegistry, type LocalRegistry } from "./harness/registry.ts";
 import { eventually } from "./harness/wait.ts";
 import type { KubeClient } from "../src/kube/client.ts";
@@ -43,7 +43,7 @@ after(async () => {
   await operator?.stop();
   await deletePolicies(client).catch(() => undefined);
   // Delete the nodes only once their driver pods are gone: pods left on a deleted node linger until pod GC's quarantine ends.
-  await eventually("driver pods gone", async () => ((await driverPods(client)).length === 0 ? true : undefined), { timeoutMs: 120_000 }).catch(() => undefined);
+  await waitForNoDriverPods(client, { timeoutMs: 120_000 }).catch(() => undefined);
   await deleteNodes(client, nodes.map((n) => n.name));
   await cluster.kubectl(["-n", NS, "delete", "secret", "regcred", "--ignore-not-found"]).catch(() => undefined);
   await push?.close();

@@ -11,7 +11,7 @@ import { parse as parseYaml } from "yaml";
 import { attachCluster, type LocalCluster } from "./harness/cluster.ts";
 import { createGpuNode, deleteNodes, type SimulatedGpuNode } from "./harness/nodes.ts";
 import { startOperator, type OperatorProcess } from "./harness/operator.ts";
-import { deletePolicies, driverDaemonSets, driverPods, ensureNamespace, getPolicy, installCrd, waitForDriverPods } from "./harness/policy.ts";
+import { deletePolicies, driverDaemonSets, ensureNamespace, getPolicy, installCrd, waitForDriverPods, waitForNoDriverPods } from "./harness/policy.ts";
 import { repoRoot } from "./harness/tools.ts";
 import { eventually } from "./harness/wait.ts";
 import type { KubeClient } from "../src/kube/client.ts";
@@ -56,7 +56,7 @@ before(async () => {
 after(async () => {
   await operator?.stop();
   await deletePolicies(client).catch(() => undefined);
-  await eventually("driver pods gone", async () => ((await driverPods(client)).length === 0 ? true : undefined)).catch(() => undefined);
+  await waitForNoDriverPods(client).catch(() => undefined);
   await deleteNodes(client, nodes.map((n) => n.name));
   await installCrd(cluster);
   await client.close();

@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { attachCluster, type LocalCluster } from "./harness/cluster.ts";
 import { createGpuNode, deleteNodes } from "./harness/nodes.ts";
 import { startOperator, type OperatorProcess } from "./harness/operator.ts";
-import { deletePolicies, driverPods, ensureNamespace, installCrd, POLICY_PATH, waitForState } from "./harness/policy.ts";
+import { deletePolicies, driverPods, ensureNamespace, installCrd, POLICY_PATH, waitForState, waitForNoDriverPods } from "./harness/policy.ts";
 import { localClient, pushImage, startRegistry, type LocalRegistry } from "./harness/registry.ts";
 import { eventually } from "./harness/wait.ts";
 import type { KubeClient } from "../src/kube/client.ts";
@@ -210,7 +210,7 @@ describe("a driver version upgrade with the operands on", () => {
 
   after(async () => {
     await deletePolicies(client);
-    await eventually("driver pods gone", async () => ((await driverPods(client)).length === 0 ? true : undefined), { timeoutMs: 120_000 });
+    await waitForNoDriverPods(client, { timeoutMs: 120_000 });
   });
 });
 

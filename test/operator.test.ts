@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { attachCluster, type LocalCluster } from "./harness/cluster.ts";
 import { createGpuNode, deleteNodes, type SimulatedGpuNode } from "./harness/nodes.ts";
 import { startOperator, type OperatorProcess } from "./harness/operator.ts";
-import { crdPath, deletePolicies, driverDaemonSets, driverPods, ensureNamespace, examplePolicy, getPolicy, installCrd, POLICY_PATH, waitForDriverPods, waitForState } from "./harness/policy.ts";
+import { crdPath, deletePolicies, driverDaemonSets, driverPods, ensureNamespace, examplePolicy, getPolicy, installCrd, POLICY_PATH, waitForDriverPods, waitForState, waitForNoDriverPods } from "./harness/policy.ts";
 import { eventually } from "./harness/wait.ts";
 import { repoRoot } from "./harness/tools.ts";
 import { execFile } from "node:child_process";
@@ -24,7 +24,7 @@ let nodeNames: string[] = [];
 async function setNodes(nodes: SimulatedGpuNode[]): Promise<void> {
   // Remove the drivers first: pods on a deleted node linger until pod GC's 40-second quarantine ends.
   await deletePolicies(client);
-  await eventually("driver pods gone", async () => ((await driverPods(client)).length === 0 ? true : undefined));
+  await waitForNoDriverPods(client);
   await deleteNodes(client, nodeNames);
   nodeNames = nodes.map((n) => n.name);
   for (const n of nodes) await createGpuNode(client, n);

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { attachCluster, type LocalCluster } from "./harness/cluster.ts";
 import { createGpuNode, deleteNodes } from "./harness/nodes.ts";
 import { startOperator, type OperatorProcess } from "./harness/operator.ts";
-import { deletePolicies, driverDaemonSets, driverPods, ensureNamespace, getPolicy, installCrd } from "./harness/policy.ts";
+import { deletePolicies, driverDaemonSets, driverPods, ensureNamespace, getPolicy, installCrd, waitForNoDriverPods } from "./harness/policy.ts";
 import { localClient, pushImage, startRegistry, type LocalRegistry } from "./harness/registry.ts";
 import { eventually } from "./harness/wait.ts";
 import type { KubeClient } from "../src/kube/client.ts";
@@ -37,7 +37,7 @@ before(async () => {
 after(async () => {
   await operator?.stop();
   await deletePolicies(client).catch(() => undefined);
-  await eventually("driver pods gone", async () => ((await driverPods(client)).length === 0 ? true : undefined), { timeoutMs: 120_000 }).catch(() => undefined);
+  await waitForNoDriverPods(client, { timeoutMs: 120_000 }).catch(() => undefined);
   await deleteNodes(client, names);
   await push?.close();
   await registry?.stop();

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { attachCluster, type LocalCluster } from "./harness/cluster.ts";
 import { createGpuNode, deleteNodes, type SimulatedGpuNode } from "./harness/nodes.ts";
 import { startOperator, type OperatorProcess } from "./harness/operator.ts";
-import { deletePolicies, driverPods, ensureNamespace, getPolicy, installCrd, POLICY_PATH } from "./harness/policy.ts";
+import { deletePolicies, driverPods, ensureNamespace, getPolicy, installCrd, POLICY_PATH, waitForNoDriverPods } from "./harness/policy.ts";
 import { eventually } from "./harness/wait.ts";
 import { execFile } from "node:child_process";
 import { join } from "node:path";
@@ -45,7 +45,7 @@ after(async () => {
 async function cleanup(): Promise<void> {
   await cluster.kubectl(["-n", WORK_NS, "delete", "deployments,jobs,pods,pdb", "--all", "--wait=false"]).catch(() => undefined);
   await deletePolicies(client).catch(() => undefined);
-  await eventually("driver pods gone", async () => ((await driverPods(client)).length === 0 ? true : undefined), { timeoutMs: 120_000 });
+  await waitForNoDriverPods(client, { timeoutMs: 120_000 });
   await deleteNodes(client, nodeNames);
   nodeNames = [];
 }

@@ -39,6 +39,11 @@ export async function driverPods(client: KubeClient, ns = "gpu-operator"): Promi
   return (await client.list<Pod>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: "app=nvidia-driver-daemonset" })).items;
 }
 
+/** Waits until no driver pod is left in `ns` (terminating ones included), e.g. before deleting their nodes. */
+export async function waitForNoDriverPods(client: KubeClient, opts: { ns?: string; timeoutMs?: number } = {}): Promise<void> {
+  await eventually("driver pods gone", async () => ((await driverPods(client, opts.ns)).length === 0 ? true : undefined), opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : undefined);
+}
+
 /** Waits until exactly `expected` driver pods are Running and no other driver pod exists; returns them sorted by node. */
 export async function waitForDriverPods(client: KubeClient, expected: number, match: (p: Pod) => boolean = () => true, timeoutMs = 120_000): Promise<Pod[]> {
   return eventually(`${expected} Running driver pods`, async () => {
