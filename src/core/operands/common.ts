@@ -293,7 +293,6 @@ export interface OperandContext {
   runtimeClass: string;
   /** Which operands are on (the device plugin's env and the validator's inits depend on it). */
   enabled: ReadonlySet<OperandKey>;
-  driverEnabled: boolean;
 }
 
 /** One of NVIDIA's `<component>-validation` init containers: waits until `<component>-ready` is in /run/nvidia/validations. */

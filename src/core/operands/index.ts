@@ -65,7 +65,6 @@ export function renderOperands(input: OperandRenderInput): OperandRenderResult {
     validatorPullPolicy: validator.imagePullPolicy ?? "IfNotPresent",
     runtimeClass: typeof operatorSpec?.runtimeClass === "string" && operatorSpec.runtimeClass !== "" ? operatorSpec.runtimeClass : "nvidia",
     enabled: enabledSet,
-    driverEnabled: policy.spec.driver.enabled !== false,
   };
   const result: OperandRenderResult = { enabled: [], disabled: [], daemonSets: [], services: [], unsupported: [] };
   for (const info of OPERANDS) {
