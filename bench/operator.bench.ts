@@ -8,6 +8,7 @@
 // GPUOP_BENCH_OPERATORS (gpuop,nvidia), GPUOP_BENCH_CLUSTERS (single,mixed),
 // GPUOP_BENCH_TIMEOUT_S (420, per phase), GPUOP_BENCH_STEADY_S (60),
 // GPUOP_BENCH_CPU_PROF (a folder: gpuop writes a V8 CPU profile there),
+// GPUOP_BENCH_HEAP_SNAPSHOT (a folder: gpuop writes a heap snapshot there after the switch),
 // GPUOP_BENCH_KERNELS (20), GPUOP_BENCH_NVIDIA_MAX_NODES (1000: above it NVIDIA's
 // operator is skipped, as it does not converge), GPUOP_BENCH_NAME (bench: the
 // clusters' name prefix).
@@ -38,6 +39,8 @@ const STEADY_MS = Number(process.env.GPUOP_BENCH_STEADY_S ?? 60) * 1000;
 const OPERATORS = (process.env.GPUOP_BENCH_OPERATORS ?? "gpuop,nvidia").split(",") as OperatorName[];
 const CLUSTERS = (process.env.GPUOP_BENCH_CLUSTERS ?? "single,mixed").split(",") as Workload[];
 const CPU_PROF = process.env.GPUOP_BENCH_CPU_PROF;
+/** A folder: gpuop writes a heap snapshot there when the switch has converged (what the heap holds at its fullest). */
+const HEAP_SNAPSHOT = process.env.GPUOP_BENCH_HEAP_SNAPSHOT;
 const NS = OPERATOR_SA.namespace;
 /** gpuop runs with the V8 options of its image, so memory is measured as deployed. */
 const IMAGE_NODE_OPTIONS = /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(readFileSync(join(repoRoot, "images", "operator", "Dockerfile"), "utf8"))?.[1] ?? "";
@@ -183,7 +186,7 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
     let pid: number;
     let metricsUrl: string | undefined;
     if (operator === "gpuop") {
-      const env = { NODE_OPTIONS: [IMAGE_NODE_OPTIONS, ...(CPU_PROF ? [`--cpu-prof --cpu-prof-dir=${CPU_PROF} --cpu-prof-name=gpuop-${workload}-${NODES}.cpuprofile`] : [])].join(" ").trim() };
+      const env = { NODE_OPTIONS: [IMAGE_NODE_OPTIONS, ...(CPU_PROF ? [`--cpu-prof --cpu-prof-dir=${CPU_PROF} --cpu-prof-name=gpuop-${workload}-${NODES}.cpuprofile`] : []), ...(HEAP_SNAPSHOT ? [`--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${HEAP_SNAPSHOT}`] : [])].join(" ").trim() };
       const op = await startOperator({ kubeconfig, leaderElect: false, env });
       pid = op.proc.pid!;
       metricsUrl = op.metricsUrl;
@@ -230,6 +233,11 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
       const cpu2 = cpuSeconds(pid);
       const after: HistogramSnapshot | undefined = metricsUrl ? parseHistogram(await metricsText(metricsUrl), "gpuop_reconcile_latency_seconds") : undefined;
       log(switched ? `switch converged in ${((t3 - t2) / 1000).toFixed(1)} s` : `switch did not converge in ${TIMEOUT_MS / 1000} s`);
+      if (HEAP_SNAPSHOT && operator === "gpuop") {
+        // The snapshot is written synchronously by the operator; give it time before the steady window.
+        process.kill(pid, "SIGUSR2");
+        await new Promise((r) => setTimeout(r, 15_000));
+      }
 
       // Steady: a window after a short settle, nothing changing.
       await new Promise((r) => setTimeout(r, 5000));
@@ -329,6 +337,7 @@ export const benchmark: Benchmark = {
   name: `operators at scale: gpuop and NVIDIA's GPU Operator, ${NODES} GPU nodes over ${KERNELS} kernels, conventional install then usePrecompiled`,
   async run() {
     if (CPU_PROF) mkdirSync(CPU_PROF, { recursive: true });
+    if (HEAP_SNAPSHOT) mkdirSync(HEAP_SNAPSHOT, { recursive: true });
     const results: Result[] = [];
     for (const workload of CLUSTERS) {
       for (const operator of OPERATORS) {

@@ -12,7 +12,7 @@ import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import { Informer } from "../kube/informer.ts";
 import { NodeLabelBatch } from "../kube/node-labels.ts";
-import { slimDaemonSet, slimNode, slimPod } from "../kube/transforms.ts";
+import { slimDaemonSet } from "../kube/transforms.ts";
 import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, Node, Pod } from "../kube/types.ts";
 import { ConventionalFallback } from "./fallback.ts";
@@ -22,6 +22,7 @@ import { StatusWrites } from "./status-writes.ts";
 import { UpgradeExecutor, type UpgradeOutcome } from "./upgrade-controller.ts";
 import { WorkQueue } from "./workqueue.ts";
 import { cachesSynced, runController } from "./controller-loop.ts";
+import { driverPodInformer, nodeInformer } from "./shared-caches.ts";
 
 export const FIELD_MANAGER = "gpuop";
 const KEY = "cluster";
@@ -76,7 +77,7 @@ export class DriverController {
    */
   private readonly nodeViews = new WeakMap<Node, NodeView>();
 
-  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList; gpuNodeLabel?: RestrictedNodeLabel; defaultDriverVersion?: string; gpuNodeSelector?: Record<string, string>; conventionalFallback?: boolean; pullGraceMs?: number; nodes?: Informer<Node> }) {
+  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList; gpuNodeLabel?: RestrictedNodeLabel; defaultDriverVersion?: string; gpuNodeSelector?: Record<string, string>; conventionalFallback?: boolean; pullGraceMs?: number; nodes?: Informer<Node>; driverPods?: Informer<Pod> }) {
     this.client = opts.client;
     this.statusWrites = new StatusWrites<ClusterPolicyStatus>(this.client, (st) => { const { operands: _o, ...driver } = st ?? {}; return driver; }, (status) => ({ status }), {
       intervalMs: STATUS_INTERVAL_MS,
@@ -99,7 +100,7 @@ export class DriverController {
     // Caches keep only the fields gpuop reads (src/kube/transforms.ts lists them).
     this.nodes = opts.nodes ?? nodeInformer(this.client, this.log);
     this.daemonSets = new Informer(this.client, `/apis/apps/v1/namespaces/${ns}/daemonsets`, { labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` }, this.log, { transform: slimDaemonSet });
-    this.pods = new Informer(this.client, `/api/v1/namespaces/${ns}/pods`, { labelSelector: "app=nvidia-driver-daemonset" }, this.log, { transform: slimPod });
+    this.pods = opts.driverPods ?? driverPodInformer(this.client, ns, this.log);
     const enqueue = () => {
       this.pendingSince ??= performance.now();
       this.queue.add(KEY);
@@ -432,11 +433,6 @@ function splitClassified(views: readonly NodeView[]): { gpuNodes: GpuNodeFacts[]
   }
   const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
   return { gpuNodes: gpuNodes.sort(byName), problems: problems.sort(byName) };
-}
-
-/** The cache of all nodes, with only the fields gpuop reads; the controllers share one (see OperatorOptions). */
-export function nodeInformer(client: KubeClient, log: Logger): Informer<Node> {
-  return new Informer(client, "/api/v1/nodes", {}, log, { transform: slimNode });
 }
 
 const readyOf = (n: Node) => n.status?.conditions?.find((c) => c.type === "Ready")?.status;

@@ -23,13 +23,14 @@ import {
 } from "../core/operands/index.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
-import { Informer } from "../kube/informer.ts";
-import { slimDaemonSet, slimNode, slimPod } from "../kube/transforms.ts";
+import { Informer, type ChangeType } from "../kube/informer.ts";
+import { slimDaemonSet, slimPod } from "../kube/transforms.ts";
 import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, KubeObject, Node, Pod } from "../kube/types.ts";
 import { FIELD_MANAGER } from "./driver-controller.ts";
 import { WorkQueue } from "./workqueue.ts";
 import { cachesSynced, runController } from "./controller-loop.ts";
+import { driverPodInformer, nodeInformer } from "./shared-caches.ts";
 import { mapLimit } from "../registry/pool.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 
@@ -49,7 +50,10 @@ export class OperandController {
   readonly nodes: Informer<Node>;
   readonly daemonSets: Informer<DaemonSet>;
   readonly services: Informer<KubeObject & { spec?: unknown }>;
+  /** The operands' pods (not the driver's). */
   readonly pods: Informer<Pod>;
+  /** The driver's pods: the driver controller's cache where the two run together (one watch, one copy). */
+  readonly driverPods: Informer<Pod>;
   // As the driver controller's: a pass costs CPU in proportion to the nodes (see WorkQueue's pacing).
   readonly queue = new WorkQueue({ pacing: 3 });
   private readonly client: KubeClient;
@@ -70,7 +74,7 @@ export class OperandController {
   /** The last status.operands computed, by policy uid: Events go out when an operand's state changes. */
   private lastStatuses: { uid: string; operands: OperandStatus[] } | undefined;
 
-  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events?: EventRecorder; gpuNodeLabel?: RestrictedNodeLabel; nodes?: Informer<Node>; metrics?: OperatorMetrics }) {
+  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events?: EventRecorder; gpuNodeLabel?: RestrictedNodeLabel; nodes?: Informer<Node>; driverPods?: Informer<Pod>; metrics?: OperatorMetrics }) {
     this.client = opts.client;
     this.metrics = opts.metrics;
     // Pod counts move with every pod that becomes Ready: written every 10 s at most, states at once.
@@ -84,28 +88,31 @@ export class OperandController {
     this.namespace = opts.namespace;
     this.log = opts.log;
     const ns = this.namespace;
-    const apps = ["nvidia-driver-daemonset", ...OPERANDS.map((o) => o.name)].join(",");
+    const apps = OPERANDS.map((o) => o.name).join(",");
     this.policies = new Informer(this.client, CLUSTER_POLICY_PATH, {}, this.log);
     // Caches keep only the fields gpuop reads (src/kube/transforms.ts lists them).
-    this.nodes = opts.nodes ?? new Informer(this.client, "/api/v1/nodes", {}, this.log, { transform: slimNode });
+    this.nodes = opts.nodes ?? nodeInformer(this.client, this.log);
     this.daemonSets = new Informer(this.client, `/apis/apps/v1/namespaces/${ns}/daemonsets`, { labelSelector: OPERAND_LABEL }, this.log, { transform: slimDaemonSet });
     this.services = new Informer(this.client, `/api/v1/namespaces/${ns}/services`, { labelSelector: OPERAND_LABEL }, this.log);
     this.pods = new Informer(this.client, `/api/v1/namespaces/${ns}/pods`, { labelSelector: `app in (${apps})` }, this.log, { transform: slimPod });
+    this.driverPods = opts.driverPods ?? driverPodInformer(this.client, ns, this.log);
     const enqueue = () => this.queue.add(KEY);
     this.policies.onChange(enqueue);
     this.daemonSets.onChange(enqueue);
     this.services.onChange(enqueue);
     // Only pod readiness and placement matter; status heartbeats of other fields do not.
-    this.pods.onChange((type, pod, old) => {
+    const onPod = (type: ChangeType, pod: Pod, old?: Pod) => {
       if (type !== "modified" || !old || podReady(pod) !== podReady(old) || pod.spec?.nodeName !== old.spec?.nodeName || pod.metadata.deletionTimestamp !== old.metadata.deletionTimestamp) enqueue();
-    });
+    };
+    this.pods.onChange(onPod);
+    this.driverPods.onChange(onPod);
     this.nodes.onChange((type, node, old) => {
       if (type !== "modified" || !old || !sameJson(node.metadata.labels, old.metadata.labels)) enqueue();
     });
   }
 
   get informers() {
-    return [this.policies, this.nodes, this.daemonSets, this.services, this.pods];
+    return [this.policies, this.nodes, this.daemonSets, this.services, this.pods, this.driverPods];
   }
 
   synced(): Promise<void> {
@@ -197,7 +204,7 @@ export class OperandController {
 
   /** Deploy labels, gates in NVIDIA's order, gates closed for a driver change: one patch per node that changes. */
   private async labelNodes(nodes: readonly Node[], enabled: ReadonlySet<OperandKey>, driverEnabled: boolean) {
-    const pods = operandPods(this.pods.list());
+    const pods = operandPods([...this.driverPods.list(), ...this.pods.list()]);
     // A few at a time, as the driver controller's node patches: a driver upgrade of many nodes closes many gates at once.
     await mapLimit(nodes.map((node) => [node, operandNodePatch(node, enabled, driverEnabled, pods)] as const).filter(([, p]) => !emptyPatch(p)), NODE_PATCH_CONCURRENCY, ([node, patch]) => this.patchNode(node, patch));
     return pods;

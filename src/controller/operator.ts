@@ -4,7 +4,8 @@ import { KubeClient } from "../kube/client.ts";
 import { EventRecorder } from "../kube/events.ts";
 import { LeaderElector } from "../kube/lease.ts";
 import type { Logger } from "../kube/log.ts";
-import { DriverController, nodeInformer } from "./driver-controller.ts";
+import { DriverController } from "./driver-controller.ts";
+import { driverPodInformer, nodeInformer } from "./shared-caches.ts";
 import { ImageChecker } from "./image-check.ts";
 import { OperandController } from "./operand-controller.ts";
 import { OperatorMetrics } from "./metrics.ts";
@@ -70,12 +71,13 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
   if (allowedRepositories.enabled) log.info("driver images restricted to allowed repositories", { repositories: allowedRepositories.entries });
   const gpuNodeLabel = opts.gpuNodeLabel ? parseRestrictedNodeLabel(opts.gpuNodeLabel) : undefined;
   const events = new EventRecorder(client, "gpuop", log);
-  // One cache and one watch of the nodes for both controllers: nodes are most of what is cached.
+  // One cache and one watch of the nodes, and of the driver pods, for both controllers: they are most of what is cached.
   const nodes = nodeInformer(client, log);
-  const controller = new DriverController({ client, nodes, namespace: opts.namespace, log, metrics, events, ...(images ? { images } : {}), allowedRepositories, ...(gpuNodeLabel ? { gpuNodeLabel } : {}), ...(opts.defaultDriverVersion ? { defaultDriverVersion: opts.defaultDriverVersion } : {}), ...(opts.gpuNodeSelector ? { gpuNodeSelector: opts.gpuNodeSelector } : {}),
+  const driverPods = driverPodInformer(client, opts.namespace, log);
+  const controller = new DriverController({ client, nodes, driverPods, namespace: opts.namespace, log, metrics, events, ...(images ? { images } : {}), allowedRepositories, ...(gpuNodeLabel ? { gpuNodeLabel } : {}), ...(opts.defaultDriverVersion ? { defaultDriverVersion: opts.defaultDriverVersion } : {}), ...(opts.gpuNodeSelector ? { gpuNodeSelector: opts.gpuNodeSelector } : {}),
     conventionalFallback: opts.conventionalFallback ?? true, pullGraceMs: (opts.imagePullGraceSeconds ?? 300) * 1000,
   });
-  const operands = new OperandController({ client, nodes, namespace: opts.namespace, log, events, metrics, ...(gpuNodeLabel ? { gpuNodeLabel } : {}) });
+  const operands = new OperandController({ client, nodes, driverPods, namespace: opts.namespace, log, events, metrics, ...(gpuNodeLabel ? { gpuNodeLabel } : {}) });
   // The pod name (downward API) is unique among replicas; outside a pod, host and pid are.
   const identity = opts.identity ?? process.env.POD_NAME ?? `${hostname()}_${process.pid}`;
   const elector = new LeaderElector(client, { namespace: opts.namespace, name: opts.leaseName, identity }, log);

@@ -1,0 +1,19 @@
+// Caches both controllers read. Nodes and driver pods are most of what the
+// operator holds in memory, so the operator keeps one of each, with one watch,
+// and hands them to both controllers (src/controller/operator.ts).
+import type { KubeClient } from "../kube/client.ts";
+import { Informer } from "../kube/informer.ts";
+import type { Logger } from "../kube/log.ts";
+import { slimNode, slimPod } from "../kube/transforms.ts";
+import type { Node, Pod } from "../kube/types.ts";
+import { DRIVER_APP, DRIVER_APP_LABEL } from "../core/render.ts";
+
+/** All nodes, with only the fields gpuop reads. */
+export function nodeInformer(client: KubeClient, log: Logger): Informer<Node> {
+  return new Informer(client, "/api/v1/nodes", {}, log, { transform: slimNode });
+}
+
+/** The driver pods of every pool in the operator's namespace. */
+export function driverPodInformer(client: KubeClient, namespace: string, log: Logger): Informer<Pod> {
+  return new Informer(client, `/api/v1/namespaces/${namespace}/pods`, { labelSelector: `${DRIVER_APP_LABEL}=${DRIVER_APP}` }, log, { transform: slimPod });
+}
