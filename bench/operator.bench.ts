@@ -11,7 +11,9 @@
 // GPUOP_BENCH_HEAP_SNAPSHOT (a folder: gpuop writes a heap snapshot there after the switch),
 // GPUOP_BENCH_KERNELS (20), GPUOP_BENCH_NVIDIA_MAX_NODES (1000: above it NVIDIA's
 // operator is skipped, as it does not converge), GPUOP_BENCH_NAME (bench: the
-// clusters' name prefix).
+// clusters' name prefix), GPUOP_BENCH_OPERATOR_LOG (1: gpuop's log goes to
+// operator.log in the work dir, beside audit.log and phases.json, to account for
+// each node's writes with bench/scale/per-node.ts).
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
@@ -41,6 +43,8 @@ const CLUSTERS = (process.env.GPUOP_BENCH_CLUSTERS ?? "single,mixed").split(",")
 const CPU_PROF = process.env.GPUOP_BENCH_CPU_PROF;
 /** A folder: gpuop writes a heap snapshot there when the switch has converged (what the heap holds at its fullest). */
 const HEAP_SNAPSHOT = process.env.GPUOP_BENCH_HEAP_SNAPSHOT;
+/** Keep gpuop's log in the work dir (operator.log), to account for every write per node. */
+const OPERATOR_LOG = process.env.GPUOP_BENCH_OPERATOR_LOG === "1";
 const NS = OPERATOR_SA.namespace;
 /** gpuop runs with the V8 options of its image, so memory is measured as deployed. */
 const IMAGE_NODE_OPTIONS = /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(readFileSync(join(repoRoot, "images", "operator", "Dockerfile"), "utf8"))?.[1] ?? "";
@@ -186,11 +190,14 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
     let pid: number;
     let metricsUrl: string | undefined;
     if (operator === "gpuop") {
-      const env = { NODE_OPTIONS: [IMAGE_NODE_OPTIONS, ...(CPU_PROF ? [`--cpu-prof --cpu-prof-dir=${CPU_PROF} --cpu-prof-name=gpuop-${workload}-${NODES}.cpuprofile`] : []), ...(HEAP_SNAPSHOT ? [`--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${HEAP_SNAPSHOT}`] : [])].join(" ").trim() };
+      const env = { NODE_OPTIONS: [IMAGE_NODE_OPTIONS, ...(CPU_PROF ? [`--cpu-prof --cpu-prof-dir=${CPU_PROF} --cpu-prof-name=gpuop-${workload}-${NODES}.cpuprofile`] : []), ...(HEAP_SNAPSHOT ? [`--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${HEAP_SNAPSHOT}`] : [])].join(" ").trim(), ...(OPERATOR_LOG ? { GPUOP_TRACE_REQUESTS: "1" } : {}) };
       const op = await startOperator({ kubeconfig, leaderElect: false, env });
       pid = op.proc.pid!;
       metricsUrl = op.metricsUrl;
-      stop = async () => void (await op.stop());
+      stop = async () => {
+        await op.stop();
+        if (OPERATOR_LOG) writeFileSync(join(workDir, "operator.log"), op.logs());
+      };
     } else {
       const op = await startNvidiaOperator({ kubeconfig, namespace: NS, src, logFile: join(workDir, "nvidia-operator.log"), workDir });
       pid = op.proc.pid!;
@@ -247,6 +254,8 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
       // The audit backend writes in batches: let it catch up before reading.
       await new Promise((r) => setTimeout(r, 2000));
       const events = readAudit(auditLog);
+      // The phases' bounds (epoch ms), so the audit log and the operator's log can be cut the same way.
+      writeFileSync(join(workDir, "phases.json"), JSON.stringify({ install: [t0, t1], switch: [t2, t3], steady: [t4, t5] }));
       const pools = Number((await cluster.kubectl(["get", "daemonsets", "-n", NS, "-l", "app=nvidia-driver-daemonset", "--no-headers"])).stdout.trim().split("\n").filter(Boolean).length);
       const phase = (ok: boolean, from: number, to: number, cpu: number): Phase => ({ seconds: ok ? (to - from) / 1000 : null, cpu, requests: countRequests(events, from, to), byResource: writesByResource(events, from, to) });
       const latency = before && after ? latencyQuantile(before, after) : undefined;

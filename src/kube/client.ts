@@ -80,6 +80,12 @@ function sleepUnlessAborted(ms: number, signals: (AbortSignal | undefined)[]): P
   });
 }
 
+/**
+ * GPUOP_TRACE_REQUESTS=1: every request but a watch is written to stderr as one JSON line, body
+ * included (the benchmark accounts for each node's patches and Events with it; off by default).
+ */
+const TRACE_REQUESTS = process.env.GPUOP_TRACE_REQUESTS === "1";
+
 const verbOf: Record<string, string> = { GET: "get", POST: "create", PUT: "update", PATCH: "patch", DELETE: "delete" };
 
 /**
@@ -180,6 +186,7 @@ export class KubeClient {
     const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
     const verb = opts.verb ?? verbOf[method] ?? method.toLowerCase();
     this.requestCounts.set(verb, (this.requestCounts.get(verb) ?? 0) + 1);
+    if (TRACE_REQUESTS && verb !== "watch") process.stderr.write(JSON.stringify({ ts: new Date().toISOString(), msg: "request", verb, path, query: opts.query, body: opts.body }) + "\n");
     const headers: Record<string, string> = { accept: "application/json", "user-agent": "gpuop" };
     const { auth, dispatcher, credential } = await this.credentials();
     if (auth) headers.authorization = auth;
