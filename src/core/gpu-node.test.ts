@@ -17,6 +17,11 @@ import {
 } from "./gpu-node.ts";
 import { NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL } from "./os.ts";
 
+/** The operands' deploy labels gpuop sets on a GPU node with the driver's (NVIDIA's names). */
+const OPERAND_DEPLOY = Object.fromEntries(["container-toolkit", "operator-validator", "device-plugin", "gpu-feature-discovery", "dcgm-exporter"].map((k) => [`nvidia.com/gpu.deploy.${k}`, "true"]));
+const TOOLKIT_DEPLOY = "nvidia.com/gpu.deploy.container-toolkit";
+const GFD_DEPLOY = "nvidia.com/gpu.deploy.gpu-feature-discovery";
+
 function gpuNode(name: string, extra: Record<string, string> = {}, ready = true): NodeLike {
   return {
     metadata: {
@@ -110,8 +115,9 @@ test("operands=false: not deployable, deploy label removed only when it is true"
   assert.equal(f.deployable, false);
   assert.deepEqual(desiredNodeLabels(off), { [GPU_PRESENT_LABEL]: "true" });
 
-  const offTrue = gpuNode("b", { [DEPLOY_OPERANDS_LABEL]: "false", [DEPLOY_DRIVER_LABEL]: "true", [GPU_PRESENT_LABEL]: "true" });
-  assert.deepEqual(desiredNodeLabels(offTrue), { [DEPLOY_DRIVER_LABEL]: null });
+  const offTrue = gpuNode("b", { [DEPLOY_OPERANDS_LABEL]: "false", [DEPLOY_DRIVER_LABEL]: "true", [GPU_PRESENT_LABEL]: "true", [TOOLKIT_DEPLOY]: "true", [GFD_DEPLOY]: "false" });
+  // Every "true" deploy label goes, the driver's and the operands'; another value stays.
+  assert.deepEqual(desiredNodeLabels(offTrue), { [DEPLOY_DRIVER_LABEL]: null, [TOOLKIT_DEPLOY]: null });
   const g = gpuNodeFacts(offTrue);
   assert.ok(!isNodeProblem(g));
   assert.equal(g.deploy, "false");
@@ -121,21 +127,25 @@ test("operands=false: not deployable, deploy label removed only when it is true"
   assert.deepEqual(desiredNodeLabels(offPre), {});
 });
 
-test("desiredNodeLabels adds the two labels to a fresh GPU node, then nothing", () => {
+test("desiredNodeLabels adds gpu.present and every deploy label (driver and operands) to a fresh GPU node in one patch, then nothing", () => {
   const n = gpuNode("a");
   const patch = desiredNodeLabels(n);
-  assert.deepEqual(patch, { [GPU_PRESENT_LABEL]: "true", [DEPLOY_DRIVER_LABEL]: "true" });
+  assert.deepEqual(patch, { [GPU_PRESENT_LABEL]: "true", [DEPLOY_DRIVER_LABEL]: "true", ...OPERAND_DEPLOY });
   const labelled = { ...n, metadata: { ...n.metadata, labels: { ...n.metadata.labels, ...(patch as Record<string, string>) } } };
   assert.deepEqual(desiredNodeLabels(labelled), {});
 });
 
 test("desiredNodeLabels keeps every existing deploy value", () => {
   for (const v of ["false", "pre-installed", "paused-for-driver-upgrade", "true", "something-else"]) {
-    assert.deepEqual(desiredNodeLabels(gpuNode("a", { [GPU_PRESENT_LABEL]: "true", [DEPLOY_DRIVER_LABEL]: v })), {}, v);
+    assert.deepEqual(desiredNodeLabels(gpuNode("a", { [GPU_PRESENT_LABEL]: "true", [DEPLOY_DRIVER_LABEL]: v, ...OPERAND_DEPLOY })), {}, v);
+    // An operand's deploy label set by an admin is kept too; only the missing ones are added.
+    assert.deepEqual(desiredNodeLabels(gpuNode("a", { [GPU_PRESENT_LABEL]: "true", [DEPLOY_DRIVER_LABEL]: "true", ...OPERAND_DEPLOY, [GFD_DEPLOY]: v, [TOOLKIT_DEPLOY]: v })), {}, v);
   }
-  assert.deepEqual(desiredNodeLabels(gpuNode("a", { [DEPLOY_DRIVER_LABEL]: "paused-for-driver-upgrade" })), {
+  assert.deepEqual(desiredNodeLabels(gpuNode("a", { [DEPLOY_DRIVER_LABEL]: "paused-for-driver-upgrade", ...OPERAND_DEPLOY, [TOOLKIT_DEPLOY]: "false" })), {
     [GPU_PRESENT_LABEL]: "true",
   });
+  const { [GFD_DEPLOY]: _g, ...withoutGfd } = OPERAND_DEPLOY;
+  assert.deepEqual(desiredNodeLabels(gpuNode("a", { [GPU_PRESENT_LABEL]: "true", [DEPLOY_DRIVER_LABEL]: "true", ...withoutGfd, [TOOLKIT_DEPLOY]: "false" })), { [GFD_DEPLOY]: "true" });
 });
 
 test("desiredNodeLabels leaves non-GPU nodes alone", () => {
@@ -163,6 +173,8 @@ test("property: applying desiredNodeLabels once reaches a fixed point", () => {
       // Meaningful values other than "true" are never touched.
       if (deploy !== undefined && deploy !== "true") assert.equal(after[DEPLOY_DRIVER_LABEL], deploy);
       if (operands === "false" && isGpuNode(node)) assert.notEqual(after[DEPLOY_DRIVER_LABEL], "true");
+      if (operands === "false" && isGpuNode(node)) for (const k of Object.keys(OPERAND_DEPLOY)) assert.notEqual(after[k], "true", k);
+      if (operands !== "false" && isGpuNode(node)) for (const k of Object.keys(OPERAND_DEPLOY)) assert.equal(after[k], "true", k);
     }),
   );
 });
@@ -212,7 +224,7 @@ test("isGpuNode: managed clouds' accelerator labels and a configured selector fi
   assert.equal(isGpuNode(labelled({ "example.com/pool": "gpu" }), selector), false, "every label of the selector must match");
   assert.equal(isGpuNode(labelled({ "example.com/pool": "gpu", "example.com/vendor": "nvidia" })), false, "no selector configured");
   assert.equal(isGpuNode(labelled({}), { gpuNodeSelector: {} }), false, "an empty selector selects nothing");
-  assert.deepEqual(desiredNodeLabels(labelled({ "example.com/pool": "gpu", "example.com/vendor": "nvidia" }), selector), { [GPU_PRESENT_LABEL]: "true", [DEPLOY_DRIVER_LABEL]: "true" });
+  assert.deepEqual(desiredNodeLabels(labelled({ "example.com/pool": "gpu", "example.com/vendor": "nvidia" }), selector), { [GPU_PRESENT_LABEL]: "true", [DEPLOY_DRIVER_LABEL]: "true", ...OPERAND_DEPLOY });
 });
 
 test("a node changed in place is classified again, not answered from the last time", () => {

@@ -1,5 +1,6 @@
 import { UserError } from "./errors.ts";
 import { parseKernel } from "./kernel.ts";
+import { deployLabel, OPERANDS } from "./operands/common.ts";
 import { formatOsTag, NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL, osReleaseFromOsImage, osTagFromLabels } from "./os.ts";
 
 /** Node Feature Discovery: a PCI device of vendor 10de (NVIDIA) is present. */
@@ -221,10 +222,13 @@ function classify(node: NodeLike, opts: GpuNodeOptions): GpuNodeClassification {
  * The label changes gpuop makes on a node, as a JSON merge patch of `metadata.labels`
  * (null removes a label). Empty when nothing is to change, so a steady cluster sees no writes.
  *
- * - GPU nodes get `nvidia.com/gpu.present=true` and `nvidia.com/gpu.deploy.driver=true`.
+ * - GPU nodes get `nvidia.com/gpu.present=true`, `nvidia.com/gpu.deploy.driver=true` and the
+ *   deploy label of every operand gpuop knows (`nvidia.com/gpu.deploy.<operand>=true`), as
+ *   NVIDIA's operator sets them all together: one patch with the driver pool label, rather than
+ *   a second one from the operand controller (which reads them, docs/adr/0006).
  * - An existing deploy value is kept whatever it is: `false`, `pre-installed` and
  *   `paused-for-driver-upgrade` carry meaning, and an unknown value is someone else's to fix.
- * - With `nvidia.com/gpu.deploy.operands=false` the deploy label is not added, and a `true`
+ * - With `nvidia.com/gpu.deploy.operands=false` no deploy label is added, and a `true`
  *   (the value gpuop sets) is removed; the other values are kept, unlike NVIDIA's operator
  *   which drops them all, so turning operands back on does not put a driver on a node marked
  *   `pre-installed` or `false`.
@@ -234,14 +238,20 @@ export function desiredNodeLabels(node: NodeLike, opts: GpuNodeOptions = {}): Re
   const labels = node.metadata.labels ?? {};
   const patch: Record<string, string | null> = {};
   if (labels[GPU_PRESENT_LABEL] !== "true") patch[GPU_PRESENT_LABEL] = "true";
-  const deploy = labels[DEPLOY_DRIVER_LABEL];
-  if (labels[DEPLOY_OPERANDS_LABEL] === "false") {
-    if (deploy === "true") patch[DEPLOY_DRIVER_LABEL] = null;
-  } else if (deploy === undefined) {
-    patch[DEPLOY_DRIVER_LABEL] = "true";
+  const off = labels[DEPLOY_OPERANDS_LABEL] === "false";
+  for (const key of DEPLOY_LABELS) {
+    const deploy = labels[key];
+    if (off) {
+      if (deploy === "true") patch[key] = null;
+    } else if (deploy === undefined) {
+      patch[key] = "true";
+    }
   }
   return patch;
 }
+
+/** The driver's deploy label and the operands', in NVIDIA's names. */
+const DEPLOY_LABELS = [DEPLOY_DRIVER_LABEL, ...OPERANDS.map(deployLabel)];
 
 /**
  * GPU nodes split into those gpuop can serve and those with a problem; each sorted by name.

@@ -192,9 +192,10 @@ export interface NodePatch {
 
 /**
  * The changes on one node for the operands:
- * - deploy labels `nvidia.com/gpu.deploy.<operand>=true` on GPU nodes where absent, kept when
- *   set to anything (`false` keeps the operand off); removed when `true` while
- *   `nvidia.com/gpu.deploy.operands=false`, as for the driver;
+ * - the deploy labels `nvidia.com/gpu.deploy.<operand>` are read, not written: the driver
+ *   controller sets them with the other GPU labels (desiredNodeLabels: `true` where absent,
+ *   kept when set to anything, `true` removed while `nvidia.com/gpu.deploy.operands=false`),
+ *   and what it will set counts before its patch lands;
  * - gate labels, opened in NVIDIA's order: an operand's gate opens once its prerequisite's gate
  *   is open and its pod Ready on the node (the driver: a Ready driver pod, or a driver that is not
  *   gpuop's to run there), and no pod of the operand is still on the node (an old one leaving);
@@ -225,15 +226,9 @@ export function operandNodePatch(node: NodeLike & { metadata: { annotations?: Re
   // validation-required not the one they ran against before.
   const driver = !gpuopDriver || stopping ? undefined : live.find((p) => p.ready && !(state === "validation-required" && p.uid === recorded));
   for (const info of OPERANDS) {
-    const deploy = deployLabel(info);
-    let deployValue = labels[deploy];
-    if (gpu && operandsOff && deployValue === "true") {
-      patch.labels[deploy] = null;
-      deployValue = undefined;
-    } else if (gpu && !operandsOff && deployValue === undefined) {
-      patch.labels[deploy] = "true";
-      deployValue = "true";
-    }
+    // The deploy labels are the driver controller's to write, with the other GPU labels
+    // (desiredNodeLabels); until that patch lands, the value it will write counts.
+    const deployValue = operandsOff ? (labels[deployLabel(info)] === "true" ? undefined : labels[deployLabel(info)]) : (labels[deployLabel(info)] ?? (gpu ? "true" : undefined));
     const gate = gateLabel(info);
     const deployable = gpu && !operandsOff && deployValue === "true" && enabled.has(info.key);
     if (!deployable || restart) {

@@ -145,13 +145,16 @@ const podsOf = (entries: [OperandKey | "driver", string[]][], more: { present?: 
 const operandNodeLabels = (node: Parameters<typeof operandNodePatch>[0], enabled: ReadonlySet<OperandKey>, driverEnabled: boolean, r: ReadyPods) =>
   operandNodePatch(node, enabled, driverEnabled, podsOf([...r].map(([k, v]) => [k, [...v]] as [OperandKey | "driver", string[]]))).labels;
 
-test("deploy labels added when absent, kept when set; gates closed until the prerequisite is ready", () => {
+test("deploy labels are not written here (the driver controller's GPU-label patch carries them); gates closed until the prerequisite is ready", () => {
   const p = operandNodeLabels(gpuNode("n1", { "nvidia.com/gpu.deploy.gpu-feature-discovery": "false" }), ALL, true, ready([]));
-  assert.equal(p["nvidia.com/gpu.deploy.container-toolkit"], "true");
-  assert.equal(p["nvidia.com/gpu.deploy.device-plugin"], "true");
-  assert.equal("nvidia.com/gpu.deploy.gpu-feature-discovery" in p, false);
-  assert.equal(Object.keys(p).some((k) => k.startsWith("gpuop.nvidia.com/gate.")), false);
+  assert.deepEqual(p, {});
   assert.deepEqual(operandNodeLabels({ metadata: { name: "cpu", labels: {} } }, ALL, true, ready([])), {});
+  // A deploy label not written yet counts as the true the driver controller writes: the toolkit's
+  // gate opens (its DaemonSet also selects the deploy label, so no pod starts before that label);
+  // one set to false by an admin keeps the operand's gate shut.
+  const driverPre = { "nvidia.com/gpu.deploy.driver": "pre-installed" };
+  assert.deepEqual(operandNodeLabels(gpuNode("n1", driverPre), ALL, true, ready([])), { "gpuop.nvidia.com/gate.container-toolkit": GATE_OPEN });
+  assert.deepEqual(operandNodeLabels(gpuNode("n1", { ...driverPre, "nvidia.com/gpu.deploy.container-toolkit": "false", "nvidia.com/gpu.deploy.device-plugin": "false" }), new Set<OperandKey>(["toolkit", "devicePlugin"]), true, ready([])), {});
 });
 
 test("order: driver ready opens the toolkit; toolkit ready opens the device plugin, GFD, exporter and validator", () => {
@@ -246,12 +249,14 @@ test("driver.enabled false or a pre-installed driver: the toolkit may go at once
   assert.equal(operandNodeLabels(gpuNode("n1", { "nvidia.com/gpu.deploy.driver": "true" }), ALL, true, ready([]))["gpuop.nvidia.com/gate.container-toolkit"], undefined);
 });
 
-test("operands=false removes true deploy labels and gates; a disabled operand's gate is closed", () => {
+test("operands=false closes the gates; a disabled operand's gate is closed", () => {
   const n = gpuNode("n1", { "nvidia.com/gpu.deploy.operands": "false", "nvidia.com/gpu.deploy.device-plugin": "true", "nvidia.com/gpu.deploy.gpu-feature-discovery": "false", "gpuop.nvidia.com/gate.device-plugin": "open" });
   const p = operandNodeLabels(n, ALL, true, ready([["driver", ["n1"]]]));
-  assert.equal(p["nvidia.com/gpu.deploy.device-plugin"], null);
+  // The deploy label goes in the driver controller's patch (desiredNodeLabels); the gate closes here.
+  assert.equal("nvidia.com/gpu.deploy.device-plugin" in p, false);
   assert.equal(p["gpuop.nvidia.com/gate.device-plugin"], null);
   assert.equal("nvidia.com/gpu.deploy.gpu-feature-discovery" in p, false);
+  assert.deepEqual(Object.keys(p), ["gpuop.nvidia.com/gate.device-plugin"]);
   const off = operandNodeLabels(gpuNode("n2", { "nvidia.com/gpu.deploy.gpu-feature-discovery": "true", "gpuop.nvidia.com/gate.gpu-feature-discovery": "open" }), new Set(["toolkit"]), true, ready([]));
   assert.equal(off["gpuop.nvidia.com/gate.gpu-feature-discovery"], null);
 });
