@@ -22,7 +22,8 @@ import { StatusWrites } from "./status-writes.ts";
 import { UpgradeExecutor, type UpgradeOutcome } from "./upgrade-controller.ts";
 import { WorkQueue } from "./workqueue.ts";
 import { cachesSynced, runController } from "./controller-loop.ts";
-import { driverPodInformer, nodeInformer } from "./shared-caches.ts";
+import { driverPodInformer, nodeInformer, operandPodInformer } from "./shared-caches.ts";
+import { IN_PROGRESS_STATES, UPGRADE_STATE_LABEL } from "../core/upgrade.ts";
 
 export const FIELD_MANAGER = "gpuop";
 const KEY = "cluster";
@@ -42,6 +43,8 @@ export class DriverController {
   readonly nodes: Informer<Node>;
   readonly daemonSets: Informer<DaemonSet>;
   readonly pods: Informer<Pod>;
+  /** The operand pods (shared with the operand controller): the upgrade's validation and restart read them. */
+  readonly operandPods: Informer<Pod>;
   // Each pass costs CPU in proportion to the nodes: pacing keeps CPU per rollout linear in them.
   readonly queue = new WorkQueue({ pacing: 3 });
   private readonly client: KubeClient;
@@ -77,7 +80,7 @@ export class DriverController {
    */
   private readonly nodeViews = new WeakMap<Node, NodeView>();
 
-  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList; gpuNodeLabel?: RestrictedNodeLabel; defaultDriverVersion?: string; gpuNodeSelector?: Record<string, string>; conventionalFallback?: boolean; pullGraceMs?: number; nodes?: Informer<Node>; driverPods?: Informer<Pod> }) {
+  constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList; gpuNodeLabel?: RestrictedNodeLabel; defaultDriverVersion?: string; gpuNodeSelector?: Record<string, string>; conventionalFallback?: boolean; pullGraceMs?: number; nodes?: Informer<Node>; driverPods?: Informer<Pod>; operandPods?: Informer<Pod> }) {
     this.client = opts.client;
     this.statusWrites = new StatusWrites<ClusterPolicyStatus>(this.client, (st) => { const { operands: _o, ...driver } = st ?? {}; return driver; }, (status) => ({ status }), {
       intervalMs: STATUS_INTERVAL_MS,
@@ -101,6 +104,7 @@ export class DriverController {
     this.nodes = opts.nodes ?? nodeInformer(this.client, this.log);
     this.daemonSets = new Informer(this.client, `/apis/apps/v1/namespaces/${ns}/daemonsets`, { labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` }, this.log, { transform: slimDaemonSet });
     this.pods = opts.driverPods ?? driverPodInformer(this.client, ns, this.log);
+    this.operandPods = opts.operandPods ?? operandPodInformer(this.client, ns, this.log);
     const enqueue = () => {
       this.pendingSince ??= performance.now();
       this.queue.add(KEY);
@@ -110,6 +114,12 @@ export class DriverController {
     this.policies.onChange(enqueue);
     this.daemonSets.onChange(enqueue);
     this.pods.onChange(enqueue);
+    // An operand pod matters to a node in an upgrade step only (its validator Ready, its operands gone).
+    this.operandPods.onChange((type, pod, old) => {
+      const node = pod.spec?.nodeName;
+      if (node === undefined || !IN_PROGRESS_STATES.has(this.nodes.get(node)?.metadata.labels?.[UPGRADE_STATE_LABEL] ?? "")) return;
+      if (type !== "modified" || !old || podReadyOf(pod) !== podReadyOf(old) || pod.metadata.deletionTimestamp !== old.metadata.deletionTimestamp) enqueue();
+    });
     // Heartbeats change a node's resourceVersion every few seconds; only labels and readiness matter here.
     this.nodes.onChange((type, node, old) => {
       if (type !== "modified" || !old || !sameJson(node.metadata.labels, old.metadata.labels) || readyOf(node) !== readyOf(old)) enqueue();
@@ -119,7 +129,7 @@ export class DriverController {
   }
 
   get informers() {
-    return [this.policies, this.nodes, this.daemonSets, this.pods];
+    return [this.policies, this.nodes, this.daemonSets, this.pods, this.operandPods];
   }
 
   synced(): Promise<void> {
@@ -241,6 +251,7 @@ export class DriverController {
       hold: new Set([...fallback.none, ...held]),
       daemonSets: this.daemonSets.list(),
       driverPods: this.pods.list(),
+      operandPods: this.operandPods.list(),
       upgradePolicy: policy.spec.driver.upgradePolicy,
       deployableNodes: gpuNodes.filter((n) => n.deployable).length,
       // GPU labels due this pass go out in the same patch as a pool move or upgrade step.
@@ -435,6 +446,7 @@ function splitClassified(views: readonly NodeView[]): { gpuNodes: GpuNodeFacts[]
   return { gpuNodes: gpuNodes.sort(byName), problems: problems.sort(byName) };
 }
 
+const podReadyOf = (p: Pod) => p.status?.conditions?.find((c) => c.type === "Ready")?.status;
 const readyOf = (n: Node) => n.status?.conditions?.find((c) => c.type === "Ready")?.status;
 const now = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
 

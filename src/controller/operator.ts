@@ -5,7 +5,7 @@ import { EventRecorder } from "../kube/events.ts";
 import { LeaderElector } from "../kube/lease.ts";
 import type { Logger } from "../kube/log.ts";
 import { DriverController } from "./driver-controller.ts";
-import { driverPodInformer, nodeInformer } from "./shared-caches.ts";
+import { driverPodInformer, nodeInformer, operandPodInformer } from "./shared-caches.ts";
 import { ImageChecker } from "./image-check.ts";
 import { OperandController } from "./operand-controller.ts";
 import { OperatorMetrics } from "./metrics.ts";
@@ -74,10 +74,11 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
   // One cache and one watch of the nodes, and of the driver pods, for both controllers: they are most of what is cached.
   const nodes = nodeInformer(client, log);
   const driverPods = driverPodInformer(client, opts.namespace, log);
-  const controller = new DriverController({ client, nodes, driverPods, namespace: opts.namespace, log, metrics, events, ...(images ? { images } : {}), allowedRepositories, ...(gpuNodeLabel ? { gpuNodeLabel } : {}), ...(opts.defaultDriverVersion ? { defaultDriverVersion: opts.defaultDriverVersion } : {}), ...(opts.gpuNodeSelector ? { gpuNodeSelector: opts.gpuNodeSelector } : {}),
+  const operandPods = operandPodInformer(client, opts.namespace, log);
+  const controller = new DriverController({ client, nodes, driverPods, operandPods, namespace: opts.namespace, log, metrics, events, ...(images ? { images } : {}), allowedRepositories, ...(gpuNodeLabel ? { gpuNodeLabel } : {}), ...(opts.defaultDriverVersion ? { defaultDriverVersion: opts.defaultDriverVersion } : {}), ...(opts.gpuNodeSelector ? { gpuNodeSelector: opts.gpuNodeSelector } : {}),
     conventionalFallback: opts.conventionalFallback ?? true, pullGraceMs: (opts.imagePullGraceSeconds ?? 300) * 1000,
   });
-  const operands = new OperandController({ client, nodes, driverPods, namespace: opts.namespace, log, events, metrics, ...(gpuNodeLabel ? { gpuNodeLabel } : {}) });
+  const operands = new OperandController({ client, nodes, driverPods, operandPods, namespace: opts.namespace, log, events, metrics, ...(gpuNodeLabel ? { gpuNodeLabel } : {}) });
   // The pod name (downward API) is unique among replicas; outside a pod, host and pid are.
   const identity = opts.identity ?? process.env.POD_NAME ?? `${hostname()}_${process.pid}`;
   const elector = new LeaderElector(client, { namespace: opts.namespace, name: opts.leaseName, identity }, log);

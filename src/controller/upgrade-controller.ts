@@ -20,7 +20,7 @@ import {
   type UpgradePlan,
   type UpgradeSettings,
 } from "../core/upgrade.ts";
-import { OPERAND_LABEL } from "../core/operands/common.ts";
+import { gateLabel, GATE_OPEN, OPERAND_LABEL, OPERANDS } from "../core/operands/common.ts";
 import { validatorExpected } from "../core/operands/index.ts";
 import { isNotFound, KubeApiError, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
@@ -37,6 +37,8 @@ export interface UpgradeInputs {
   hold: ReadonlySet<string>;
   daemonSets: readonly DaemonSet[];
   driverPods: readonly Pod[];
+  /** gpuop's operand pods (the operand controller's cache, shared): validation and the restart read them, no list. */
+  operandPods?: readonly Pod[];
   upgradePolicy: DriverUpgradePolicySpec | undefined;
   /** GPU nodes gpuop deploys to: the base of a percentage maxUnavailable. */
   deployableNodes: number;
@@ -109,6 +111,14 @@ export class UpgradeExecutor {
       if (list) list.push(p);
       else podsByNode.set(on, [p]);
     }
+    const operandsByNode = new Map<string, NodePod[]>();
+    for (const p of input.operandPods ?? []) {
+      const on = p.spec?.nodeName;
+      if (on === undefined) continue;
+      const list = operandsByNode.get(on);
+      if (list) list.push(operandPodView(p));
+      else operandsByNode.set(on, [operandPodView(p)]);
+    }
     const out: UpgradeNode[] = [];
     for (const r of rollouts) {
       const node = nodeByName.get(r.name)!;
@@ -131,11 +141,13 @@ export class UpgradeExecutor {
         ...(pod && ds ? { driver: driverView(pod as PodDetails, ds) } : {}),
         driverPods: podsByNode.get(r.name)?.length ?? 0,
         ...(validatorExpected(labels, annotations) ? { validatorExpected: true } : {}),
+        operandPods: operandsByNode.get(r.name) ?? [],
+        openGates: GATES.filter((g) => labels[g] === GATE_OPEN),
       };
       out.push(n);
     }
-    // One small list per node whose step needs its pods (an eviction step, waiting for jobs, or
-    // validation by the operator validator pod as NVIDIA's upgrade does), once per pass, a few at a time.
+    // One small list per node whose step needs its workload pods (an eviction step, or waiting for
+    // jobs), once per pass, a few at a time. The operand pods (the validator) come from the cache.
     await mapLimit(out.filter((n) => needsPods(n, settings)), CONCURRENCY, async (n) => {
       n.pods = await this.podsOn(n.name);
     });
@@ -183,7 +195,13 @@ export class UpgradeExecutor {
     }
     const stamp = new Date().toISOString();
     // Evictions first: a state that says they happened is written only after they did.
-    await mapLimit(actions.filter((a) => a.kind === "evict"), CONCURRENCY, (a) => (a.kind === "evict" ? this.evict(a.namespace, a.pod, a.node) : Promise.resolve()));
+    const evicted = new Map<string, { why: string; pods: string[] }>();
+    await mapLimit(actions.filter((a) => a.kind === "evict"), CONCURRENCY, async (a) => {
+      if (a.kind !== "evict" || !(await this.evict(a.namespace, a.pod, a.node))) return;
+      const e = evicted.get(a.node) ?? { why: a.why ?? "GPU pods", pods: [] };
+      e.pods.push(`${a.namespace}/${a.pod}`);
+      evicted.set(a.node, e);
+    });
     for (const a of actions) {
       switch (a.kind) {
         case "setState":
@@ -207,6 +225,9 @@ export class UpgradeExecutor {
         case "movePool":
           patchOf(a.node).labels[POOL_NODE_LABEL] = a.pool;
           break;
+        case "closeGates":
+          for (const g of a.gates) patchOf(a.node).labels[g] = null;
+          break;
       }
     }
     // One patch per node, so the state and what it records (cordon, pool) change together.
@@ -222,7 +243,10 @@ export class UpgradeExecutor {
       if (p.labels[POOL_NODE_LABEL] !== undefined) this.log.info("moved node to driver pool", { node, pool: p.labels[POOL_NODE_LABEL] });
       if (p.labels[UPGRADE_STATE_LABEL] !== undefined && p.labels[UPGRADE_STATE_LABEL] !== "upgrade-done") this.log.info("driver upgrade step", { node, state: p.labels[UPGRADE_STATE_LABEL] });
     });
-    await mapLimit(actions.filter((a) => a.kind === "event"), CONCURRENCY, async (a) => {
+    // An eviction the API accepted is something a user acts on: one Event per node and pass naming
+    // the pods (a refused one is retried each pass until the step's timeout, and says nothing yet).
+    const evictionEvents = [...evicted].map(([node, e]) => ({ kind: "event" as const, node, type: "Normal" as const, reason: "DriverUpgradePodsEvicted", message: `${e.why === "drain" ? "node drained for the driver upgrade" : "GPU pods evicted for the driver upgrade"}: ${e.pods.sort().join(", ")}` }));
+    await mapLimit([...evictionEvents, ...actions.filter((a) => a.kind === "event")], CONCURRENCY, async (a) => {
       if (a.kind !== "event") return;
       const node = nodeByName.get(a.node);
       const ref = { apiVersion: "v1", kind: "Node", metadata: { name: a.node, ...(node?.metadata.uid ? { uid: node.metadata.uid } : {}) } };
@@ -230,21 +254,45 @@ export class UpgradeExecutor {
     });
   }
 
-  /** Evicts through the Eviction API; a PodDisruptionBudget's 429 leaves the pod for the next pass (the step's timeout decides). */
-  private async evict(namespace: string, pod: string, node: string): Promise<void> {
+  /**
+   * Evicts through the Eviction API; a PodDisruptionBudget's 429 leaves the pod for the next pass
+   * (the step's timeout decides). True when the API accepted the eviction.
+   */
+  private async evict(namespace: string, pod: string, node: string): Promise<boolean> {
     try {
       await this.client.create(`/api/v1/namespaces/${namespace}/pods/${pod}/eviction`, { apiVersion: "policy/v1", kind: "Eviction", metadata: { name: pod, namespace } });
       this.log.info("evicted pod for driver upgrade", { node, pod: `${namespace}/${pod}` });
+      return true;
     } catch (err) {
-      if (isNotFound(err)) return;
+      if (isNotFound(err)) return false;
       if (err instanceof KubeApiError && err.status === 429) {
         this.log.info("eviction refused, will retry", { node, pod: `${namespace}/${pod}`, reason: err.message });
-        return;
+        return false;
       }
       throw err;
     }
   }
 
+}
+
+const GATES = OPERANDS.map(gateLabel);
+
+/** An operand pod from the operator's cache, as the planner sees pods. */
+function operandPodView(p: Pod): NodePod {
+  return {
+    namespace: p.metadata.namespace ?? "",
+    name: p.metadata.name ?? "",
+    labels: p.metadata.labels ?? {},
+    usesGpu: false,
+    daemonSet: true,
+    controlled: true,
+    emptyDir: false,
+    finished: p.status?.phase === "Succeeded" || p.status?.phase === "Failed",
+    terminating: p.metadata.deletionTimestamp !== undefined,
+    driver: false,
+    operand: p.metadata.labels?.["app"] ?? "",
+    ready: p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true,
+  };
 }
 
 /** The driver pod of `pool` on `node`; a live one before one being deleted. */

@@ -175,7 +175,7 @@ test("a pool move is written with the step into pod-restart-required, in the sam
   assert.deepEqual(drained.actions.filter((a) => a.kind !== "event"), [{ kind: "movePool", node: "a", pool: "q" }, { kind: "setState", node: "a", state: "pod-restart-required" }]);
   // With drain enabled and a pod to drain, pod deletion goes on to the drain, not yet to the restart: the pool stays.
   const toDrain = planUpgrades([node("a", { state: "pod-deletion-required", desiredPool: "q", driver: ready(), pods: [gpuPod("web", { usesGpu: false })] })], settings({ drain: { enable: true, force: false, timeoutSeconds: 300, deleteEmptyDir: false } }), 0);
-  assert.deepEqual(toDrain.actions.filter((a) => a.kind !== "event"), [{ kind: "evict", node: "a", namespace: "jobs", pod: "web" }, { kind: "setState", node: "a", state: "drain-required" }]);
+  assert.deepEqual(toDrain.actions.filter((a) => a.kind !== "event"), [{ kind: "evict", node: "a", namespace: "jobs", pod: "web", why: "drain" }, { kind: "setState", node: "a", state: "drain-required" }]);
 });
 
 test("restart waits until no driver pod of any pool is left on the node, deleting none itself, then fails at its timeout", () => {
@@ -225,29 +225,32 @@ test("with operands: the driver restarts only once the node's operand pods are g
   const plugin = operand("nvidia-device-plugin-daemonset");
   const stopping = operand("nvidia-container-toolkit-daemonset", { terminating: true });
   for (const pods of [[plugin], [stopping]]) {
-    assert.deepEqual(states(planUpgrades([node("a", { state: "pod-deletion-required", stateSince: 0, pods })], settings(), 1000).actions), [], "waits while an operand pod is on the node");
+    assert.deepEqual(states(planUpgrades([node("a", { state: "pod-deletion-required", stateSince: 0, pods: [], operandPods: pods })], settings(), 1000).actions), [], "waits while an operand pod is on the node (the operator's cache)");
   }
   assert.deepEqual(states(planUpgrades([node("a", { state: "pod-deletion-required", pods: [gpuPod("other-ds", { daemonSet: true, usesGpu: false })] })], settings(), 0).actions), ["a:pod-restart-required"], "other DaemonSets' pods do not hold the driver");
-  const late = planUpgrades([node("a", { state: "pod-deletion-required", stateSince: 0, pods: [plugin] })], settings(), 301_000);
+  const late = planUpgrades([node("a", { state: "pod-deletion-required", stateSince: 0, pods: [], operandPods: [plugin] })], settings(), 301_000);
   assert.deepEqual(states(late.actions), ["a:pod-restart-required"]);
   assert.match(late.actions.find((a) => a.kind === "event" && a.type === "Warning")?.kind === "event" ? (late.actions.find((a) => a.kind === "event") as { message: string }).message : "", /operand pods still on the node after 300s: gpu-operator\/nvidia-device-plugin-daemonset-x/);
   // With drain: GPU pods first, then the drain step waits for the operands.
   const drain = settings({ drain: { enable: true, force: false, timeoutSeconds: 300, deleteEmptyDir: false } });
-  assert.deepEqual(states(planUpgrades([node("a", { state: "pod-deletion-required", pods: [plugin] })], drain, 0).actions), ["a:drain-required"]);
-  assert.deepEqual(states(planUpgrades([node("a", { state: "drain-required", stateSince: 0, pods: [plugin] })], drain, 1000).actions), []);
+  assert.deepEqual(states(planUpgrades([node("a", { state: "pod-deletion-required", pods: [], operandPods: [plugin] })], drain, 0).actions), ["a:drain-required"]);
+  assert.deepEqual(states(planUpgrades([node("a", { state: "drain-required", stateSince: 0, pods: [], operandPods: [plugin] })], drain, 1000).actions), []);
   assert.deepEqual(states(planUpgrades([node("a", { state: "drain-required", pods: [] })], drain, 0).actions), ["a:pod-restart-required"]);
 });
 
 test("with operands: validation also waits for the node's operator validator pod, as NVIDIA's upgrade does", () => {
   const validator = (ready: boolean, terminating = false) => gpuPod("nvidia-operator-validator-x", { namespace: "gpu-operator", usesGpu: false, daemonSet: true, operand: "nvidia-operator-validator", ready, terminating });
-  const at = (pods: NodePod[] | undefined) => planUpgrades([node("a", { state: "validation-required", driver: ready(), validatorExpected: true, ...(pods ? { pods } : {}) })], settings(), 0);
+  // From the operator's cache of operand pods (UpgradeNode.operandPods): validation lists no pods.
+  const at = (pods: NodePod[] | undefined) => planUpgrades([node("a", { state: "validation-required", driver: ready(), validatorExpected: true, ...(pods ? { operandPods: pods } : {}) })], settings(), 0);
   assert.deepEqual(states(at(undefined).actions), []);
   assert.deepEqual(states(at([]).actions), []);
   assert.deepEqual(states(at([validator(false)]).actions), []);
   assert.deepEqual(states(at([validator(true, true)]).actions), [], "a validator pod on its way out is the old one");
   assert.deepEqual(states(at([validator(true)]).actions), ["a:upgrade-done"], "validated, then uncordoned in the same pass");
-  assert.deepEqual(states(planUpgrades([node("a", { state: "validation-required", driver: { ...ready(), ready: false }, validatorExpected: true, pods: [validator(true)] })], settings(), 0).actions), [], "and for the new driver");
-  const late = planUpgrades([node("a", { state: "validation-required", stateSince: 0, driver: ready(), validatorExpected: true, pods: [] })], settings(), 601_000);
+  assert.deepEqual(states(planUpgrades([node("a", { state: "validation-required", driver: { ...ready(), ready: false }, validatorExpected: true, operandPods: [validator(true)] })], settings(), 0).actions), [], "and for the new driver");
+  assert.deepEqual(states(planUpgrades([node("a", { state: "validation-required", driver: ready(), validatorExpected: true, pods: [validator(true)] })], settings(), 0).actions), [], "a listed pod is not the cache's: validation reads the cache only");
+  assert.equal(needsPods({ state: "validation-required", skip: false }, settings()), false, "validation lists no pods");
+  const late = planUpgrades([node("a", { state: "validation-required", stateSince: 0, driver: ready(), validatorExpected: true, operandPods: [] })], settings(), 601_000);
   assert.deepEqual(states(late.actions), ["a:upgrade-failed"]);
 });
 
@@ -439,13 +442,13 @@ test("simulated: a version bump reaches every node, never past either limit, and
   assert.deepEqual([...r.maxPods.values()], [1, 1, 1, 1, 1]);
 });
 
-test("simulated: a mode switch writes each moved node 4 times (5 if it waited for the budget), with one Event per write and one pod list", () => {
+test("simulated: a mode switch writes each moved node 4 times (5 if it waited for the budget), with two Events (started, done) and one pod list", () => {
   const start = ["a", "b", "c", "d", "e", "f"].map((n) => node(n, { driver: ready(), desiredPool: "q", pods: [] }));
   const r = simulate(start, settings({ maxParallelUpgrades: 0, maxUnavailable: 2 }), { lag: 2 });
   for (const n of r.nodes) assert.deepEqual([n.state, n.currentPool, n.unschedulable], ["upgrade-done", "q", false], n.name);
   const per = (m: Map<string, number>) => Object.fromEntries(m);
   assert.deepEqual(per(r.patches), { a: 4, b: 4, c: 5, d: 5, e: 5, f: 5 });
-  assert.deepEqual(per(r.events), { a: 4, b: 4, c: 4, d: 4, e: 4, f: 4 });
+  assert.deepEqual(per(r.events), { a: 2, b: 2, c: 2, d: 2, e: 2, f: 2 });
   assert.deepEqual(per(r.podLists), { a: 1, b: 1, c: 1, d: 1, e: 1, f: 1 });
   assert.deepEqual(r.transitions.filter((t) => t.startsWith("a:")), ["a:pod-deletion-required", "a:pod-restart-required", "a:validation-required", "a:upgrade-done"]);
   assert.deepEqual(r.transitions.filter((t) => t.startsWith("f:")), ["f:upgrade-required", "f:pod-deletion-required", "f:pod-restart-required", "f:validation-required", "f:upgrade-done"]);
@@ -585,35 +588,76 @@ test("upgradeSettings: every default, and every field taken from the policy when
 // The Events a node's upgrade writes, state by state: what an admin reads in `kubectl describe node`.
 const events = (actions: UpgradeAction[]) => actions.filter((a) => a.kind === "event").map((a) => { const e = a as { node: string; type: string; message: string }; return `${e.node} ${e.type}: ${e.message}`; });
 
-test("each step's Event, word for word", () => {
+test("each Event, word for word: the start, a warning, a failure, the driver changing again, the end; none for a step in between", () => {
   const s = settings();
   const one = (n: UpgradeNode, st = s, now = 0) => events(planUpgrades([n], st, now).actions);
-  assert.deepEqual(one(node("a")), ["a Normal: driver pod is outdated; upgrade started; node cordoned"], "one Event per pass, naming every step taken");
+  assert.deepEqual(one(node("a")), ["a Normal: driver pod is outdated; upgrade started; node cordoned"], "one Event for the start, naming every step taken");
   assert.deepEqual(one(node("a", { desiredPool: "q", driver: ready() })), ["a Normal: driver moves to pool q; upgrade started; node cordoned"]);
-  assert.deepEqual(one(node("a", { state: "cordon-required" })), ["a Normal: node cordoned"]);
-  assert.deepEqual(one(node("a", { state: "cordon-required", unschedulable: true })), ["a Normal: node was already cordoned; it stays cordoned after the upgrade"]);
-  assert.deepEqual(one(node("a", { state: "cordon-required", unschedulable: true, cordonedByUpgrade: true })), ["a Normal: node cordoned"]);
+  // Steps in between: the state label says where the node is; nothing a user acts on happened.
+  assert.deepEqual(one(node("a", { state: "cordon-required" })), []);
+  assert.deepEqual(one(node("a", { state: "cordon-required", unschedulable: true })), []);
   const waitFor = settings({ waitForCompletion: { podSelector: "app=train", timeoutSeconds: 5 } });
-  assert.deepEqual(one(node("a", { state: "wait-for-jobs-required", pods: [] }), waitFor), ["a Normal: no matching jobs running; no GPU pods left on the node"]);
+  assert.deepEqual(one(node("a", { state: "wait-for-jobs-required", pods: [] }), waitFor), []);
   assert.deepEqual(one(node("a", { state: "wait-for-jobs-required", stateSince: 0, pods: [gpuPod("t1", { labels: { app: "train" } })] }), waitFor, 6000), ["a Warning: jobs still running after 5s: jobs/t1; going on with pod deletion"]);
   assert.deepEqual(one(node("a", { state: "wait-for-jobs-required", stateSince: 0, pods: [gpuPod("t1", { labels: { app: "train" } })] }), waitFor, 5000), [], "not past the timeout yet");
   assert.deepEqual(one(node("a", { state: "wait-for-jobs-required" }), waitFor), [], "pods not listed yet: wait");
-  assert.deepEqual(one(node("a", { state: "pod-deletion-required", pods: [] })), ["a Normal: no GPU pods left on the node"]);
+  assert.deepEqual(one(node("a", { state: "pod-deletion-required", pods: [] })), []);
   assert.deepEqual(one(node("a", { state: "pod-deletion-required" })), [], "pods not listed yet: wait");
   const drain = settings({ drain: { enable: true, force: false, timeoutSeconds: 300, deleteEmptyDir: false } });
   assert.deepEqual(states(planUpgrades([node("a", { state: "pod-deletion-required", pods: [] })], drain, 0).actions), ["a:pod-restart-required"], "nothing to drain either: on to the restart with the same list");
-  assert.deepEqual(one(node("a", { state: "drain-required", pods: [gpuPod("done", { finished: true }), gpuPod("ds", { daemonSet: true }), gpuPod("drv", { driver: true })] }), drain), ["a Normal: node drained"]);
-  assert.deepEqual(one(node("a", { state: "drain-required" }), drain), []);
-  assert.deepEqual(one(node("a", { state: "pod-deletion-required", pods: [], desiredPool: "q", driver: ready() })), ["a Normal: no GPU pods left on the node; driver moves to pool q"]);
+  assert.deepEqual(one(node("a", { state: "drain-required", pods: [gpuPod("done", { finished: true }), gpuPod("ds", { daemonSet: true }), gpuPod("drv", { driver: true })] }), drain), []);
+  assert.deepEqual(one(node("a", { state: "pod-deletion-required", pods: [], desiredPool: "q", driver: ready() })), []);
   assert.deepEqual(one(node("a", { state: "pod-restart-required" })), [], "the old driver pod is still there: wait");
-  assert.deepEqual(one(node("a", { state: "pod-restart-required", driverPods: 0, driver: undefined })), ["a Normal: old driver pod gone; starting the new one"]);
+  assert.deepEqual(one(node("a", { state: "pod-restart-required", driverPods: 0, driver: undefined })), []);
   assert.deepEqual(one(node("a", { state: "pod-restart-required", stateSince: 0 }), s, 601_000), ["a Warning: the old driver pod was still on the node after 600s"]);
   assert.deepEqual(one(node("a", { state: "validation-required", driver: ready() })), ["a Normal: new driver is Ready; upgrade done; node left cordoned as it was before"]);
+  assert.deepEqual(one(node("a", { state: "validation-required", currentPool: "q", desiredPool: "r", driver: ready() })), ["a Normal: driver moves again, to pool r; driver moves to pool r"], "the driver changing again is news");
+  assert.deepEqual(planUpgrades([node("a", { state: "validation-required", driver: ready(false) })], s, 0).actions.filter((a) => a.kind === "event").map((a) => (a as { reason: string }).reason), ["DriverUpgradeRestartedAgain"]);
   assert.deepEqual(one(node("a", { state: "uncordon-required", driver: ready(), cordonedByUpgrade: true })), ["a Normal: node uncordoned; upgrade done"]);
   assert.deepEqual(one(node("a", { state: "uncordon-required", driver: ready() })), ["a Normal: upgrade done; node left cordoned as it was before"]);
   assert.deepEqual(one(node("a", { state: "upgrade-failed", driver: ready() })), ["a Normal: the driver is Ready again; leaving upgrade-failed; upgrade done; node left cordoned as it was before"]);
   const failed = planUpgrades([node("a", { state: "upgrade-failed" })], s, 0);
   assert.deepEqual(failed.failed, [{ node: "a", reason: "see the node's Events" }]);
+});
+
+const OPERANDS_NOTE = "NVIDIA's operands on this node stop, and come back in order (toolkit, then device plugin, GFD, DCGM exporter, validator) once the new driver is Ready";
+const GATES = ["gpuop.nvidia.com/gate.container-toolkit", "gpuop.nvidia.com/gate.operator-validator"];
+
+test("the step that takes the driver away closes the node's open operand gates in its own patch, and its Event says the operands stop", () => {
+  // The start: cordon, the gates closed and pod-deletion-required, one patch; one Event.
+  const start = planUpgrades([node("a", { openGates: GATES })], settings(), 0);
+  assert.deepEqual(start.actions, [
+    { kind: "cordon", node: "a" },
+    { kind: "closeGates", node: "a", gates: GATES },
+    { kind: "setState", node: "a", state: "pod-deletion-required" },
+    { kind: "event", node: "a", type: "Normal", reason: "DriverUpgradeStarted", message: `driver pod is outdated; upgrade started; node cordoned; ${OPERANDS_NOTE}` },
+  ]);
+  // No gate open (operands off, or closed already): nothing more to write or say.
+  assert.deepEqual(planUpgrades([node("a", { openGates: [] })], settings(), 0).actions.map((a) => a.kind), ["cordon", "setState", "event"]);
+  // Waiting for jobs keeps the driver, and the operands with it.
+  const waitFor = settings({ waitForCompletion: { podSelector: "app=train", timeoutSeconds: 0 } });
+  assert.deepEqual(planUpgrades([node("a", { openGates: GATES })], waitFor, 0).actions.filter((a) => a.kind === "closeGates"), []);
+  const jobs = planUpgrades([node("a", { state: "wait-for-jobs-required", stateSince: 0, openGates: GATES, pods: [gpuPod("t1", { labels: { app: "train" } })] })], waitFor, 0);
+  assert.deepEqual(jobs.actions, [], "jobs running: the operands keep running too");
+  // The jobs done: on to pod deletion, the gates closed there, with an Event that says so.
+  const running = [gpuPod("v", { namespace: "gpu-operator", operand: "nvidia-operator-validator", daemonSet: true, usesGpu: false })];
+  const done = planUpgrades([node("a", { state: "wait-for-jobs-required", openGates: GATES, pods: [], operandPods: running })], waitFor, 0);
+  assert.deepEqual(done.actions, [
+    { kind: "closeGates", node: "a", gates: GATES },
+    { kind: "setState", node: "a", state: "pod-deletion-required" },
+    { kind: "event", node: "a", type: "Normal", reason: "OperandsStopped", message: `no matching jobs running; ${OPERANDS_NOTE}` },
+  ]);
+  // Gates opened again during validation, the driver changed again: closed with the restart.
+  const again = planUpgrades([node("a", { state: "validation-required", driver: ready(false), openGates: GATES })], settings(), 0);
+  assert.deepEqual(again.actions.filter((a) => a.kind !== "event"), [{ kind: "closeGates", node: "a", gates: GATES }, { kind: "setState", node: "a", state: "pod-restart-required" }]);
+  // Validated: the gates stay open, and the node is done.
+  assert.deepEqual(planUpgrades([node("a", { state: "validation-required", driver: ready(), openGates: GATES })], settings(), 0).actions.filter((a) => a.kind === "closeGates"), []);
+  // A step that fails closes nothing (the node keeps its driver and operands).
+  const fails = planUpgrades([node("a", { state: "pod-deletion-required", stateSince: 0, openGates: GATES, pods: [gpuPod("p", { controlled: false })] })], settings(), 0);
+  assert.deepEqual(fails.actions.filter((a) => a.kind === "closeGates"), []);
+  assert.deepEqual(states(fails.actions), ["a:upgrade-failed"]);
+  // A node already in a stop state with its gates closed writes nothing more for them.
+  assert.deepEqual(planUpgrades([node("a", { state: "pod-deletion-required", pods: [], operandPods: [gpuPod("v", { operand: "nvidia-operator-validator", daemonSet: true, usesGpu: false })], openGates: [] })], settings(), 0).actions, []);
 });
 
 test("in the restart step a terminating driver pod still counts; a node leaving gpuop without a pool or state needs nothing", () => {

@@ -56,14 +56,22 @@ export const IN_PROGRESS_STATES: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Whether a node's step needs the pods running on it (listed on demand, once per node per pass):
- * waiting for jobs (only with a selector), and the two eviction steps.
+ * Driver upgrade steps after which the driver is taken away: the operands stop here, before it
+ * goes, as NVIDIA's driver manager evicts them before it unloads the driver. The step that enters
+ * one closes the node's operand gates in its own patch (closeGates), and the restart waits for
+ * their pods to be gone (docs/adr/0006).
  */
-export function needsPods(n: Pick<UpgradeNode, "state" | "skip" | "validatorExpected">, s: UpgradeSettings): boolean {
+export const OPERANDS_STOP_STATES: ReadonlySet<string> = new Set(["pod-deletion-required", "drain-required", "pod-restart-required"]);
+
+/**
+ * Whether a node's step needs the pods running on it (listed on demand, once per node per pass):
+ * waiting for jobs (only with a selector), and the two eviction steps. The operator's own operand
+ * pods (the validator that validation waits for, those the restart waits to be gone) come from
+ * the operator's cache instead (UpgradeNode.operandPods).
+ */
+export function needsPods(n: Pick<UpgradeNode, "state" | "skip">, s: UpgradeSettings): boolean {
   if (n.skip) return false;
   if (n.state === "wait-for-jobs-required") return s.waitForCompletion.podSelector !== undefined;
-  // Validation waits for the node's operator validator pod where operands run (validated).
-  if (n.state === "validation-required") return n.validatorExpected === true;
   return n.state === "pod-deletion-required" || n.state === "drain-required";
 }
 
@@ -166,8 +174,12 @@ export interface UpgradeNode {
   driverPods: number;
   /** Pods on the node; present when the state's step needs them. */
   pods?: readonly NodePod[];
+  /** gpuop's operand pods on the node (toolkit, device plugin, ..., validator), from the operator's cache. */
+  operandPods?: readonly NodePod[];
   /** gpuop runs the operator validator on the node: the upgrade validates the node by it. */
   validatorExpected?: boolean;
+  /** Operand gate labels open on the node (`gpuop.nvidia.com/gate.<operand>=open`). */
+  openGates?: readonly string[];
 }
 
 export type UpgradeAction =
@@ -177,7 +189,10 @@ export type UpgradeAction =
   | { kind: "cordon"; node: string }
   | { kind: "uncordon"; node: string }
   | { kind: "movePool"; node: string; pool: string | null }
-  | { kind: "evict"; node: string; namespace: string; pod: string }
+  /** `why`: the step evicting, for the node's Event once the eviction is accepted. */
+  | { kind: "evict"; node: string; namespace: string; pod: string; why?: "GPU pods" | "drain" }
+  /** Closes these operand gates, in the patch of the step that enters OPERANDS_STOP_STATES. */
+  | { kind: "closeGates"; node: string; gates: string[] }
   | { kind: "event"; node: string; type: "Normal" | "Warning"; reason: string; message: string };
 
 export interface UpgradePlan {
@@ -207,7 +222,7 @@ export function upgradeNeed(n: UpgradeNode): UpgradeNeed {
 export const hasWorkingDriver = (n: UpgradeNode) => n.currentPool !== undefined && n.currentPoolLive && n.driver?.ready === true && !n.driver.terminating;
 
 /** The node's operator validator is Ready again (when gpuop runs one there): NVIDIA's validation step. */
-const validated = (n: UpgradeNode) => !n.validatorExpected || (n.pods ?? []).some((p) => p.operand === VALIDATOR_APP && p.ready === true && !p.terminating);
+const validated = (n: UpgradeNode) => !n.validatorExpected || (n.operandPods ?? []).some((p) => p.operand === VALIDATOR_APP && p.ready === true && !p.terminating);
 
 const driverDone = (n: UpgradeNode) => n.desiredPool !== undefined && n.currentPool === n.desiredPool && n.driver?.ready === true && n.driver.current && !n.driver.terminating;
 
@@ -215,16 +230,19 @@ const driverDone = (n: UpgradeNode) => n.desiredPool !== undefined && n.currentP
  * What one step decided for a node: its work is done, or it has none (`next`, with what to
  * say about it in the node's Event), it is not done yet (`wait`; evictions may have been
  * issued), or it cannot be done (`fail`). A step's "done" condition is all it decides; the
- * walk below chains the steps.
+ * walk below chains the steps. `news`: something a user acts on happened (the Event's reason),
+ * so the pass records an Event even if it neither starts nor ends the upgrade.
  */
-type StepOutcome = { next: UpgradeState; note?: string; warning?: boolean } | { wait: true } | { fail: string };
+type StepOutcome = { next: UpgradeState; note?: string; warning?: boolean; news?: string } | { wait: true } | { fail: string };
 const WAIT: StepOutcome = { wait: true };
 
 /**
  * Plans every node's upgrade. Within one pass a node goes through every step whose work is
  * already done or needs nothing, and only the state where it stops is written, in one node
- * patch with what the steps changed (cordon, pool label, uncordon), with one Event per node
- * saying which steps it took. A node never goes past pod-restart-required in the pass that
+ * patch with what the steps changed (cordon, pool label, uncordon, the operand gates closed).
+ * Events say what a user acts on, not every step: the upgrade starting (with the operands
+ * stopping), a warning or a failure, the driver changing again, the upgrade done (evictions
+ * get theirs from the executor, once accepted). A node never goes past pod-restart-required in the pass that
  * enters it: the old driver pod must be seen gone first. Pods listed before a cordon this
  * pass writes are not used (a pod may have been scheduled since): the eviction steps wait
  * for the next pass's list. New upgrades start, in name order, while both
@@ -323,6 +341,8 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
   function walk(n: UpgradeNode, from: string, notes: string[] = [], started = false): void {
     const v: UpgradeNode = { ...n, state: from, ...(from !== n.state ? { stateSince: now } : {}) };
     let warning = false;
+    // What a user acts on besides a start, a warning or the end (which always get an Event).
+    let news: string | undefined;
     for (let i = 0; i < UPGRADE_STATES.length; i++) {
       const o = step(v);
       if ("wait" in o) break;
@@ -335,17 +355,28 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
       }
       if (o.note !== undefined) notes.push(o.note);
       if (o.warning) warning = true;
+      if (o.news !== undefined) news = o.news;
       v.state = o.next;
       v.stateSince = now;
       // The restart gate: the next step needs the old driver pod seen gone, in a later pass.
       if (o.next === DRIVER_RESTART_STATE) break;
     }
+    // The operands stop before the driver goes: their gates close in the patch of the step that
+    // takes it away, so the operand controller has nothing left to write for it.
+    const gates = OPERANDS_STOP_STATES.has(v.state ?? "") ? [...(n.openGates ?? [])] : [];
+    if (gates.length > 0) {
+      actions.push({ kind: "closeGates", node: n.name, gates });
+      notes.push("NVIDIA's operands on this node stop, and come back in order (toolkit, then device plugin, GFD, DCGM exporter, validator) once the new driver is Ready");
+      news ??= "OperandsStopped";
+    }
     if (v.state !== n.state) {
       actions.push({ kind: "setState", node: n.name, state: v.state as UpgradeState });
       finalState.set(n.name, v.state);
     }
-    if (notes.length > 0) {
-      const reason = started ? "DriverUpgradeStarted" : eventReason(v.state as UpgradeState);
+    // One Event for a pass a user would want to hear of; the steps in between are in the state label.
+    const done = v.state === "upgrade-done";
+    if (notes.length > 0 && (started || warning || done || news !== undefined)) {
+      const reason = started ? "DriverUpgradeStarted" : warning || done ? eventReason(v.state as UpgradeState) : news!;
       actions.push({ kind: "event", node: n.name, type: warning ? "Warning" : "Normal", reason, message: notes.join("; ") });
     }
   }
@@ -403,7 +434,7 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
       case "validation-required":
         if (driverDone(v) && validated(v)) return { next: "uncordon-required", note: v.validatorExpected ? "new driver and the operator validator are Ready" : "new driver is Ready" };
         // The policy changed the driver again since the restart: restart again, the same safe way.
-        if (need !== "none") return restart(v, need, need === "move" ? `driver moves again, to pool ${v.desiredPool}` : "driver changed again; restarting it");
+        if (need !== "none") return { ...restart(v, need, need === "move" ? `driver moves again, to pool ${v.desiredPool}` : "driver changed again; restarting it"), news: "DriverUpgradeRestartedAgain" };
         if (elapsed(v) > s.validationTimeoutSeconds) return { fail: `the new driver pod was not Ready within ${s.validationTimeoutSeconds}s` };
         return WAIT;
       case "uncordon-required":
@@ -430,7 +461,7 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
    * restart waits until their pods are gone (after the step's timeout it goes on, with a Warning).
    */
   function restartWhenOperandsStopped(v: UpgradeNode, need: UpgradeNeed, timeoutSeconds: number, message: string): StepOutcome {
-    const operands = (v.pods ?? []).filter((p) => p.operand !== undefined && !p.finished);
+    const operands = (v.operandPods ?? []).filter((p) => p.operand !== undefined && !p.finished);
     if (operands.length === 0) return restart(v, need, message);
     if (timeoutSeconds > 0 && elapsed(v) > timeoutSeconds) {
       return { ...restart(v, need, `${message}; operand pods still on the node after ${timeoutSeconds}s: ${podList(operands)}; restarting the driver anyway`), warning: true };
@@ -453,7 +484,7 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
     if (e.timeoutSeconds > 0 && elapsed(v) > e.timeoutSeconds) {
       return blocked(`${what}: pods not evicted within ${e.timeoutSeconds}s (a PodDisruptionBudget may forbid it): ${podList(pods)}`);
     }
-    for (const p of pods) if (!p.terminating) actions.push({ kind: "evict", node: v.name, namespace: p.namespace, pod: p.name });
+    for (const p of pods) if (!p.terminating) actions.push({ kind: "evict", node: v.name, namespace: p.namespace, pod: p.name, why: what === "drain" ? "drain" : "GPU pods" });
     return WAIT;
   }
 }

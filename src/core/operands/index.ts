@@ -1,7 +1,7 @@
 
 import { classifyNodes, DEPLOY_DRIVER_LABEL, DEPLOY_OPERANDS_LABEL, isGpuNode, type NodeLike } from "../gpu-node.ts";
 import { normalizePolicy, type ClusterPolicy } from "../policy.ts";
-import { UPGRADE_STATE_LABEL } from "../upgrade.ts";
+import { OPERANDS_STOP_STATES, UPGRADE_STATE_LABEL } from "../upgrade.ts";
 import {
   deployLabel,
   gateLabel,
@@ -177,10 +177,9 @@ export function validatorExpected(labels: Readonly<Record<string, string>>, anno
 
 /**
  * Driver upgrade steps (nvidia.com/gpu-driver-upgrade-state) after which the driver is taken
- * away: the operands stop here, before it goes, as NVIDIA's driver manager evicts them before
- * it unloads the driver; the upgrade waits for their pods to be gone (src/core/upgrade.ts).
+ * away: the operands stop there (src/core/upgrade.ts closes the gates in the step's own patch).
  */
-export const OPERANDS_STOP_STATES: ReadonlySet<string> = new Set(["pod-deletion-required", "drain-required", "pod-restart-required"]);
+export { OPERANDS_STOP_STATES };
 
 /** A merge patch of a node's labels and annotations; empty maps when nothing is to change. */
 export interface NodePatch {
