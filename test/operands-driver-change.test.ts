@@ -188,7 +188,8 @@ describe("a driver version upgrade with the operands on", () => {
       most = Math.max(most, [...current.values()].filter((s) => IN_PROGRESS.has(s)).length);
     }
     assert.equal(most, 1, `nodes in an upgrade step at once: ${stateEvents.slice(stateFrom).map((e) => `${e.node}:${e.state}`).join(" ")}`);
-    // Metrics and Events: every node's operands ready again; each node said why its operands stopped.
+    // Metrics and Events: every node's operands ready again; each node said why its operands stopped,
+    // in the upgrade's start Event (the gates closed in that step's own patch: no Event of their own).
     const metrics = await operator!.metrics();
     for (const operand of ["toolkit", "devicePlugin", "gfd", "dcgmExporter", "validator"]) {
       assert.match(metrics, new RegExp(`^gpuop_operand_nodes\\{operand="${operand}",state="ready"\\} 3$`, "m"));
@@ -197,8 +198,10 @@ describe("a driver version upgrade with the operands on", () => {
     const events = await client.list<{ reason: string; message: string; involvedObject: { kind: string; name: string; uid?: string } }>("/api/v1/namespaces/default/events");
     for (const node of nodes) {
       const uid = (await client.get<Node>(`/api/v1/nodes/${node}`)).metadata.uid;
-      const e = events.items.find((x) => x.reason === "OperandsStopped" && x.involvedObject.kind === "Node" && x.involvedObject.uid === uid);
-      assert.match(e?.message ?? "", /^the driver upgrade takes the driver away \(pod-deletion-required\): NVIDIA's operands on this node stop/, node);
+      const mine = events.items.filter((x) => x.involvedObject.kind === "Node" && x.involvedObject.uid === uid);
+      const e = mine.find((x) => x.reason === "DriverUpgradeStarted");
+      assert.match(e?.message ?? "", /^driver pod is outdated; upgrade started; node cordoned; NVIDIA's operands on this node stop, and come back in order/, node);
+      assert.deepEqual(mine.filter((x) => x.reason === "OperandsStopped"), [], node);
     }
     // Validation as NVIDIA's: a node leaves validation-required only once its new validator pod is Ready.
     for (const node of nodes) {

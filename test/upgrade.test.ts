@@ -163,13 +163,16 @@ describe("a conventional version bump", () => {
     for (const n of names.slice(0, 3)) assert.notEqual((await runningPodOf(`job-${n}`, n)).metadata.uid, before.get(n), n);
     for (const n of names.slice(0, 4)) assert.equal((await getNode(n)).spec?.unschedulable ?? false, false, `${n} uncordoned`);
     assert.equal((await getNode("upg-e")).spec?.unschedulable, true, "a node cordoned before the upgrade stays cordoned");
-    // One Event per pass that moved the node on, each naming the steps it took (docs/adr/0005):
-    // started and cordoned; pods evicted, into the restart; restarted; validated, uncordoned, done.
-    const events = (await nodeEvents("upg-a")).filter((e) => e.reason.startsWith("DriverUpgrade"));
-    assert.deepEqual(events.map((e) => e.reason), ["DriverUpgradeStarted", "DriverUpgradePodsEvicted", "DriverUpgradeRestarted", "DriverUpgradeDone"]);
-    assert.match(events[0]!.message, /upgrade started; node cordoned/);
+    // Events for what a user acts on (docs/adr/0005): the start (cordoned, the operands stopping,
+    // merged: no OperandsStopped of its own), the pods evicted, the end; none for the steps between.
+    const events = (await nodeEvents("upg-a")).filter((e) => e.reason.startsWith("DriverUpgrade") || e.reason === "OperandsStopped");
+    assert.deepEqual(events.map((e) => e.reason), ["DriverUpgradeStarted", "DriverUpgradePodsEvicted", "DriverUpgradeDone"]);
+    assert.match(events[0]!.message, /upgrade started; node cordoned; NVIDIA's operands on this node stop/);
+    assert.match(events[1]!.message, /^GPU pods evicted for the driver upgrade: upgrade-jobs\/job-upg-a-/);
     // The policy runs the operands: validation waited for the node's operator validator too.
-    assert.match(events[3]!.message, /new driver and the operator validator are Ready; node uncordoned; upgrade done/);
+    assert.match(events[2]!.message, /new driver and the operator validator are Ready; node uncordoned; upgrade done/);
+    // A node without GPU pods: nothing evicted, nothing said about it.
+    assert.deepEqual((await nodeEvents("upg-d")).filter((e) => e.reason.startsWith("DriverUpgrade") || e.reason === "OperandsStopped").map((e) => e.reason), ["DriverUpgradeStarted", "DriverUpgradeDone"]);
     const policy = await eventually("status counts", async () => {
       const p = await getPolicy(client);
       return p.status?.upgrades?.nodesByState["upgrade-done"] === 5 && p.status.state === "ready" ? p : undefined;
