@@ -131,10 +131,11 @@ async function runningPodOf(app: string, node: string): Promise<Pod> {
   }, { timeoutMs: 120_000 });
 }
 
-/** The node's Events, oldest first (by resourceVersion: their names end in random characters). */
+/** The node's Events, oldest first (by resourceVersion: their names end in random characters); by uid, not those of an earlier node of that name. */
 async function nodeEvents(node: string): Promise<{ reason: string; message: string; type: string }[]> {
-  const { items } = await client.list<{ metadata: { resourceVersion?: string }; reason: string; message: string; type: string; involvedObject: { kind: string; name: string } }>("/api/v1/namespaces/default/events");
-  return items.filter((e) => e.involvedObject.kind === "Node" && e.involvedObject.name === node).sort((a, b) => Number(a.metadata.resourceVersion) - Number(b.metadata.resourceVersion));
+  const uid = (await getNode(node)).metadata.uid;
+  const { items } = await client.list<{ metadata: { resourceVersion?: string }; reason: string; message: string; type: string; involvedObject: { kind: string; name: string; uid?: string } }>("/api/v1/namespaces/default/events");
+  return items.filter((e) => e.involvedObject.kind === "Node" && e.involvedObject.name === node && e.involvedObject.uid === uid).sort((a, b) => Number(a.metadata.resourceVersion) - Number(b.metadata.resourceVersion));
 }
 
 describe("a conventional version bump", () => {

@@ -1,4 +1,5 @@
-import type { NodeLabelBatch } from "../kube/node-labels.ts";
+import { RecentNodePatches, type NodeLabelBatch } from "../kube/node-labels.ts";
+import { canonicalJson } from "../core/diff.ts";
 import type { DriverUpgradePolicySpec } from "../core/policy.ts";
 import { DRIVER_APP, DRIVER_APP_LABEL, DRIVER_CONTAINER } from "../core/render.ts";
 import { nodeRollouts, poolSelects, POOL_NODE_LABEL } from "../core/rollout.ts";
@@ -80,6 +81,8 @@ export class UpgradeExecutor {
   private readonly events: EventRecorder;
   private readonly log: Logger;
   private readonly namespace: string;
+  /** Node patches the cache may not show yet: a pass in between plans the same step again (and its Event). */
+  private readonly recent = new RecentNodePatches();
 
   constructor(opts: { client: KubeClient; events: EventRecorder; log: Logger; namespace: string }) {
     this.client = opts.client;
@@ -92,9 +95,11 @@ export class UpgradeExecutor {
     const settings = upgradeSettings(input.upgradePolicy, input.deployableNodes);
     const nodes = await this.observe(input, settings);
     const plan = planUpgrades(nodes, settings, Date.now());
-    await this.act(plan.actions, input.nodes, input.labels);
+    const skipped = await this.act(plan.actions, input.nodes, input.labels);
     const busy = nodes.some((n) => !n.skip && IN_PROGRESS_STATES.has(n.state ?? "")) || plan.actions.some((a) => a.kind === "setState" && IN_PROGRESS_STATES.has(a.state));
-    return { ...plan, ...(busy ? { requeueMs: STEP_RECHECK_MS } : {}) };
+    // A step not written again because the cache may not show it yet is looked at once the window is over.
+    const requeueMs = busy ? STEP_RECHECK_MS : skipped ? this.recent.retryInMs : undefined;
+    return { ...plan, ...(requeueMs !== undefined ? { requeueMs } : {}) };
   }
 
   private async observe(input: UpgradeInputs, settings: UpgradeSettings): Promise<UpgradeNode[]> {
@@ -178,7 +183,8 @@ export class UpgradeExecutor {
     });
   }
 
-  private async act(actions: readonly UpgradeAction[], nodes: readonly Node[], labels?: NodeLabelBatch): Promise<void> {
+  /** Carries out the actions; true when a node's patch was skipped as already sent (see RecentNodePatches). */
+  private async act(actions: readonly UpgradeAction[], nodes: readonly Node[], labels?: NodeLabelBatch): Promise<boolean> {
     const nodeByName = new Map(nodes.map((n) => [n.metadata.name ?? "", n]));
     const patches = new Map<string, { labels: Record<string, string | null>; annotations: Record<string, string | null>; unschedulable?: boolean | null }>();
     const patchOf = (node: string) => {
@@ -231,11 +237,21 @@ export class UpgradeExecutor {
       }
     }
     // One patch per node, so the state and what it records (cordon, pool) change together.
+    const repeated = new Set<string>();
     await mapLimit([...patches], CONCURRENCY, async ([node, p]) => {
       const body: Record<string, unknown> = { metadata: { labels: p.labels, ...(Object.keys(p.annotations).length > 0 ? { annotations: p.annotations } : {}) } };
       if (p.unschedulable !== undefined) body.spec = { unschedulable: p.unschedulable };
+      // The same step planned again from a node the cache shows from before its patch: neither the
+      // patch nor its Event again (the time the step started is not part of what is compared).
+      const { [STATE_SINCE_ANNOTATION]: _since, ...annotations } = p.annotations;
+      const key = canonicalJson({ labels: p.labels, annotations, unschedulable: p.unschedulable });
+      if (this.recent.inFlight(node, key, nodeByName.get(node)?.metadata.resourceVersion)) {
+        repeated.add(node);
+        return;
+      }
       try {
-        await this.client.mergePatch(`/api/v1/nodes/${node}`, body);
+        const updated = await this.client.mergePatch<Node>(`/api/v1/nodes/${node}`, body);
+        this.recent.record(node, key, updated?.metadata?.resourceVersion);
       } catch (err) {
         if (isNotFound(err)) return;
         throw err;
@@ -246,12 +262,13 @@ export class UpgradeExecutor {
     // An eviction the API accepted is something a user acts on: one Event per node and pass naming
     // the pods (a refused one is retried each pass until the step's timeout, and says nothing yet).
     const evictionEvents = [...evicted].map(([node, e]) => ({ kind: "event" as const, node, type: "Normal" as const, reason: "DriverUpgradePodsEvicted", message: `${e.why === "drain" ? "node drained for the driver upgrade" : "GPU pods evicted for the driver upgrade"}: ${e.pods.sort().join(", ")}` }));
-    await mapLimit([...evictionEvents, ...actions.filter((a) => a.kind === "event")], CONCURRENCY, async (a) => {
+    await mapLimit([...evictionEvents, ...actions.filter((a) => a.kind === "event" && !repeated.has(a.node))], CONCURRENCY, async (a) => {
       if (a.kind !== "event") return;
       const node = nodeByName.get(a.node);
       const ref = { apiVersion: "v1", kind: "Node", metadata: { name: a.node, ...(node?.metadata.uid ? { uid: node.metadata.uid } : {}) } };
       await this.events.record(ref, a.type, a.reason, a.message);
     });
+    return repeated.size > 0;
   }
 
   /**

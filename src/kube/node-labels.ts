@@ -59,3 +59,42 @@ export class NodeLabelBatch {
     if (failure !== undefined) throw failure;
   }
 }
+
+/**
+ * Node patches sent recently, so a controller does not send one again while its cache does not
+ * show it yet. A node's cached object lags the patch by the watch's delay; a pass in between
+ * (another writer's change arriving first is enough to start one) computes the same patch from
+ * the old labels and sent it a second time: 3-4% of the node patches of a 100-node install.
+ * A patch is skipped only while it is the same as the one sent, the cache has not shown the
+ * resourceVersion that patch produced, and `windowMs` has not passed; the caller runs again
+ * after `retryInMs`, so a patch still wanted then (someone undid it meanwhile) goes out.
+ */
+export class RecentNodePatches {
+  private readonly sent = new Map<string, { key: string; resourceVersion: string | undefined; at: number }>();
+  private readonly windowMs: number;
+
+  constructor(windowMs = 5000) {
+    this.windowMs = windowMs;
+  }
+
+  /** Whether `key` (what the patch changes) was sent to `node` and the cache, at `cachedVersion`, may not show it yet. */
+  inFlight(node: string, key: string, cachedVersion: string | undefined, now = Date.now()): boolean {
+    const s = this.sent.get(node);
+    if (!s) return false;
+    if (now - s.at >= this.windowMs || (s.resourceVersion !== undefined && s.resourceVersion === cachedVersion)) {
+      this.sent.delete(node);
+      return false;
+    }
+    return s.key === key;
+  }
+
+  /** Records a patch the API server accepted, with the resourceVersion of the node it returned. */
+  record(node: string, key: string, resourceVersion: string | undefined, now = Date.now()): void {
+    this.sent.set(node, { key, resourceVersion, at: now });
+  }
+
+  /** When to look again at a node whose patch was skipped. */
+  get retryInMs(): number {
+    return this.windowMs;
+  }
+}
