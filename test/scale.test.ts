@@ -1,5 +1,5 @@
-// Write counts at install: each GPU node is labelled (GPU labels and driver
-// pool together) by exactly one patch, observed server-side through a watch of
+// Write counts at install: each GPU node is labelled (GPU labels, the driver's
+// and the operands' deploy labels, and driver pool together) by exactly one patch, observed server-side through a watch of
 // the nodes, not through the operator's own counters.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -17,9 +17,11 @@ let cluster: LocalCluster;
 let client: KubeClient;
 let operator: OperatorProcess | undefined;
 const names = ["scale-a", "scale-b", "scale-c", "scale-d", "scale-e"];
-// The labels the install sets: GPU node labels and the driver pool. Later steps write their own on purpose:
-// the upgrade state (upgrade-done once the new driver is Ready) and the operands' deploy labels and gates.
-const INSTALL_LABELS = new Set(["nvidia.com/gpu.present", "nvidia.com/gpu.deploy.driver", "gpuop.nvidia.com/driver-pool"]);
+// The labels the install sets: GPU node labels (the operands' deploy labels with the driver's, as NVIDIA's
+// operator sets them) and the driver pool. Later steps write their own on purpose: the upgrade state
+// (upgrade-done once the new driver is Ready) and the operands' gates.
+const OPERAND_DEPLOY = ["container-toolkit", "device-plugin", "gpu-feature-discovery", "dcgm-exporter", "operator-validator"].map((k) => `nvidia.com/gpu.deploy.${k}`);
+const INSTALL_LABELS = new Set(["nvidia.com/gpu.present", "nvidia.com/gpu.deploy.driver", ...OPERAND_DEPLOY, "gpuop.nvidia.com/driver-pool"]);
 const gpuopLabels = (n: Node) => canonicalJson(Object.fromEntries(Object.entries(n.metadata.labels ?? {}).filter(([k]) => INSTALL_LABELS.has(k))));
 
 before(async () => {
@@ -38,7 +40,7 @@ after(async () => {
   await client.close();
 });
 
-test("the install labels each GPU node with one patch: GPU labels and driver pool together", async () => {
+test("the install labels each GPU node with one patch: GPU labels, every deploy label and driver pool together", async () => {
   await deleteNodes(client, names);
   await eventually("old nodes gone", async () => ((await client.list<Node>("/api/v1/nodes")).items.some((n) => names.includes(n.metadata.name!)) ? undefined : true));
   // Policy first, operator second: the operator's first pass sees unlabelled nodes and a policy.
@@ -75,6 +77,7 @@ test("the install labels each GPU node with one patch: GPU labels and driver poo
     assert.equal(n.metadata.labels?.["nvidia.com/gpu.present"], "true");
     assert.equal(n.metadata.labels?.["nvidia.com/gpu.deploy.driver"], "true");
     assert.ok(n.metadata.labels?.["gpuop.nvidia.com/driver-pool"], `${n.metadata.name} has a driver pool`);
+    for (const k of OPERAND_DEPLOY) assert.equal(n.metadata.labels?.[k], "true", `${n.metadata.name}: ${k}`);
   }
   watching.abort();
   await watch;
