@@ -10,6 +10,8 @@ import {
   IN_PROGRESS_STATES,
   needsPods,
   planUpgrades,
+  podsNeededAgain,
+  podsToEvict,
   STATE_SINCE_ANNOTATION,
   TEMPLATE_HASH_ANNOTATION,
   UPGRADE_SKIP_LABEL,
@@ -83,6 +85,8 @@ export class UpgradeExecutor {
   private readonly namespace: string;
   /** Node patches the cache may not show yet: a pass in between plans the same step again (and its Event). */
   private readonly recent = new RecentNodePatches();
+  /** Per node in an eviction step: the stateSince of the step whose list found nothing to evict (see podsNeededAgain). */
+  private readonly clearSince = new Map<string, number>();
 
   constructor(opts: { client: KubeClient; events: EventRecorder; log: Logger; namespace: string }) {
     this.client = opts.client;
@@ -93,8 +97,19 @@ export class UpgradeExecutor {
 
   async reconcile(input: UpgradeInputs): Promise<UpgradeOutcome> {
     const settings = upgradeSettings(input.upgradePolicy, input.deployableNodes);
-    const nodes = await this.observe(input, settings);
-    const plan = planUpgrades(nodes, settings, Date.now());
+    const now = Date.now();
+    const listed = new Set<string>();
+    const nodes = await this.observe(input, settings, now, listed);
+    const plan = planUpgrades(nodes, settings, now);
+    // A list that found nothing to evict stays good while the node's operands go (podsNeededAgain).
+    for (const n of nodes) {
+      if (!listed.has(n.name)) {
+        if (n.pods === undefined) this.clearSince.delete(n.name);
+      } else if (n.stateSince !== undefined && podsToEvict(n.state, n.pods ?? [], settings).length === 0) this.clearSince.set(n.name, n.stateSince);
+      else this.clearSince.delete(n.name);
+    }
+    const names = new Set(nodes.map((n) => n.name));
+    for (const name of this.clearSince.keys()) if (!names.has(name)) this.clearSince.delete(name);
     const skipped = await this.act(plan.actions, input.nodes, input.labels);
     const busy = nodes.some((n) => !n.skip && IN_PROGRESS_STATES.has(n.state ?? "")) || plan.actions.some((a) => a.kind === "setState" && IN_PROGRESS_STATES.has(a.state));
     // A step not written again because the cache may not show it yet is looked at once the window is over.
@@ -102,7 +117,8 @@ export class UpgradeExecutor {
     return { ...plan, ...(requeueMs !== undefined ? { requeueMs } : {}) };
   }
 
-  private async observe(input: UpgradeInputs, settings: UpgradeSettings): Promise<UpgradeNode[]> {
+  /** The nodes as the planner sees them; `listed` gets the nodes whose pods were listed this pass. */
+  private async observe(input: UpgradeInputs, settings: UpgradeSettings, now: number, listed: Set<string>): Promise<UpgradeNode[]> {
     const dsByName = new Map(input.daemonSets.map((d) => [d.metadata.name ?? "", d]));
     const liveSelectors = new Map([...dsByName].map(([name, d]) => [name, (d.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector ?? {}]));
     const rollouts = nodeRollouts({ nodes: input.nodes, pools: input.pools, hold: input.hold, liveSelectors, readyDrivers: new Set() });
@@ -153,8 +169,15 @@ export class UpgradeExecutor {
     }
     // One small list per node whose step needs its workload pods (an eviction step, or waiting for
     // jobs), once per pass, a few at a time. The operand pods (the validator) come from the cache.
+    // A node whose last list found nothing to evict, waiting for its operands to go, is not listed
+    // again: the list stands (empty of what the step acts on) until they are gone (podsNeededAgain).
     await mapLimit(out.filter((n) => needsPods(n, settings)), CONCURRENCY, async (n) => {
+      if (!podsNeededAgain(n, settings, now, this.clearSince.get(n.name))) {
+        n.pods = [];
+        return;
+      }
       n.pods = await this.podsOn(n.name);
+      listed.add(n.name);
     });
     return out;
   }

@@ -7,6 +7,8 @@ import {
   driverTemplateHash,
   IN_PROGRESS_STATES,
   needsPods,
+  podsNeededAgain,
+  podsToEvict,
   parseSelector,
   planUpgrades,
   upgradeSettings,
@@ -667,4 +669,75 @@ test("in the restart step a terminating driver pod still counts; a node leaving 
   assert.deepEqual(states(planUpgrades([node("a", { state: "pod-restart-required", driver: undefined, driverPods: 0 })], settings(), 0).actions), ["a:validation-required"]);
   assert.deepEqual(planUpgrades([node("a", { desiredPool: undefined, currentPool: undefined })], settings(), 0).actions, []);
   assert.deepEqual(planUpgrades([node("b"), node("a")], settings(), 0).waiting, ["b"], "nodes start in name order");
+});
+
+test("podsNeededAgain: an eviction step whose list found nothing to evict is not listed again while its operands go, within the timeout; a fresh list otherwise", () => {
+  const s = settings();
+  const operand = gpuPod("v", { namespace: "gpu-operator", usesGpu: false, daemonSet: true, operand: "nvidia-operator-validator" });
+  const at = (over: Partial<UpgradeNode>) => node("a", { state: "pod-deletion-required", stateSince: 1000, operandPods: [operand], ...over });
+  assert.equal(podsNeededAgain(at({}), s, 2000, 1000), false, "nothing to evict last time, the operands still going: the list stands");
+  assert.equal(podsNeededAgain(at({}), s, 2000, undefined), true, "no list yet in this step");
+  assert.equal(podsNeededAgain(at({}), s, 2000, 500), true, "the list was of an earlier stay in the step");
+  assert.equal(podsNeededAgain(at({ operandPods: [] }), s, 2000, 1000), true, "the operands are gone: the restart is planned from a fresh list");
+  assert.equal(podsNeededAgain(at({ operandPods: [{ ...operand, finished: true }] }), s, 2000, 1000), true, "a finished operand pod does not hold the driver");
+  assert.equal(podsNeededAgain(at({}), s, 1000 + 300_000, 1000), false, "at the timeout the restart does not go on yet");
+  assert.equal(podsNeededAgain(at({}), s, 1000 + 300_001, 1000), true, "past it the restart goes on without the operands: from a fresh list");
+  assert.equal(podsNeededAgain(at({}), settings({ podDeletion: { force: false, timeoutSeconds: 0, deleteEmptyDir: false } }), 10_000_000, 1000), false, "timeout 0: the operands are waited for forever");
+  const drain = settings({ drain: { enable: true, force: false, timeoutSeconds: 60, deleteEmptyDir: false } });
+  assert.equal(podsNeededAgain(at({}), drain, 2000, 1000), true, "pod deletion goes on to the drain, which evicts more: listed");
+  assert.equal(podsNeededAgain(at({ state: "drain-required" }), drain, 2000, 1000), false);
+  assert.equal(podsNeededAgain(at({ state: "drain-required" }), drain, 1000 + 61_000, 1000), true, "the drain's own timeout");
+  assert.equal(podsNeededAgain(at({ state: "validation-required" }), s, 2000, 1000), false, "validation lists nothing");
+  assert.equal(podsNeededAgain(at({ state: "wait-for-jobs-required" }), settings({ waitForCompletion: { podSelector: "app=train", timeoutSeconds: 0 } }), 2000, 1000), true, "jobs are listed each pass");
+  assert.equal(podsNeededAgain(at({ skip: true }), s, 2000, undefined), false);
+  // What counts as "nothing to evict".
+  const pods = [gpuPod("gpu"), gpuPod("web", { usesGpu: false }), gpuPod("done", { finished: true }), gpuPod("ds", { daemonSet: true }), gpuPod("drv", { driver: true }), operand];
+  assert.deepEqual(podsToEvict("pod-deletion-required", pods, s).map((p) => p.name), ["gpu"]);
+  assert.deepEqual(podsToEvict("drain-required", pods, drain).map((p) => p.name), ["gpu", "web"]);
+  assert.deepEqual(podsToEvict("drain-required", pods, settings({ drain: { enable: true, force: false, podSelector: "app=x", timeoutSeconds: 60, deleteEmptyDir: false } })).map((p) => p.name), []);
+  assert.deepEqual(podsToEvict("validation-required", pods, s), []);
+});
+
+test("simulated with the operands: the restart waits for them, and a node is listed twice however long they take (after the cordon; for the restart)", () => {
+  // The operand pods of each node go 3 passes after its gates close (the start's patch).
+  const start = ["a", "b"].map((n) => node(n, { driver: ready(), desiredPool: "q", pods: [], openGates: ["gpuop.nvidia.com/gate.operator-validator"] }));
+  const s = settings({ maxParallelUpgrades: 0, maxUnavailable: 2 });
+  const nodes = new Map(start.map((n) => [n.name, structuredClone(n)]));
+  const goneAt = new Map<string, number>();
+  const clear = new Map<string, number>();
+  const lists = new Map<string, number>();
+  let restarted = 0;
+  for (let pass = 0; pass < 12; pass++) {
+    const now = pass * 2000;
+    for (const n of nodes.values()) {
+      n.operandPods = goneAt.has(n.name) && pass >= goneAt.get(n.name)! ? [] : [gpuPod("v", { namespace: "gpu-operator", usesGpu: false, daemonSet: true, operand: "nvidia-operator-validator" })];
+      delete n.pods;
+      if (needsPods(n, s)) {
+        if (podsNeededAgain(n, s, now, clear.get(n.name))) {
+          n.pods = [];
+          lists.set(n.name, (lists.get(n.name) ?? 0) + 1);
+          clear.set(n.name, n.stateSince!);
+        } else n.pods = [];
+      }
+    }
+    const plan = planUpgrades([...nodes.values()], s, now);
+    for (const a of plan.actions) {
+      const n = nodes.get(a.node)!;
+      if (a.kind === "closeGates") {
+        goneAt.set(a.node, pass + 3);
+        n.openGates = [];
+      }
+      if (a.kind === "setState") {
+        if (a.state === "pod-restart-required") {
+          assert.ok(pass >= goneAt.get(a.node)!, `${a.node}: restarted at pass ${pass}, its operands go at ${goneAt.get(a.node)}`);
+          restarted++;
+        }
+        n.state = a.state;
+        n.stateSince = now;
+      }
+      if (a.kind === "cordon") n.unschedulable = true;
+    }
+  }
+  assert.equal(restarted, 2);
+  assert.deepEqual(Object.fromEntries(lists), { a: 2, b: 2 }, "the first list after the cordon, and the fresh one the restart is planned from");
 });

@@ -75,6 +75,40 @@ export function needsPods(n: Pick<UpgradeNode, "state" | "skip">, s: UpgradeSett
   return n.state === "pod-deletion-required" || n.state === "drain-required";
 }
 
+/**
+ * The pods an eviction step acts on: GPU pods (pod deletion) or the drain's, never finished,
+ * driver or DaemonSet pods. Empty when the step has nothing to evict or wait for.
+ */
+export function podsToEvict(state: string | undefined, pods: readonly NodePod[], s: UpgradeSettings): NodePod[] {
+  if (state === "pod-deletion-required") return pods.filter((p) => p.usesGpu && !p.finished && !p.driver && !p.daemonSet);
+  if (state === "drain-required") {
+    const match = s.drain.podSelector === undefined ? () => true : parseSelector(s.drain.podSelector);
+    return pods.filter((p) => !p.finished && !p.driver && !p.daemonSet && match(p.labels));
+  }
+  return [];
+}
+
+/**
+ * Whether a node in an eviction step must list its pods again this pass, given `clearSince`: the
+ * stateSince of the step in which a list (made after the cordon was seen) found nothing to evict
+ * or wait for. That list stays good while the node's operand pods are still going and the step
+ * is within its timeout: no step can act on the list then (the restart waits for the operands,
+ * and only after the timeout goes on without them), and the restart is planned from a fresh list
+ * only. A GPU pod bound to the cordoned node meanwhile is found by that fresh list. So a node
+ * whose operands take a few passes to stop is listed about once, not once per pass.
+ */
+export function podsNeededAgain(n: UpgradeNode, s: UpgradeSettings, now: number, clearSince: number | undefined): boolean {
+  if (!needsPods(n, s)) return false;
+  if (n.state !== "pod-deletion-required" && n.state !== "drain-required") return true;
+  // With drain on, pod deletion goes on to the drain, which evicts more than GPU pods: list.
+  if (n.state === "pod-deletion-required" && s.drain.enable) return true;
+  if (clearSince === undefined || n.stateSince === undefined || clearSince !== n.stateSince) return true;
+  const operandsLeft = (n.operandPods ?? []).some((p) => p.operand !== undefined && !p.finished);
+  const timeout = n.state === "drain-required" ? s.drain.timeoutSeconds : s.podDeletion.timeoutSeconds;
+  const withinTimeout = timeout === 0 || (now - n.stateSince) / 1000 <= timeout;
+  return !(operandsLeft && withinTimeout);
+}
+
 /** How long a new driver pod may take to become Ready before the node is marked failed. */
 export const VALIDATION_TIMEOUT_SECONDS = 600;
 
@@ -410,15 +444,14 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
       }
       case "pod-deletion-required": {
         if (v.pods === undefined) return WAIT;
-        const pods = v.pods.filter((p) => p.usesGpu && !p.finished && !p.driver && !p.daemonSet);
+        const pods = podsToEvict("pod-deletion-required", v.pods, s);
         return evictStep(v, pods, s.podDeletion, "GPU pods",
           () => (s.drain.enable ? { next: "drain-required", note: "no GPU pods left on the node" } : restartWhenOperandsStopped(v, need, s.podDeletion.timeoutSeconds, "no GPU pods left on the node")),
           (why) => (s.drain.enable ? { next: "drain-required", note: `${why}; draining instead`, warning: true } : { fail: why }));
       }
       case "drain-required": {
         if (v.pods === undefined) return WAIT;
-        const match = s.drain.podSelector === undefined ? () => true : parseSelector(s.drain.podSelector);
-        const pods = v.pods.filter((p) => !p.finished && !p.driver && !p.daemonSet && match(p.labels));
+        const pods = podsToEvict("drain-required", v.pods, s);
         return evictStep(v, pods, s.drain, "drain", () => restartWhenOperandsStopped(v, need, s.drain.timeoutSeconds, "node drained"), (why) => ({ fail: why }));
       }
       case "pod-restart-required":
