@@ -1,5 +1,5 @@
 import { canonicalJson, isSubset } from "../core/diff.ts";
-import { isGpuNode } from "../core/gpu-node.ts";
+import { gpuNodeFacts, isGpuNode, isNodeProblem } from "../core/gpu-node.ts";
 import { StatusWrites } from "./status-writes.ts";
 import { restrictedNodes, type RestrictedNodeLabel } from "../core/security.ts";
 import { UserError } from "../core/errors.ts";
@@ -12,9 +12,13 @@ import {
   operandNodePatch,
   operandPods,
   operandStatuses,
+  operandStatusesFromSplit,
+  operandSplit,
+  nodeOperandStates,
   renderOperands,
   OPERANDS_DRIVER_ANNOTATION,
-  operandNodeSeries,
+  operandNodeSeriesFromSplit,
+  type OperandNodeState,
   operandTransitions,
   type NodePatch,
   type OperandKey,
@@ -24,6 +28,7 @@ import {
 import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import { Informer, type ChangeType } from "../kube/informer.ts";
+import { PodsByNode } from "../kube/pods-by-node.ts";
 import { slimDaemonSet, slimPod } from "../kube/transforms.ts";
 import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, KubeObject, Node, Pod } from "../kube/types.ts";
@@ -71,6 +76,15 @@ export class OperandController {
   private readonly gpuNodeLabel: RestrictedNodeLabel | undefined;
 
   private readonly metrics: OperatorMetrics | undefined;
+  /** The driver and operand pods on each node, kept up to date by the pod watches. */
+  private readonly podsByNode = new PodsByNode();
+  /**
+   * What a pass works out for each node (its patch and its operand states), kept with the node
+   * object and the node's pods' version it came from: a pass works a node out again only when
+   * the node, its pods or the policy's operands changed, so its cost follows the changes, not
+   * the cluster (the informer replaces a node's object on every change and never edits one).
+   */
+  private readonly nodeViews = new WeakMap<Node, OperandNodeView>();
   /** The last status.operands computed, by policy uid: Events go out when an operand's state changes. */
   private lastStatuses: { uid: string; operands: OperandStatus[] } | undefined;
 
@@ -102,6 +116,7 @@ export class OperandController {
     this.services.onChange(enqueue);
     // Only pod readiness and placement matter; status heartbeats of other fields do not.
     const onPod = (type: ChangeType, pod: Pod, old?: Pod) => {
+      this.podsByNode.update(type, pod, old);
       if (type !== "modified" || !old || podReady(pod) !== podReady(old) || pod.spec?.nodeName !== old.spec?.nodeName || pod.metadata.deletionTimestamp !== old.metadata.deletionTimestamp) enqueue();
     };
     this.pods.onChange(onPod);
@@ -124,12 +139,15 @@ export class OperandController {
   }
 
   private async process(key: string): Promise<void> {
+    const start = process.hrtime.bigint();
     try {
       await this.reconcile();
       this.queue.forget(key);
     } catch (err) {
       const retryIn = this.queue.retry(key);
       this.log.error("operand reconcile failed; retrying", { error: (err as Error).message, retryInMs: retryIn });
+    } finally {
+      this.metrics?.operandDuration.observe(Number(process.hrtime.bigint() - start) / 1e9);
     }
   }
 
@@ -183,10 +201,10 @@ export class OperandController {
     for (const svc of rendered.services) await this.apply(`/api/v1/namespaces/${this.namespace}/services`, this.services, svc);
     await this.removeDisabled(new Set(rendered.disabled));
 
-    const pods = await this.labelNodes(nodes, new Set<OperandKey>(rendered.enabled), driverEnabled);
-    const observed = restrictedNodes(this.nodes.list(), this.gpuNodeLabel);
-    const statuses = operandStatuses({ policy: active, nodes: observed, ready: pods.ready });
-    this.metrics?.operandNodes.replace(operandNodeSeries(active, observed, pods.ready));
+    const views = await this.labelNodes(nodes, new Set<OperandKey>(rendered.enabled), driverEnabled);
+    const split = operandSplit(new Set(rendered.enabled), views.filter((v) => v.servable));
+    const statuses = operandStatusesFromSplit(active, split);
+    this.metrics?.operandNodes.replace(operandNodeSeriesFromSplit(split));
     await this.reportTransitions(active, statuses);
     await this.writeStatus(active, statuses);
   }
@@ -203,11 +221,31 @@ export class OperandController {
   }
 
   /** Deploy labels, gates in NVIDIA's order, gates closed for a driver change: one patch per node that changes. */
-  private async labelNodes(nodes: readonly Node[], enabled: ReadonlySet<OperandKey>, driverEnabled: boolean) {
-    const pods = operandPods([...this.driverPods.list(), ...this.pods.list()]);
+  private async labelNodes(nodes: readonly Node[], enabled: ReadonlySet<OperandKey>, driverEnabled: boolean): Promise<OperandNodeView[]> {
+    const views = nodes.map((node) => this.nodeView(node, enabled, driverEnabled));
     // A few at a time, as the driver controller's node patches: a driver upgrade of many nodes closes many gates at once.
-    await mapLimit(nodes.map((node) => [node, operandNodePatch(node, enabled, driverEnabled, pods)] as const).filter(([, p]) => !emptyPatch(p)), NODE_PATCH_CONCURRENCY, ([node, patch]) => this.patchNode(node, patch));
-    return pods;
+    await mapLimit(nodes.map((node, i) => [node, views[i]!.patch] as const).filter(([, p]) => !emptyPatch(p)), NODE_PATCH_CONCURRENCY, ([node, patch]) => this.patchNode(node, patch));
+    return views;
+  }
+
+  private nodeView(node: Node, enabled: ReadonlySet<OperandKey>, driverEnabled: boolean): OperandNodeView {
+    const name = node.metadata.name ?? "";
+    const podsVersion = this.podsByNode.version(name);
+    const operands = `${[...enabled].sort().join(",")}|${driverEnabled}`;
+    const kept = this.nodeViews.get(node);
+    if (kept && kept.podsVersion === podsVersion && kept.operands === operands) return kept;
+    const pods = operandPods(this.podsByNode.on(name));
+    const servable = isGpuNode(node) && !isNodeProblem(gpuNodeFacts(node));
+    const view: OperandNodeView = {
+      name,
+      podsVersion,
+      operands,
+      patch: operandNodePatch(node, enabled, driverEnabled, pods),
+      servable,
+      states: servable ? nodeOperandStates(node.metadata.labels ?? {}, enabled, (key) => pods.ready.get(key)?.has(name) ?? false) : {},
+    };
+    this.nodeViews.set(node, view);
+    return view;
   }
 
   private async patchNode(node: Node, patch: NodePatch): Promise<void> {
@@ -313,3 +351,15 @@ export class OperandController {
 }
 
 const podReady = (p: Pod) => p.status?.conditions?.find((c) => c.type === "Ready")?.status;
+
+/** A node as an operand pass sees it (see OperandController.nodeViews). */
+interface OperandNodeView {
+  name: string;
+  /** The version of the node's pods (PodsByNode) and the operands turned on it was worked out for. */
+  podsVersion: number;
+  operands: string;
+  patch: NodePatch;
+  /** A GPU node gpuop serves (not one with missing labels): it counts in status.operands. */
+  servable: boolean;
+  states: Partial<Record<OperandKey, OperandNodeState>>;
+}

@@ -25,7 +25,7 @@ const kept = { ...meta } as Record<string, unknown>;
 delete kept.managedFields;
 delete kept.finalizers;
 
-test("a cached Node keeps metadata, unschedulable, taints, nodeInfo, conditions and nvidia.com resources only", () => {
+test("a cached Node keeps metadata, unschedulable, taints, nodeInfo, the Ready condition and nvidia.com resources only", () => {
   const node = {
     apiVersion: "v1",
     kind: "Node",
@@ -33,7 +33,7 @@ test("a cached Node keeps metadata, unschedulable, taints, nodeInfo, conditions 
     spec: { unschedulable: true, taints: [{ key: "k", effect: "NoSchedule" }], podCIDR: "10.0.0.0/24", providerID: "kwok://gpu-7" },
     status: {
       nodeInfo: { kernelVersion: "6.8.0-1046-azure", osImage: "Ubuntu 24.04.1 LTS", architecture: "arm64", operatingSystem: "linux", bootID: "b" },
-      conditions: [{ type: "Ready", status: "False", reason: "KubeletNotReady", message: "m", lastTransitionTime: "t1", lastHeartbeatTime: "t2" }],
+      conditions: [{ type: "MemoryPressure", status: "False", reason: "KubeletHasSufficientMemory", message: "ok", lastTransitionTime: "t0", lastHeartbeatTime: "t2" }, { type: "Ready", status: "False", reason: "KubeletNotReady", message: "m", lastTransitionTime: "t1", lastHeartbeatTime: "t2" }],
       capacity: { cpu: "64", memory: "512Gi", "nvidia.com/gpu": "8", "nvidia.com/mig-1g.10gb": "7" },
       allocatable: { cpu: "63", "nvidia.com/gpu": "6" },
       images: [{ names: ["nvcr.io/nvidia/driver:580"], sizeBytes: 1 }],
@@ -61,7 +61,7 @@ test("a Node without status or resources stays without them (no undefined member
   assert.equal(JSON.stringify(slim), '{"metadata":{"name":"n","labels":{"a":"b"}},"status":{"conditions":[]}}');
 });
 
-test("a cached Pod keeps nodeName, container images, phase, conditions, container statuses and its labels", () => {
+test("a cached Pod keeps nodeName, container images, phase, the Ready and ContainersReady conditions, container statuses and its labels", () => {
   const state = { waiting: { reason: "ImagePullBackOff", message: "no such tag" } };
   const pod = {
     apiVersion: "v1",
@@ -78,7 +78,7 @@ test("a cached Pod keeps nodeName, container images, phase, conditions, containe
       phase: "Pending",
       startTime: "s",
       podIP: "10.0.0.9",
-      conditions: [{ type: "Ready", status: "False", lastProbeTime: null, lastTransitionTime: "t" }],
+      conditions: [{ type: "PodScheduled", status: "True", lastProbeTime: null, lastTransitionTime: "t0" }, { type: "Ready", status: "False", lastProbeTime: null, lastTransitionTime: "t" }, { type: "ContainersReady", status: "False", reason: "ContainersNotReady", lastTransitionTime: "t2" }],
       containerStatuses: [{ name: "nvidia-driver-ctr", ready: false, started: false, restartCount: 2, image: "img", imageID: "nvcr.io/nvidia/driver@sha256:ab", state, lastState: {}, containerID: "c" }],
       initContainerStatuses: [{ name: "k8s-driver-manager", ready: true, restartCount: 0, image: "i", imageID: "i@sha256:cd", state: { terminated: { exitCode: 0 } } }],
     },
@@ -96,7 +96,7 @@ test("a cached Pod keeps nodeName, container images, phase, conditions, containe
     status: {
       phase: "Pending",
       startTime: "s",
-      conditions: [{ type: "Ready", status: "False", lastTransitionTime: "t" }],
+      conditions: [{ type: "Ready", status: "False", lastTransitionTime: "t" }, { type: "ContainersReady", status: "False", reason: "ContainersNotReady", lastTransitionTime: "t2" }],
       containerStatuses: [{ name: "nvidia-driver-ctr", ready: false, started: false, restartCount: 2, image: "img", imageID: "nvcr.io/nvidia/driver@sha256:ab", state, lastState: {} }],
       initContainerStatuses: [{ name: "k8s-driver-manager", ready: true, restartCount: 0, image: "i", imageID: "i@sha256:cd", state: { terminated: { exitCode: 0 } } }],
     },

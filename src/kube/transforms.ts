@@ -59,12 +59,14 @@ export function withoutManagedFields<T extends KubeObject>(obj: T): T {
 
 /**
  * Node: spec.unschedulable and taints (cordoned nodes, drains); status.nodeInfo
- * (kernel, OS image, architecture without NFD); conditions without their heartbeat
- * times (Ready); capacity and allocatable of `nvidia.com/*` only (GPUs the device
+ * (kernel, OS image, architecture without NFD); the Ready condition without its heartbeat
+ * time; capacity and allocatable of `nvidia.com/*` only (GPUs the device
  * plugin advertises). Dropped: images, addresses, daemonEndpoints, other resources.
  */
 const NODE_SPEC_KEYS = ["unschedulable", "taints"] as const;
 const NODE_CONDITION_KEYS = ["type", "status", "reason", "message", "lastTransitionTime"] as const;
+/** The only node condition gpuop reads (kwok and kubelets report five or more). */
+const NODE_CONDITION_TYPES: ReadonlySet<string> = new Set(["Ready"]);
 const NODE_RESOURCE_PREFIXES = ["nvidia.com/"] as const;
 
 export function slimNode(node: Node): Node {
@@ -77,7 +79,7 @@ export function slimNode(node: Node): Node {
     status: status
       ? compact({
           nodeInfo: status.nodeInfo,
-          conditions: status.conditions?.map((c) => pick(c as unknown as Json, NODE_CONDITION_KEYS)),
+          conditions: status.conditions?.filter((c) => NODE_CONDITION_TYPES.has(c.type)).map((c) => pick(c as unknown as Json, NODE_CONDITION_KEYS)),
           capacity: pickPrefixed(status.capacity as Record<string, unknown> | undefined, NODE_RESOURCE_PREFIXES),
           allocatable: pickPrefixed(status.allocatable as Record<string, unknown> | undefined, NODE_RESOURCE_PREFIXES),
         })
@@ -87,7 +89,7 @@ export function slimNode(node: Node): Node {
 
 /**
  * Pod: spec.nodeName (which node's driver it is); container and init container
- * names and images (which driver it runs); status.phase and conditions (Ready);
+ * names and images (which driver it runs); status.phase and the Ready and ContainersReady conditions;
  * container statuses with ready, restartCount, image, imageID (the digest that
  * runs) and state/lastState (waiting.reason: ImagePullBackOff, CrashLoopBackOff).
  * Labels stay with the metadata (controller-revision-hash, pod-template-generation,
@@ -96,6 +98,8 @@ export function slimNode(node: Node): Node {
 const CONTAINER_KEYS = ["name", "image"] as const;
 const POD_STATUS_KEYS = ["phase", "reason", "message", "startTime"] as const;
 const POD_CONDITION_KEYS = ["type", "status", "reason", "message", "lastTransitionTime"] as const;
+/** The pod conditions gpuop reads: Ready, and ContainersReady (since when a driver has not been ready, for the fallback). */
+const POD_CONDITION_TYPES: ReadonlySet<string> = new Set(["Ready", "ContainersReady"]);
 const CONTAINER_STATUS_KEYS = ["name", "ready", "started", "restartCount", "image", "imageID", "state", "lastState"] as const;
 
 export function slimPod(pod: Pod): Pod {
@@ -115,7 +119,7 @@ export function slimPod(pod: Pod): Pod {
     status: status
       ? compact({
           ...pick(status, POD_STATUS_KEYS),
-          conditions: status.conditions?.map((c) => pick(c, POD_CONDITION_KEYS)),
+          conditions: status.conditions?.filter((c) => POD_CONDITION_TYPES.has(c["type"] as string)).map((c) => pick(c, POD_CONDITION_KEYS)),
           containerStatuses: status.containerStatuses?.map((c) => pick(c, CONTAINER_STATUS_KEYS)),
           initContainerStatuses: status.initContainerStatuses?.map((c) => pick(c, CONTAINER_STATUS_KEYS)),
         })
