@@ -222,12 +222,13 @@ export class UpgradeExecutor {
       if (p.labels[POOL_NODE_LABEL] !== undefined) this.log.info("moved node to driver pool", { node, pool: p.labels[POOL_NODE_LABEL] });
       if (p.labels[UPGRADE_STATE_LABEL] !== undefined && p.labels[UPGRADE_STATE_LABEL] !== "upgrade-done") this.log.info("driver upgrade step", { node, state: p.labels[UPGRADE_STATE_LABEL] });
     });
-    await mapLimit(actions.filter((a) => a.kind === "event"), CONCURRENCY, async (a) => {
-      if (a.kind !== "event") return;
+    // Sent in the background (EventRecorder): the pass does not wait for them.
+    for (const a of actions) {
+      if (a.kind !== "event") continue;
       const node = nodeByName.get(a.node);
       const ref = { apiVersion: "v1", kind: "Node", metadata: { name: a.node, ...(node?.metadata.uid ? { uid: node.metadata.uid } : {}) } };
-      await this.events.record(ref, a.type, a.reason, a.message);
-    });
+      void this.events.record(ref, a.type, a.reason, a.message);
+    }
   }
 
   /** Evicts through the Eviction API; a PodDisruptionBudget's 429 leaves the pod for the next pass (the step's timeout decides). */

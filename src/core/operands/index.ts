@@ -28,8 +28,10 @@ import { devicePluginPod } from "./device-plugin.ts";
 import { gfdPod } from "./gfd.ts";
 import { clusterRuntime, toolkitPod } from "./toolkit.ts";
 import { validatorPod } from "./validator.ts";
+import { OperandTally, type OperandNodeStates, type OperandSplit } from "./tally.ts";
 
 export * from "./common.ts";
+export * from "./tally.ts";
 
 export interface OperandRenderInput {
   policy: ClusterPolicy;
@@ -279,8 +281,6 @@ export interface OperandStatus {
   message?: string;
 }
 
-const MAX_LISTED = 20;
-const cap = (names: string[]) => names.slice(0, MAX_LISTED);
 
 /**
  * `status.operands` for what was observed. An enabled operand is ready when every GPU node
@@ -306,11 +306,11 @@ export function operandStatusesFromSplit(policy: ClusterPolicy, split: readonly 
     out.push({
       name: o.info.key,
       daemonSet: o.info.name,
-      state: o.waiting.length === 0 && o.notReady.length === 0 ? "ready" : "notReady",
+      state: o.waiting === 0 && o.notReady === 0 ? "ready" : "notReady",
       nodes: o.meant,
-      readyPods: o.meant - o.waiting.length - o.notReady.length,
-      ...(o.waiting.length > 0 ? { waiting: cap(o.waiting) } : {}),
-      ...(o.notReady.length > 0 ? { notReady: cap(o.notReady) } : {}),
+      readyPods: o.meant - o.waiting - o.notReady,
+      ...(o.waiting > 0 ? { waiting: o.waitingNames } : {}),
+      ...(o.notReady > 0 ? { notReady: o.notReadyNames } : {}),
     });
   }
   for (const name of UNSUPPORTED_COMPONENTS) {
@@ -320,25 +320,13 @@ export function operandStatusesFromSplit(policy: ClusterPolicy, split: readonly 
   return out;
 }
 
-/** Where a GPU node stands with an operand it is meant to run: its pod Ready, its gate open and the pod not Ready yet, or its gate closed. */
-export type OperandNodeState = "ready" | "starting" | "waiting";
-
-/** Per operand: the GPU nodes meant to run it, those waiting for their gate, those whose pod is not Ready yet (names sorted). */
-export interface OperandSplit {
-  info: OperandInfo;
-  enabled: boolean;
-  meant: number;
-  waiting: string[];
-  notReady: string[];
-}
-
 /**
  * One node's state for each enabled operand it is meant to run (a servable GPU node: not one
  * with missing labels), from its labels and which of its operand pods are Ready. A controller
  * keeps this per node and works it out again only when the node or its pods change.
  */
-export function nodeOperandStates(labels: Readonly<Record<string, string>>, enabled: ReadonlySet<OperandKey>, readyOn: (key: OperandKey) => boolean): Partial<Record<OperandKey, OperandNodeState>> {
-  const out: Partial<Record<OperandKey, OperandNodeState>> = {};
+export function nodeOperandStates(labels: Readonly<Record<string, string>>, enabled: ReadonlySet<OperandKey>, readyOn: (key: OperandKey) => boolean): OperandNodeStates {
+  const out: OperandNodeStates = {};
   if (labels[DEPLOY_OPERANDS_LABEL] === "false") return out;
   for (const info of OPERANDS) {
     if (!enabled.has(info.key) || (labels[deployLabel(info)] ?? "true") !== "true") continue;
@@ -348,22 +336,10 @@ export function nodeOperandStates(labels: Readonly<Record<string, string>>, enab
 }
 
 /** The split of all operands from each servable GPU node's states (nodeOperandStates), in any order. */
-export function operandSplit(enabled: ReadonlySet<OperandKey>, nodes: Iterable<{ name: string; states: Partial<Record<OperandKey, OperandNodeState>> }>): OperandSplit[] {
-  const split = OPERANDS.map((info) => ({ info, enabled: enabled.has(info.key), meant: 0, waiting: [] as string[], notReady: [] as string[] }));
-  for (const { name, states } of nodes) {
-    for (const o of split) {
-      const state = states[o.info.key];
-      if (state === undefined || !o.enabled) continue;
-      o.meant++;
-      if (state === "waiting") o.waiting.push(name);
-      else if (state === "starting") o.notReady.push(name);
-    }
-  }
-  for (const o of split) {
-    o.waiting.sort();
-    o.notReady.sort();
-  }
-  return split;
+export function operandSplit(enabled: ReadonlySet<OperandKey>, nodes: Iterable<{ name: string; states: OperandNodeStates }>): OperandSplit[] {
+  const tally = new OperandTally();
+  for (const { name, states } of nodes) tally.set(name, states);
+  return tally.split(enabled);
 }
 
 /** Per operand: the GPU nodes meant to run it, those waiting for their gate, those whose pod is not Ready yet. */
@@ -388,9 +364,9 @@ export function operandNodeSeriesFromSplit(split: readonly OperandSplit[]): { la
   return split
     .filter((o) => o.enabled)
     .flatMap((o) => [
-      { labels: { operand: o.info.key, state: "ready" }, value: o.meant - o.waiting.length - o.notReady.length },
-      { labels: { operand: o.info.key, state: "starting" }, value: o.notReady.length },
-      { labels: { operand: o.info.key, state: "waiting" }, value: o.waiting.length },
+      { labels: { operand: o.info.key, state: "ready" }, value: o.meant - o.waiting - o.notReady },
+      { labels: { operand: o.info.key, state: "starting" }, value: o.notReady },
+      { labels: { operand: o.info.key, state: "waiting" }, value: o.waiting },
     ]);
 }
 

@@ -297,7 +297,7 @@ test("operandSplit: counts per operand and the waiting and not-ready names sorte
     { name: "n0", states: { toolkit: "ready", gfd: "waiting" } },
   ]);
   const tk = split.find((o) => o.info.key === "toolkit")!;
-  assert.deepEqual({ meant: tk.meant, waiting: tk.waiting, notReady: tk.notReady }, { meant: 4, waiting: ["n2", "n3"], notReady: ["n1"] });
+  assert.deepEqual({ meant: tk.meant, waiting: tk.waiting, notReady: tk.notReady, waitingNames: tk.waitingNames, notReadyNames: tk.notReadyNames }, { meant: 4, waiting: 2, notReady: 1, waitingNames: ["n2", "n3"], notReadyNames: ["n1"] });
   const gfd = split.find((o) => o.info.key === "gfd")!;
   assert.deepEqual({ enabled: gfd.enabled, meant: gfd.meant }, { enabled: false, meant: 0 });
   // Equal to the status worked out from the nodes themselves.
