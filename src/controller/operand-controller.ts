@@ -96,6 +96,8 @@ export class OperandController {
   private readonly written = new Map<string, string>();
   /** The containers' runtimes and whether any GPU node exists, from all nodes: worked out again when a node comes, goes or changes them. */
   private clusterFacts: { runtimeVersions: string[]; anyGpuNode: boolean } | undefined;
+  /** The last rendering, and the policy object and cluster facts it came from (the informer replaces a policy's object on every change). */
+  private lastRender: { policy: ClusterPolicy; facts: NonNullable<OperandController["clusterFacts"]>; driverEnabled: boolean; result: OperandRenderResult } | undefined;
   /** The last status.operands computed, by policy uid: Events go out when an operand's state changes. */
   private lastStatuses: { uid: string; operands: OperandStatus[] } | undefined;
 
@@ -183,13 +185,23 @@ export class OperandController {
     let rendered: OperandRenderResult;
     let driverEnabled: boolean;
     try {
-      driverEnabled = normalizePolicy(active).spec.driver.enabled !== false;
-      rendered = renderOperands({
-        policy: active,
-        namespace: this.namespace,
-        owner: { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: active.metadata.name, uid: active.metadata.uid ?? "" },
-        runtimeVersions: this.facts().runtimeVersions,
-      });
+      const facts = this.facts();
+      // Rendered again only when the policy or the nodes' runtimes change (most passes follow pods).
+      if (this.lastRender?.policy !== active || this.lastRender.facts !== facts) {
+        this.lastRender = {
+          policy: active,
+          facts,
+          driverEnabled: normalizePolicy(active).spec.driver.enabled !== false,
+          result: renderOperands({
+            policy: active,
+            namespace: this.namespace,
+            owner: { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: active.metadata.name, uid: active.metadata.uid ?? "" },
+            runtimeVersions: facts.runtimeVersions,
+          }),
+        };
+      }
+      driverEnabled = this.lastRender.driverEnabled;
+      rendered = this.lastRender.result;
     } catch (err) {
       if (!(err instanceof UserError)) throw err;
       // A bad policy changes nothing that runs: only the status and an Event say what to fix.
