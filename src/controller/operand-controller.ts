@@ -319,7 +319,7 @@ export class OperandController {
   private async patchNode(node: Node, patch: NodePatch): Promise<void> {
     if (emptyPatch(patch)) return;
     const closed = Object.entries(patch.labels).filter(([k, v]) => v === null && k.startsWith("gpuop.nvidia.com/gate.")).length;
-    await this.client.mergePatch(`/api/v1/nodes/${node.metadata.name}`, { metadata: { labels: patch.labels, ...(Object.keys(patch.annotations).length > 0 ? { annotations: patch.annotations } : {}) } });
+    await this.client.mergePatch(`/api/v1/nodes/${node.metadata.name}`, { metadata: { labels: patch.labels, ...(Object.keys(patch.annotations).length > 0 ? { annotations: patch.annotations } : {}) } }, { discardBody: true });
     this.log.info("labelled node for operands", { node: node.metadata.name, labels: patch.labels, ...(patch.annotations[OPERANDS_DRIVER_ANNOTATION] ? { driverPod: patch.annotations[OPERANDS_DRIVER_ANNOTATION] } : {}), ...(closed > 0 ? { gatesClosed: closed } : {}) });
     if (patch.driverChange && this.events) {
       void this.events.record({ apiVersion: "v1", kind: "Node", metadata: { name: node.metadata.name ?? "", ...(node.metadata.uid ? { uid: node.metadata.uid } : {}) } }, "Normal", "OperandsStopped", `${patch.driverChange}: NVIDIA's operands on this node stop, and come back in order (toolkit, then device plugin, GFD, DCGM exporter, validator) once the new driver is Ready`);

@@ -214,7 +214,7 @@ export class UpgradeExecutor {
       const body: Record<string, unknown> = { metadata: { labels: p.labels, ...(Object.keys(p.annotations).length > 0 ? { annotations: p.annotations } : {}) } };
       if (p.unschedulable !== undefined) body.spec = { unschedulable: p.unschedulable };
       try {
-        await this.client.mergePatch(`/api/v1/nodes/${node}`, body);
+        await this.client.mergePatch(`/api/v1/nodes/${node}`, body, { discardBody: true });
       } catch (err) {
         if (isNotFound(err)) return;
         throw err;

@@ -77,7 +77,7 @@ export class EventRecorder {
         firstTimestamp: now,
         lastTimestamp: now,
         count: 1,
-      });
+      }, { discardBody: true });
     } catch (err) {
       this.log.warn("could not record event", { reason, error: (err as Error).message });
     }
