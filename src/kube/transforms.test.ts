@@ -15,7 +15,7 @@ const meta = {
   creationTimestamp: "2026-11-27T10:00:00Z",
   deletionTimestamp: "2026-11-27T11:00:00Z",
   labels: { "controller-revision-hash": "7d9f", "pod-template-generation": "4", "gpuop.nvidia.com/driver-pool": "pool-a" },
-  annotations: { "nvidia.com/gpu-driver-upgrade-state": "upgrade-required" },
+  annotations: { "nvidia.com/gpu-driver-upgrade-state": "upgrade-required", "gpuop.nvidia.com/upgrade-state-since": "2026-11-27T10:30:00Z" },
   ownerReferences: [{ apiVersion: "apps/v1", kind: "DaemonSet", name: "pool-a", uid: "9a", controller: true }],
   finalizers: ["example.com/keep"],
   managedFields,
@@ -53,6 +53,16 @@ test("a cached Node keeps metadata, unschedulable, taints, nodeInfo, the Ready c
       allocatable: { "nvidia.com/gpu": "6" },
     },
   });
+});
+
+test("a cached Node or Pod keeps only gpuop's and NVIDIA's annotations; a DaemonSet keeps all", () => {
+  const annotations = { "gpuop.nvidia.com/upgrade-cordoned": "true", "nvidia.com/gpu-driver-upgrade-requested": "true", "csi.volume.kubernetes.io/nodeid": "{\"ebs.csi.aws.com\":\"i-0abc\"}", "flannel.alpha.coreos.com/backend-data": "x".repeat(200) };
+  const own = { "gpuop.nvidia.com/upgrade-cordoned": "true", "nvidia.com/gpu-driver-upgrade-requested": "true" };
+  assert.deepEqual(slimNode({ metadata: { name: "n", annotations } } as Node).metadata, { name: "n", annotations: own });
+  assert.deepEqual(slimPod({ metadata: { name: "p", annotations } } as Pod).metadata, { name: "p", annotations: own });
+  // None of its own: no annotations member at all.
+  assert.deepEqual(slimNode({ metadata: { name: "n", annotations: { "node.alpha.kubernetes.io/ttl": "0" } } } as Node).metadata, { name: "n" });
+  assert.deepEqual(slimDaemonSet({ metadata: { name: "d", annotations } } as DaemonSet).metadata, { name: "d", annotations });
 });
 
 test("a Node without status or resources stays without them (no undefined members)", () => {

@@ -51,6 +51,21 @@ export function slimMetadata(m: ObjectMeta): ObjectMeta {
   return pick(m as Json, METADATA_KEYS) as ObjectMeta;
 }
 
+/**
+ * The annotations gpuop reads on nodes and pods are its own and NVIDIA's: on a real node the
+ * others (CSI, CNI, cloud agents) can be kilobytes each, on thousands of nodes.
+ */
+const OWN_ANNOTATION_PREFIXES = ["gpuop.nvidia.com/", "nvidia.com/"] as const;
+
+/** Metadata as slimMetadata, with only gpuop's and NVIDIA's annotations. */
+function slimMetadataOwnAnnotations(m: ObjectMeta): ObjectMeta {
+  const out = slimMetadata(m) as Json;
+  const annotations = pickPrefixed(m.annotations, OWN_ANNOTATION_PREFIXES);
+  if (annotations) out["annotations"] = annotations;
+  else delete out["annotations"];
+  return out as ObjectMeta;
+}
+
 /** Any object: its metadata slimmed, everything else kept (the ClusterPolicy: one object, read whole). */
 export function withoutManagedFields<T extends KubeObject>(obj: T): T {
   delete (obj.metadata as { managedFields?: unknown }).managedFields;
@@ -74,7 +89,7 @@ export function slimNode(node: Node): Node {
   return compact({
     apiVersion: node.apiVersion,
     kind: node.kind,
-    metadata: slimMetadata(node.metadata),
+    metadata: slimMetadataOwnAnnotations(node.metadata),
     spec: pick(node.spec as Json | undefined, NODE_SPEC_KEYS),
     status: status
       ? compact({
@@ -108,7 +123,7 @@ export function slimPod(pod: Pod): Pod {
   return compact({
     apiVersion: pod.apiVersion,
     kind: pod.kind,
-    metadata: slimMetadata(pod.metadata),
+    metadata: slimMetadataOwnAnnotations(pod.metadata),
     spec: spec
       ? compact({
           nodeName: spec.nodeName,
