@@ -89,6 +89,8 @@ interface Result {
   peakHeap?: number;
   mostWithoutDriver: number;
   latency?: { p50: string; p99: string; count: number };
+  /** Wall time of one pass of each controller in the switch (as latency: the bucket the quantile falls under), and the passes. */
+  passes?: { driver: { p50: string; p99: string; count: number }; operands: { p50: string; p99: string; count: number } };
   pools: number;
 }
 
@@ -231,14 +233,22 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
       log(installed ? `install converged in ${((t1 - t0) / 1000).toFixed(1)} s` : `install did not converge in ${TIMEOUT_MS / 1000} s`);
 
       // Switch: the seed's patch to precompiled.
-      const before: HistogramSnapshot | undefined = metricsUrl ? parseHistogram(await metricsText(metricsUrl), "gpuop_reconcile_latency_seconds") : undefined;
+      const metricsBefore = metricsUrl ? await metricsText(metricsUrl) : undefined;
+      const before: HistogramSnapshot | undefined = metricsBefore ? parseHistogram(metricsBefore, "gpuop_reconcile_latency_seconds") : undefined;
       let most = 0;
       const t2 = Date.now();
       await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", `-p=${SWITCH_PATCH}`]);
       const switched = await waitConverged(client, nodes, true, (n) => (most = Math.max(most, n)));
       const t3 = Date.now();
       const cpu2 = cpuSeconds(pid);
-      const after: HistogramSnapshot | undefined = metricsUrl ? parseHistogram(await metricsText(metricsUrl), "gpuop_reconcile_latency_seconds") : undefined;
+      const metricsAfter = metricsUrl ? await metricsText(metricsUrl) : undefined;
+      const after: HistogramSnapshot | undefined = metricsAfter ? parseHistogram(metricsAfter, "gpuop_reconcile_latency_seconds") : undefined;
+      const passes = metricsBefore && metricsAfter
+        ? {
+            driver: latencyQuantile(parseHistogram(metricsBefore, "gpuop_reconcile_duration_seconds"), parseHistogram(metricsAfter, "gpuop_reconcile_duration_seconds")),
+            operands: latencyQuantile(parseHistogram(metricsBefore, "gpuop_operand_reconcile_duration_seconds"), parseHistogram(metricsAfter, "gpuop_operand_reconcile_duration_seconds")),
+          }
+        : undefined;
       log(switched ? `switch converged in ${((t3 - t2) / 1000).toFixed(1)} s` : `switch did not converge in ${TIMEOUT_MS / 1000} s`);
       if (HEAP_SNAPSHOT && operator === "gpuop") {
         // The snapshot is written synchronously by the operator; give it time before the steady window.
@@ -270,6 +280,7 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
         ...(metricsUrl ? { peakHeap: Math.round(peakHeap / 1024 / 1024) } : {}),
         mostWithoutDriver: most,
         ...(latency ? { latency } : {}),
+        ...(passes ? { passes } : {}),
         pools,
       };
     } finally {
@@ -321,6 +332,7 @@ function printTable(results: Result[]): void {
     console.log(`  install writes by resource ${JSON.stringify(r.install.byResource)}; all requests by verb ${JSON.stringify(r.install.requests.byVerb)}`);
     console.log(`  switch writes by resource ${JSON.stringify(r.switch.byResource)}; all requests by verb ${JSON.stringify(r.switch.requests.byVerb)}`);
     console.log(`  steady window requests by verb ${JSON.stringify(r.steady.byVerb)}`);
+    if (r.passes) console.log(`  switch passes: driver ${r.passes.driver.count} (p50 ${r.passes.driver.p50} s, p99 ${r.passes.driver.p99} s), operands ${r.passes.operands.count} (p50 ${r.passes.operands.p50} s, p99 ${r.passes.operands.p99} s)`);
     // The floor of each phase: one node patch per node, and the DaemonSets written.
     for (const phase of ["install", "switch"] as const) {
       const w = r[phase].byResource;

@@ -49,6 +49,7 @@ test("the operator's registry has gpuop's series and the process and Node.js run
     /^gpuop_api_requests_total\{verb="list"\} 4$/m,
     /^gpuop_leader 1$/m,
     /^# TYPE gpuop_reconcile_duration_seconds histogram$/m,
+    /^# TYPE gpuop_operand_reconcile_duration_seconds histogram$/m,
     /^# TYPE gpuop_gpu_nodes gauge$/m,
     /^gpuop_operand_nodes\{operand="devicePlugin",state="waiting"\} 3$/m,
     /^process_resident_memory_bytes \d+/m,

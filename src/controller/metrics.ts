@@ -136,6 +136,7 @@ export class OperatorMetrics {
   readonly reconciles = new Counter("gpuop_reconcile_total", "Reconciles of the driver state, by result.", ["result"], this.registry);
   readonly errors = new Counter("gpuop_reconcile_errors_total", "Reconciles that failed.", [], this.registry);
   readonly duration = new Histogram("gpuop_reconcile_duration_seconds", "Time spent in one reconcile.", undefined, [], this.registry);
+  readonly operandDuration = new Histogram("gpuop_operand_reconcile_duration_seconds", "Time spent in one reconcile of the operands (toolkit, device plugin, GFD, DCGM exporter, validator).", undefined, [], this.registry);
   readonly latency = new Histogram("gpuop_reconcile_latency_seconds", "From the first event a reconcile handles to its writes issued (queue wait included).", [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60], [], this.registry);
   readonly heapUsed = new Gauge("gpuop_heap_used_bytes", "V8 heap in use (the informer caches live here), read at each scrape.", [], this.registry);
   readonly queueDepth = new Gauge("gpuop_workqueue_depth", "Keys waiting in the work queue.", [], this.registry);

@@ -1,5 +1,5 @@
 import { canonicalJson, isSubset } from "../core/diff.ts";
-import { isGpuNode } from "../core/gpu-node.ts";
+import { gpuNodeFacts, isGpuNode, isNodeProblem } from "../core/gpu-node.ts";
 import { StatusWrites } from "./status-writes.ts";
 import { restrictedNodes, type RestrictedNodeLabel } from "../core/security.ts";
 import { UserError } from "../core/errors.ts";
@@ -11,10 +11,13 @@ import {
   gateLabel,
   operandNodePatch,
   operandPods,
-  operandStatuses,
+  operandStatusesFromSplit,
+  nodeOperandStates,
+  OperandTally,
   renderOperands,
   OPERANDS_DRIVER_ANNOTATION,
-  operandNodeSeries,
+  operandNodeSeriesFromSplit,
+  type OperandNodeStates,
   operandTransitions,
   type NodePatch,
   type OperandKey,
@@ -22,9 +25,9 @@ import {
   type OperandStatus,
 } from "../core/operands/index.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
-import { RecentNodePatches } from "../kube/node-labels.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import { Informer, type ChangeType } from "../kube/informer.ts";
+import { PodsByNode } from "../kube/pods-by-node.ts";
 import { slimDaemonSet } from "../kube/transforms.ts";
 import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, KubeObject, Node, Pod } from "../kube/types.ts";
@@ -72,8 +75,29 @@ export class OperandController {
   private readonly gpuNodeLabel: RestrictedNodeLabel | undefined;
 
   private readonly metrics: OperatorMetrics | undefined;
-  /** Node patches the cache may not show yet: not sent twice (7% of the gate writes of a 100-node switch were repeats). */
-  private readonly recent = new RecentNodePatches();
+  /** The driver and operand pods on each node, kept up to date by the pod watches. */
+  private readonly podsByNode = new PodsByNode();
+  /**
+   * What a pass worked out for each node (its patch and its operand states), with the node object,
+   * the version of the node's pods and the operands turned on it came from. A pass looks only at
+   * the nodes that changed since the last (`dirty`: the node or one of its pods) and those with a
+   * patch still due, so its cost follows the changes, not the cluster; the tally keeps the counts
+   * of the whole cluster for the status. Every node is looked at again when the operands turned
+   * on change, after a pass without a policy, and on the first pass.
+   */
+  private readonly views = new Map<string, OperandNodeView>();
+  private readonly tally = new OperandTally();
+  private readonly dirty = new Set<string>();
+  private everyNode = true;
+  private viewsFor = "";
+  /** Nodes whose last view had a patch: looked at again until the patch shows in the cache. */
+  private readonly patchDue = new Set<string>();
+  /** The patch last written to each node, with the node's resourceVersion then: not written again until the node changes. */
+  private readonly written = new Map<string, string>();
+  /** The containers' runtimes and whether any GPU node exists, from all nodes: worked out again when a node comes, goes or changes them. */
+  private clusterFacts: { runtimeVersions: string[]; anyGpuNode: boolean } | undefined;
+  /** The last rendering, and the policy object and cluster facts it came from (the informer replaces a policy's object on every change). */
+  private lastRender: { policy: ClusterPolicy; facts: NonNullable<OperandController["clusterFacts"]>; driverEnabled: boolean; result: OperandRenderResult } | undefined;
   /** The last status.operands computed, by policy uid: Events go out when an operand's state changes. */
   private lastStatuses: { uid: string; operands: OperandStatus[] } | undefined;
 
@@ -104,12 +128,18 @@ export class OperandController {
     this.services.onChange(enqueue);
     // Only pod readiness and placement matter; status heartbeats of other fields do not.
     const onPod = (type: ChangeType, pod: Pod, old?: Pod) => {
+      this.podsByNode.update(type, pod, old);
+      if (pod.spec?.nodeName) this.dirty.add(pod.spec.nodeName);
+      if (old?.spec?.nodeName) this.dirty.add(old.spec.nodeName);
       if (type !== "modified" || !old || podReady(pod) !== podReady(old) || pod.spec?.nodeName !== old.spec?.nodeName || pod.metadata.deletionTimestamp !== old.metadata.deletionTimestamp) enqueue();
     };
     this.pods.onChange(onPod);
     this.driverPods.onChange(onPod);
     this.nodes.onChange((type, node, old) => {
-      if (type !== "modified" || !old || !sameJson(node.metadata.labels, old.metadata.labels)) enqueue();
+      this.dirty.add(node.metadata.name ?? "");
+      const labelsChanged = type !== "modified" || !old || !sameJson(node.metadata.labels, old.metadata.labels);
+      if (labelsChanged || runtimeOf(node) !== runtimeOf(old!)) this.clusterFacts = undefined;
+      if (labelsChanged) enqueue();
     });
   }
 
@@ -126,23 +156,27 @@ export class OperandController {
   }
 
   private async process(key: string): Promise<void> {
+    const start = process.hrtime.bigint();
     try {
       await this.reconcile();
       this.queue.forget(key);
     } catch (err) {
       const retryIn = this.queue.retry(key);
       this.log.error("operand reconcile failed; retrying", { error: (err as Error).message, retryInMs: retryIn });
+    } finally {
+      this.metrics?.operandDuration.observe(Number(process.hrtime.bigint() - start) / 1e9);
     }
   }
 
   /** One pass: render, apply or remove objects, open node gates, status. */
   async reconcile(): Promise<void> {
-    const nodes = restrictedNodes(this.nodes.list(), this.gpuNodeLabel);
     const active = selectActivePolicy(this.policies.list());
     if (!active) {
+      const nodes = restrictedNodes(this.nodes.list(), this.gpuNodeLabel);
       // Checked again for the next policy: someone may have deleted them meanwhile.
       this.runtimeClassDone = "";
       this.serviceAccounts.clear();
+      this.everyNode = true;
       // The DaemonSets go with the policy (owner references); the gates go too, so a new policy starts in order.
       for (const node of nodes) await this.patchNode(node, { labels: Object.fromEntries(OPERANDS.filter((o) => node.metadata.labels?.[gateLabel(o)] !== undefined).map((o) => [gateLabel(o), null])), annotations: {} });
       return;
@@ -150,13 +184,23 @@ export class OperandController {
     let rendered: OperandRenderResult;
     let driverEnabled: boolean;
     try {
-      driverEnabled = normalizePolicy(active).spec.driver.enabled !== false;
-      rendered = renderOperands({
-        policy: active,
-        namespace: this.namespace,
-        owner: { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: active.metadata.name, uid: active.metadata.uid ?? "" },
-        runtimeVersions: nodes.map((n) => (n.status?.nodeInfo as { containerRuntimeVersion?: string } | undefined)?.containerRuntimeVersion ?? "").filter(Boolean),
-      });
+      const facts = this.facts();
+      // Rendered again only when the policy or the nodes' runtimes change (most passes follow pods).
+      if (this.lastRender?.policy !== active || this.lastRender.facts !== facts) {
+        this.lastRender = {
+          policy: active,
+          facts,
+          driverEnabled: normalizePolicy(active).spec.driver.enabled !== false,
+          result: renderOperands({
+            policy: active,
+            namespace: this.namespace,
+            owner: { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: active.metadata.name, uid: active.metadata.uid ?? "" },
+            runtimeVersions: facts.runtimeVersions,
+          }),
+        };
+      }
+      driverEnabled = this.lastRender.driverEnabled;
+      rendered = this.lastRender.result;
     } catch (err) {
       if (!(err instanceof UserError)) throw err;
       // A bad policy changes nothing that runs: only the status and an Event say what to fix.
@@ -169,13 +213,13 @@ export class OperandController {
       } catch {
         // The driver part is the driver controller's to report; its gates act as if it runs.
       }
-      await this.labelNodes(nodes, live, driverOn);
-      await this.writeStatus(active, operandStatuses({ policy: active, nodes, ready: new Map(), error: err.message }));
+      await this.labelNodes(live, driverOn);
+      await this.writeStatus(active, operandStatusesFromSplit(active, [], err.message));
       return;
     }
     await this.reportProblem(active, "");
     // As NVIDIA's operator: no operand DaemonSet while the cluster has no GPU node.
-    if (!nodes.some((n) => isGpuNode(n))) rendered = { ...rendered, daemonSets: [], services: [] };
+    if (!this.facts().anyGpuNode) rendered = { ...rendered, daemonSets: [], services: [] };
 
     if (rendered.daemonSets.some((d) => d.spec.template.spec.runtimeClassName)) await this.ensureRuntimeClass(rendered.daemonSets.find((d) => d.spec.template.spec.runtimeClassName)!.spec.template.spec.runtimeClassName!);
     for (const ds of rendered.daemonSets) {
@@ -185,10 +229,11 @@ export class OperandController {
     for (const svc of rendered.services) await this.apply(`/api/v1/namespaces/${this.namespace}/services`, this.services, svc);
     await this.removeDisabled(new Set(rendered.disabled));
 
-    const pods = await this.labelNodes(nodes, new Set<OperandKey>(rendered.enabled), driverEnabled);
-    const observed = restrictedNodes(this.nodes.list(), this.gpuNodeLabel);
-    const statuses = operandStatuses({ policy: active, nodes: observed, ready: pods.ready });
-    this.metrics?.operandNodes.replace(operandNodeSeries(active, observed, pods.ready));
+    const enabled = new Set<OperandKey>(rendered.enabled);
+    await this.labelNodes(enabled, driverEnabled);
+    const split = this.tally.split(enabled);
+    const statuses = operandStatusesFromSplit(active, split);
+    this.metrics?.operandNodes.replace(operandNodeSeriesFromSplit(split));
     await this.reportTransitions(active, statuses);
     await this.writeStatus(active, statuses);
   }
@@ -205,27 +250,78 @@ export class OperandController {
   }
 
   /** Deploy labels, gates in NVIDIA's order, gates closed for a driver change: one patch per node that changes. */
-  private async labelNodes(nodes: readonly Node[], enabled: ReadonlySet<OperandKey>, driverEnabled: boolean) {
-    const pods = operandPods([...this.driverPods.list(), ...this.pods.list()]);
+  private async labelNodes(enabled: ReadonlySet<OperandKey>, driverEnabled: boolean): Promise<void> {
+    const operands = `${[...enabled].sort().join(",")}|${driverEnabled}`;
+    let names: Iterable<string>;
+    if (this.everyNode || operands !== this.viewsFor) {
+      names = new Set([...this.nodes.list().map((n) => n.metadata.name ?? ""), ...this.views.keys()]);
+      this.everyNode = false;
+      this.viewsFor = operands;
+    } else names = new Set([...this.dirty, ...this.patchDue]);
+    this.dirty.clear();
+    const due: { node: Node; patch: NodePatch; stamp: string }[] = [];
+    for (const name of names) {
+      const node = this.nodes.get(name);
+      if (!node || (this.gpuNodeLabel && node.metadata.labels?.[this.gpuNodeLabel.key] !== this.gpuNodeLabel.value)) {
+        // Gone, or not a GPU node to gpuop (--gpu-node-label): it counts nowhere and gets nothing.
+        this.views.delete(name);
+        this.tally.set(name, undefined);
+        this.patchDue.delete(name);
+        this.written.delete(name);
+        continue;
+      }
+      const view = this.nodeView(node, enabled, driverEnabled, operands);
+      this.views.set(name, view);
+      this.tally.set(name, view.servable ? view.states : undefined);
+      if (emptyPatch(view.patch)) {
+        this.patchDue.delete(name);
+        this.written.delete(name);
+        continue;
+      }
+      this.patchDue.add(name);
+      // Written already and the watch has not shown it yet: writing it again changes nothing.
+      const stamp = `${node.metadata.resourceVersion ?? ""} ${canonicalJson(view.patch)}`;
+      if (this.written.get(name) !== stamp) due.push({ node, patch: view.patch, stamp });
+    }
     // A few at a time, as the driver controller's node patches: a driver upgrade of many nodes closes many gates at once.
-    await mapLimit(nodes.map((node) => [node, operandNodePatch(node, enabled, driverEnabled, pods)] as const).filter(([, p]) => !emptyPatch(p)), NODE_PATCH_CONCURRENCY, ([node, patch]) => this.patchNode(node, patch));
-    return pods;
+    await mapLimit(due, NODE_PATCH_CONCURRENCY, async ({ node, patch, stamp }) => {
+      await this.patchNode(node, patch);
+      this.written.set(node.metadata.name ?? "", stamp);
+    });
+  }
+
+  private nodeView(node: Node, enabled: ReadonlySet<OperandKey>, driverEnabled: boolean, operands: string): OperandNodeView {
+    const name = node.metadata.name ?? "";
+    const podsVersion = this.podsByNode.version(name);
+    const kept = this.views.get(name);
+    if (kept && kept.node === node && kept.podsVersion === podsVersion && kept.operands === operands) return kept;
+    const pods = operandPods(this.podsByNode.on(name));
+    const servable = isGpuNode(node) && !isNodeProblem(gpuNodeFacts(node));
+    return {
+      node,
+      podsVersion,
+      operands,
+      patch: operandNodePatch(node, enabled, driverEnabled, pods),
+      servable,
+      states: servable ? nodeOperandStates(node.metadata.labels ?? {}, enabled, (key) => pods.ready.get(key)?.has(name) ?? false) : {},
+    };
+  }
+
+  private facts(): { runtimeVersions: string[]; anyGpuNode: boolean } {
+    if (!this.clusterFacts) {
+      const nodes = restrictedNodes(this.nodes.list(), this.gpuNodeLabel);
+      this.clusterFacts = { runtimeVersions: nodes.map(runtimeOf).filter((v): v is string => Boolean(v)), anyGpuNode: nodes.some((n) => isGpuNode(n)) };
+    }
+    return this.clusterFacts;
   }
 
   private async patchNode(node: Node, patch: NodePatch): Promise<void> {
     if (emptyPatch(patch)) return;
-    const name = node.metadata.name ?? "";
-    const key = canonicalJson(patch);
-    if (this.recent.inFlight(name, key, node.metadata.resourceVersion)) {
-      this.queue.addAfter(KEY, this.recent.retryInMs);
-      return;
-    }
     const closed = Object.entries(patch.labels).filter(([k, v]) => v === null && k.startsWith("gpuop.nvidia.com/gate.")).length;
-    const updated = await this.client.mergePatch<Node>(`/api/v1/nodes/${name}`, { metadata: { labels: patch.labels, ...(Object.keys(patch.annotations).length > 0 ? { annotations: patch.annotations } : {}) } });
-    this.recent.record(name, key, updated?.metadata?.resourceVersion);
+    await this.client.mergePatch(`/api/v1/nodes/${node.metadata.name}`, { metadata: { labels: patch.labels, ...(Object.keys(patch.annotations).length > 0 ? { annotations: patch.annotations } : {}) } }, { discardBody: true });
     this.log.info("labelled node for operands", { node: node.metadata.name, labels: patch.labels, ...(patch.annotations[OPERANDS_DRIVER_ANNOTATION] ? { driverPod: patch.annotations[OPERANDS_DRIVER_ANNOTATION] } : {}), ...(closed > 0 ? { gatesClosed: closed } : {}) });
     if (patch.driverChange && this.events) {
-      await this.events.record({ apiVersion: "v1", kind: "Node", metadata: { name: node.metadata.name ?? "", ...(node.metadata.uid ? { uid: node.metadata.uid } : {}) } }, "Normal", "OperandsStopped", `${patch.driverChange}: NVIDIA's operands on this node stop, and come back in order (toolkit, then device plugin, GFD, DCGM exporter, validator) once the new driver is Ready`);
+      void this.events.record({ apiVersion: "v1", kind: "Node", metadata: { name: node.metadata.name ?? "", ...(node.metadata.uid ? { uid: node.metadata.uid } : {}) } }, "Normal", "OperandsStopped", `${patch.driverChange}: NVIDIA's operands on this node stop, and come back in order (toolkit, then device plugin, GFD, DCGM exporter, validator) once the new driver is Ready`);
     }
   }
 
@@ -322,3 +418,17 @@ export class OperandController {
 }
 
 const podReady = (p: Pod) => p.status?.conditions?.find((c) => c.type === "Ready")?.status;
+
+const runtimeOf = (n: Node | undefined) => (n?.status?.nodeInfo as { containerRuntimeVersion?: string } | undefined)?.containerRuntimeVersion;
+
+/** A node as an operand pass sees it (see OperandController.views). */
+interface OperandNodeView {
+  node: Node;
+  /** The version of the node's pods (PodsByNode) and the operands turned on it was worked out for. */
+  podsVersion: number;
+  operands: string;
+  patch: NodePatch;
+  /** A GPU node gpuop serves (not one with missing labels): it counts in status.operands. */
+  servable: boolean;
+  states: OperandNodeStates;
+}

@@ -273,8 +273,9 @@ export class UpgradeExecutor {
         return;
       }
       try {
-        const updated = await this.client.mergePatch<Node>(`/api/v1/nodes/${node}`, body);
-        this.recent.record(node, key, updated?.metadata?.resourceVersion);
+        // The answer is not parsed (a whole Node): the window alone says when the cache may show it.
+        await this.client.mergePatch(`/api/v1/nodes/${node}`, body, { discardBody: true });
+        this.recent.record(node, key, undefined);
       } catch (err) {
         if (isNotFound(err)) return;
         throw err;
@@ -285,12 +286,13 @@ export class UpgradeExecutor {
     // An eviction the API accepted is something a user acts on: one Event per node and pass naming
     // the pods (a refused one is retried each pass until the step's timeout, and says nothing yet).
     const evictionEvents = [...evicted].map(([node, e]) => ({ kind: "event" as const, node, type: "Normal" as const, reason: "DriverUpgradePodsEvicted", message: `${e.why === "drain" ? "node drained for the driver upgrade" : "GPU pods evicted for the driver upgrade"}: ${e.pods.sort().join(", ")}` }));
-    await mapLimit([...evictionEvents, ...actions.filter((a) => a.kind === "event" && !repeated.has(a.node))], CONCURRENCY, async (a) => {
-      if (a.kind !== "event") return;
+    // Sent in the background (EventRecorder): the pass does not wait for them.
+    for (const a of [...evictionEvents, ...actions.filter((a) => !repeated.has(a.node))]) {
+      if (a.kind !== "event") continue;
       const node = nodeByName.get(a.node);
       const ref = { apiVersion: "v1", kind: "Node", metadata: { name: a.node, ...(node?.metadata.uid ? { uid: node.metadata.uid } : {}) } };
-      await this.events.record(ref, a.type, a.reason, a.message);
-    });
+      void this.events.record(ref, a.type, a.reason, a.message);
+    }
     return repeated.size > 0;
   }
 

@@ -90,3 +90,14 @@ test("once the fence is down nothing is sent and requests in flight are aborted;
     await e.close();
   }
 });
+
+test("discardBody: the answer is not read into an object, and an error still throws with the server's message", async () => {
+  const e = await endpoint((n) => (n === 1 ? { status: 200, body: { kind: "Node", metadata: { name: "a" } } } : { status: 422 }));
+  try {
+    assert.equal(await e.client.mergePatch("/api/v1/nodes/a", { metadata: { labels: { x: "1" } } }, { discardBody: true }), undefined);
+    await assert.rejects(e.client.mergePatch("/api/v1/nodes/a", {}, { discardBody: true }), (err: unknown) => err instanceof KubeApiError && err.status === 422 && /scripted/.test(err.message));
+    assert.equal(e.seen.length, 2);
+  } finally {
+    await e.close();
+  }
+});

@@ -3,14 +3,26 @@ import type { KubeClient } from "./client.ts";
 import type { Logger } from "./log.ts";
 import type { KubeObject } from "./types.ts";
 
+/** Events sent at once; the rest wait their turn in order. */
+const SENDERS = 4;
+/** Events waiting beyond this are dropped (and counted in the log): an API server that refuses them must not grow the operator's memory. */
+const MAX_WAITING = 5000;
+
 /**
  * Records core/v1 Events about an object. Callers emit on transitions only, so
- * a steady state writes nothing.
+ * a steady state writes nothing. Events are sent in the background, a few at a
+ * time and in order: a reconcile pass does not wait on them (hundreds of node
+ * Events in one pass of a large upgrade made the pass seconds longer). The
+ * promise `record` returns settles once the Event is written, for those who
+ * need to know.
  */
 export class EventRecorder {
   private readonly client: KubeClient;
   private readonly component: string;
   private readonly log: Logger;
+  private readonly waiting: (() => Promise<void>)[] = [];
+  private sending = 0;
+  private dropped = 0;
 
   constructor(client: KubeClient, component: string, log: Logger) {
     this.client = client;
@@ -18,7 +30,29 @@ export class EventRecorder {
     this.log = log;
   }
 
-  async record(obj: KubeObject, type: "Normal" | "Warning", reason: string, message: string): Promise<void> {
+  record(obj: KubeObject, type: "Normal" | "Warning", reason: string, message: string): Promise<void> {
+    if (this.waiting.length >= MAX_WAITING) {
+      if (this.dropped++ % 1000 === 0) this.log.warn("too many Events waiting to be written; dropping some", { reason, dropped: this.dropped });
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      this.waiting.push(() => this.send(obj, type, reason, message).then(resolve));
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    while (this.sending < SENDERS && this.waiting.length > 0) {
+      const next = this.waiting.shift()!;
+      this.sending++;
+      void next().finally(() => {
+        this.sending--;
+        this.pump();
+      });
+    }
+  }
+
+  private async send(obj: KubeObject, type: "Normal" | "Warning", reason: string, message: string): Promise<void> {
     // Events about cluster-scoped objects live in "default", as kubectl describe expects.
     const namespace = obj.metadata.namespace ?? "default";
     const now = new Date().toISOString();
@@ -43,7 +77,7 @@ export class EventRecorder {
         firstTimestamp: now,
         lastTimestamp: now,
         count: 1,
-      });
+      }, { discardBody: true });
     } catch (err) {
       this.log.warn("could not record event", { reason, error: (err as Error).message });
     }

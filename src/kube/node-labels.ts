@@ -48,7 +48,7 @@ export class NodeLabelBatch {
       while (next < pending.length && failure === undefined) {
         const [node, labels] = pending[next++]!;
         try {
-          await client.mergePatch(`/api/v1/nodes/${node}`, { metadata: { labels } });
+          await client.mergePatch(`/api/v1/nodes/${node}`, { metadata: { labels } }, { discardBody: true });
           onWritten?.(node, labels);
         } catch (err) {
           failure ??= err;

@@ -15,7 +15,7 @@ const meta = {
   creationTimestamp: "2026-11-27T10:00:00Z",
   deletionTimestamp: "2026-11-27T11:00:00Z",
   labels: { "controller-revision-hash": "7d9f", "pod-template-generation": "4", "gpuop.nvidia.com/driver-pool": "pool-a" },
-  annotations: { "nvidia.com/gpu-driver-upgrade-state": "upgrade-required" },
+  annotations: { "nvidia.com/gpu-driver-upgrade-state": "upgrade-required", "gpuop.nvidia.com/upgrade-state-since": "2026-11-27T10:30:00Z" },
   ownerReferences: [{ apiVersion: "apps/v1", kind: "DaemonSet", name: "pool-a", uid: "9a", controller: true }],
   finalizers: ["example.com/keep"],
   managedFields,
@@ -25,7 +25,7 @@ const kept = { ...meta } as Record<string, unknown>;
 delete kept.managedFields;
 delete kept.finalizers;
 
-test("a cached Node keeps metadata, unschedulable, taints, nodeInfo, conditions and nvidia.com resources only", () => {
+test("a cached Node keeps metadata, unschedulable, taints, nodeInfo, the Ready condition and nvidia.com resources only", () => {
   const node = {
     apiVersion: "v1",
     kind: "Node",
@@ -33,7 +33,7 @@ test("a cached Node keeps metadata, unschedulable, taints, nodeInfo, conditions 
     spec: { unschedulable: true, taints: [{ key: "k", effect: "NoSchedule" }], podCIDR: "10.0.0.0/24", providerID: "kwok://gpu-7" },
     status: {
       nodeInfo: { kernelVersion: "6.8.0-1046-azure", osImage: "Ubuntu 24.04.1 LTS", architecture: "arm64", operatingSystem: "linux", bootID: "b" },
-      conditions: [{ type: "Ready", status: "False", reason: "KubeletNotReady", message: "m", lastTransitionTime: "t1", lastHeartbeatTime: "t2" }],
+      conditions: [{ type: "MemoryPressure", status: "False", reason: "KubeletHasSufficientMemory", message: "ok", lastTransitionTime: "t0", lastHeartbeatTime: "t2" }, { type: "Ready", status: "False", reason: "KubeletNotReady", message: "m", lastTransitionTime: "t1", lastHeartbeatTime: "t2" }],
       capacity: { cpu: "64", memory: "512Gi", "nvidia.com/gpu": "8", "nvidia.com/mig-1g.10gb": "7" },
       allocatable: { cpu: "63", "nvidia.com/gpu": "6" },
       images: [{ names: ["nvcr.io/nvidia/driver:580"], sizeBytes: 1 }],
@@ -55,13 +55,23 @@ test("a cached Node keeps metadata, unschedulable, taints, nodeInfo, conditions 
   });
 });
 
+test("a cached Node or Pod keeps only gpuop's and NVIDIA's annotations; a DaemonSet keeps all", () => {
+  const annotations = { "gpuop.nvidia.com/upgrade-cordoned": "true", "nvidia.com/gpu-driver-upgrade-requested": "true", "csi.volume.kubernetes.io/nodeid": "{\"ebs.csi.aws.com\":\"i-0abc\"}", "flannel.alpha.coreos.com/backend-data": "x".repeat(200) };
+  const own = { "gpuop.nvidia.com/upgrade-cordoned": "true", "nvidia.com/gpu-driver-upgrade-requested": "true" };
+  assert.deepEqual(slimNode({ metadata: { name: "n", annotations } } as Node).metadata, { name: "n", annotations: own });
+  assert.deepEqual(slimPod({ metadata: { name: "p", annotations } } as Pod).metadata, { name: "p", annotations: own });
+  // None of its own: no annotations member at all.
+  assert.deepEqual(slimNode({ metadata: { name: "n", annotations: { "node.alpha.kubernetes.io/ttl": "0" } } } as Node).metadata, { name: "n" });
+  assert.deepEqual(slimDaemonSet({ metadata: { name: "d", annotations } } as DaemonSet).metadata, { name: "d", annotations });
+});
+
 test("a Node without status or resources stays without them (no undefined members)", () => {
   const slim = slimNode({ metadata: { name: "n", labels: { a: "b" } }, status: { conditions: [] } } as Node);
   assert.deepEqual(slim, { metadata: { name: "n", labels: { a: "b" } }, status: { conditions: [] } });
   assert.equal(JSON.stringify(slim), '{"metadata":{"name":"n","labels":{"a":"b"}},"status":{"conditions":[]}}');
 });
 
-test("a cached Pod keeps nodeName, container images, phase, conditions, container statuses and its labels", () => {
+test("a cached Pod keeps nodeName, container images, phase, the Ready and ContainersReady conditions, container statuses and its labels", () => {
   const state = { waiting: { reason: "ImagePullBackOff", message: "no such tag" } };
   const pod = {
     apiVersion: "v1",
@@ -78,7 +88,7 @@ test("a cached Pod keeps nodeName, container images, phase, conditions, containe
       phase: "Pending",
       startTime: "s",
       podIP: "10.0.0.9",
-      conditions: [{ type: "Ready", status: "False", lastProbeTime: null, lastTransitionTime: "t" }],
+      conditions: [{ type: "PodScheduled", status: "True", lastProbeTime: null, lastTransitionTime: "t0" }, { type: "Ready", status: "False", lastProbeTime: null, lastTransitionTime: "t" }, { type: "ContainersReady", status: "False", reason: "ContainersNotReady", lastTransitionTime: "t2" }],
       containerStatuses: [{ name: "nvidia-driver-ctr", ready: false, started: false, restartCount: 2, image: "img", imageID: "nvcr.io/nvidia/driver@sha256:ab", state, lastState: {}, containerID: "c" }],
       initContainerStatuses: [{ name: "k8s-driver-manager", ready: true, restartCount: 0, image: "i", imageID: "i@sha256:cd", state: { terminated: { exitCode: 0 } } }],
     },
@@ -96,7 +106,7 @@ test("a cached Pod keeps nodeName, container images, phase, conditions, containe
     status: {
       phase: "Pending",
       startTime: "s",
-      conditions: [{ type: "Ready", status: "False", lastTransitionTime: "t" }],
+      conditions: [{ type: "Ready", status: "False", lastTransitionTime: "t" }, { type: "ContainersReady", status: "False", reason: "ContainersNotReady", lastTransitionTime: "t2" }],
       containerStatuses: [{ name: "nvidia-driver-ctr", ready: false, started: false, restartCount: 2, image: "img", imageID: "nvcr.io/nvidia/driver@sha256:ab", state, lastState: {} }],
       initContainerStatuses: [{ name: "k8s-driver-manager", ready: true, restartCount: 0, image: "i", imageID: "i@sha256:cd", state: { terminated: { exitCode: 0 } } }],
     },

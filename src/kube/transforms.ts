@@ -51,6 +51,21 @@ export function slimMetadata(m: ObjectMeta): ObjectMeta {
   return pick(m as Json, METADATA_KEYS) as ObjectMeta;
 }
 
+/**
+ * The annotations gpuop reads on nodes and pods are its own and NVIDIA's: on a real node the
+ * others (CSI, CNI, cloud agents) can be kilobytes each, on thousands of nodes.
+ */
+const OWN_ANNOTATION_PREFIXES = ["gpuop.nvidia.com/", "nvidia.com/"] as const;
+
+/** Metadata as slimMetadata, with only gpuop's and NVIDIA's annotations. */
+function slimMetadataOwnAnnotations(m: ObjectMeta): ObjectMeta {
+  const out = slimMetadata(m) as Json;
+  const annotations = pickPrefixed(m.annotations, OWN_ANNOTATION_PREFIXES);
+  if (annotations) out["annotations"] = annotations;
+  else delete out["annotations"];
+  return out as ObjectMeta;
+}
+
 /** Any object: its metadata slimmed, everything else kept (the ClusterPolicy: one object, read whole). */
 export function withoutManagedFields<T extends KubeObject>(obj: T): T {
   delete (obj.metadata as { managedFields?: unknown }).managedFields;
@@ -59,12 +74,14 @@ export function withoutManagedFields<T extends KubeObject>(obj: T): T {
 
 /**
  * Node: spec.unschedulable and taints (cordoned nodes, drains); status.nodeInfo
- * (kernel, OS image, architecture without NFD); conditions without their heartbeat
- * times (Ready); capacity and allocatable of `nvidia.com/*` only (GPUs the device
+ * (kernel, OS image, architecture without NFD); the Ready condition without its heartbeat
+ * time; capacity and allocatable of `nvidia.com/*` only (GPUs the device
  * plugin advertises). Dropped: images, addresses, daemonEndpoints, other resources.
  */
 const NODE_SPEC_KEYS = ["unschedulable", "taints"] as const;
 const NODE_CONDITION_KEYS = ["type", "status", "reason", "message", "lastTransitionTime"] as const;
+/** The only node condition gpuop reads (kwok and kubelets report five or more). */
+const NODE_CONDITION_TYPES: ReadonlySet<string> = new Set(["Ready"]);
 const NODE_RESOURCE_PREFIXES = ["nvidia.com/"] as const;
 
 export function slimNode(node: Node): Node {
@@ -72,12 +89,12 @@ export function slimNode(node: Node): Node {
   return compact({
     apiVersion: node.apiVersion,
     kind: node.kind,
-    metadata: slimMetadata(node.metadata),
+    metadata: slimMetadataOwnAnnotations(node.metadata),
     spec: pick(node.spec as Json | undefined, NODE_SPEC_KEYS),
     status: status
       ? compact({
           nodeInfo: status.nodeInfo,
-          conditions: status.conditions?.map((c) => pick(c as unknown as Json, NODE_CONDITION_KEYS)),
+          conditions: status.conditions?.filter((c) => NODE_CONDITION_TYPES.has(c.type)).map((c) => pick(c as unknown as Json, NODE_CONDITION_KEYS)),
           capacity: pickPrefixed(status.capacity as Record<string, unknown> | undefined, NODE_RESOURCE_PREFIXES),
           allocatable: pickPrefixed(status.allocatable as Record<string, unknown> | undefined, NODE_RESOURCE_PREFIXES),
         })
@@ -87,7 +104,7 @@ export function slimNode(node: Node): Node {
 
 /**
  * Pod: spec.nodeName (which node's driver it is); container and init container
- * names and images (which driver it runs); status.phase and conditions (Ready);
+ * names and images (which driver it runs); status.phase and the Ready and ContainersReady conditions;
  * container statuses with ready, restartCount, image, imageID (the digest that
  * runs) and state/lastState (waiting.reason: ImagePullBackOff, CrashLoopBackOff).
  * Labels stay with the metadata (controller-revision-hash, pod-template-generation,
@@ -96,6 +113,8 @@ export function slimNode(node: Node): Node {
 const CONTAINER_KEYS = ["name", "image"] as const;
 const POD_STATUS_KEYS = ["phase", "reason", "message", "startTime"] as const;
 const POD_CONDITION_KEYS = ["type", "status", "reason", "message", "lastTransitionTime"] as const;
+/** The pod conditions gpuop reads: Ready, and ContainersReady (since when a driver has not been ready, for the fallback). */
+const POD_CONDITION_TYPES: ReadonlySet<string> = new Set(["Ready", "ContainersReady"]);
 const CONTAINER_STATUS_KEYS = ["name", "ready", "started", "restartCount", "image", "imageID", "state", "lastState"] as const;
 
 export function slimPod(pod: Pod): Pod {
@@ -104,7 +123,7 @@ export function slimPod(pod: Pod): Pod {
   return compact({
     apiVersion: pod.apiVersion,
     kind: pod.kind,
-    metadata: slimMetadata(pod.metadata),
+    metadata: slimMetadataOwnAnnotations(pod.metadata),
     spec: spec
       ? compact({
           nodeName: spec.nodeName,
@@ -115,7 +134,7 @@ export function slimPod(pod: Pod): Pod {
     status: status
       ? compact({
           ...pick(status, POD_STATUS_KEYS),
-          conditions: status.conditions?.map((c) => pick(c, POD_CONDITION_KEYS)),
+          conditions: status.conditions?.filter((c) => POD_CONDITION_TYPES.has(c["type"] as string)).map((c) => pick(c, POD_CONDITION_KEYS)),
           containerStatuses: status.containerStatuses?.map((c) => pick(c, CONTAINER_STATUS_KEYS)),
           initContainerStatuses: status.initContainerStatuses?.map((c) => pick(c, CONTAINER_STATUS_KEYS)),
         })

@@ -28,8 +28,10 @@ import { devicePluginPod } from "./device-plugin.ts";
 import { gfdPod } from "./gfd.ts";
 import { clusterRuntime, toolkitPod } from "./toolkit.ts";
 import { validatorPod } from "./validator.ts";
+import { OperandTally, type OperandNodeStates, type OperandSplit } from "./tally.ts";
 
 export * from "./common.ts";
+export * from "./tally.ts";
 
 export interface OperandRenderInput {
   policy: ClusterPolicy;
@@ -273,20 +275,24 @@ export interface OperandStatus {
   message?: string;
 }
 
-const MAX_LISTED = 20;
-const cap = (names: string[]) => names.slice(0, MAX_LISTED);
 
 /**
  * `status.operands` for what was observed. An enabled operand is ready when every GPU node
  * meant to run it has its Ready pod; nodes still waiting for a prerequisite count as not ready.
  */
 export function operandStatuses(input: { policy: ClusterPolicy; nodes: readonly NodeLike[]; ready: ReadyPods; error?: string }): OperandStatus[] {
-  if (input.error !== undefined) {
-    return [{ name: "operands", daemonSet: "", state: "error", message: `${input.error}. Operand DaemonSets are left as they are until the policy is fixed.` }];
+  if (input.error !== undefined) return operandStatusesFromSplit(input.policy, [], input.error);
+  return operandStatusesFromSplit(input.policy, operandNodeSplit(normalizePolicy(input.policy), input.nodes, input.ready));
+}
+
+/** As operandStatuses, from a split already worked out (operandSplit) or, with `error`, from the error alone. */
+export function operandStatusesFromSplit(policy: ClusterPolicy, split: readonly OperandSplit[], error?: string): OperandStatus[] {
+  if (error !== undefined) {
+    return [{ name: "operands", daemonSet: "", state: "error", message: `${error}. Operand DaemonSets are left as they are until the policy is fixed.` }];
   }
-  const policy = normalizePolicy(input.policy);
+  const normalized = normalizePolicy(policy);
   const out: OperandStatus[] = [];
-  for (const o of operandNodeSplit(policy, input.nodes, input.ready)) {
+  for (const o of split) {
     if (!o.enabled) {
       out.push({ name: o.info.key, daemonSet: o.info.name, state: "disabled" });
       continue;
@@ -294,35 +300,48 @@ export function operandStatuses(input: { policy: ClusterPolicy; nodes: readonly 
     out.push({
       name: o.info.key,
       daemonSet: o.info.name,
-      state: o.waiting.length === 0 && o.notReady.length === 0 ? "ready" : "notReady",
+      state: o.waiting === 0 && o.notReady === 0 ? "ready" : "notReady",
       nodes: o.meant,
-      readyPods: o.meant - o.waiting.length - o.notReady.length,
-      ...(o.waiting.length > 0 ? { waiting: cap(o.waiting) } : {}),
-      ...(o.notReady.length > 0 ? { notReady: cap(o.notReady) } : {}),
+      readyPods: o.meant - o.waiting - o.notReady,
+      ...(o.waiting > 0 ? { waiting: o.waitingNames } : {}),
+      ...(o.notReady > 0 ? { notReady: o.notReadyNames } : {}),
     });
   }
   for (const name of UNSUPPORTED_COMPONENTS) {
-    const c = policy.spec[name] as { enabled?: unknown } | undefined;
+    const c = normalized.spec[name] as { enabled?: unknown } | undefined;
     if (c?.enabled === true) out.push({ name, daemonSet: "", state: "unsupported", message: `gpuop does not deploy ${name}; run it yourself or turn it off` });
   }
   return out;
 }
 
+/**
+ * One node's state for each enabled operand it is meant to run (a servable GPU node: not one
+ * with missing labels), from its labels and which of its operand pods are Ready. A controller
+ * keeps this per node and works it out again only when the node or its pods change.
+ */
+export function nodeOperandStates(labels: Readonly<Record<string, string>>, enabled: ReadonlySet<OperandKey>, readyOn: (key: OperandKey) => boolean): OperandNodeStates {
+  const out: OperandNodeStates = {};
+  if (labels[DEPLOY_OPERANDS_LABEL] === "false") return out;
+  for (const info of OPERANDS) {
+    if (!enabled.has(info.key) || (labels[deployLabel(info)] ?? "true") !== "true") continue;
+    out[info.key] = labels[gateLabel(info)] !== GATE_OPEN ? "waiting" : readyOn(info.key) ? "ready" : "starting";
+  }
+  return out;
+}
+
+/** The split of all operands from each servable GPU node's states (nodeOperandStates), in any order. */
+export function operandSplit(enabled: ReadonlySet<OperandKey>, nodes: Iterable<{ name: string; states: OperandNodeStates }>): OperandSplit[] {
+  const tally = new OperandTally();
+  for (const { name, states } of nodes) tally.set(name, states);
+  return tally.split(enabled);
+}
+
 /** Per operand: the GPU nodes meant to run it, those waiting for their gate, those whose pod is not Ready yet. */
-function operandNodeSplit(policy: ClusterPolicy, nodes: readonly NodeLike[], ready: ReadyPods) {
+function operandNodeSplit(policy: ClusterPolicy, nodes: readonly NodeLike[], ready: ReadyPods): OperandSplit[] {
   const { gpuNodes } = classifyNodes(nodes);
   const labelsOf = new Map(nodes.map((n) => [n.metadata.name ?? "", n.metadata.labels ?? {}]));
-  return OPERANDS.map((info) => {
-    if (!operandEnabled(policy, info)) return { info, enabled: false, meant: 0, waiting: [] as string[], notReady: [] as string[] };
-    const readyOn = ready.get(info.key) ?? new Set<string>();
-    const meant = gpuNodes.filter((n) => {
-      const labels = labelsOf.get(n.name) ?? {};
-      return labels[DEPLOY_OPERANDS_LABEL] !== "false" && (labels[deployLabel(info)] ?? "true") === "true";
-    });
-    const waiting = meant.filter((n) => labelsOf.get(n.name)?.[gateLabel(info)] !== GATE_OPEN).map((n) => n.name);
-    const notReady = meant.filter((n) => labelsOf.get(n.name)?.[gateLabel(info)] === GATE_OPEN && !readyOn.has(n.name)).map((n) => n.name);
-    return { info, enabled: true, meant: meant.length, waiting, notReady };
-  });
+  const enabled = new Set(OPERANDS.filter((o) => operandEnabled(policy, o)).map((o) => o.key));
+  return operandSplit(enabled, gpuNodes.map((n) => ({ name: n.name, states: nodeOperandStates(labelsOf.get(n.name) ?? {}, enabled, (key) => ready.get(key)?.has(n.name) ?? false) })));
 }
 
 /**
@@ -331,12 +350,17 @@ function operandNodeSplit(policy: ClusterPolicy, nodes: readonly NodeLike[], rea
  * driver change to end). Disabled operands have no series.
  */
 export function operandNodeSeries(policy: ClusterPolicy, nodes: readonly NodeLike[], ready: ReadyPods): { labels: { operand: string; state: string }; value: number }[] {
-  return operandNodeSplit(normalizePolicy(policy), nodes, ready)
+  return operandNodeSeriesFromSplit(operandNodeSplit(normalizePolicy(policy), nodes, ready));
+}
+
+/** As operandNodeSeries, from a split already worked out. */
+export function operandNodeSeriesFromSplit(split: readonly OperandSplit[]): { labels: { operand: string; state: string }; value: number }[] {
+  return split
     .filter((o) => o.enabled)
     .flatMap((o) => [
-      { labels: { operand: o.info.key, state: "ready" }, value: o.meant - o.waiting.length - o.notReady.length },
-      { labels: { operand: o.info.key, state: "starting" }, value: o.notReady.length },
-      { labels: { operand: o.info.key, state: "waiting" }, value: o.waiting.length },
+      { labels: { operand: o.info.key, state: "ready" }, value: o.meant - o.waiting - o.notReady },
+      { labels: { operand: o.info.key, state: "starting" }, value: o.notReady },
+      { labels: { operand: o.info.key, state: "waiting" }, value: o.waiting },
     ]);
 }
 

@@ -21,6 +21,9 @@ import {
   resources,
   UNSUPPORTED_COMPONENTS,
   operandStatuses,
+  operandStatusesFromSplit,
+  operandSplit,
+  nodeOperandStates,
   readyPods,
   type OperandPods,
   renderOperands,
@@ -280,6 +283,36 @@ test("status: ready only when every node meant to run an enabled operand has its
   assert.deepEqual(allReady.map((o) => o.state), ["ready", "ready", "ready", "ready", "ready"]);
   const err = operandStatuses({ policy: policy(), nodes: [], ready: ready([]), error: "spec.toolkit sets only some" });
   assert.equal(err[0]!.state, "error");
+});
+
+test("nodeOperandStates: per enabled operand a node is meant to run, waiting (gate closed), starting (open, pod not Ready) or ready", () => {
+  const on = new Set<OperandKey>(["toolkit", "devicePlugin", "validator"]);
+  const labels = { "gpuop.nvidia.com/gate.container-toolkit": "open", "gpuop.nvidia.com/gate.device-plugin": "open", "nvidia.com/gpu.deploy.operator-validator": "false" };
+  assert.deepEqual(nodeOperandStates(labels, on, (k) => k === "toolkit"), { toolkit: "ready", devicePlugin: "starting" });
+  assert.deepEqual(nodeOperandStates({}, on, () => true), { toolkit: "waiting", devicePlugin: "waiting", validator: "waiting" });
+  assert.deepEqual(nodeOperandStates({ "nvidia.com/gpu.deploy.operands": "false", ...labels }, on, () => true), {});
+});
+
+test("operandSplit: counts per operand and the waiting and not-ready names sorted, in any node order; the same status as from the nodes", () => {
+  const on = new Set<OperandKey>(["toolkit", "validator"]);
+  const split = operandSplit(on, [
+    { name: "n3", states: { toolkit: "waiting", validator: "waiting" } },
+    { name: "n1", states: { toolkit: "starting" } },
+    { name: "n2", states: { toolkit: "waiting", validator: "ready" } },
+    { name: "n0", states: { toolkit: "ready", gfd: "waiting" } },
+  ]);
+  const tk = split.find((o) => o.info.key === "toolkit")!;
+  assert.deepEqual({ meant: tk.meant, waiting: tk.waiting, notReady: tk.notReady, waitingNames: tk.waitingNames, notReadyNames: tk.notReadyNames }, { meant: 4, waiting: 2, notReady: 1, waitingNames: ["n2", "n3"], notReadyNames: ["n1"] });
+  const gfd = split.find((o) => o.info.key === "gfd")!;
+  assert.deepEqual({ enabled: gfd.enabled, meant: gfd.meant }, { enabled: false, meant: 0 });
+  // Equal to the status worked out from the nodes themselves.
+  const pol = policy({ devicePlugin: { enabled: false }, gfd: { enabled: false }, dcgmExporter: { enabled: false } });
+  const nodes = [gpuNode("b", { "gpuop.nvidia.com/gate.container-toolkit": "open" }), gpuNode("a"), gpuNode("c", { "gpuop.nvidia.com/gate.container-toolkit": "open" })];
+  const r = ready([["toolkit", ["c"]]]);
+  const fromNodes = operandStatuses({ policy: pol, nodes, ready: r });
+  const views = nodes.map((n) => ({ name: n.metadata.name, states: nodeOperandStates(n.metadata.labels, on, (k) => r.get(k)?.has(n.metadata.name) ?? false) }));
+  assert.deepEqual(operandStatusesFromSplit(pol, operandSplit(on, views.reverse())), fromNodes);
+  assert.deepEqual(fromNodes.find((o) => o.name === "toolkit"), { name: "toolkit", daemonSet: "nvidia-container-toolkit-daemonset", state: "notReady", nodes: 3, readyPods: 1, waiting: ["a"], notReady: ["b"] });
 });
 
 test("gpuop status rows: per node and operand, ready, starting, waiting, off, disabled", async () => {
