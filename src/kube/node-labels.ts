@@ -66,8 +66,9 @@ export class NodeLabelBatch {
  * (another writer's change arriving first is enough to start one) computes the same patch from
  * the old labels and sent it a second time: 3-4% of the node patches of a 100-node install.
  * A patch is skipped only while it is the same as the one sent, the cache has not shown the
- * resourceVersion that patch produced, and `windowMs` has not passed; the caller runs again
- * after `retryInMs`, so a patch still wanted then (someone undid it meanwhile) goes out.
+ * resourceVersion that patch produced (when the caller has it: a patch whose answer is not
+ * parsed has none, and the window alone decides), and `windowMs` has not passed; the caller
+ * runs again after `retryInMs`, so a patch still wanted then (someone undid it meanwhile) goes out.
  */
 export class RecentNodePatches {
   private readonly sent = new Map<string, { key: string; resourceVersion: string | undefined; at: number }>();
