@@ -1,5 +1,5 @@
 import { canonicalJson, isSubset } from "../core/diff.ts";
-import { gpuNodeFacts, isGpuNode, isNodeProblem } from "../core/gpu-node.ts";
+import { classifyGpuNode, isGpuNode, isNodeProblem } from "../core/gpu-node.ts";
 import { StatusWrites } from "./status-writes.ts";
 import { restrictedNodes, type RestrictedNodeLabel } from "../core/security.ts";
 import { UserError } from "../core/errors.ts";
@@ -28,7 +28,7 @@ import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import { Informer, type ChangeType } from "../kube/informer.ts";
 import { PodsByNode } from "../kube/pods-by-node.ts";
-import { slimDaemonSet, slimPod } from "../kube/transforms.ts";
+import { slimDaemonSet, slimOperandPod } from "../kube/transforms.ts";
 import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, KubeObject, Node, Pod } from "../kube/types.ts";
 import { FIELD_MANAGER } from "./driver-controller.ts";
@@ -121,7 +121,7 @@ export class OperandController {
     this.nodes = opts.nodes ?? nodeInformer(this.client, this.log);
     this.daemonSets = new Informer(this.client, `/apis/apps/v1/namespaces/${ns}/daemonsets`, { labelSelector: OPERAND_LABEL }, this.log, { transform: slimDaemonSet });
     this.services = new Informer(this.client, `/api/v1/namespaces/${ns}/services`, { labelSelector: OPERAND_LABEL }, this.log);
-    this.pods = new Informer(this.client, `/api/v1/namespaces/${ns}/pods`, { labelSelector: `app in (${apps})` }, this.log, { transform: slimPod });
+    this.pods = new Informer(this.client, `/api/v1/namespaces/${ns}/pods`, { labelSelector: `app in (${apps})` }, this.log, { transform: slimOperandPod });
     this.driverPods = opts.driverPods ?? driverPodInformer(this.client, ns, this.log);
     const enqueue = () => this.queue.add(KEY);
     this.policies.onChange(enqueue);
@@ -297,7 +297,8 @@ export class OperandController {
     const kept = this.views.get(name);
     if (kept && kept.node === node && kept.podsVersion === podsVersion && kept.operands === operands) return kept;
     const pods = operandPods(this.podsByNode.on(name));
-    const servable = isGpuNode(node) && !isNodeProblem(gpuNodeFacts(node));
+    // Not gpuNodeFacts: its memo keeps a copy of every node's labels, and this view is the memo here.
+    const servable = isGpuNode(node) && !isNodeProblem(classifyGpuNode(node));
     return {
       node,
       podsVersion,

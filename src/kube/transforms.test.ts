@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { intern, slimDaemonSet, slimNode, slimPod, withoutManagedFields } from "./transforms.ts";
+import { intern, slimDaemonSet, slimNode, slimOperandPod, slimPod, withoutManagedFields } from "./transforms.ts";
 import { NodeLabelBatch } from "./node-labels.ts";
 import type { DaemonSet, Node, Pod } from "./types.ts";
 
@@ -160,4 +160,18 @@ test("cached objects share one copy of a repeated value (an image, a label value
   assert.equal(intern(42), 42);
   const long = "x".repeat(300);
   assert.equal(intern(long), long);
+});
+
+test("a cached operand pod keeps where it runs, its phase and its Ready condition only", () => {
+  const pod = {
+    metadata: { name: "nvidia-operator-validator-x", namespace: "gpu-operator", uid: "u1", labels: { app: "nvidia-operator-validator" }, deletionTimestamp: "t9" },
+    spec: { nodeName: "gpu-3", containers: [{ name: "nvidia-operator-validator", image: "v" }], initContainers: [{ name: "driver-validation", image: "v" }] },
+    status: { phase: "Running", conditions: [{ type: "PodScheduled", status: "True" }, { type: "Ready", status: "True", lastTransitionTime: "t1" }], containerStatuses: [{ name: "c", ready: true }] },
+  } as unknown as Pod;
+  assert.deepEqual(slimOperandPod(pod), {
+    metadata: { name: "nvidia-operator-validator-x", namespace: "gpu-operator", uid: "u1", labels: { app: "nvidia-operator-validator" }, deletionTimestamp: "t9" },
+    spec: { nodeName: "gpu-3" },
+    status: { phase: "Running", conditions: [{ type: "Ready", status: "True", lastTransitionTime: "t1" }] },
+  });
+  assert.deepEqual(slimOperandPod({ metadata: { name: "pending" }, spec: { containers: [] } } as unknown as Pod), { metadata: { name: "pending" } });
 });

@@ -183,6 +183,27 @@ export function slimPod(pod: Pod): Pod {
 }
 
 /**
+ * An operand's pod (toolkit, device plugin, GFD, DCGM exporter, validator): gpuop reads only
+ * where it runs, whether it is Ready and whether it is going (the gates, the status, the
+ * upgrade's waits), so its containers and their statuses are not kept.
+ */
+export function slimOperandPod(pod: Pod): Pod {
+  const status = pod.status as (Json & { conditions?: Json[] }) | undefined;
+  return compact({
+    apiVersion: pod.apiVersion,
+    kind: pod.kind,
+    metadata: slimMetadataOwnAnnotations(pod.metadata),
+    spec: pod.spec?.nodeName !== undefined ? { nodeName: pod.spec.nodeName } : undefined,
+    status: status
+      ? compact({
+          phase: intern(status["phase"]),
+          conditions: status.conditions?.filter((c) => POD_CONDITION_TYPES.has(c["type"] as string)).map((c) => pick(c, POD_CONDITION_KEYS)),
+        })
+      : undefined,
+  }) as Pod;
+}
+
+/**
  * DaemonSet: spec whole (the controller compares it with the one it renders,
  * template included) and status whole (counts, observedGeneration). There is one
  * per pool, so they cost little; only managedFields go.
