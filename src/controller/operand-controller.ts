@@ -1,5 +1,5 @@
 import { canonicalJson, isSubset } from "../core/diff.ts";
-import { gpuNodeFacts, isGpuNode, isNodeProblem } from "../core/gpu-node.ts";
+import { classifyGpuNode, isGpuNode, isNodeProblem } from "../core/gpu-node.ts";
 import { StatusWrites } from "./status-writes.ts";
 import { restrictedNodes, type RestrictedNodeLabel } from "../core/security.ts";
 import { UserError } from "../core/errors.ts";
@@ -296,7 +296,8 @@ export class OperandController {
     const kept = this.views.get(name);
     if (kept && kept.node === node && kept.podsVersion === podsVersion && kept.operands === operands) return kept;
     const pods = operandPods(this.podsByNode.on(name));
-    const servable = isGpuNode(node) && !isNodeProblem(gpuNodeFacts(node));
+    // Not gpuNodeFacts: its memo keeps a copy of every node's labels, and this view is the memo here.
+    const servable = isGpuNode(node) && !isNodeProblem(classifyGpuNode(node));
     return {
       node,
       podsVersion,

@@ -7,7 +7,7 @@
 import type { KubeClient } from "../kube/client.ts";
 import { Informer } from "../kube/informer.ts";
 import type { Logger } from "../kube/log.ts";
-import { slimNode, slimPod } from "../kube/transforms.ts";
+import { slimNode, slimOperandPod, slimPod } from "../kube/transforms.ts";
 import type { Node, Pod } from "../kube/types.ts";
 import { DRIVER_APP, DRIVER_APP_LABEL } from "../core/render.ts";
 import { OPERANDS } from "../core/operands/common.ts";
@@ -24,5 +24,5 @@ export function driverPodInformer(client: KubeClient, namespace: string, log: Lo
 
 /** The operand pods (toolkit, device plugin, GFD, DCGM exporter, validator) in the operator's namespace. */
 export function operandPodInformer(client: KubeClient, namespace: string, log: Logger): Informer<Pod> {
-  return new Informer(client, `/api/v1/namespaces/${namespace}/pods`, { labelSelector: `app in (${OPERANDS.map((o) => o.name).join(",")})` }, log, { transform: slimPod });
+  return new Informer(client, `/api/v1/namespaces/${namespace}/pods`, { labelSelector: `app in (${OPERANDS.map((o) => o.name).join(",")})` }, log, { transform: slimOperandPod });
 }

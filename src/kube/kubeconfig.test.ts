@@ -142,3 +142,53 @@ test("an oidc auth-provider user gets its id-token from @kubernetes/client-node"
   assert.deepEqual(await access.credentials.get(), { token: idToken });
   throwsUserError(() => fromKubeconfig(kubeconfig(config("http://h:8080", `{auth-provider: {name: oidc, config: {id-token: "${idToken}"}}}`))), /plain http/);
 });
+
+test("the kubeconfig reader takes what @kubernetes/client-node takes: context, server, CA, client certificate, TLS options, basic auth", async () => {
+  const { KubeConfig } = await import("@kubernetes/client-node");
+  const b64 = (s: string) => Buffer.from(s).toString("base64");
+  const sub = mkdtempSync(join(dir, "refs-"));
+  writeFileSync(join(sub, "ca.pem"), "CA FROM FILE");
+  writeFileSync(join(sub, "client.crt"), "CERT FROM FILE");
+  writeFileSync(join(sub, "client.key"), "KEY FROM FILE");
+  const text = `apiVersion: v1
+kind: Config
+current-context: second
+clusters:
+- {name: one, cluster: {server: "https://one.example:6443/", certificate-authority-data: ${b64("CA ONE")}}}
+- {name: two, cluster: {server: "https://two.example", certificate-authority: ca.pem, tls-server-name: api.two.internal, insecure-skip-tls-verify: true}}
+- {name: one, cluster: {server: "https://shadowed.example"}}
+contexts:
+- {name: first, context: {cluster: one, user: data-user}}
+- {name: second, context: {cluster: two, user: file-user}}
+- {name: third, context: {cluster: one, user: basic}}
+users:
+- {name: data-user, user: {client-certificate-data: ${b64("CERT DATA")}, client-key-data: ${b64("KEY DATA")}}}
+- {name: file-user, user: {client-certificate: client.crt, client-key: client.key}}
+- {name: basic, user: {username: admin, password: s3cret}}
+`;
+  const path = join(sub, "config");
+  writeFileSync(path, text);
+  for (const context of [undefined, "first", "second", "third"]) {
+    const ours = fromKubeconfig(path, context);
+    const kc = new KubeConfig();
+    kc.loadFromFile(path);
+    if (context) kc.setCurrentContext(context);
+    const cluster = kc.getCurrentCluster()!;
+    const user = kc.getCurrentUser()!;
+    const read = (data?: string, file?: string) => (data ? Buffer.from(data, "base64").toString() : file ? readFileSync(file, "utf8") : undefined);
+    const label = `context ${context ?? "(current)"}`;
+    assert.equal(ours.server, cluster.server.replace(/\/+$/, ""), label);
+    assert.equal(ours.ca?.toString(), read(cluster.caData, cluster.caFile), label);
+    assert.equal(ours.clientCert?.toString(), read(user.certData, user.certFile), label);
+    assert.equal(ours.clientKey?.toString(), read(user.keyData, user.keyFile), label);
+    assert.equal(ours.insecureSkipTLSVerify ?? false, cluster.skipTLSVerify, label);
+    assert.equal(ours.tlsServerName, cluster.tlsServerName, label);
+    assert.equal(ours.username, user.username, label);
+    assert.equal(ours.password, user.password, label);
+  }
+  // The values themselves, so the comparison above cannot pass with both sides empty.
+  const second = fromKubeconfig(path);
+  assert.deepEqual([second.server, second.ca?.toString(), second.clientCert?.toString(), second.tlsServerName, second.insecureSkipTLSVerify], ["https://two.example", "CA FROM FILE", "CERT FROM FILE", "api.two.internal", true]);
+  assert.equal(fromKubeconfig(path, "first").server, "https://one.example:6443");
+  throwsUserError(() => fromKubeconfig(path, "fourth"), /has no context "fourth"/);
+});

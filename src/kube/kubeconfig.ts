@@ -1,7 +1,6 @@
 import { readFileSync, existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, isAbsolute, join } from "node:path";
-import { KubeConfig, type User } from "@kubernetes/client-node";
 import { parse as parseYaml } from "yaml";
 import { UserError } from "../core/errors.ts";
 import { checkExecConfig, ExecPlugin, type CredentialSource, type ExecClusterInfo } from "./exec-credential.ts";
@@ -58,7 +57,7 @@ function inCluster(): ClusterAccess {
 type Raw = Record<string, unknown>;
 const isMap = (v: unknown): v is Raw => typeof v === "object" && v !== null && !Array.isArray(v);
 
-/** Checks the shape @kubernetes/client-node assumes, so a broken file gets a message, not a TypeError. */
+/** Checks the shape kubeconfigs have, so a broken file gets a message, not a TypeError. */
 function checkShape(raw: unknown, path: string): Raw {
   if (!isMap(raw)) throw new UserError(`kubeconfig ${path} is not a kubeconfig: expected a mapping with clusters, contexts, users and current-context`);
   for (const [list, inner] of [["clusters", "cluster"], ["contexts", "context"], ["users", "user"]] as const) {
@@ -87,22 +86,26 @@ export function fromKubeconfig(path: string, contextName?: string): ClusterAcces
     if (err instanceof UserError) throw err;
     throw new UserError(`cannot read kubeconfig ${path}: ${(err as Error).message}`);
   }
-  const kc = new KubeConfig();
-  try {
-    kc.loadFromString(text);
-  } catch (err) {
-    throw new UserError(`kubeconfig ${path} is not valid: ${(err as Error).message}`);
-  }
   const base = dirname(path);
-  const ctxName = contextName ?? kc.getCurrentContext();
-  const ctx = ctxName ? kc.getContextObject(ctxName) : null;
-  if (!ctx) throw new UserError(`kubeconfig ${path} has no context "${ctxName ?? ""}": set current-context or pass --context`);
-  kc.setCurrentContext(ctx.name);
-  const cluster = kc.getCluster(ctx.cluster);
-  if (!cluster) throw new UserError(`kubeconfig ${path}: context "${ctx.name}" names cluster "${ctx.cluster}", which is not in the file`);
-  const user: User = kc.getUser(ctx.user) ?? { name: ctx.user };
-  const rawUser = (((raw["users"] ?? []) as Raw[]).find((u) => u["name"] === ctx.user)?.["user"] ?? {}) as Raw;
-  const rawCluster = (((raw["clusters"] ?? []) as Raw[]).find((c) => c["name"] === ctx.cluster)?.["cluster"] ?? {}) as Raw;
+  const currentContext = raw["current-context"];
+  const ctxName = contextName ?? (typeof currentContext === "string" && currentContext !== "" ? currentContext : undefined);
+  const ctxEntry = ctxName !== undefined ? named(raw, "contexts", ctxName) : undefined;
+  if (ctxName === undefined || !ctxEntry) throw new UserError(`kubeconfig ${path} has no context "${ctxName ?? ""}": set current-context or pass --context`);
+  const ctx = (ctxEntry["context"] ?? {}) as Raw;
+  const clusterName = String(ctx["cluster"] ?? "");
+  const userName = String(ctx["user"] ?? "");
+  const rawCluster = named(raw, "clusters", clusterName)?.["cluster"] as Raw | undefined;
+  if (!rawCluster) throw new UserError(`kubeconfig ${path}: context "${ctxName}" names cluster "${clusterName}", which is not in the file`);
+  const rawUser = (named(raw, "users", userName)?.["user"] ?? {}) as Raw;
+  const cluster = {
+    server: String(rawCluster["server"]),
+    caData: rawCluster["certificate-authority-data"],
+    caFile: rawCluster["certificate-authority"],
+    skipTLSVerify: rawCluster["insecure-skip-tls-verify"] === true,
+    tlsServerName: stringOr(rawCluster["tls-server-name"]),
+    proxyUrl: stringOr(rawCluster["proxy-url"]),
+  };
+  const user = { certData: rawUser["client-certificate-data"], certFile: rawUser["client-certificate"], keyData: rawUser["client-key-data"], keyFile: rawUser["client-key"], username: rawUser["username"], password: rawUser["password"] };
 
   const file = (p: string) => readFileSync(isAbsolute(p) ? p : join(base, p));
   const data = (inline: unknown, ref: unknown) =>
@@ -126,7 +129,7 @@ export function fromKubeconfig(path: string, contextName?: string): ClusterAcces
   if (typeof user.username === "string") access.username = user.username;
   if (typeof user.password === "string") access.password = user.password;
 
-  const where = `kubeconfig ${path}: users "${ctx.user}"`;
+  const where = `kubeconfig ${path}: users "${userName}"`;
   if (rawUser["exec"] !== undefined && rawUser["exec"] !== null) {
     const exec = checkExecConfig(rawUser["exec"], where);
     const info: ExecClusterInfo = { server: access.server };
@@ -137,24 +140,40 @@ export function fromKubeconfig(path: string, contextName?: string): ClusterAcces
     // Per-cluster plugin settings live in this extension, as kubectl passes them.
     const ext = (rawCluster["extensions"] as { name?: string; extension?: unknown }[] | undefined)?.find?.((e) => e.name === "client.authentication.k8s.io/exec");
     if (ext) info.config = ext.extension;
-    access.credentials = new ExecPlugin({ exec, user: ctx.user, baseDir: base, cluster: info });
+    access.credentials = new ExecPlugin({ exec, user: userName, baseDir: base, cluster: info });
   } else if (isMap(rawUser["auth-provider"])) {
-    access.credentials = authProvider(kc, ctx.user, where);
+    access.credentials = authProvider(text, ctxName, userName, where);
   }
   refuseCredentialsOverHttp(access);
   return access;
 }
 
+/** The first entry of a kubeconfig list with this name (as kubectl and client-node take it). */
+function named(raw: Raw, list: "clusters" | "contexts" | "users", name: string): Raw | undefined {
+  return ((raw[list] ?? []) as Raw[]).find((e) => e["name"] === name);
+}
+
+const stringOr = (v: unknown) => (typeof v === "string" && v !== "" ? v : undefined);
+
 /**
  * auth-provider entries (oidc, and the older azure and gcp ones, which shell out to a command)
- * go to @kubernetes/client-node, which refreshes them by their expiry.
+ * go to @kubernetes/client-node, which refreshes them by their expiry. It is loaded only for
+ * them: the library with its generated API is about 30 MiB of heap, more than all of a
+ * 3,000-node cluster's cached objects.
  */
-function authProvider(kc: KubeConfig, user: string, where: string): CredentialSource {
+function authProvider(text: string, context: string, user: string, where: string): CredentialSource {
+  let kc: import("@kubernetes/client-node").KubeConfig | undefined;
   return {
     async get() {
       const opts: { headers?: Record<string, string>; cert?: Buffer | string; key?: Buffer | string } = {};
       try {
-        await kc.applyToHTTPSOptions(opts as Parameters<KubeConfig["applyToHTTPSOptions"]>[0]);
+        if (!kc) {
+          const { KubeConfig } = await import("@kubernetes/client-node");
+          kc = new KubeConfig();
+          kc.loadFromString(text);
+          kc.setCurrentContext(context);
+        }
+        await kc.applyToHTTPSOptions(opts as Parameters<import("@kubernetes/client-node").KubeConfig["applyToHTTPSOptions"]>[0]);
       } catch (err) {
         throw new UserError(`${where}: its auth-provider gave no credential: ${(err as Error).message}`);
       }

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { slimDaemonSet, slimNode, slimPod, withoutManagedFields } from "./transforms.ts";
+import { intern, slimDaemonSet, slimNode, slimOperandPod, slimPod, withoutManagedFields } from "./transforms.ts";
 import { NodeLabelBatch } from "./node-labels.ts";
 import type { DaemonSet, Node, Pod } from "./types.ts";
 
@@ -32,7 +32,7 @@ test("a cached Node keeps metadata, unschedulable, taints, nodeInfo, the Ready c
     metadata: structuredClone(meta),
     spec: { unschedulable: true, taints: [{ key: "k", effect: "NoSchedule" }], podCIDR: "10.0.0.0/24", providerID: "kwok://gpu-7" },
     status: {
-      nodeInfo: { kernelVersion: "6.8.0-1046-azure", osImage: "Ubuntu 24.04.1 LTS", architecture: "arm64", operatingSystem: "linux", bootID: "b" },
+      nodeInfo: { kernelVersion: "6.8.0-1046-azure", osImage: "Ubuntu 24.04.1 LTS", architecture: "arm64", operatingSystem: "linux", containerRuntimeVersion: "containerd://2.1.4", bootID: "b", machineID: "m", systemUUID: "u", kubeletVersion: "v1.36.3" },
       conditions: [{ type: "MemoryPressure", status: "False", reason: "KubeletHasSufficientMemory", message: "ok", lastTransitionTime: "t0", lastHeartbeatTime: "t2" }, { type: "Ready", status: "False", reason: "KubeletNotReady", message: "m", lastTransitionTime: "t1", lastHeartbeatTime: "t2" }],
       capacity: { cpu: "64", memory: "512Gi", "nvidia.com/gpu": "8", "nvidia.com/mig-1g.10gb": "7" },
       allocatable: { cpu: "63", "nvidia.com/gpu": "6" },
@@ -47,7 +47,7 @@ test("a cached Node keeps metadata, unschedulable, taints, nodeInfo, the Ready c
     metadata: kept,
     spec: { unschedulable: true, taints: [{ key: "k", effect: "NoSchedule" }] },
     status: {
-      nodeInfo: node.status!.nodeInfo,
+      nodeInfo: { kernelVersion: "6.8.0-1046-azure", osImage: "Ubuntu 24.04.1 LTS", architecture: "arm64", operatingSystem: "linux", containerRuntimeVersion: "containerd://2.1.4" },
       conditions: [{ type: "Ready", status: "False", reason: "KubeletNotReady", message: "m", lastTransitionTime: "t1" }],
       capacity: { "nvidia.com/gpu": "8", "nvidia.com/mig-1g.10gb": "7" },
       allocatable: { "nvidia.com/gpu": "6" },
@@ -142,4 +142,36 @@ test("a node's label changes gathered in one pass make one patch, later values w
     ["gpu-1", { "nvidia.com/gpu.present": "true", "nvidia.com/gpu.deploy.driver": "false", "gpuop.nvidia.com/driver-pool": "pool-b" }],
     ["gpu-3", { "gpuop.nvidia.com/driver-pool": null }],
   ]);
+});
+
+test("cached objects share one copy of a repeated value (an image, a label value) and keep their own unique ones", () => {
+  const pod = (i: number) => JSON.parse(JSON.stringify({
+    metadata: { name: `p${i}`, namespace: "gpu-operator", uid: `u-${i}`, labels: { app: "nvidia-operator-validator" }, ownerReferences: [{ apiVersion: "apps/v1", kind: "DaemonSet", name: "nvidia-operator-validator", uid: "ds-1", controller: true }] },
+    spec: { nodeName: `n${i}`, containers: [{ name: "nvidia-operator-validator", image: "nvcr.io/nvidia/cloud-native/gpu-operator-validator:v25.3.0" }] },
+    status: { phase: "Running", conditions: [{ type: "Ready", status: "True", lastTransitionTime: `2026-11-28T01:0${i}:00Z` }] },
+  })) as Pod;
+  const [a, b] = [slimPod(pod(1)), slimPod(pod(2))];
+  // Equal values whatever their identity; what interning changes is only how many copies the heap holds.
+  assert.equal(a.spec!.containers![0]!.image, b.spec!.containers![0]!.image);
+  assert.equal(intern("nvcr.io/nvidia/cloud-native/gpu-operator-validator:v25.3.0"), a.spec!.containers![0]!.image);
+  assert.notEqual(a.metadata.uid, b.metadata.uid);
+  assert.equal(a.metadata.labels!["app"], "nvidia-operator-validator");
+  assert.deepEqual(a.metadata.ownerReferences, [{ apiVersion: "apps/v1", kind: "DaemonSet", name: "nvidia-operator-validator", uid: "ds-1", controller: true }]);
+  assert.equal(intern(42), 42);
+  const long = "x".repeat(300);
+  assert.equal(intern(long), long);
+});
+
+test("a cached operand pod keeps where it runs, its phase and its Ready condition only", () => {
+  const pod = {
+    metadata: { name: "nvidia-operator-validator-x", namespace: "gpu-operator", uid: "u1", labels: { app: "nvidia-operator-validator" }, deletionTimestamp: "t9" },
+    spec: { nodeName: "gpu-3", containers: [{ name: "nvidia-operator-validator", image: "v" }], initContainers: [{ name: "driver-validation", image: "v" }] },
+    status: { phase: "Running", conditions: [{ type: "PodScheduled", status: "True" }, { type: "Ready", status: "True", lastTransitionTime: "t1" }], containerStatuses: [{ name: "c", ready: true }] },
+  } as unknown as Pod;
+  assert.deepEqual(slimOperandPod(pod), {
+    metadata: { name: "nvidia-operator-validator-x", namespace: "gpu-operator", uid: "u1", labels: { app: "nvidia-operator-validator" }, deletionTimestamp: "t9" },
+    spec: { nodeName: "gpu-3" },
+    status: { phase: "Running", conditions: [{ type: "Ready", status: "True", lastTransitionTime: "t1" }] },
+  });
+  assert.deepEqual(slimOperandPod({ metadata: { name: "pending" }, spec: { containers: [] } } as unknown as Pod), { metadata: { name: "pending" } });
 });

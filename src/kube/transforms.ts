@@ -11,12 +11,44 @@ import type { DaemonSet, KubeObject, Node, ObjectMeta, Pod } from "./types.ts";
 
 type Json = Record<string, unknown>;
 
-/** Copies the listed keys that are present (undefined stays absent, as the API server stores objects). */
+/**
+ * One copy of each short string value the caches hold many of (images, container names,
+ * label values, condition types, the namespace): a watch hands every object its own copies,
+ * and on thousands of nodes and pods the same few hundred values made up a tenth of the heap.
+ * Bounded, so unique values (names, uids) cannot grow it without end; timestamps, uids and
+ * resourceVersions are never passed through it.
+ */
+const internPool = new Map<string, string>();
+const INTERN_MAX_ENTRIES = 50_000;
+const INTERN_MAX_LENGTH = 256;
+
+export function intern<T>(value: T): T {
+  if (typeof value !== "string" || value.length > INTERN_MAX_LENGTH) return value;
+  const kept = internPool.get(value);
+  if (kept !== undefined) return kept as T;
+  if (internPool.size < INTERN_MAX_ENTRIES) internPool.set(value, value);
+  return value;
+}
+
+/** Keys whose values are unique per object or per change: kept as they come. */
+const NOT_INTERNED: ReadonlySet<string> = new Set(["uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "lastTransitionTime", "startTime", "startedAt", "finishedAt", "message", "containerID"]);
+
+/** Copies the listed keys that are present (undefined stays absent, as the API server stores objects); string values shared (intern). */
 function pick(from: Json | undefined, keys: readonly string[]): Json | undefined {
   if (!from) return undefined;
   const out: Json = {};
-  for (const k of keys) if (from[k] !== undefined) out[k] = from[k];
+  for (const k of keys) {
+    const v = from[k];
+    if (v !== undefined) out[k] = NOT_INTERNED.has(k) ? v : intern(v);
+  }
   return out;
+}
+
+/** A string map (labels, annotations) with its values shared. */
+function internValues(m: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  if (!m) return m;
+  for (const k of Object.keys(m)) m[k] = intern(m[k]);
+  return m;
 }
 
 /** Keeps only the entries of a map whose key starts with one of the prefixes. */
@@ -48,8 +80,14 @@ function compact<T extends Json>(o: T): T {
 const METADATA_KEYS = ["name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp", "labels", "annotations", "ownerReferences"] as const;
 
 export function slimMetadata(m: ObjectMeta): ObjectMeta {
-  return pick(m as Json, METADATA_KEYS) as ObjectMeta;
+  const out = pick(m as Json, METADATA_KEYS) as ObjectMeta;
+  internValues(out.labels);
+  out.ownerReferences = out.ownerReferences?.map((o) => pick(o as unknown as Json, OWNER_KEYS) as unknown as NonNullable<ObjectMeta["ownerReferences"]>[number]);
+  if (out.ownerReferences === undefined) delete out.ownerReferences;
+  return out;
 }
+
+const OWNER_KEYS = ["apiVersion", "kind", "name", "uid", "controller", "blockOwnerDeletion"] as const;
 
 /**
  * The annotations gpuop reads on nodes and pods are its own and NVIDIA's: on a real node the
@@ -60,7 +98,7 @@ const OWN_ANNOTATION_PREFIXES = ["gpuop.nvidia.com/", "nvidia.com/"] as const;
 /** Metadata as slimMetadata, with only gpuop's and NVIDIA's annotations. */
 function slimMetadataOwnAnnotations(m: ObjectMeta): ObjectMeta {
   const out = slimMetadata(m) as Json;
-  const annotations = pickPrefixed(m.annotations, OWN_ANNOTATION_PREFIXES);
+  const annotations = internValues(pickPrefixed(m.annotations, OWN_ANNOTATION_PREFIXES));
   if (annotations) out["annotations"] = annotations;
   else delete out["annotations"];
   return out as ObjectMeta;
@@ -73,12 +111,14 @@ export function withoutManagedFields<T extends KubeObject>(obj: T): T {
 }
 
 /**
- * Node: spec.unschedulable and taints (cordoned nodes, drains); status.nodeInfo
- * (kernel, OS image, architecture without NFD); the Ready condition without its heartbeat
+ * Node: spec.unschedulable and taints (cordoned nodes, drains); status.nodeInfo's
+ * kernel, OS image, architecture, OS and container runtime (without NFD; the toolkit's runtime); the Ready condition without its heartbeat
  * time; capacity and allocatable of `nvidia.com/*` only (GPUs the device
  * plugin advertises). Dropped: images, addresses, daemonEndpoints, other resources.
  */
 const NODE_SPEC_KEYS = ["unschedulable", "taints"] as const;
+/** What gpuop reads of nodeInfo; machine, system and boot ids and the kubelet's versions go. */
+const NODE_INFO_KEYS = ["kernelVersion", "osImage", "architecture", "operatingSystem", "containerRuntimeVersion"] as const;
 const NODE_CONDITION_KEYS = ["type", "status", "reason", "message", "lastTransitionTime"] as const;
 /** The only node condition gpuop reads (kwok and kubelets report five or more). */
 const NODE_CONDITION_TYPES: ReadonlySet<string> = new Set(["Ready"]);
@@ -93,7 +133,7 @@ export function slimNode(node: Node): Node {
     spec: pick(node.spec as Json | undefined, NODE_SPEC_KEYS),
     status: status
       ? compact({
-          nodeInfo: status.nodeInfo,
+          nodeInfo: pick(status.nodeInfo as Json | undefined, NODE_INFO_KEYS),
           conditions: status.conditions?.filter((c) => NODE_CONDITION_TYPES.has(c.type)).map((c) => pick(c as unknown as Json, NODE_CONDITION_KEYS)),
           capacity: pickPrefixed(status.capacity as Record<string, unknown> | undefined, NODE_RESOURCE_PREFIXES),
           allocatable: pickPrefixed(status.allocatable as Record<string, unknown> | undefined, NODE_RESOURCE_PREFIXES),
@@ -137,6 +177,27 @@ export function slimPod(pod: Pod): Pod {
           conditions: status.conditions?.filter((c) => POD_CONDITION_TYPES.has(c["type"] as string)).map((c) => pick(c, POD_CONDITION_KEYS)),
           containerStatuses: status.containerStatuses?.map((c) => pick(c, CONTAINER_STATUS_KEYS)),
           initContainerStatuses: status.initContainerStatuses?.map((c) => pick(c, CONTAINER_STATUS_KEYS)),
+        })
+      : undefined,
+  }) as Pod;
+}
+
+/**
+ * An operand's pod (toolkit, device plugin, GFD, DCGM exporter, validator): gpuop reads only
+ * where it runs, whether it is Ready and whether it is going (the gates, the status, the
+ * upgrade's waits), so its containers and their statuses are not kept.
+ */
+export function slimOperandPod(pod: Pod): Pod {
+  const status = pod.status as (Json & { conditions?: Json[] }) | undefined;
+  return compact({
+    apiVersion: pod.apiVersion,
+    kind: pod.kind,
+    metadata: slimMetadataOwnAnnotations(pod.metadata),
+    spec: pod.spec?.nodeName !== undefined ? { nodeName: pod.spec.nodeName } : undefined,
+    status: status
+      ? compact({
+          phase: intern(status["phase"]),
+          conditions: status.conditions?.filter((c) => POD_CONDITION_TYPES.has(c["type"] as string)).map((c) => pick(c, POD_CONDITION_KEYS)),
         })
       : undefined,
   }) as Pod;
