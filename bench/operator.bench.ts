@@ -114,8 +114,9 @@ async function waitConverged(client: KubeClient, nodes: SimNode[], precompiled: 
     }
     const withReady = new Set(pods.filter(ready).map((p) => p.spec?.nodeName));
     onSample(nodes.filter((n) => !withReady.has(n.name)).length);
-    const done = pods.length === nodes.length && pods.every((p) => ready(p) && want.get(p.spec?.nodeName ?? "") === driverImage(p)) && withReady.size === nodes.length;
-    if (done) return true;
+    const podsDone = pods.length === nodes.length && pods.every((p) => ready(p) && want.get(p.spec?.nodeName ?? "") === driverImage(p)) && withReady.size === nodes.length;
+    // The upgrade is over too: no node left in a step (the last ones validate and uncordon after their pod is Ready).
+    if (podsDone && (await upgradesDone(client))) return true;
     await new Promise((r) => setTimeout(r, 2000));
   }
   // Say what was left: driver pods by image and readiness, and how many run the image their node wants.
@@ -127,6 +128,16 @@ async function waitConverged(client: KubeClient, nodes: SimNode[], precompiled: 
   const right = pods.filter((p) => want.get(p.spec?.nodeName ?? "") === driverImage(p)).length;
   console.log(`    not converged: ${pods.length} driver pods, ${right} with the image their node needs; ${JSON.stringify(seen)}`);
   return false;
+}
+
+/** No node in an upgrade step or cordoned (both operators label nodes with NVIDIA's upgrade state). */
+async function upgradesDone(client: KubeClient): Promise<boolean> {
+  try {
+    const nodes = (await client.list<Node>("/api/v1/nodes")).items;
+    return nodes.every((n) => !n.spec?.unschedulable && ["upgrade-done", undefined].includes(n.metadata.labels?.["nvidia.com/gpu-driver-upgrade-state"]));
+  } catch {
+    return false;
+  }
 }
 
 /** A kubeconfig for the benchmark's ServiceAccount (bound to cluster-admin), so the audit log holds only the operator's requests. */
