@@ -7,9 +7,9 @@ import {
   CORDONED_BY_UPGRADE_ANNOTATION,
   driverPodCurrent,
   FAILED_REASON_ANNOTATION,
-  IN_PROGRESS_STATES,
   needsPods,
   planUpgrades,
+  recheckAfterMs,
   podsNeededAgain,
   podsToEvict,
   STATE_SINCE_ANNOTATION,
@@ -111,9 +111,12 @@ export class UpgradeExecutor {
     const names = new Set(nodes.map((n) => n.name));
     for (const name of this.clearSince.keys()) if (!names.has(name)) this.clearSince.delete(name);
     const skipped = await this.act(plan.actions, input.nodes, input.labels);
-    const busy = nodes.some((n) => !n.skip && IN_PROGRESS_STATES.has(n.state ?? "")) || plan.actions.some((a) => a.kind === "setState" && IN_PROGRESS_STATES.has(a.state));
+    // Each node's step after this pass: the one it moved to, else the one it is in.
+    const moved = new Map(plan.actions.flatMap((a) => (a.kind === "setState" ? [[a.node, a.state] as const] : [])));
+    const steps = nodes.filter((n) => !n.skip).map((n) => (moved.has(n.name) ? { state: moved.get(n.name)!, stateSince: now } : { state: n.state ?? "", ...(n.stateSince !== undefined ? { stateSince: n.stateSince } : {}) }));
+    const recheck = recheckAfterMs(steps, settings.validationTimeoutSeconds, now, STEP_RECHECK_MS);
     // A step not written again because the cache may not show it yet is looked at once the window is over.
-    const requeueMs = busy ? STEP_RECHECK_MS : skipped ? this.recent.retryInMs : undefined;
+    const requeueMs = skipped ? Math.min(recheck ?? Infinity, this.recent.retryInMs) : recheck;
     return { ...plan, ...(requeueMs !== undefined ? { requeueMs } : {}) };
   }
 

@@ -8,6 +8,7 @@ import {
   IN_PROGRESS_STATES,
   needsPods,
   podsNeededAgain,
+  recheckAfterMs,
   podsToEvict,
   parseSelector,
   planUpgrades,
@@ -740,4 +741,18 @@ test("simulated with the operands: the restart waits for them, and a node is lis
   }
   assert.equal(restarted, 2);
   assert.deepEqual(Object.fromEntries(lists), { a: 2, b: 2 }, "the first list after the cordon, and the fresh one the restart is planned from");
+});
+
+test("recheckAfterMs: a timer while a node waits on what no watch reports; else the first watched step's timeout; nothing when no node is in a step", () => {
+  const now = 1_000_000;
+  // Only watched steps: wake when the first of them times out (validation's 600 s from when it began).
+  assert.equal(recheckAfterMs([{ state: "validation-required", stateSince: now - 100_000 }, { state: "pod-restart-required", stateSince: now - 300_000 }, { state: "upgrade-done" }], 600, now, 2000), 301_000);
+  // One node evicting (workload pods are not watched): the timer.
+  assert.equal(recheckAfterMs([{ state: "validation-required", stateSince: now }, { state: "pod-deletion-required", stateSince: now }], 600, now, 2000), 2000);
+  for (const state of ["cordon-required", "wait-for-jobs-required", "drain-required", "uncordon-required"]) assert.equal(recheckAfterMs([{ state, stateSince: now }], 600, now, 2000), 2000, state);
+  // A watched step without a start time, or one past its timeout: the timer, never sooner.
+  assert.equal(recheckAfterMs([{ state: "validation-required" }], 600, now, 2000), 2000);
+  assert.equal(recheckAfterMs([{ state: "validation-required", stateSince: now - 700_000 }], 600, now, 2000), 2000);
+  // No node in a step (done, waiting for the budget, failed): nothing to recheck.
+  assert.equal(recheckAfterMs([{ state: "upgrade-done" }, { state: "upgrade-required" }, { state: "upgrade-failed", stateSince: now }], 600, now, 2000), undefined);
 });

@@ -56,6 +56,33 @@ export const IN_PROGRESS_STATES: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * Steps whose end only a watch reports: the old driver pod gone and the operand pods gone
+ * (pod-restart-required), the new driver pod and the validator Ready (validation-required). The
+ * other steps wait on what nothing watches (workload pods, evictions) and are looked at again on
+ * a timer.
+ */
+export const WATCHED_STATES: ReadonlySet<string> = new Set(["pod-restart-required", "validation-required"]);
+
+/**
+ * When to look at the nodes in upgrade steps again without an event: `pollMs` while any is in a
+ * step that waits on something no watch reports; otherwise when the first watched step times
+ * out (validationTimeoutSeconds after it began), so a pass over every node does not run every
+ * few seconds for minutes while the last nodes wait for their pods (a pass is linear in the
+ * nodes; timer-driven passes made an upgrade's CPU grow faster than the cluster). Undefined
+ * when no node is in a step.
+ */
+export function recheckAfterMs(steps: readonly { state: string; stateSince?: number }[], validationTimeoutSeconds: number, now: number, pollMs: number): number | undefined {
+  let at: number | undefined;
+  for (const { state, stateSince } of steps) {
+    if (!IN_PROGRESS_STATES.has(state)) continue;
+    if (!WATCHED_STATES.has(state) || stateSince === undefined) return pollMs;
+    const due = stateSince + validationTimeoutSeconds * 1000 - now;
+    at = Math.min(at ?? Infinity, due);
+  }
+  return at === undefined ? undefined : Math.max(pollMs, Math.ceil(at) + 1000);
+}
+
+/**
  * Driver upgrade steps after which the driver is taken away: the operands stop here, before it
  * goes, as NVIDIA's driver manager evicts them before it unloads the driver. The step that enters
  * one closes the node's operand gates in its own patch (closeGates), and the restart waits for
