@@ -1,5 +1,5 @@
 
-import { classifyNodes, DEPLOY_DRIVER_LABEL, DEPLOY_OPERANDS_LABEL, isGpuNode, type NodeLike } from "../gpu-node.ts";
+import { DEPLOY_DRIVER_LABEL, DEPLOY_OPERANDS_LABEL, isGpuNode, type NodeLike } from "../gpu-node.ts";
 import { normalizePolicy, type ClusterPolicy } from "../policy.ts";
 import { OPERANDS_STOP_STATES, UPGRADE_STATE_LABEL } from "../upgrade.ts";
 import {
@@ -28,7 +28,7 @@ import { devicePluginPod } from "./device-plugin.ts";
 import { gfdPod } from "./gfd.ts";
 import { clusterRuntime, toolkitPod } from "./toolkit.ts";
 import { validatorPod } from "./validator.ts";
-import { OperandTally, type OperandNodeStates, type OperandSplit } from "./tally.ts";
+import type { OperandNodeStates, OperandSplit } from "./tally.ts";
 
 export * from "./common.ts";
 export * from "./tally.ts";
@@ -277,15 +277,10 @@ export interface OperandStatus {
 
 
 /**
- * `status.operands` for what was observed. An enabled operand is ready when every GPU node
- * meant to run it has its Ready pod; nodes still waiting for a prerequisite count as not ready.
+ * `status.operands` from the split of the cluster's nodes (OperandTally), or, with `error`, from
+ * the error alone. An enabled operand is ready when every GPU node meant to run it has its Ready
+ * pod; nodes still waiting for a prerequisite count as not ready.
  */
-export function operandStatuses(input: { policy: ClusterPolicy; nodes: readonly NodeLike[]; ready: ReadyPods; error?: string }): OperandStatus[] {
-  if (input.error !== undefined) return operandStatusesFromSplit(input.policy, [], input.error);
-  return operandStatusesFromSplit(input.policy, operandNodeSplit(normalizePolicy(input.policy), input.nodes, input.ready));
-}
-
-/** As operandStatuses, from a split already worked out (operandSplit) or, with `error`, from the error alone. */
 export function operandStatusesFromSplit(policy: ClusterPolicy, split: readonly OperandSplit[], error?: string): OperandStatus[] {
   if (error !== undefined) {
     return [{ name: "operands", daemonSet: "", state: "error", message: `${error}. Operand DaemonSets are left as they are until the policy is fixed.` }];
@@ -329,31 +324,11 @@ export function nodeOperandStates(labels: Readonly<Record<string, string>>, enab
   return out;
 }
 
-/** The split of all operands from each servable GPU node's states (nodeOperandStates), in any order. */
-export function operandSplit(enabled: ReadonlySet<OperandKey>, nodes: Iterable<{ name: string; states: OperandNodeStates }>): OperandSplit[] {
-  const tally = new OperandTally();
-  for (const { name, states } of nodes) tally.set(name, states);
-  return tally.split(enabled);
-}
-
-/** Per operand: the GPU nodes meant to run it, those waiting for their gate, those whose pod is not Ready yet. */
-function operandNodeSplit(policy: ClusterPolicy, nodes: readonly NodeLike[], ready: ReadyPods): OperandSplit[] {
-  const { gpuNodes } = classifyNodes(nodes);
-  const labelsOf = new Map(nodes.map((n) => [n.metadata.name ?? "", n.metadata.labels ?? {}]));
-  const enabled = new Set(OPERANDS.filter((o) => operandEnabled(policy, o)).map((o) => o.key));
-  return operandSplit(enabled, gpuNodes.map((n) => ({ name: n.name, states: nodeOperandStates(labelsOf.get(n.name) ?? {}, enabled, (key) => ready.get(key)?.has(n.name) ?? false) })));
-}
-
 /**
  * `gpuop_operand_nodes{operand,state}`: GPU nodes meant to run each enabled operand, by state:
  * ready, starting (gate open, pod not Ready) or waiting (for the operand before it, or for a
  * driver change to end). Disabled operands have no series.
  */
-export function operandNodeSeries(policy: ClusterPolicy, nodes: readonly NodeLike[], ready: ReadyPods): { labels: { operand: string; state: string }; value: number }[] {
-  return operandNodeSeriesFromSplit(operandNodeSplit(normalizePolicy(policy), nodes, ready));
-}
-
-/** As operandNodeSeries, from a split already worked out. */
 export function operandNodeSeriesFromSplit(split: readonly OperandSplit[]): { labels: { operand: string; state: string }; value: number }[] {
   return split
     .filter((o) => o.enabled)

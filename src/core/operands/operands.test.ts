@@ -10,7 +10,9 @@ import {
   objectHash,
   OPERAND_HASH_ANNOTATION,
   operandNodePatch,
-  operandNodeSeries,
+  operandNodeSeriesFromSplit,
+  OperandTally,
+  type OperandNodeStates,
   operandPods,
   operandTransitions,
   OPERANDS,
@@ -20,9 +22,7 @@ import {
   prerequisite,
   resources,
   UNSUPPORTED_COMPONENTS,
-  operandStatuses,
   operandStatusesFromSplit,
-  operandSplit,
   nodeOperandStates,
   readyPods,
   type OperandPods,
@@ -34,7 +34,8 @@ import {
 } from "./index.ts";
 import { clusterRuntime } from "./toolkit.ts";
 import { operandNodeRows } from "./report.ts";
-import type { ClusterPolicy } from "../policy.ts";
+import { normalizePolicy, type ClusterPolicy } from "../policy.ts";
+import { classifyNodes } from "../gpu-node.ts";
 
 const policy = (spec: Record<string, unknown> = {}): ClusterPolicy => ({ metadata: { name: "cluster-policy", uid: "u1" }, spec: { driver: { version: "550.54.15" }, ...spec } });
 const render = (spec: Record<string, unknown> = {}) => renderOperands({ policy: policy(spec), namespace: "gpu-ns", owner: { apiVersion: "nvidia.com/v1", kind: "ClusterPolicy", name: "cluster-policy", uid: "u1" } });
@@ -147,6 +148,25 @@ const podsOf = (entries: [OperandKey | "driver", string[]][], more: { present?: 
 /** The label part of the node patch, as the tests before driver changes were written. */
 const operandNodeLabels = (node: Parameters<typeof operandNodePatch>[0], enabled: ReadonlySet<OperandKey>, driverEnabled: boolean, r: ReadyPods) =>
   operandNodePatch(node, enabled, driverEnabled, podsOf([...r].map(([k, v]) => [k, [...v]] as [OperandKey | "driver", string[]]))).labels;
+
+
+// The whole cluster worked out from its nodes in one go, as the operand controller's tally must
+// add up to (the controller builds the same split node by node).
+function operandSplit(enabled: ReadonlySet<OperandKey>, nodes: Iterable<{ name: string; states: OperandNodeStates }>) {
+  const tally = new OperandTally();
+  for (const { name, states } of nodes) tally.set(name, states);
+  return tally.split(enabled);
+}
+function operandNodeSplit(p: ClusterPolicy, nodes: readonly ReturnType<typeof gpuNode>[], r: ReadyPods) {
+  const { gpuNodes } = classifyNodes(nodes);
+  const labelsOf = new Map(nodes.map((n) => [n.metadata.name, n.metadata.labels as Record<string, string>]));
+  const normalized = normalizePolicy(p);
+  const enabled = new Set(OPERANDS.filter((o) => operandEnabled(normalized, o)).map((o) => o.key));
+  return operandSplit(enabled, gpuNodes.map((n) => ({ name: n.name, states: nodeOperandStates(labelsOf.get(n.name) ?? {}, enabled, (key) => r.get(key)?.has(n.name) ?? false) })));
+}
+const operandStatuses = (input: { policy: ClusterPolicy; nodes: readonly ReturnType<typeof gpuNode>[]; ready: ReadyPods; error?: string }) =>
+  input.error !== undefined ? operandStatusesFromSplit(input.policy, [], input.error) : operandStatusesFromSplit(input.policy, operandNodeSplit(input.policy, input.nodes, input.ready));
+const operandNodeSeries = (p: ClusterPolicy, nodes: readonly ReturnType<typeof gpuNode>[], r: ReadyPods) => operandNodeSeriesFromSplit(operandNodeSplit(p, nodes, r));
 
 test("deploy labels are not written here (the driver controller's GPU-label patch carries them); gates closed until the prerequisite is ready", () => {
   const p = operandNodeLabels(gpuNode("n1", { "nvidia.com/gpu.deploy.gpu-feature-discovery": "false" }), ALL, true, ready([]));
