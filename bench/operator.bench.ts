@@ -48,6 +48,8 @@ const OPERATOR_LOG = process.env.GPUOP_BENCH_OPERATOR_LOG === "1";
 const NS = OPERATOR_SA.namespace;
 /** gpuop runs with the V8 options of its image, so memory is measured as deployed. */
 const IMAGE_NODE_OPTIONS = /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(readFileSync(join(repoRoot, "images", "operator", "Dockerfile"), "utf8"))?.[1] ?? "";
+/** Other V8 options in place of the image's, to measure a memory/CPU trade before it goes into the image. */
+const NODE_OPTIONS = process.env.GPUOP_BENCH_NODE_OPTIONS ?? IMAGE_NODE_OPTIONS;
 const REPOSITORY = "nvcr.io/nvidia";
 const SWITCH_PATCH = '[{"op":"replace","path":"/spec/driver/usePrecompiled","value":true},{"op":"replace","path":"/spec/driver/version","value":"580"}]';
 
@@ -203,7 +205,8 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
     let pid: number;
     let metricsUrl: string | undefined;
     if (operator === "gpuop") {
-      const env = { NODE_OPTIONS: [IMAGE_NODE_OPTIONS, ...(CPU_PROF ? [`--cpu-prof --cpu-prof-dir=${CPU_PROF} --cpu-prof-name=gpuop-${workload}-${NODES}.cpuprofile`] : []), ...(HEAP_SNAPSHOT ? [`--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${HEAP_SNAPSHOT}`] : [])].join(" ").trim(), ...(OPERATOR_LOG ? { GPUOP_TRACE_REQUESTS: "1" } : {}) };
+      const env = { NODE_OPTIONS: [NODE_OPTIONS, ...(CPU_PROF ? [`--cpu-prof --cpu-prof-dir=${CPU_PROF} --cpu-prof-name=gpuop-${workload}-${NODES}.cpuprofile`] : []), ...(HEAP_SNAPSHOT ? [`--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${HEAP_SNAPSHOT}`] : [])].join(" ").trim(), ...(OPERATOR_LOG ? { GPUOP_TRACE_REQUESTS: "1" } : {}) };
+      log(`gpuop starts with NODE_OPTIONS="${env.NODE_OPTIONS}"`);
       const op = await startOperator({ kubeconfig, leaderElect: false, env });
       pid = op.proc.pid!;
       metricsUrl = op.metricsUrl;
