@@ -154,6 +154,11 @@ test("a dropped watch resumes with growing back-off, and the relist removes what
   const informer = new Informer<ConfigMap>(viaRelay, path, {}, log);
   const deleted: string[] = [];
   informer.onChange((type, obj) => type === "deleted" && deleted.push(obj.metadata.name!));
+  // What a handler reading the cache sees at each event: never the object deleted in the gap beside the one created in it.
+  const mixed: string[] = [];
+  informer.onChange((type, obj) => {
+    if (informer.get(`${NS}/gone-in-gap`) && informer.get(`${NS}/new-in-gap`)) mixed.push(`${type} ${obj.metadata.name}`);
+  });
   await client.create(path, { metadata: { name: "gone-in-gap" }, data: { n: "1" } });
   const stop = new AbortController();
   const running = informer.run(stop.signal);
@@ -162,6 +167,7 @@ test("a dropped watch resumes with growing back-off, and the relist removes what
     const relistsBefore = informer.relists;
     relay.cut();
     await client.delete(`${path}/gone-in-gap`);
+    await client.create(path, { metadata: { name: "new-in-gap" }, data: { n: "1" } });
     // Some writes so that compaction moves past the informer's last version.
     for (let i = 0; i < 5; i++) await client.mergePatch(`${path}/churn`, { data: { n: `gap-${i}` } });
     await compactedPast((informer as unknown as { resourceVersion: string }).resourceVersion);
@@ -172,11 +178,14 @@ test("a dropped watch resumes with growing back-off, and the relist removes what
     relay.restore();
     await eventually("the deletion in the gap is seen", async () => (informer.get(`${NS}/gone-in-gap`) ? undefined : true));
     assert.deepEqual(deleted, ["gone-in-gap"]);
+    assert.ok(informer.get(`${NS}/new-in-gap`), "the relist found what was created in the gap");
+    assert.deepEqual(mixed, [], "no handler saw the cache with both the deleted and the created object");
     assert.ok(informer.relists > relistsBefore, "the watch's version was compacted away: a relist found the deletion");
     assert.equal(informer.get(`${NS}/churn`)?.data?.n, "gap-4");
   } finally {
     stop.abort();
     await running;
+    await client.delete(`${path}/new-in-gap`).catch(() => undefined);
     await viaRelay.close();
     await relay.close();
   }

@@ -61,21 +61,24 @@ export class Informer<T extends KubeObject> {
     // Transformed page by page: a relist of thousands of whole objects was the operator's peak of memory.
     const { items, metadata } = await this.client.list<T>(this.path, this.query, { signal, each: this.transform });
     this.relists++;
-    const seen = new Set<string>();
+    // The cache takes the list's state in one step before any handler hears of it: a handler that
+    // reads the cache meanwhile must not see what was created in a gap beside what was deleted in
+    // it (two driver pods on a node, at a moment that never was). Deletions are told first.
+    const next = new Map<string, T>();
+    const changed: [ChangeType, T, T | undefined][] = [];
     for (const item of items) {
       const key = objectKey(item);
-      seen.add(key);
       const old = this.cache.get(key);
-      this.cache.set(key, item);
-      if (!old) this.emit("added", item);
-      else if (old.metadata.resourceVersion !== item.metadata.resourceVersion) this.emit("modified", item, old);
+      if (!old) changed.push(["added", item, undefined]);
+      else if (old.metadata.resourceVersion !== item.metadata.resourceVersion) changed.push(["modified", item, old]);
+      // An object the list gives at the version the cache has is the one handlers have: memos keyed on it stay good.
+      next.set(key, old && old.metadata.resourceVersion === item.metadata.resourceVersion ? old : item);
     }
-    for (const [key, old] of this.cache) {
-      if (!seen.has(key)) {
-        this.cache.delete(key);
-        this.emit("deleted", old);
-      }
-    }
+    const deleted = [...this.cache].filter(([key]) => !next.has(key)).map(([, old]) => old);
+    this.cache.clear();
+    for (const [key, item] of next) this.cache.set(key, item);
+    for (const old of deleted) this.emit("deleted", old);
+    for (const [type, item, old] of changed) this.emit(type, item, old);
     this.resourceVersion = metadata.resourceVersion;
     this.markSynced();
   }
