@@ -79,6 +79,8 @@ export class DriverController {
    * the last: classifying every node on every pass was most of a pass's CPU.
    */
   private readonly nodeViews = new WeakMap<Node, NodeView>();
+  /** The cached policy object and its normalized form: most passes follow nodes and pods, not the policy. */
+  private normalized: { from: ClusterPolicy; policy: ReturnType<typeof normalizePolicy> } | undefined;
 
   constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList; gpuNodeLabel?: RestrictedNodeLabel; defaultDriverVersion?: string; gpuNodeSelector?: Record<string, string>; conventionalFallback?: boolean; pullGraceMs?: number; nodes?: Informer<Node>; driverPods?: Informer<Pod>; operandPods?: Informer<Pod> }) {
     this.client = opts.client;
@@ -192,7 +194,8 @@ export class DriverController {
     let policy: ReturnType<typeof normalizePolicy> | undefined;
     let warnings: { reason: string; message: string }[] = [];
     try {
-      policy = normalizePolicy(withDefaultDriverVersion(active, this.defaultDriverVersion));
+      if (this.normalized?.from !== active) this.normalized = { from: active, policy: normalizePolicy(withDefaultDriverVersion(active, this.defaultDriverVersion)) };
+      policy = this.normalized.policy;
       // The facts, not the nodes: validation and rendering then classify nothing again.
       const validation = validatePolicy(policy, gpuNodes, this.allowedRepositories ? { allowedRepositories: this.allowedRepositories } : {});
       policyErrors = validation.errors;

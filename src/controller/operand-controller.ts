@@ -3,7 +3,7 @@ import { classifyGpuNode, isGpuNode, isNodeProblem } from "../core/gpu-node.ts";
 import { StatusWrites } from "./status-writes.ts";
 import { restrictedNodes, type RestrictedNodeLabel } from "../core/security.ts";
 import { UserError } from "../core/errors.ts";
-import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, type ClusterPolicy } from "../core/policy.ts";
+import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, type ClusterPolicy, type NormalizedClusterPolicy } from "../core/policy.ts";
 import {
   OPERAND_LABEL,
   OPERANDS,
@@ -59,7 +59,9 @@ export class OperandController {
   /** The driver's pods: the driver controller's cache where the two run together (one watch, one copy). */
   readonly driverPods: Informer<Pod>;
   // As the driver controller's: a pass costs CPU in proportion to the nodes (see WorkQueue's pacing).
-  readonly queue = new WorkQueue({ pacing: 3 });
+  // Passes follow pod events and each is cheap, but a rollout brings thousands of events: at most
+  // ten passes a second, each taking the nodes whose pods changed meanwhile.
+  readonly queue = new WorkQueue({ pacing: 3, minGapMs: 100 });
   private readonly client: KubeClient;
   private readonly namespace: string;
   private readonly log: Logger;
@@ -97,7 +99,7 @@ export class OperandController {
   /** The containers' runtimes and whether any GPU node exists, from all nodes: worked out again when a node comes, goes or changes them. */
   private clusterFacts: { runtimeVersions: string[]; anyGpuNode: boolean } | undefined;
   /** The last rendering, and the policy object and cluster facts it came from (the informer replaces a policy's object on every change). */
-  private lastRender: { policy: ClusterPolicy; facts: NonNullable<OperandController["clusterFacts"]>; driverEnabled: boolean; result: OperandRenderResult } | undefined;
+  private lastRender: { policy: ClusterPolicy; normalized: NormalizedClusterPolicy; facts: NonNullable<OperandController["clusterFacts"]>; driverEnabled: boolean; result: OperandRenderResult } | undefined;
   /** The last status.operands computed, by policy uid: Events go out when an operand's state changes. */
   private lastStatuses: { uid: string; operands: OperandStatus[] } | undefined;
 
@@ -187,12 +189,14 @@ export class OperandController {
       const facts = this.facts();
       // Rendered again only when the policy or the nodes' runtimes change (most passes follow pods).
       if (this.lastRender?.policy !== active || this.lastRender.facts !== facts) {
+        const normalized = this.lastRender?.policy === active ? this.lastRender.normalized : normalizePolicy(active);
         this.lastRender = {
           policy: active,
+          normalized,
           facts,
-          driverEnabled: normalizePolicy(active).spec.driver.enabled !== false,
+          driverEnabled: normalized.spec.driver.enabled !== false,
           result: renderOperands({
-            policy: active,
+            policy: normalized,
             namespace: this.namespace,
             owner: { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: active.metadata.name, uid: active.metadata.uid ?? "" },
             runtimeVersions: facts.runtimeVersions,
@@ -232,7 +236,8 @@ export class OperandController {
     const enabled = new Set<OperandKey>(rendered.enabled);
     await this.labelNodes(enabled, driverEnabled);
     const split = this.tally.split(enabled);
-    const statuses = operandStatusesFromSplit(active, split);
+    // The policy as normalized for this render: the status is worked out on every pass.
+    const statuses = operandStatusesFromSplit(this.lastRender!.normalized, split);
     this.metrics?.operandNodes.replace(operandNodeSeriesFromSplit(split));
     await this.reportTransitions(active, statuses);
     await this.writeStatus(active, statuses);

@@ -388,14 +388,27 @@ test("normalizePolicy checks NVIDIA's components gpuop must know about, by name"
   assert.deepEqual(normalizePolicy({ metadata: { name: "p" }, spec: { toolkit: "anything" } }).spec["toolkit"], "anything");
 });
 
-test("normalizePolicy returns a copy: changing the result leaves the input alone", () => {
+test("normalizePolicy returns a frozen copy: the result cannot be changed, the input stays the caller's", () => {
   const raw = { metadata: { name: "p", labels: { a: "b" } }, spec: { toolkit: { enabled: true }, driver: { env: [{ name: "A", value: "1" }], upgradePolicy: { drain: { enable: true } } } } };
   const p = normalizePolicy(raw);
-  (p.spec["toolkit"] as { enabled: boolean }).enabled = false;
-  p.spec.driver.env![0]!.value = "2";
-  p.spec.driver.upgradePolicy!.drain!.enable = false;
-  p.metadata.labels!["a"] = "c";
+  assert.throws(() => ((p.spec["toolkit"] as { enabled: boolean }).enabled = false), TypeError);
+  assert.throws(() => (p.spec.driver.env![0]!.value = "2"), TypeError);
+  assert.throws(() => (p.spec.driver.upgradePolicy!.drain!.enable = false), TypeError);
+  assert.throws(() => (p.metadata.labels!["a"] = "c"), TypeError);
   assert.deepEqual(raw, { metadata: { name: "p", labels: { a: "b" } }, spec: { toolkit: { enabled: true }, driver: { env: [{ name: "A", value: "1" }], upgradePolicy: { drain: { enable: true } } } } });
+  // The input is not frozen, and a changed input is normalized again, not answered from a memo.
+  raw.spec.driver.env[0]!.value = "3";
+  assert.equal(normalizePolicy(raw).spec.driver.env![0]!.value, "3");
+  assert.notEqual(normalizePolicy(raw), normalizePolicy(raw));
+});
+
+test("normalizing a normalized policy returns it: a controller normalizes once per policy change", () => {
+  const p = normalizePolicy({ metadata: { name: "p" }, spec: { driver: { version: "570" } } });
+  assert.equal(normalizePolicy(p), p);
+  // A structural copy is not one of normalizePolicy's results: it is normalized again.
+  const copy = structuredClone(p);
+  assert.notEqual(normalizePolicy(copy), copy);
+  assert.deepEqual(normalizePolicy(copy), p);
 });
 
 test("the ClusterPolicy API names are NVIDIA's", () => {

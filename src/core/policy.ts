@@ -1,3 +1,4 @@
+import { deepFreeze } from "./diff.ts";
 import { UserError } from "./errors.ts";
 import { driverBranchOf, isFullDriverVersion } from "./tag.ts";
 import { parseSelector } from "./upgrade.ts";
@@ -208,12 +209,18 @@ const podDeletionDefaults = { force: false, timeoutSeconds: 300, deleteEmptyDir:
 const waitForCompletionDefaults = { timeoutSeconds: 0 };
 const drainDefaults = { enable: false, force: false, timeoutSeconds: 300, deleteEmptyDir: false };
 
+/** The policies normalizePolicy returned: frozen, so normalizing one again can return it. */
+const NORMALIZED = new WeakSet<object>();
+
 /**
  * Applies the CRD's defaults to a ClusterPolicy that may not have passed through the apiserver
  * (a file, a test, an older stored object), and checks the types of the fields gpuop reads.
- * Returns a new object; idempotent. Throws a UserError naming a field of the wrong type.
+ * Returns a new, frozen object; idempotent, and a policy it returned is returned as it is (so a
+ * controller normalizes once per policy change and passes the result on). Throws a UserError
+ * naming a field of the wrong type.
  */
 export function normalizePolicy(obj: unknown): NormalizedClusterPolicy {
+  if (isRecord(obj) && NORMALIZED.has(obj)) return obj as unknown as NormalizedClusterPolicy;
   if (!isRecord(obj)) throw new UserError("ClusterPolicy must be an object");
   const metadata = obj["metadata"];
   if (!isRecord(metadata) || typeof metadata["name"] !== "string" || metadata["name"] === "") {
@@ -243,7 +250,9 @@ export function normalizePolicy(obj: unknown): NormalizedClusterPolicy {
     normalized.upgradePolicy = up;
   }
   const out = structuredClone(obj) as unknown as ClusterPolicy;
-  return { ...out, spec: { ...(structuredClone(spec) as ClusterPolicySpec), driver: normalized } };
+  const result: NormalizedClusterPolicy = deepFreeze({ ...out, spec: { ...(structuredClone(spec) as ClusterPolicySpec), driver: normalized } });
+  NORMALIZED.add(result);
+  return result;
 }
 
 function checkDriverTypes(driver: Record<string, unknown>): void {

@@ -12,7 +12,7 @@ import {
 import { desiredNodeLabels, DEPLOY_DRIVER_LABEL, DEPLOY_OPERANDS_LABEL, NFD_KERNEL_LABEL, NFD_NVIDIA_PCI_LABEL, type NodeLike } from "./gpu-node.ts";
 import { NFD_OS_ID_LABEL, NFD_OS_VERSION_ID_LABEL } from "./os.ts";
 import { isDnsSubdomain, isLabelValue } from "./names.ts";
-import type { ClusterPolicy, DriverSpec } from "./policy.ts";
+import { normalizePolicy, type ClusterPolicy, type DriverSpec } from "./policy.ts";
 import { driverTemplateHash, TEMPLATE_HASH_ANNOTATION } from "./upgrade.ts";
 import { gpuNodeObject } from "../../test/harness/nodes.ts";
 
@@ -547,6 +547,33 @@ test("a major-version-only OS pool selects its nodes' versions, sorted", () => {
   // Nodes are taken in name order: make that differ from version order.
   const r = render({ usePrecompiled: true, version: "550" }, [node("a", "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.4"), node("b", "5.14.0-427.13.1.el9_4.x86_64", "rhel", "9.2")]);
   assert.deepEqual(r.daemonSets[0]?.spec.template.spec.affinity?.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]?.matchExpressions[0]?.values, ["9.2", "9.4"]);
+});
+
+test("one normalized policy rendered again and again: each result equals a fresh render, the same inputs give the same frozen objects", () => {
+  const driver: DriverSpec = { usePrecompiled: true, version: "550" };
+  const normalized = normalizePolicy(policy(driver));
+  const el9 = "5.14.0-427.13.1.el9_4.x86_64";
+  const inputs: [NodeLike[], Partial<RenderInput>][] = [
+    [[node("a", el9, "rhel", "9.4")], {}],
+    // Only the nodes' OS versions differ: the affinity's values must follow them.
+    [[node("a", el9, "rhel", "9.4"), node("b", el9, "rhel", "9.2")], {}],
+    [[node("a", "5.15.0-69-generic")], {}],
+    // A node without NFD labels joins the pool: it is then selected by the pool label alone.
+    [[node("a", "5.15.0-69-generic"), nodeWithoutNfd("c", "5.15.0-69-generic", "ubuntu", "22.04", { "cloud.google.com/gke-accelerator": "nvidia-tesla-t4" })], {}],
+    [[node("a", el9, "rhel", "9.4")], { requiredNodeLabels: { "example.com/gpu": "yes" } }],
+    [[node("a", el9, "rhel", "9.4")], { namespace: "other" }],
+    [[node("a", el9, "rhel", "9.4")], { ownerRef: { apiVersion: "nvidia.com/v1", kind: "ClusterPolicy", name: "other", uid: "u-2" } }],
+    [[node("a", el9, "rhel", "9.4")], { selectByPoolLabel: false }],
+    [[node("a", "5.15.0-69-generic"), node("b", "6.8.0-1046-azure-fde", "ubuntu", "24.04")], {}],
+  ];
+  const first = renderDriverDaemonSets({ policy: normalized, nodes: inputs[0]![0], namespace: "gpu-operator" });
+  for (const [nodes, extra] of inputs) {
+    const memoized = renderDriverDaemonSets({ policy: normalized, nodes, namespace: "gpu-operator", ...extra });
+    assert.deepEqual(memoized, renderDriverDaemonSets({ policy: policy(driver), nodes, namespace: "gpu-operator", ...extra }));
+    for (const ds of memoized.daemonSets) assert.ok(Object.isFrozen(ds.spec.template.spec.nodeSelector));
+  }
+  const again = renderDriverDaemonSets({ policy: normalized, nodes: inputs[0]![0], namespace: "gpu-operator" });
+  assert.equal(again.daemonSets[0], first.daemonSets[0]);
 });
 
 // Surviving mutants in render.ts, explained:

@@ -1,3 +1,4 @@
+import { deepFreeze } from "./diff.ts";
 import { UserError } from "./errors.ts";
 import { classifyNodes, DEPLOY_DRIVER_LABEL, NFD_KERNEL_LABEL, type GpuNodeFacts, type GpuNodeOptions, type NodeLike } from "./gpu-node.ts";
 import { parseImageRef } from "./image.ts";
@@ -182,6 +183,8 @@ export function renderDriverDaemonSets(input: RenderInput): RenderResult {
     ? { apiVersion: policy.apiVersion ?? CLUSTER_POLICY_API_VERSION, kind: policy.kind ?? CLUSTER_POLICY_KIND, name: policy.metadata.name, uid: policy.metadata.uid }
     : undefined);
   const groups = groupIntoPools(gpuNodes.filter((n) => n.deployable), driver);
+  let memo = RENDERED.get(driver);
+  if (!memo) RENDERED.set(driver, (memo = new Map()));
   for (const group of groups) {
     const pool: Pool = {
       name: group.name,
@@ -192,15 +195,37 @@ export function renderDriverDaemonSets(input: RenderInput): RenderResult {
       nodes: group.nodes.map((n) => n.name),
     };
     result.pools.push(pool);
-    const ds = renderDaemonSet(pool, group.nodes, driver, input.namespace, owner, input.selectByPoolLabel ?? true);
-    if (input.requiredNodeLabels && Object.keys(input.requiredNodeLabels).length > 0) {
-      // Labels a node can set on itself are not enough to attract a privileged pod.
-      Object.assign(ds.spec.template.spec.nodeSelector, input.requiredNodeLabels);
+    const selectByPoolLabel = input.selectByPoolLabel ?? true;
+    // Everything the DaemonSet is made of besides the driver spec (the memo's outer key).
+    const key = JSON.stringify([
+      pool.name, pool.kernel ?? null, pool.osTag, pool.image, pool.precompiled,
+      group.nodes.every((n) => n.nfd), [...new Set(group.nodes.map((n) => n.osVersionId))].sort(compare),
+      selectByPoolLabel, input.namespace, owner ?? null, input.requiredNodeLabels ?? null,
+    ]);
+    let ds = memo.get(key);
+    if (!ds) {
+      ds = renderDaemonSet(pool, group.nodes, driver, input.namespace, owner, selectByPoolLabel);
+      if (input.requiredNodeLabels && Object.keys(input.requiredNodeLabels).length > 0) {
+        // Labels a node can set on itself are not enough to attract a privileged pod.
+        Object.assign(ds.spec.template.spec.nodeSelector, input.requiredNodeLabels);
+      }
+      if (memo.size >= RENDER_MEMO_MAX) memo.clear();
+      memo.set(key, deepFreeze(ds));
     }
     result.daemonSets.push(ds);
   }
   return result;
 }
+
+/**
+ * DaemonSets already rendered, by the normalized driver spec (one object per policy change: see
+ * normalizePolicy) and the rest of their input. The controller renders on every pass, and most
+ * passes follow nodes and pods: rendering and hashing 20 templates each time was a tenth of a
+ * switch's CPU. Results are frozen, as they are shared.
+ */
+const RENDERED = new WeakMap<NormalizedDriverSpec, Map<string, DriverDaemonSet>>();
+/** Pools are a few dozen; a memo this full holds keys of nodes long gone. */
+const RENDER_MEMO_MAX = 1000;
 
 interface PoolGroup {
   name: string;
