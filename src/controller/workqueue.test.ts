@@ -89,3 +89,19 @@ test("pacing counts CPU, not waiting: a pass that waits on the network is follow
   // Pacing by wall time would hold the second pass back 8 s.
   assert.ok(starts[1]! - firstEnd < 4000, `second pass started ${(starts[1]! - firstEnd).toFixed(0)} ms after the first ended`);
 });
+
+test("minGapMs: after a cheap pass the next waits at least the gap, and the events meanwhile fold into it", async () => {
+  const q = new WorkQueue({ pacing: 3, minGapMs: 150 });
+  const ac = new AbortController();
+  const starts: number[] = [];
+  let firstEnd = 0;
+  q.add("k");
+  await q.run(async () => {
+    starts.push(performance.now());
+    if (starts.length === 2) return ac.abort();
+    firstEnd = performance.now();
+    for (let i = 0; i < 5; i++) setTimeout(() => q.add("k"), 10 * i);
+  }, ac.signal);
+  assert.equal(starts.length, 2);
+  assert.ok(starts[1]! - firstEnd >= 145, `second pass started ${(starts[1]! - firstEnd).toFixed(0)} ms after the first`);
+});

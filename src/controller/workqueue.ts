@@ -13,6 +13,7 @@ export class WorkQueue {
   private readonly baseDelayMs: number;
   private readonly maxDelayMs: number;
   private readonly pacing: number;
+  private readonly minGapMs: number;
 
   /**
    * `pacing`: after a key took d ms of CPU to handle, the next one waits d × pacing ms, so
@@ -21,11 +22,16 @@ export class WorkQueue {
    * passes at 1 / (1 + pacing), and the number of passes in a rollout falls as the
    * cluster grows: the CPU a rollout costs grows linearly, not quadratically. An
    * event after a quiet period is handled at once.
+   *
+   * `minGapMs`: the least pause after a pass, whatever it cost. For passes that are cheap
+   * but many (one per pod event), it bounds how many a second there are, so their fixed
+   * part stops counting once events come faster than that.
    */
-  constructor(opts: { baseDelayMs?: number; maxDelayMs?: number; pacing?: number } = {}) {
+  constructor(opts: { baseDelayMs?: number; maxDelayMs?: number; pacing?: number; minGapMs?: number } = {}) {
     this.baseDelayMs = opts.baseDelayMs ?? 200;
     this.maxDelayMs = opts.maxDelayMs ?? 60_000;
     this.pacing = opts.pacing ?? 0;
+    this.minGapMs = opts.minGapMs ?? 0;
   }
 
   get depth(): number {
@@ -85,7 +91,8 @@ export class WorkQueue {
       }
       // CPU time, not wall time: a pass that mostly waits on the API server costs little.
       const used = process.cpuUsage(cpu);
-      if (this.pacing > 0) await pause(((used.user + used.system) / 1000) * this.pacing, signal);
+      const gap = Math.max(((used.user + used.system) / 1000) * this.pacing, this.minGapMs);
+      if (gap > 0) await pause(gap, signal);
     }
     for (const t of this.timers) clearTimeout(t);
   }
