@@ -6,6 +6,7 @@
 // ServiceAccount, never admin credentials, so the chart's RBAC must suffice.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { attachCluster, type LocalCluster } from "./harness/cluster.ts";
 import { chartDir, Helm, serveFolder, writeTokenKubeconfig, type KubeManifest } from "./harness/helm.ts";
@@ -177,7 +178,19 @@ describe("chart checks without installing", () => {
     assert.deepEqual(c.env, [
       { name: "OPERATOR_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
       { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+      { name: "NODE_OPTIONS", value: "--max-semi-space-size=8 --max-old-space-size=384" },
     ]);
+    // The chart's default memory limit gives the heap cap the image has (for installs without the chart).
+    const imageOptions = /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(readFileSync(join(chartDir, "..", "..", "images", "operator", "Dockerfile"), "utf8"))?.[1];
+    assert.equal(imageOptions, c.env[2].value);
+    // The heap cap follows the memory limit: the limit less 128 MiB, at least half of it; no limit, the image's.
+    const nodeOptions = async (memory: string | null) =>
+      find(await helm.template(memory === null ? ["--set", "operator.resources.limits=null"] : ["--set", `operator.resources.limits.memory=${memory}`]), "Deployment", "gpu-operator", NS)
+        .spec.template.spec.containers[0].env.find((e: { name: string }) => e.name === "NODE_OPTIONS")?.value;
+    assert.equal(await nodeOptions("1536Mi"), "--max-semi-space-size=8 --max-old-space-size=1408");
+    assert.equal(await nodeOptions("2G"), "--max-semi-space-size=8 --max-old-space-size=1779");
+    assert.equal(await nodeOptions("200Mi"), "--max-semi-space-size=8 --max-old-space-size=100");
+    assert.equal(await nodeOptions(null), undefined);
     assert.equal(c.livenessProbe.httpGet.path, "/healthz");
     assert.equal(c.readinessProbe.httpGet.path, "/readyz");
     assert.ok(c.resources.requests.cpu && c.resources.limits.memory);

@@ -138,3 +138,27 @@ data make the chart create it, see operand-configs.yaml).
 {{- end -}}
 {{- toJson $o -}}
 {{- end -}}
+
+{{/*
+The operator's V8 options for a memory limit (a Kubernetes quantity): the old generation may
+take the limit less 128 MiB (the node binary, the young generation and buffers live outside it),
+and at least half the limit. V8 collects sooner the nearer its heap is to this cap, so the heap
+stays near what is live instead of growing up to four times that between collections
+(docs/scale.md), and a heap that outgrows it fails as an out-of-memory error in the log rather
+than a kill by the kernel.
+*/}}
+{{- define "gpu-operator.nodeOptions" -}}
+{{- $q := toString . -}}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $q -}}
+{{- if eq $num "" -}}
+{{- fail (printf "operator.resources.limits.memory %q is not a quantity: give one like 512Mi or 1Gi" $q) -}}
+{{- end -}}
+{{- $unit := trimPrefix $num $q -}}
+{{- $factors := dict "" 1.0 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 -}}
+{{- if not (hasKey $factors $unit) -}}
+{{- fail (printf "operator.resources.limits.memory %q has a unit gpuop does not read: use Mi or Gi (or k, M, G, Ki)" $q) -}}
+{{- end -}}
+{{- $mib := divf (mulf (float64 $num) (get $factors $unit)) 1048576.0 -}}
+{{- $heap := max (int (floor (subf $mib 128.0))) (int (floor (divf $mib 2.0))) -}}
+{{- printf "--max-semi-space-size=8 --max-old-space-size=%d" $heap -}}
+{{- end -}}
