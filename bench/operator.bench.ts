@@ -14,12 +14,12 @@
 // clusters' name prefix), GPUOP_BENCH_OPERATOR_LOG (1: gpuop's log goes to
 // operator.log in the work dir, beside audit.log and phases.json, to account for
 // each node's writes with bench/scale/per-node.ts).
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { startCluster, stopCluster, type LocalCluster } from "../test/harness/cluster.ts";
 import { createGpuNode } from "../test/harness/nodes.ts";
-import { startOperator } from "../test/harness/operator.ts";
+import { imageNodeOptions, startOperator } from "../test/harness/operator.ts";
 import { ensureNamespace, installCrd } from "../test/harness/policy.ts";
 import { repoRoot } from "../test/harness/tools.ts";
 import { mapLimit } from "../src/registry/pool.ts";
@@ -47,9 +47,8 @@ const HEAP_SNAPSHOT = process.env.GPUOP_BENCH_HEAP_SNAPSHOT;
 const OPERATOR_LOG = process.env.GPUOP_BENCH_OPERATOR_LOG === "1";
 const NS = OPERATOR_SA.namespace;
 /** gpuop runs with the V8 options of its image, so memory is measured as deployed. */
-const IMAGE_NODE_OPTIONS = /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(readFileSync(join(repoRoot, "images", "operator", "Dockerfile"), "utf8"))?.[1] ?? "";
 /** Other V8 options in place of the image's, to measure a memory/CPU trade before it goes into the image. */
-const NODE_OPTIONS = process.env.GPUOP_BENCH_NODE_OPTIONS ?? IMAGE_NODE_OPTIONS;
+const NODE_OPTIONS = process.env.GPUOP_BENCH_NODE_OPTIONS ?? imageNodeOptions();
 const REPOSITORY = "nvcr.io/nvidia";
 const SWITCH_PATCH = '[{"op":"replace","path":"/spec/driver/usePrecompiled","value":true},{"op":"replace","path":"/spec/driver/version","value":"580"}]';
 

@@ -6,12 +6,11 @@
 // ServiceAccount, never admin credentials, so the chart's RBAC must suffice.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { attachCluster, type LocalCluster } from "./harness/cluster.ts";
 import { chartDir, Helm, serveFolder, writeTokenKubeconfig, type KubeManifest } from "./harness/helm.ts";
 import { createGpuNode, deleteNodes, gpuNodeObject } from "./harness/nodes.ts";
-import { startOperator, type OperatorProcess } from "./harness/operator.ts";
+import { imageNodeOptions, startOperator, type OperatorProcess } from "./harness/operator.ts";
 import { deletePolicies, driverDaemonSets, driverPods, getPolicy, POLICY_PATH, waitForDriverPods, waitForState, waitForNoDriverPods } from "./harness/policy.ts";
 import { localClient, pushImage, startRegistry, type LocalRegistry } from "./harness/registry.ts";
 import { eventually } from "./harness/wait.ts";
@@ -181,8 +180,7 @@ describe("chart checks without installing", () => {
       { name: "NODE_OPTIONS", value: "--max-semi-space-size=8 --max-old-space-size=384" },
     ]);
     // The chart's default memory limit gives the heap cap the image has (for installs without the chart).
-    const imageOptions = /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(readFileSync(join(chartDir, "..", "..", "images", "operator", "Dockerfile"), "utf8"))?.[1];
-    assert.equal(imageOptions, c.env[2].value);
+    assert.equal(imageNodeOptions(), c.env[2].value);
     // The heap cap follows the memory limit: the limit less 128 MiB, at least half of it; no limit, the image's.
     const nodeOptions = async (memory: string | null) =>
       find(await helm.template(memory === null ? ["--set", "operator.resources.limits=null"] : ["--set", `operator.resources.limits.memory=${memory}`]), "Deployment", "gpu-operator", NS)

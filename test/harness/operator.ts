@@ -1,9 +1,15 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort } from "./registry.ts";
 import { repoRoot } from "./tools.ts";
 
 /** The real operator (`bin/gpuop operator`) in a child process. */
+/** The V8 options the operator image runs with (its Dockerfile's `ENV NODE_OPTIONS`). */
+export function imageNodeOptions(): string {
+  return /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(readFileSync(join(repoRoot, "images", "operator", "Dockerfile"), "utf8"))?.[1] ?? "";
+}
+
 export interface OperatorProcess {
   proc: ChildProcess;
   identity: string;
