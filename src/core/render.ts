@@ -185,6 +185,7 @@ export function renderDriverDaemonSets(input: RenderInput): RenderResult {
   const groups = groupIntoPools(gpuNodes.filter((n) => n.deployable), driver);
   let memo = RENDERED.get(driver);
   if (!memo) RENDERED.set(driver, (memo = new Map()));
+  const selectByPoolLabel = input.selectByPoolLabel ?? true;
   for (const group of groups) {
     const pool: Pool = {
       name: group.name,
@@ -195,7 +196,6 @@ export function renderDriverDaemonSets(input: RenderInput): RenderResult {
       nodes: group.nodes.map((n) => n.name),
     };
     result.pools.push(pool);
-    const selectByPoolLabel = input.selectByPoolLabel ?? true;
     // Everything the DaemonSet is made of besides the driver spec (the memo's outer key).
     const key = JSON.stringify([
       pool.name, pool.kernel ?? null, pool.osTag, pool.image, pool.precompiled,

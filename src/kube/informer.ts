@@ -69,10 +69,11 @@ export class Informer<T extends KubeObject> {
     for (const item of items) {
       const key = objectKey(item);
       const old = this.cache.get(key);
-      if (!old) changed.push(["added", item, undefined]);
-      else if (old.metadata.resourceVersion !== item.metadata.resourceVersion) changed.push(["modified", item, old]);
       // An object the list gives at the version the cache has is the one handlers have: memos keyed on it stay good.
-      next.set(key, old && old.metadata.resourceVersion === item.metadata.resourceVersion ? old : item);
+      const unchanged = old !== undefined && old.metadata.resourceVersion === item.metadata.resourceVersion;
+      if (!old) changed.push(["added", item, undefined]);
+      else if (!unchanged) changed.push(["modified", item, old]);
+      next.set(key, unchanged ? old : item);
     }
     const deleted = [...this.cache].filter(([key]) => !next.has(key)).map(([, old]) => old);
     this.cache.clear();
