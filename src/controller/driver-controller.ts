@@ -1,17 +1,18 @@
 import { classifyGpuNode, desiredNodeLabels, isGpuNode, isNodeProblem, type GpuNodeClassification, type GpuNodeFacts, type GpuNodeOptions, type GpuNodeProblem } from "../core/gpu-node.ts";
-import { canonicalJson, isSubset } from "../core/diff.ts";
-import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, withDefaultDriverVersion, type ClusterPolicy, type ClusterPolicyStatus } from "../core/policy.ts";
+import { canonicalJson, deepFreeze, isSubset } from "../core/diff.ts";
+import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, withDefaultDriverVersion, type ClusterPolicy, type ClusterPolicyStatus, type NormalizedClusterPolicy } from "../core/policy.ts";
 import { renderDriverDaemonSets, pinDriverDigest, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
 import { POOL_NODE_LABEL } from "../core/rollout.ts";
 import { computeStatus, ignoredStatus } from "../core/status.ts";
 import { DEFAULT_PULL_GRACE_MS, poolsWithFallback, PULL_FAILED_ANNOTATION } from "../core/fallback.ts";
-import { validatePolicy } from "../core/validate.ts";
+import { validatePolicy, type PolicyValidation } from "../core/validate.ts";
 import { restrictedNodes, type RepositoryAllowList, type RestrictedNodeLabel } from "../core/security.ts";
 import { UserError } from "../core/errors.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import { Informer } from "../kube/informer.ts";
 import { NodeLabelBatch } from "../kube/node-labels.ts";
+import { PodsByNode } from "../kube/pods-by-node.ts";
 import { slimDaemonSet } from "../kube/transforms.ts";
 import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, Node, Pod } from "../kube/types.ts";
@@ -79,8 +80,15 @@ export class DriverController {
    * the last: classifying every node on every pass was most of a pass's CPU.
    */
   private readonly nodeViews = new WeakMap<Node, NodeView>();
+  /** The driver and operand pods on each node, kept by the pod watches: the upgrade's per-node views read them. */
+  private readonly driverPodsByNode = new PodsByNode();
+  private readonly operandPodsByNode = new PodsByNode();
   /** The cached policy object and its normalized form: most passes follow nodes and pods, not the policy. */
   private normalized: { from: ClusterPolicy; policy: ReturnType<typeof normalizePolicy> } | undefined;
+  /** The last GPU node facts of each node: kept as the same object while they do not change (see nodeView). */
+  private readonly classifiedByName = new Map<string, GpuNodeClassification>();
+  /** The last validation and rendering, with the policy and facts they came from (see fleetChecks). */
+  private fleet: { policy: NormalizedClusterPolicy; gpuNodes: readonly GpuNodeFacts[]; validation: PolicyValidation; rendered: ReturnType<typeof renderDriverDaemonSets> | undefined } | undefined;
 
   constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList; gpuNodeLabel?: RestrictedNodeLabel; defaultDriverVersion?: string; gpuNodeSelector?: Record<string, string>; conventionalFallback?: boolean; pullGraceMs?: number; nodes?: Informer<Node>; driverPods?: Informer<Pod>; operandPods?: Informer<Pod> }) {
     this.client = opts.client;
@@ -115,9 +123,13 @@ export class DriverController {
     this.images?.onAnswer(enqueue);
     this.policies.onChange(enqueue);
     this.daemonSets.onChange(enqueue);
-    this.pods.onChange(enqueue);
+    this.pods.onChange((type, pod, old) => {
+      this.driverPodsByNode.update(type, pod, old);
+      enqueue();
+    });
     // An operand pod matters to a node in an upgrade step only (its validator Ready, its operands gone).
     this.operandPods.onChange((type, pod, old) => {
+      this.operandPodsByNode.update(type, pod, old);
       const node = pod.spec?.nodeName;
       if (node === undefined || !IN_PROGRESS_STATES.has(this.nodes.get(node)?.metadata.labels?.[UPGRADE_STATE_LABEL] ?? "")) return;
       if (type !== "modified" || !old || podReadyOf(pod) !== podReadyOf(old) || pod.metadata.deletionTimestamp !== old.metadata.deletionTimestamp) enqueue();
@@ -192,21 +204,36 @@ export class DriverController {
     const { gpuNodes, problems } = splitClassified(views);
     let policyErrors: { reason: string; message: string }[];
     let policy: ReturnType<typeof normalizePolicy> | undefined;
-    let warnings: { reason: string; message: string }[] = [];
+    let warnings: readonly { reason: string; message: string }[] = [];
+    let rendered: ReturnType<typeof renderDriverDaemonSets> | undefined;
     try {
       if (this.normalized?.from !== active) this.normalized = { from: active, policy: normalizePolicy(withDefaultDriverVersion(active, this.defaultDriverVersion)) };
-      policy = this.normalized.policy;
+      const normalized = this.normalized.policy;
+      policy = normalized;
+      const ownerRef = { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: active.metadata.name, uid: active.metadata.uid ?? "" };
       // The facts, not the nodes: validation and rendering then classify nothing again.
-      const validation = validatePolicy(policy, gpuNodes, this.allowedRepositories ? { allowedRepositories: this.allowedRepositories } : {});
-      policyErrors = validation.errors;
-      warnings = validation.warnings;
+      const checks = this.fleetChecks(normalized, gpuNodes, () =>
+        normalized.spec.driver.enabled !== false
+          ? renderDriverDaemonSets({
+              policy: normalized,
+              nodes: gpuNodes,
+              gpuNodeOptions: this.gpuNodeOptions,
+              namespace: this.namespace,
+              ownerRef,
+              ...(this.gpuNodeLabel ? { requiredNodeLabels: { [this.gpuNodeLabel.key]: this.gpuNodeLabel.value } } : {}),
+            })
+          : { daemonSets: [], pools: [], problems: [] },
+      );
+      policyErrors = [...checks.validation.errors];
+      warnings = checks.validation.warnings;
+      rendered = checks.rendered;
     } catch (err) {
       if (!(err instanceof UserError)) throw err;
       policyErrors = [{ reason: "InvalidPolicy", message: err.message }];
     }
     this.metrics.nodes.replace(nodeStateSeries(gpuNodes, problems.length));
 
-    if (policyErrors.length > 0 || !policy) {
+    if (policyErrors.length > 0 || !policy || !rendered) {
       await this.writeNodeLabels(labels);
       await this.reportWarnings(active, warnings);
       // Never take a working driver away because of a bad policy: leave every DaemonSet and node as it is.
@@ -215,18 +242,7 @@ export class DriverController {
       return;
     }
 
-    const enabled = policy.spec.driver.enabled !== false;
     const ownerRef = { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: active.metadata.name, uid: active.metadata.uid ?? "" };
-    const rendered = enabled
-      ? renderDriverDaemonSets({
-          policy,
-          nodes: gpuNodes,
-          gpuNodeOptions: this.gpuNodeOptions,
-          namespace: this.namespace,
-          ownerRef,
-          ...(this.gpuNodeLabel ? { requiredNodeLabels: { [this.gpuNodeLabel.key]: this.gpuNodeLabel.value } } : {}),
-        })
-      : { daemonSets: [], pools: [] };
 
     // A pool whose image the registry lacks gets no DaemonSet; its nodes (and those whose precompiled
     // image cannot be pulled) go to the conventional fallback, or, without one, keep their pool while it still selects them.
@@ -253,8 +269,8 @@ export class DriverController {
       pools,
       hold: new Set([...fallback.none, ...held]),
       daemonSets: this.daemonSets.list(),
-      driverPods: this.pods.list(),
-      operandPods: this.operandPods.list(),
+      driverPods: this.driverPodsByNode,
+      operandPods: this.operandPodsByNode,
       upgradePolicy: policy.spec.driver.upgradePolicy,
       deployableNodes: gpuNodes.filter((n) => n.deployable).length,
       // GPU labels due this pass go out in the same patch as a pool move or upgrade step.
@@ -302,11 +318,35 @@ export class DriverController {
   private nodeView(node: Node): NodeView {
     let view = this.nodeViews.get(node);
     if (!view) {
+      const name = node.metadata.name ?? "";
       const gpu = isGpuNode(node, this.gpuNodeOptions);
-      view = { labels: desiredNodeLabels(node, this.gpuNodeOptions), ...(gpu ? { classified: classifyGpuNode(node, this.gpuNodeOptions) } : {}) };
+      let classified = gpu ? classifyGpuNode(node, this.gpuNodeOptions) : undefined;
+      // Most changes to a node (its upgrade step, a gate) leave its facts as they were: the same
+      // object then, so a pass sees by identity that the fleet's facts did not change (see fleetChecks).
+      const before = this.classifiedByName.get(name);
+      if (classified && before && sameFlat(before, classified)) classified = before;
+      if (classified) this.classifiedByName.set(name, classified);
+      else this.classifiedByName.delete(name);
+      view = { labels: desiredNodeLabels(node, this.gpuNodeOptions), ...(classified ? { classified } : {}) };
       this.nodeViews.set(node, view);
     }
     return view;
+  }
+
+  /**
+   * Validation and rendering of the active policy for the GPU nodes' facts: worked out again only
+   * when the policy or some node's facts changed. Most passes follow pods and upgrade steps, which
+   * change neither; validating and rendering (grouping every node into its pool, twice) on each
+   * was a fifth of a pass. Frozen, as they are shared between passes.
+   */
+  private fleetChecks(policy: NormalizedClusterPolicy, gpuNodes: readonly GpuNodeFacts[], render: () => ReturnType<typeof renderDriverDaemonSets>): { validation: PolicyValidation; rendered: ReturnType<typeof renderDriverDaemonSets> | undefined } {
+    const kept = this.fleet;
+    if (kept && kept.policy === policy && kept.gpuNodes.length === gpuNodes.length && kept.gpuNodes.every((n, i) => n === gpuNodes[i])) return kept;
+    const validation = deepFreeze(validatePolicy(policy, gpuNodes, this.allowedRepositories ? { allowedRepositories: this.allowedRepositories } : {}));
+    // A policy with errors is not rendered: every DaemonSet and node stays as it is.
+    const rendered = validation.errors.length === 0 ? deepFreeze(render()) : undefined;
+    this.fleet = { policy, gpuNodes: [...gpuNodes], validation, rendered };
+    return this.fleet;
   }
 
   private async writeNodeLabels(labels: NodeLabelBatch): Promise<void> {
@@ -364,10 +404,13 @@ export class DriverController {
 
   /** Deletes DaemonSets no longer desired once no node is assigned to them. */
   private async prune(desired: Set<string>): Promise<void> {
+    const candidates = this.daemonSets.list().filter((ds) => !desired.has(ds.metadata.name!) && !ds.metadata.deletionTimestamp);
+    // Most passes have nothing to prune: the nodes are looked at only when a DaemonSet may go.
+    if (candidates.length === 0) return;
     const assigned = new Set(this.nodes.list().map((n) => n.metadata.labels?.[POOL_NODE_LABEL]).filter((p) => p !== undefined));
-    for (const ds of this.daemonSets.list()) {
+    for (const ds of candidates) {
       const name = ds.metadata.name!;
-      if (desired.has(name) || assigned.has(name) || ds.metadata.deletionTimestamp) continue;
+      if (assigned.has(name)) continue;
       try {
         await this.client.delete(`/apis/apps/v1/namespaces/${this.namespace}/daemonsets/${name}`, { query: { propagationPolicy: "Background" } });
         this.log.info("deleted driver DaemonSet no longer needed", { daemonSet: name });
@@ -389,7 +432,7 @@ export class DriverController {
   }
 
   /** Warnings (a policy that works but is probably not what was meant) become one Warning Event each time they change. */
-  private async reportWarnings(policy: ClusterPolicy, warnings: { reason: string; message: string }[]): Promise<void> {
+  private async reportWarnings(policy: ClusterPolicy, warnings: readonly { reason: string; message: string }[]): Promise<void> {
     const key = `${policy.metadata.name}/${policy.metadata.uid ?? ""}`;
     const text = warnings.map((w) => w.message).join("; ");
     if ((this.lastWarning.get(key) ?? "") === text) return;
@@ -447,6 +490,14 @@ function splitClassified(views: readonly NodeView[]): { gpuNodes: GpuNodeFacts[]
   }
   const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
   return { gpuNodes: gpuNodes.sort(byName), problems: problems.sort(byName) };
+}
+
+/** Two objects of primitives (GPU node facts) hold the same values. */
+function sameFlat(a: object, b: object): boolean {
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  const keys = Object.keys(x);
+  return keys.length === Object.keys(y).length && keys.every((k) => x[k] === y[k]);
 }
 
 const podReadyOf = (p: Pod) => p.status?.conditions?.find((c) => c.type === "Ready")?.status;

@@ -78,8 +78,8 @@ export class ConventionalFallback {
     const driver = input.policy.spec.driver;
     const switchSetting = fallbackEnabled(this.enabled, input.active.metadata.annotations);
     const warnings = switchSetting.warning ? [{ reason: "InvalidAnnotation", message: switchSetting.warning }] : [];
-    const annotations = new Map(input.nodes.map((n) => [n.metadata.name ?? "", { ...n.metadata.annotations }]));
-    const uids = new Map(input.nodes.map((n) => [n.metadata.name ?? "", n.metadata.uid]));
+    // Each node's annotations as this pass leaves them: the cached ones, but for those it writes.
+    const annotations = new NodeAnnotations(input.nodes);
     const requeueMs = driver.usePrecompiled ? await this.recordPullFailures(input.pods, annotations) : undefined;
 
     const osOf = new Map(input.gpuNodes.map((n) => [n.name, n]));
@@ -93,7 +93,7 @@ export class ConventionalFallback {
           if (missing) plans.push({ node, osTag: pool.osTag, mode: "none", precompiledImage: pool.image, cause: "missing", reason: `the registry has no driver image ${pool.image}` });
           continue;
         }
-        const pullFailedImage = annotations.get(node)?.[PULL_FAILED_ANNOTATION];
+        const pullFailedImage = annotations.of(node)?.[PULL_FAILED_ANNOTATION];
         const facts = { node, osTag: pool.osTag, pool: pool.name, image: pool.image, missing, ...(pullFailedImage ? { pullFailedImage } : {}) };
         let answer: ConventionalAnswer | undefined;
         if ((missing || pullFailedImage === pool.image) && switchSetting.enabled) {
@@ -104,7 +104,7 @@ export class ConventionalFallback {
     }
     const rendered = renderFallbackDaemonSets({ policy: input.active, nodes: input.nodes, namespace: input.namespace, ownerRef: input.ownerRef }, plans);
     const keeping = this.keeping(plans, input);
-    await this.annotateNodes(plans, annotations, keeping, uids);
+    await this.annotateNodes(plans, annotations, keeping);
     return {
       plans,
       daemonSets: rendered.daemonSets,
@@ -143,7 +143,7 @@ export class ConventionalFallback {
    * Marks nodes whose precompiled driver pod has failed to pull past the grace period; returns
    * when the next grace period ends. The pod's own status dates the failure.
    */
-  private async recordPullFailures(pods: Pod[], annotations: Map<string, Record<string, string>>): Promise<number | undefined> {
+  private async recordPullFailures(pods: Pod[], annotations: NodeAnnotations): Promise<number | undefined> {
     let next: number | undefined;
     const now = Date.now();
     for (const pod of pods) {
@@ -155,10 +155,10 @@ export class ConventionalFallback {
         next = Math.min(next ?? Infinity, failure.remainingMs + 1000);
         continue;
       }
-      const current = annotations.get(node);
+      const current = annotations.of(node);
       if (!current || current[PULL_FAILED_ANNOTATION] === failure.image) continue;
       await this.client.mergePatch(`/api/v1/nodes/${node}`, { metadata: { annotations: { [PULL_FAILED_ANNOTATION]: failure.image } } });
-      current[PULL_FAILED_ANNOTATION] = failure.image;
+      annotations.written(node, { ...current, [PULL_FAILED_ANNOTATION]: failure.image });
       this.log.warn("precompiled driver image cannot be pulled on the node", { node, image: failure.image, reason: failure.reason, since: failure.since });
     }
     return next;
@@ -166,10 +166,11 @@ export class ConventionalFallback {
 
   /** Nodes without a plan of their own that still run a Ready driver on a DaemonSet that still selects them. */
   private keeping(plans: NodeDriverPlan[], input: FallbackInput): Set<string> {
+    const out = new Set<string>();
+    if (!plans.some((p) => p.mode === "none")) return out;
     const ready = readyDriverKeys(input.pods);
     const selectors = new Map(input.daemonSets.map((d) => [d.metadata.name ?? "", (d.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector]));
     const labels = new Map(input.nodes.map((n) => [n.metadata.name ?? "", n.metadata.labels ?? {}]));
-    const out = new Set<string>();
     for (const p of plans) {
       if (p.mode !== "none") continue;
       const nodeLabels = labels.get(p.node) ?? {};
@@ -181,15 +182,15 @@ export class ConventionalFallback {
   }
 
   /** Writes why a node is off its precompiled driver (and clears it, and a stale pull failure, once it is back). */
-  private async annotateNodes(plans: NodeDriverPlan[], annotations: Map<string, Record<string, string>>, keeping: ReadonlySet<string>, uids: Map<string, string | undefined>): Promise<void> {
+  private async annotateNodes(plans: NodeDriverPlan[], annotations: NodeAnnotations, keeping: ReadonlySet<string>): Promise<void> {
     const planned = new Set(plans.map((p) => p.node));
     // A node no plan speaks of (say, after a switch to conventional mode) is on no fallback: drop an old note.
-    for (const [node, current] of annotations) {
-      if (planned.has(node) || current[FALLBACK_REASON_ANNOTATION] === undefined) continue;
+    for (const node of annotations.names()) {
+      if (planned.has(node) || annotations.of(node)?.[FALLBACK_REASON_ANNOTATION] === undefined) continue;
       await this.client.mergePatch(`/api/v1/nodes/${node}`, { metadata: { annotations: { [FALLBACK_REASON_ANNOTATION]: null } } });
     }
     for (const p of plans) {
-      const current = annotations.get(p.node);
+      const current = annotations.of(p.node);
       if (!current) continue;
       const patch: Record<string, string | null> = {};
       const want = p.mode === "precompiled" ? undefined
@@ -202,11 +203,46 @@ export class ConventionalFallback {
       await this.client.mergePatch(`/api/v1/nodes/${p.node}`, { metadata: { annotations: patch } });
       if (FALLBACK_REASON_ANNOTATION in patch) {
         // One Event on the node per change of its driver source, for `kubectl describe node`.
-        const node = { apiVersion: "v1", kind: "Node", metadata: { name: p.node, ...(uids.get(p.node) ? { uid: uids.get(p.node)! } : {}) } };
+        const uid = annotations.uid(p.node);
+        const node = { apiVersion: "v1", kind: "Node", metadata: { name: p.node, ...(uid ? { uid } : {}) } };
         if (p.mode === "fallback") await this.events?.record(node, "Warning", "ConventionalFallback", `runs the conventional driver ${p.image}: ${p.reason}`);
         else if (p.mode === "none") await this.events?.record(node, "Warning", keeping.has(p.node) ? "PrecompiledImageMissing" : "NoDriver", want ?? "");
         else await this.events?.record(node, "Normal", "PrecompiledDriver", `back on the precompiled driver ${p.image}`);
       }
     }
+  }
+}
+
+/**
+ * The nodes' annotations as a pass leaves them: the cached objects' (never written to), and in
+ * their place the ones this pass patched. Copying every node's annotations up front, on every
+ * pass, cost more than the rest of the fallback's plan at thousands of nodes.
+ */
+class NodeAnnotations {
+  private readonly nodes = new Map<string, Node>();
+  private readonly patched = new Map<string, Readonly<Record<string, string>>>();
+
+  constructor(nodes: readonly Node[]) {
+    for (const n of nodes) this.nodes.set(n.metadata.name ?? "", n);
+  }
+
+  /** undefined for a node not in the cache. */
+  of(node: string): Readonly<Record<string, string>> | undefined {
+    const patched = this.patched.get(node);
+    if (patched) return patched;
+    const n = this.nodes.get(node);
+    return n ? (n.metadata.annotations ?? {}) : undefined;
+  }
+
+  written(node: string, annotations: Readonly<Record<string, string>>): void {
+    this.patched.set(node, annotations);
+  }
+
+  names(): IterableIterator<string> {
+    return this.nodes.keys();
+  }
+
+  uid(node: string): string | undefined {
+    return this.nodes.get(node)?.metadata.uid;
   }
 }

@@ -28,6 +28,7 @@ import { validatorExpected } from "../core/operands/index.ts";
 import { isNotFound, KubeApiError, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { Logger } from "../kube/log.ts";
+import type { PodsByNode } from "../kube/pods-by-node.ts";
 import type { DaemonSet, Node, Pod } from "../kube/types.ts";
 import { mapLimit } from "../registry/pool.ts";
 
@@ -39,15 +40,19 @@ export interface UpgradeInputs {
   /** Nodes whose new pool's image is missing: they keep the pool they have while it still works. */
   hold: ReadonlySet<string>;
   daemonSets: readonly DaemonSet[];
-  driverPods: readonly Pod[];
-  /** gpuop's operand pods (the operand controller's cache, shared): validation and the restart read them, no list. */
-  operandPods?: readonly Pod[];
+  /** gpuop's driver pods by node (kept by the controller's watch). */
+  driverPods: PodIndex;
+  /** gpuop's operand pods by node (the operator's cache, shared): validation and the restart read them, no list. */
+  operandPods: PodIndex;
   upgradePolicy: DriverUpgradePolicySpec | undefined;
   /** GPU nodes gpuop deploys to: the base of a percentage maxUnavailable. */
   deployableNodes: number;
   /** Other label changes due this pass: written in the same patch as a node's step, and taken out of the batch. */
   labels?: NodeLabelBatch;
 }
+
+/** Pods by the node they run on, with a version that changes whenever one of a node's pods does (PodsByNode). */
+export type PodIndex = Pick<PodsByNode, "on" | "version">;
 
 export interface UpgradeOutcome extends UpgradePlan {
   /** Run again after this long: a step waits for pods or a timeout that no watch reports. */
@@ -87,6 +92,14 @@ export class UpgradeExecutor {
   private readonly recent = new RecentNodePatches();
   /** Per node in an eviction step: the stateSince of the step whose list found nothing to evict (see podsNeededAgain). */
   private readonly clearSince = new Map<string, number>();
+  /**
+   * Each node's view as the planner sees it (pods left out), with what it was worked out from:
+   * the cached node object, its pools, its pool's DaemonSet and the versions of its pods. A pass
+   * works out again only the nodes where one of these changed: rebuilding every node's view on
+   * every pass was most of a pass's CPU at thousands of nodes.
+   */
+  private readonly observed = new Map<string, ObservedNode>();
+  private pass = 0;
 
   constructor(opts: { client: KubeClient; events: EventRecorder; log: Logger; namespace: string }) {
     this.client = opts.client;
@@ -123,63 +136,38 @@ export class UpgradeExecutor {
   /** The nodes as the planner sees them; `listed` gets the nodes whose pods were listed this pass. */
   private async observe(input: UpgradeInputs, settings: UpgradeSettings, now: number, listed: Set<string>): Promise<UpgradeNode[]> {
     const dsByName = new Map(input.daemonSets.map((d) => [d.metadata.name ?? "", d]));
-    const liveSelectors = new Map([...dsByName].map(([name, d]) => [name, (d.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector ?? {}]));
+    const liveSelectors = new Map([...dsByName].map(([name, d]) => [name, selectorOf(d)]));
     const rollouts = nodeRollouts({ nodes: input.nodes, pools: input.pools, hold: input.hold, liveSelectors, readyDrivers: new Set() });
     const nodeByName = new Map(input.nodes.map((n) => [n.metadata.name ?? "", n]));
-    // Driver pods by node: looking each node's up in the whole list made a pass quadratic in the nodes.
-    const podsByNode = new Map<string, Pod[]>();
-    for (const p of input.driverPods) {
-      const on = p.spec?.nodeName;
-      if (on === undefined) continue;
-      const list = podsByNode.get(on);
-      if (list) list.push(p);
-      else podsByNode.set(on, [p]);
-    }
-    const operandsByNode = new Map<string, NodePod[]>();
-    for (const p of input.operandPods ?? []) {
-      const on = p.spec?.nodeName;
-      if (on === undefined) continue;
-      const list = operandsByNode.get(on);
-      if (list) list.push(operandPodView(p));
-      else operandsByNode.set(on, [operandPodView(p)]);
-    }
+    const pass = ++this.pass;
     const out: UpgradeNode[] = [];
     for (const r of rollouts) {
       const node = nodeByName.get(r.name)!;
-      const labels = node.metadata.labels ?? {};
-      const annotations = node.metadata.annotations ?? {};
       const ds = r.currentPool !== undefined ? dsByName.get(r.currentPool) : undefined;
-      const pod = r.currentPool !== undefined ? driverPodOn(podsByNode.get(r.name) ?? [], r.name, r.currentPool) : undefined;
-      const since = Date.parse(annotations[STATE_SINCE_ANNOTATION] ?? "");
-      const n: UpgradeNode = {
-        name: r.name,
-        ...(labels[UPGRADE_STATE_LABEL] !== undefined ? { state: labels[UPGRADE_STATE_LABEL] } : {}),
-        skip: labels[UPGRADE_SKIP_LABEL] === "true",
-        unschedulable: node.spec?.unschedulable === true,
-        cordonedByUpgrade: annotations[CORDONED_BY_UPGRADE_ANNOTATION] === "true",
-        ...(Number.isNaN(since) ? {} : { stateSince: since }),
-        ...(annotations[FAILED_REASON_ANNOTATION] ? { failedReason: annotations[FAILED_REASON_ANNOTATION] } : {}),
-        ...(r.currentPool !== undefined ? { currentPool: r.currentPool } : {}),
-        ...(r.desiredPool !== undefined ? { desiredPool: r.desiredPool } : {}),
-        currentPoolLive: ds !== undefined && !ds.metadata.deletionTimestamp && poolSelects(liveSelectors.get(r.currentPool!) ?? {}, labels),
-        ...(pod && ds ? { driver: driverView(pod as PodDetails, ds) } : {}),
-        driverPods: podsByNode.get(r.name)?.length ?? 0,
-        ...(validatorExpected(labels, annotations) ? { validatorExpected: true } : {}),
-        operandPods: operandsByNode.get(r.name) ?? [],
-        openGates: GATES.filter((g) => labels[g] === GATE_OPEN),
-      };
-      out.push(n);
+      const driverVersion = input.driverPods.version(r.name);
+      const operandVersion = input.operandPods.version(r.name);
+      let kept = this.observed.get(r.name);
+      if (!kept || kept.node !== node || kept.ds !== ds || kept.desiredPool !== r.desiredPool || kept.driverVersion !== driverVersion || kept.operandVersion !== operandVersion) {
+        kept = { node, ds, desiredPool: r.desiredPool, driverVersion, operandVersion, pass, view: upgradeNodeView(r, node, ds, input) };
+        this.observed.set(r.name, kept);
+      }
+      kept.pass = pass;
+      out.push(kept.view);
     }
+    if (this.observed.size > out.length) for (const [name, o] of this.observed) if (o.pass !== pass) this.observed.delete(name);
     // One small list per node whose step needs its workload pods (an eviction step, or waiting for
     // jobs), once per pass, a few at a time. The operand pods (the validator) come from the cache.
     // A node whose last list found nothing to evict, waiting for its operands to go, is not listed
     // again: the list stands (empty of what the step acts on) until they are gone (podsNeededAgain).
-    await mapLimit(out.filter((n) => needsPods(n, settings)), CONCURRENCY, async (n) => {
+    // The views are shared between passes: a node's pods go on a copy.
+    const needing = [...out.keys()].filter((i) => needsPods(out[i]!, settings));
+    await mapLimit(needing, CONCURRENCY, async (i) => {
+      const n = out[i]!;
       if (!podsNeededAgain(n, settings, now, this.clearSince.get(n.name))) {
-        n.pods = [];
+        out[i] = { ...n, pods: [] };
         return;
       }
-      n.pods = await this.podsOn(n.name);
+      out[i] = { ...n, pods: await this.podsOn(n.name) };
       listed.add(n.name);
     });
     return out;
@@ -321,6 +309,47 @@ export class UpgradeExecutor {
 }
 
 const GATES = OPERANDS.map(gateLabel);
+
+/** A node's view and what it was worked out from (see UpgradeExecutor.observed). */
+interface ObservedNode {
+  node: Node;
+  ds: DaemonSet | undefined;
+  /** The current pool is the node's label: the node object stands for it. */
+  desiredPool: string | undefined;
+  driverVersion: number;
+  operandVersion: number;
+  /** The last pass that saw the node. */
+  pass: number;
+  view: UpgradeNode;
+}
+
+const selectorOf = (d: DaemonSet) => (d.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector ?? {};
+
+/** One node as the planner sees it, its workload pods left out (frozen: views are shared between passes). */
+function upgradeNodeView(r: { name: string; currentPool?: string; desiredPool?: string }, node: Node, ds: DaemonSet | undefined, input: UpgradeInputs): UpgradeNode {
+  const labels = node.metadata.labels ?? {};
+  const annotations = node.metadata.annotations ?? {};
+  const driverPods = input.driverPods.on(r.name);
+  const pod = r.currentPool !== undefined ? driverPodOn(driverPods, r.name, r.currentPool) : undefined;
+  const since = Date.parse(annotations[STATE_SINCE_ANNOTATION] ?? "");
+  return Object.freeze({
+    name: r.name,
+    ...(labels[UPGRADE_STATE_LABEL] !== undefined ? { state: labels[UPGRADE_STATE_LABEL] } : {}),
+    skip: labels[UPGRADE_SKIP_LABEL] === "true",
+    unschedulable: node.spec?.unschedulable === true,
+    cordonedByUpgrade: annotations[CORDONED_BY_UPGRADE_ANNOTATION] === "true",
+    ...(Number.isNaN(since) ? {} : { stateSince: since }),
+    ...(annotations[FAILED_REASON_ANNOTATION] ? { failedReason: annotations[FAILED_REASON_ANNOTATION] } : {}),
+    ...(r.currentPool !== undefined ? { currentPool: r.currentPool } : {}),
+    ...(r.desiredPool !== undefined ? { desiredPool: r.desiredPool } : {}),
+    currentPoolLive: ds !== undefined && !ds.metadata.deletionTimestamp && poolSelects(selectorOf(ds), labels),
+    ...(pod && ds ? { driver: driverView(pod as PodDetails, ds) } : {}),
+    driverPods: driverPods.length,
+    ...(validatorExpected(labels, annotations) ? { validatorExpected: true } : {}),
+    operandPods: Object.freeze(input.operandPods.on(r.name).map(operandPodView)),
+    openGates: GATES.filter((g) => labels[g] === GATE_OPEN),
+  });
+}
 
 /** An operand pod from the operator's cache, as the planner sees pods. */
 function operandPodView(p: Pod): NodePod {

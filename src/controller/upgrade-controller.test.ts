@@ -1,0 +1,105 @@
+// The upgrade executor keeps each node's view between passes (UpgradeExecutor.observed). Every
+// memoized view must equal one worked out afresh, whatever changed: the node, its driver pod,
+// its operand pods, its pool's DaemonSet or the pools the policy wants.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { UpgradeExecutor, type UpgradeInputs } from "./upgrade-controller.ts";
+import { PodsByNode } from "../kube/pods-by-node.ts";
+import { silentLogger } from "../kube/log.ts";
+import type { KubeClient } from "../kube/client.ts";
+import type { EventRecorder } from "../kube/events.ts";
+import type { DaemonSet, Node, Pod } from "../kube/types.ts";
+import { POOL_NODE_LABEL } from "../core/rollout.ts";
+import { TEMPLATE_HASH_ANNOTATION, UPGRADE_STATE_LABEL, upgradeSettings, type UpgradeNode } from "../core/upgrade.ts";
+import { DRIVER_CONTAINER } from "../core/render.ts";
+import { OPERANDS_DRIVER_ANNOTATION } from "../core/operands/index.ts";
+
+// Views are built from the caches alone for nodes in no eviction step: any request fails the test.
+const noRequests = new Proxy({}, { get: (_t, p) => () => { throw new Error(`unexpected request: ${String(p)}`); } }) as unknown as KubeClient;
+const executor = () => new UpgradeExecutor({ client: noRequests, events: noRequests as unknown as EventRecorder, log: silentLogger, namespace: "gpu-operator" });
+
+const node = (name: string, labels: Record<string, string> = {}, annotations: Record<string, string> = {}): Node => ({
+  metadata: { name, resourceVersion: "1", labels: { [POOL_NODE_LABEL]: "old", "nvidia.com/gpu.deploy.operator-validator": "true", ...labels }, annotations: { [OPERANDS_DRIVER_ANNOTATION]: "gpu-operator/drv", ...annotations } },
+  spec: {},
+}) as Node;
+
+const daemonSet = (name: string, hash: string): DaemonSet => ({
+  metadata: { name, namespace: "gpu-operator", generation: 3 },
+  spec: { template: { metadata: { annotations: { [TEMPLATE_HASH_ANNOTATION]: hash } }, spec: { nodeSelector: { [POOL_NODE_LABEL]: name }, containers: [{ name: DRIVER_CONTAINER, image: `reg/driver:${name}` }] } } },
+}) as unknown as DaemonSet;
+
+const driverPod = (nodeName: string, pool: string, hash: string, ready: boolean): Pod => ({
+  metadata: { name: `drv-${nodeName}`, namespace: "gpu-operator", uid: `drv-${nodeName}`, labels: { [POOL_NODE_LABEL]: pool }, annotations: { [TEMPLATE_HASH_ANNOTATION]: hash } },
+  spec: { nodeName, containers: [{ name: DRIVER_CONTAINER, image: `reg/driver:${pool}` }] },
+  status: { conditions: [{ type: "Ready", status: ready ? "True" : "False" }] },
+}) as unknown as Pod;
+
+const validatorPod = (nodeName: string, ready: boolean): Pod => ({
+  metadata: { name: `val-${nodeName}`, namespace: "gpu-operator", uid: `val-${nodeName}`, labels: { app: "nvidia-operator-validator", "app.kubernetes.io/part-of": "gpuop" } },
+  spec: { nodeName },
+  status: { conditions: [{ type: "Ready", status: ready ? "True" : "False" }] },
+}) as unknown as Pod;
+
+/** The executor's views for these inputs (observe is the step under test). */
+async function views(ex: UpgradeExecutor, input: UpgradeInputs): Promise<UpgradeNode[]> {
+  const settings = upgradeSettings(undefined, input.deployableNodes);
+  return (ex as unknown as { observe(i: UpgradeInputs, s: unknown, now: number, listed: Set<string>): Promise<UpgradeNode[]> }).observe(input, settings, Date.now(), new Set());
+}
+
+test("UpgradeExecutor: a node's view is kept while nothing it is made of changes, and each kept view equals a fresh one", async () => {
+  const drivers = new PodsByNode();
+  const operands = new PodsByNode();
+  let nodes = [node("gpu-a"), node("gpu-b", { [UPGRADE_STATE_LABEL]: "validation-required" })];
+  let daemonSets = [daemonSet("old", "h1"), daemonSet("new", "h9")];
+  let pools = [{ name: "new", nodes: ["gpu-a", "gpu-b"] }];
+  for (const n of ["gpu-a", "gpu-b"]) drivers.update("added", driverPod(n, "old", "h1", true));
+  operands.update("added", validatorPod("gpu-b", false));
+  const input = (): UpgradeInputs => ({ nodes, pools, hold: new Set(), daemonSets, driverPods: drivers, operandPods: operands, upgradePolicy: undefined, deployableNodes: 2 });
+  const memo = executor();
+  const check = async (what: string) => {
+    const kept = await views(memo, input());
+    assert.deepEqual(kept, await views(executor(), input()), what);
+    return kept;
+  };
+
+  const first = await check("first pass");
+  const again = await check("nothing changed");
+  assert.equal(again[0], first[0], "an unchanged node keeps its view");
+  assert.equal(again[1], first[1]);
+
+  // Only gpu-b's validator became Ready: gpu-a's view stays, gpu-b's follows.
+  operands.update("modified", validatorPod("gpu-b", true), validatorPod("gpu-b", false));
+  const validated = await check("validator Ready");
+  assert.equal(validated[0], first[0]);
+  assert.equal(validated[1]!.operandPods?.[0]?.ready, true);
+
+  // Only gpu-a's driver pod changed (no longer Ready).
+  drivers.update("modified", driverPod("gpu-a", "old", "h1", false), driverPod("gpu-a", "old", "h1", true));
+  const notReady = await check("driver pod not Ready");
+  assert.equal(notReady[0]!.driver?.ready, false);
+  assert.equal(notReady[1], validated[1]);
+
+  // The pool's DaemonSet has a new template: its pods are no longer current.
+  daemonSets = [daemonSet("old", "h2"), daemonSet("new", "h9")];
+  const newTemplate = await check("new template");
+  assert.equal(newTemplate[1]!.driver?.current, false);
+
+  // The node object changed (cordoned).
+  nodes = [{ ...nodes[0]!, spec: { unschedulable: true } } as Node, nodes[1]!];
+  const cordoned = await check("node changed");
+  assert.equal(cordoned[0]!.unschedulable, true);
+
+  // The pools the policy wants changed: gpu-a leaves gpuop.
+  pools = [{ name: "new", nodes: ["gpu-b"] }];
+  const moved = await check("pools changed");
+  assert.equal(moved[0]!.desiredPool, undefined);
+
+  // A node gone is forgotten, and comes back with a fresh view.
+  nodes = [nodes[1]!];
+  await check("a node removed");
+  nodes = [node("gpu-a"), nodes[0]!];
+  await check("a node back");
+
+  // Views are shared between passes: they are frozen, so no step can change one in place.
+  assert.ok(Object.isFrozen((await views(memo, input()))[0]));
+});
