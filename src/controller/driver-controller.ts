@@ -1,10 +1,10 @@
 import { classifyGpuNode, desiredNodeLabels, isGpuNode, isNodeProblem, type GpuNodeClassification, type GpuNodeFacts, type GpuNodeOptions, type GpuNodeProblem } from "../core/gpu-node.ts";
 import { canonicalJson, deepFreeze, isSubset } from "../core/diff.ts";
 import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, withDefaultDriverVersion, type ClusterPolicy, type ClusterPolicyStatus, type NormalizedClusterPolicy } from "../core/policy.ts";
-import { renderDriverDaemonSets, pinDriverDigest, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
+import { renderDriverDaemonSets, pinDriverDigest, DRIVER_CONTAINER, DRIVER_SERVICE_ACCOUNT, PRECOMPILED_LABEL, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
 import { POOL_NODE_LABEL } from "../core/rollout.ts";
 import { computeStatus, ignoredStatus } from "../core/status.ts";
-import { DEFAULT_PULL_GRACE_MS, poolsWithFallback, PULL_FAILED_ANNOTATION } from "../core/fallback.ts";
+import { DEFAULT_PULL_GRACE_MS, FALLBACK_REASON_ANNOTATION, poolsWithFallback, PULL_FAILED_ANNOTATION, pullFailure } from "../core/fallback.ts";
 import { validatePolicy, type PolicyValidation } from "../core/validate.ts";
 import { restrictedNodes, type RepositoryAllowList, type RestrictedNodeLabel } from "../core/security.ts";
 import { UserError } from "../core/errors.ts";
@@ -24,7 +24,8 @@ import { UpgradeExecutor, type UpgradeOutcome } from "./upgrade-controller.ts";
 import { WorkQueue } from "./workqueue.ts";
 import { cachesSynced, runController } from "./controller-loop.ts";
 import { driverPodInformer, nodeInformer, operandPodInformer } from "./shared-caches.ts";
-import { IN_PROGRESS_STATES, UPGRADE_STATE_LABEL } from "../core/upgrade.ts";
+import { IN_PROGRESS_STATES, OPERANDS_STOP_STATES, UPGRADE_STATE_LABEL } from "../core/upgrade.ts";
+import { gateLabel, OPERANDS } from "../core/operands/common.ts";
 
 export const FIELD_MANAGER = "gpuop";
 const KEY = "cluster";
@@ -83,6 +84,9 @@ export class DriverController {
   /** The driver and operand pods on each node, kept by the pod watches: the upgrade's per-node views read them. */
   private readonly driverPodsByNode = new PodsByNode();
   private readonly operandPodsByNode = new PodsByNode();
+  /** Nodes with a pull-failure or fallback annotation, and precompiled driver pods failing to pull: while both are empty the fallback has nothing to look at (FallbackInput.quiet). */
+  private readonly fallbackMarked = new Set<string>();
+  private readonly failingPulls = new Set<string>();
   /** The cached policy object and its normalized form: most passes follow nodes and pods, not the policy. */
   private normalized: { from: ClusterPolicy; policy: ReturnType<typeof normalizePolicy> } | undefined;
   /** The last GPU node facts of each node: kept as the same object while they do not change (see nodeView). */
@@ -125,6 +129,9 @@ export class DriverController {
     this.daemonSets.onChange(enqueue);
     this.pods.onChange((type, pod, old) => {
       this.driverPodsByNode.update(type, pod, old);
+      const key = pod.metadata.uid ?? `${pod.metadata.namespace}/${pod.metadata.name}`;
+      if (type !== "deleted" && failingToPull(pod)) this.failingPulls.add(key);
+      else this.failingPulls.delete(key);
       enqueue();
     });
     // An operand pod matters to a node in an upgrade step only (its validator Ready, its operands gone).
@@ -136,7 +143,10 @@ export class DriverController {
     });
     // Heartbeats change a node's resourceVersion every few seconds; only labels and readiness matter here.
     this.nodes.onChange((type, node, old) => {
-      if (type !== "modified" || !old || !sameJson(node.metadata.labels, old.metadata.labels) || readyOf(node) !== readyOf(old)) enqueue();
+      const annotations = node.metadata.annotations ?? {};
+      if (type !== "deleted" && (annotations[PULL_FAILED_ANNOTATION] !== undefined || annotations[FALLBACK_REASON_ANNOTATION] !== undefined)) this.fallbackMarked.add(node.metadata.name ?? "");
+      else this.fallbackMarked.delete(node.metadata.name ?? "");
+      if (type !== "modified" || !old || labelsMatter(node, old) || readyOf(node) !== readyOf(old)) enqueue();
       // Removing a node's pull-failure mark sends it back to its precompiled driver.
       else if (node.metadata.annotations?.[PULL_FAILED_ANNOTATION] !== old.metadata.annotations?.[PULL_FAILED_ANNOTATION]) enqueue();
     });
@@ -248,7 +258,7 @@ export class DriverController {
     // image cannot be pulled) go to the conventional fallback, or, without one, keep their pool while it still selects them.
     // A pool whose image the registry has not answered for yet holds its nodes and DaemonSet, without a warning.
     const { missing, unchecked, pending, digests } = await this.checkImages(rendered.pools, gpuNodes, policy.spec.driver.imagePullSecrets ?? []);
-    const fallback = await this.fallback.plan({ active, policy, nodes, gpuNodes, pools: rendered.pools, missing, pods: this.pods.list(), daemonSets: this.daemonSets.list(), namespace: this.namespace, ownerRef });
+    const fallback = await this.fallback.plan({ active, policy, nodes, gpuNodes, pools: rendered.pools, missing, pods: this.pods.list(), daemonSets: this.daemonSets.list(), namespace: this.namespace, ownerRef, quiet: this.fallbackMarked.size === 0 && this.failingPulls.size === 0 });
     await this.reportWarnings(active, [...warnings, ...fallback.warnings, ...unchecked.map((u) => ({ reason: "ImageCheckFailed", message: `could not check driver image ${u.image}, rolled out without the check: ${u.reason}` }))]);
     if ((missing.size > 0 || fallback.diverted.size > 0) && this.images) this.queue.addAfter(KEY, this.images.recheckMs);
     else if (digests.size > 0 && this.images) this.queue.addAfter(KEY, this.images.refreshMs);
@@ -491,6 +501,26 @@ function splitClassified(views: readonly NodeView[]): { gpuNodes: GpuNodeFacts[]
   const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
   return { gpuNodes: gpuNodes.sort(byName), problems: problems.sort(byName) };
 }
+
+const GATE_LABELS = new Set(OPERANDS.map(gateLabel));
+
+/**
+ * A label change the driver controller acts on. The operand controller opens a node's gates one
+ * by one as its operands come up, a few patches per node in every rollout; a pass reads them only
+ * to close them in the steps that stop the operands (OPERANDS_STOP_STATES), so elsewhere a change
+ * of gates alone is no reason for a pass (the next pass reads the node as it is then).
+ */
+export function labelsMatter(node: Node, old: Node): boolean {
+  const now = node.metadata.labels ?? {};
+  const before = old.metadata.labels ?? {};
+  if (sameJson(now, before)) return false;
+  if (OPERANDS_STOP_STATES.has(now[UPGRADE_STATE_LABEL] ?? "")) return true;
+  for (const key of new Set([...Object.keys(now), ...Object.keys(before)])) if (now[key] !== before[key] && !GATE_LABELS.has(key)) return true;
+  return false;
+}
+
+/** A precompiled driver pod whose driver container waits on an image it cannot pull (the fallback's concern). */
+const failingToPull = (pod: Pod) => pod.metadata.labels?.[PRECOMPILED_LABEL] === "true" && pullFailure(pod, DRIVER_CONTAINER, 0, 0) !== undefined;
 
 /** Two objects of primitives (GPU node facts) hold the same values. */
 function sameFlat(a: object, b: object): boolean {

@@ -33,6 +33,12 @@ export interface FallbackInput {
   daemonSets: DaemonSet[];
   namespace: string;
   ownerRef: RenderInput["ownerRef"];
+  /**
+   * No node carries a pull-failure or fallback annotation and no precompiled driver pod is failing
+   * to pull (the controller keeps both from its watches). With no pool missing either, every node
+   * simply gets its rendered pool, and the pass need not look at each node and pod.
+   */
+  quiet?: boolean;
 }
 
 export interface FallbackResult {
@@ -78,6 +84,10 @@ export class ConventionalFallback {
     const driver = input.policy.spec.driver;
     const switchSetting = fallbackEnabled(this.enabled, input.active.metadata.annotations);
     const warnings = switchSetting.warning ? [{ reason: "InvalidAnnotation", message: switchSetting.warning }] : [];
+    if (input.quiet && input.missing.size === 0) {
+      const plans = driver.usePrecompiled ? precompiledPlans(input.pools) : [];
+      return { plans, daemonSets: [], pools: [], diverted: new Set(), none: [], summary: describeDriverPlans([], new Set()), warnings };
+    }
     // Each node's annotations as this pass leaves them: the cached ones, but for those it writes.
     const annotations = new NodeAnnotations(input.nodes);
     const requeueMs = driver.usePrecompiled ? await this.recordPullFailures(input.pods, annotations) : undefined;
@@ -245,4 +255,15 @@ class NodeAnnotations {
   uid(node: string): string | undefined {
     return this.nodes.get(node)?.metadata.uid;
   }
+}
+
+/** Every node of every pool on its precompiled pool: one array per rendering (pools are shared between passes while the fleet is unchanged). */
+const PRECOMPILED_PLANS = new WeakMap<readonly Pool[], NodeDriverPlan[]>();
+function precompiledPlans(pools: readonly Pool[]): NodeDriverPlan[] {
+  let plans = PRECOMPILED_PLANS.get(pools);
+  if (!plans) {
+    plans = pools.flatMap((pool) => pool.nodes.map((node) => decideNodeDriver({ node, osTag: pool.osTag, pool: pool.name, image: pool.image, missing: false }, undefined, false)));
+    PRECOMPILED_PLANS.set(pools, Object.freeze(plans) as NodeDriverPlan[]);
+  }
+  return plans;
 }
