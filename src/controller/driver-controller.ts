@@ -47,8 +47,11 @@ export class DriverController {
   readonly pods: Informer<Pod>;
   /** The operand pods (shared with the operand controller): the upgrade's validation and restart read them. */
   readonly operandPods: Informer<Pod>;
-  // Each pass costs CPU in proportion to the nodes: pacing keeps CPU per rollout linear in them.
-  readonly queue = new WorkQueue({ pacing: 3 });
+  // A pass still looks at every node, if cheaply (most of a node's work is kept between passes), so
+  // its cost grows with the cluster and the passes with the events of a rollout. Pacing keeps a pass's
+  // share of a core under a quarter; the gap keeps passes to two a second, each taking every change
+  // since the last, so cheaper passes do not simply become more passes.
+  readonly queue = new WorkQueue({ pacing: 3, minGapMs: 500 });
   private readonly client: KubeClient;
   private readonly namespace: string;
   private readonly log: Logger;
