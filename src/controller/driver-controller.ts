@@ -1,22 +1,21 @@
-import { classifyGpuNode, desiredNodeLabels, isGpuNode, isNodeProblem, type GpuNodeClassification, type GpuNodeFacts, type GpuNodeOptions, type GpuNodeProblem } from "../core/gpu-node.ts";
-import { canonicalJson, deepFreeze, isSubset } from "../core/diff.ts";
-import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, withDefaultDriverVersion, type ClusterPolicy, type ClusterPolicyStatus, type NormalizedClusterPolicy } from "../core/policy.ts";
-import { renderDriverDaemonSets, pinDriverDigest, DRIVER_CONTAINER, DRIVER_SERVICE_ACCOUNT, PRECOMPILED_LABEL, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
+import type { GpuNodeFacts, GpuNodeOptions } from "../core/gpu-node.ts";
+import { canonicalJson, isSubset } from "../core/diff.ts";
+import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, withDefaultDriverVersion, type ClusterPolicy, type ClusterPolicyStatus } from "../core/policy.ts";
+import { renderDriverDaemonSets, pinDriverDigest, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
 import { POOL_NODE_LABEL } from "../core/rollout.ts";
 import { computeStatus, ignoredStatus } from "../core/status.ts";
-import { DEFAULT_PULL_GRACE_MS, FALLBACK_REASON_ANNOTATION, poolsWithFallback, PULL_FAILED_ANNOTATION, pullFailure } from "../core/fallback.ts";
-import { validatePolicy, type PolicyValidation } from "../core/validate.ts";
+import { DEFAULT_PULL_GRACE_MS, poolsWithFallback, PULL_FAILED_ANNOTATION } from "../core/fallback.ts";
 import { restrictedNodes, type RepositoryAllowList, type RestrictedNodeLabel } from "../core/security.ts";
 import { UserError } from "../core/errors.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import { Informer } from "../kube/informer.ts";
 import { NodeLabelBatch } from "../kube/node-labels.ts";
-import { PodsByNode } from "../kube/pods-by-node.ts";
 import { slimDaemonSet } from "../kube/transforms.ts";
 import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, Node, Pod } from "../kube/types.ts";
 import { ConventionalFallback } from "./fallback.ts";
+import { DriverMemory, labelsMatter, splitClassified } from "./driver-memory.ts";
 import type { ImageChecker } from "./image-check.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 import { StatusWrites } from "./status-writes.ts";
@@ -24,14 +23,11 @@ import { UpgradeExecutor, type UpgradeOutcome } from "./upgrade-controller.ts";
 import { WorkQueue } from "./workqueue.ts";
 import { cachesSynced, runController } from "./controller-loop.ts";
 import { driverPodInformer, nodeInformer, operandPodInformer } from "./shared-caches.ts";
-import { IN_PROGRESS_STATES, OPERANDS_STOP_STATES, UPGRADE_STATE_LABEL } from "../core/upgrade.ts";
-import { gateLabel, OPERANDS } from "../core/operands/common.ts";
+import { IN_PROGRESS_STATES, UPGRADE_STATE_LABEL } from "../core/upgrade.ts";
 
 export const FIELD_MANAGER = "gpuop";
 const KEY = "cluster";
 
-/** JSON equality after dropping undefined fields, as the API server stores objects. */
-const sameJson = (a: unknown, b: unknown) => canonicalJson(a) === canonicalJson(b);
 
 /**
  * Keeps one driver DaemonSet per pool (OS tag, or kernel and OS tag when
@@ -65,7 +61,6 @@ export class DriverController {
   private readonly statusWrites: StatusWrites<ClusterPolicyStatus>;
 
   private readonly images: ImageChecker | undefined;
-  private readonly allowedRepositories: RepositoryAllowList | undefined;
   private readonly gpuNodeLabel: RestrictedNodeLabel | undefined;
   /** Used where the policy names no spec.driver.version (--default-driver-version). */
   private readonly defaultDriverVersion: string | undefined;
@@ -77,25 +72,10 @@ export class DriverController {
 
   private readonly fallback: ConventionalFallback;
 
-  /**
-   * What a pass needs of each node (its classification and the GPU labels it lacks), kept with
-   * the cached object it was worked out from. The informer replaces a node's object on every
-   * change and never edits one in place, so a pass works out only the nodes that changed since
-   * the last: classifying every node on every pass was most of a pass's CPU.
-   */
-  private readonly nodeViews = new WeakMap<Node, NodeView>();
-  /** The driver and operand pods on each node, kept by the pod watches: the upgrade's per-node views read them. */
-  private readonly driverPodsByNode = new PodsByNode();
-  private readonly operandPodsByNode = new PodsByNode();
-  /** Nodes with a pull-failure or fallback annotation, and precompiled driver pods failing to pull: while both are empty the fallback has nothing to look at (FallbackInput.quiet). */
-  private readonly fallbackMarked = new Set<string>();
-  private readonly failingPulls = new Set<string>();
+  /** What passes keep from one to the next, and what the watches index for them (src/controller/driver-memory.ts). */
+  private readonly memory: DriverMemory;
   /** The cached policy object and its normalized form: most passes follow nodes and pods, not the policy. */
   private normalized: { from: ClusterPolicy; policy: ReturnType<typeof normalizePolicy> } | undefined;
-  /** The last GPU node facts of each node: kept as the same object while they do not change (see nodeView). */
-  private readonly classifiedByName = new Map<string, GpuNodeClassification>();
-  /** The last validation and rendering, with the policy and facts they came from (see fleetChecks). */
-  private fleet: { policy: NormalizedClusterPolicy; gpuNodes: readonly GpuNodeFacts[]; validation: PolicyValidation; rendered: ReturnType<typeof renderDriverDaemonSets> | undefined } | undefined;
 
   constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList; gpuNodeLabel?: RestrictedNodeLabel; defaultDriverVersion?: string; gpuNodeSelector?: Record<string, string>; conventionalFallback?: boolean; pullGraceMs?: number; nodes?: Informer<Node>; driverPods?: Informer<Pod>; operandPods?: Informer<Pod> }) {
     this.client = opts.client;
@@ -104,10 +84,10 @@ export class DriverController {
       progressing: (st) => st.conditions?.some((c) => c.type === "Ready" && c.reason === "DriverNotReady") === true,
       headline: statusHeadline,
     });
-    this.allowedRepositories = opts.allowedRepositories;
     this.gpuNodeLabel = opts.gpuNodeLabel;
     this.defaultDriverVersion = opts.defaultDriverVersion;
     this.gpuNodeOptions = opts.gpuNodeSelector ? { gpuNodeSelector: opts.gpuNodeSelector } : {};
+    this.memory = new DriverMemory({ gpuNodeOptions: this.gpuNodeOptions, allowedRepositories: opts.allowedRepositories });
     this.images = opts.images;
     this.fallback = new ConventionalFallback({ client: opts.client, log: opts.log, images: opts.images, events: opts.events, enabled: opts.conventionalFallback ?? true, pullGraceMs: opts.pullGraceMs ?? DEFAULT_PULL_GRACE_MS });
     this.namespace = opts.namespace;
@@ -131,24 +111,19 @@ export class DriverController {
     this.policies.onChange(enqueue);
     this.daemonSets.onChange(enqueue);
     this.pods.onChange((type, pod, old) => {
-      this.driverPodsByNode.update(type, pod, old);
-      const key = pod.metadata.uid ?? `${pod.metadata.namespace}/${pod.metadata.name}`;
-      if (type !== "deleted" && failingToPull(pod)) this.failingPulls.add(key);
-      else this.failingPulls.delete(key);
+      this.memory.driverPodChanged(type, pod, old);
       enqueue();
     });
     // An operand pod matters to a node in an upgrade step only (its validator Ready, its operands gone).
     this.operandPods.onChange((type, pod, old) => {
-      this.operandPodsByNode.update(type, pod, old);
+      this.memory.operandPodChanged(type, pod, old);
       const node = pod.spec?.nodeName;
       if (node === undefined || !IN_PROGRESS_STATES.has(this.nodes.get(node)?.metadata.labels?.[UPGRADE_STATE_LABEL] ?? "")) return;
       if (type !== "modified" || !old || podReadyOf(pod) !== podReadyOf(old) || pod.metadata.deletionTimestamp !== old.metadata.deletionTimestamp) enqueue();
     });
     // Heartbeats change a node's resourceVersion every few seconds; only labels and readiness matter here.
     this.nodes.onChange((type, node, old) => {
-      const annotations = node.metadata.annotations ?? {};
-      if (type !== "deleted" && (annotations[PULL_FAILED_ANNOTATION] !== undefined || annotations[FALLBACK_REASON_ANNOTATION] !== undefined)) this.fallbackMarked.add(node.metadata.name ?? "");
-      else this.fallbackMarked.delete(node.metadata.name ?? "");
+      this.memory.nodeChanged(type, node);
       if (type !== "modified" || !old || labelsMatter(node, old) || readyOf(node) !== readyOf(old)) enqueue();
       // Removing a node's pull-failure mark sends it back to its precompiled driver.
       else if (node.metadata.annotations?.[PULL_FAILED_ANNOTATION] !== old.metadata.annotations?.[PULL_FAILED_ANNOTATION]) enqueue();
@@ -195,7 +170,7 @@ export class DriverController {
     const nodes = restrictedNodes(this.nodes.list(), this.gpuNodeLabel);
     // GPU labels and pool moves of one pass go out together: one patch per node.
     const labels = new NodeLabelBatch();
-    const views = nodes.map((n) => this.nodeView(n));
+    const views = nodes.map((n) => this.memory.nodeView(n));
     for (const [i, node] of nodes.entries()) labels.set(node.metadata.name!, views[i]!.labels);
 
     const stored = this.policies.list();
@@ -219,13 +194,13 @@ export class DriverController {
     let policy: ReturnType<typeof normalizePolicy> | undefined;
     let warnings: readonly { reason: string; message: string }[] = [];
     let rendered: ReturnType<typeof renderDriverDaemonSets> | undefined;
+    const ownerRef = { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: active.metadata.name, uid: active.metadata.uid ?? "" };
     try {
       if (this.normalized?.from !== active) this.normalized = { from: active, policy: normalizePolicy(withDefaultDriverVersion(active, this.defaultDriverVersion)) };
       const normalized = this.normalized.policy;
       policy = normalized;
-      const ownerRef = { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: active.metadata.name, uid: active.metadata.uid ?? "" };
       // The facts, not the nodes: validation and rendering then classify nothing again.
-      const checks = this.fleetChecks(normalized, gpuNodes, () =>
+      const checks = this.memory.fleetChecks(normalized, gpuNodes, () =>
         normalized.spec.driver.enabled !== false
           ? renderDriverDaemonSets({
               policy: normalized,
@@ -255,13 +230,11 @@ export class DriverController {
       return;
     }
 
-    const ownerRef = { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: active.metadata.name, uid: active.metadata.uid ?? "" };
-
     // A pool whose image the registry lacks gets no DaemonSet; its nodes (and those whose precompiled
     // image cannot be pulled) go to the conventional fallback, or, without one, keep their pool while it still selects them.
     // A pool whose image the registry has not answered for yet holds its nodes and DaemonSet, without a warning.
     const { missing, unchecked, pending, digests } = await this.checkImages(rendered.pools, gpuNodes, policy.spec.driver.imagePullSecrets ?? []);
-    const fallback = await this.fallback.plan({ active, policy, nodes, gpuNodes, pools: rendered.pools, missing, pods: this.pods.list(), daemonSets: this.daemonSets.list(), namespace: this.namespace, ownerRef, quiet: this.fallbackMarked.size === 0 && this.failingPulls.size === 0 });
+    const fallback = await this.fallback.plan({ active, policy, nodes, gpuNodes, pools: rendered.pools, missing, pods: this.pods.list(), daemonSets: this.daemonSets.list(), namespace: this.namespace, ownerRef, quiet: this.memory.fallbackQuiet });
     await this.reportWarnings(active, [...warnings, ...fallback.warnings, ...unchecked.map((u) => ({ reason: "ImageCheckFailed", message: `could not check driver image ${u.image}, rolled out without the check: ${u.reason}` }))]);
     if ((missing.size > 0 || fallback.diverted.size > 0) && this.images) this.queue.addAfter(KEY, this.images.recheckMs);
     else if (digests.size > 0 && this.images) this.queue.addAfter(KEY, this.images.refreshMs);
@@ -282,8 +255,8 @@ export class DriverController {
       pools,
       hold: new Set([...fallback.none, ...held]),
       daemonSets: this.daemonSets.list(),
-      driverPods: this.driverPodsByNode,
-      operandPods: this.operandPodsByNode,
+      driverPods: this.memory.driverPods,
+      operandPods: this.memory.operandPods,
       upgradePolicy: policy.spec.driver.upgradePolicy,
       deployableNodes: gpuNodes.filter((n) => n.deployable).length,
       // GPU labels due this pass go out in the same patch as a pool move or upgrade step.
@@ -326,40 +299,6 @@ export class DriverController {
     else if (onFallback) await this.reportProblem(active, onFallback, "ConventionalFallback");
     else await this.reportProblem(active, "", "");
     await this.writeStatus(active, status);
-  }
-
-  private nodeView(node: Node): NodeView {
-    let view = this.nodeViews.get(node);
-    if (!view) {
-      const name = node.metadata.name ?? "";
-      const gpu = isGpuNode(node, this.gpuNodeOptions);
-      let classified = gpu ? classifyGpuNode(node, this.gpuNodeOptions) : undefined;
-      // Most changes to a node (its upgrade step, a gate) leave its facts as they were: the same
-      // object then, so a pass sees by identity that the fleet's facts did not change (see fleetChecks).
-      const before = this.classifiedByName.get(name);
-      if (classified && before && sameFlat(before, classified)) classified = before;
-      if (classified) this.classifiedByName.set(name, classified);
-      else this.classifiedByName.delete(name);
-      view = { labels: desiredNodeLabels(node, this.gpuNodeOptions), ...(classified ? { classified } : {}) };
-      this.nodeViews.set(node, view);
-    }
-    return view;
-  }
-
-  /**
-   * Validation and rendering of the active policy for the GPU nodes' facts: worked out again only
-   * when the policy or some node's facts changed. Most passes follow pods and upgrade steps, which
-   * change neither; validating and rendering (grouping every node into its pool, twice) on each
-   * was a fifth of a pass. Frozen, as they are shared between passes.
-   */
-  private fleetChecks(policy: NormalizedClusterPolicy, gpuNodes: readonly GpuNodeFacts[], render: () => ReturnType<typeof renderDriverDaemonSets>): { validation: PolicyValidation; rendered: ReturnType<typeof renderDriverDaemonSets> | undefined } {
-    const kept = this.fleet;
-    if (kept && kept.policy === policy && kept.gpuNodes.length === gpuNodes.length && kept.gpuNodes.every((n, i) => n === gpuNodes[i])) return kept;
-    const validation = deepFreeze(validatePolicy(policy, gpuNodes, this.allowedRepositories ? { allowedRepositories: this.allowedRepositories } : {}));
-    // A policy with errors is not rendered: every DaemonSet and node stays as it is.
-    const rendered = validation.errors.length === 0 ? deepFreeze(render()) : undefined;
-    this.fleet = { policy, gpuNodes: [...gpuNodes], validation, rendered };
-    return this.fleet;
   }
 
   private async writeNodeLabels(labels: NodeLabelBatch): Promise<void> {
@@ -482,55 +421,6 @@ function statusHeadline(st: ClusterPolicyStatus | undefined): string {
     pools: st?.pools?.map((p) => ({ name: p.name, image: p.image, nodes: p.nodes })),
     failed: st?.upgrades?.failed,
   });
-}
-
-/** A node as a pass sees it: see DriverController.nodeViews. */
-interface NodeView {
-  /** Absent for a node that is not a GPU node. */
-  classified?: GpuNodeClassification;
-  /** desiredNodeLabels: the GPU labels gpuop still has to set. */
-  labels: Record<string, string | null>;
-}
-
-/** GPU nodes gpuop can serve and those with a problem, each sorted by name (as classifyNodes gives them). */
-function splitClassified(views: readonly NodeView[]): { gpuNodes: GpuNodeFacts[]; problems: GpuNodeProblem[] } {
-  const gpuNodes: GpuNodeFacts[] = [];
-  const problems: GpuNodeProblem[] = [];
-  for (const { classified } of views) {
-    if (!classified) continue;
-    if (isNodeProblem(classified)) problems.push(classified);
-    else gpuNodes.push(classified);
-  }
-  const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-  return { gpuNodes: gpuNodes.sort(byName), problems: problems.sort(byName) };
-}
-
-const GATE_LABELS = new Set(OPERANDS.map(gateLabel));
-
-/**
- * A label change the driver controller acts on. The operand controller opens a node's gates one
- * by one as its operands come up, a few patches per node in every rollout; a pass reads them only
- * to close them in the steps that stop the operands (OPERANDS_STOP_STATES), so elsewhere a change
- * of gates alone is no reason for a pass (the next pass reads the node as it is then).
- */
-export function labelsMatter(node: Node, old: Node): boolean {
-  const now = node.metadata.labels ?? {};
-  const before = old.metadata.labels ?? {};
-  if (sameJson(now, before)) return false;
-  if (OPERANDS_STOP_STATES.has(now[UPGRADE_STATE_LABEL] ?? "")) return true;
-  for (const key of new Set([...Object.keys(now), ...Object.keys(before)])) if (now[key] !== before[key] && !GATE_LABELS.has(key)) return true;
-  return false;
-}
-
-/** A precompiled driver pod whose driver container waits on an image it cannot pull (the fallback's concern). */
-const failingToPull = (pod: Pod) => pod.metadata.labels?.[PRECOMPILED_LABEL] === "true" && pullFailure(pod, DRIVER_CONTAINER, 0, 0) !== undefined;
-
-/** Two objects of primitives (GPU node facts) hold the same values. */
-function sameFlat(a: object, b: object): boolean {
-  const x = a as Record<string, unknown>;
-  const y = b as Record<string, unknown>;
-  const keys = Object.keys(x);
-  return keys.length === Object.keys(y).length && keys.every((k) => x[k] === y[k]);
 }
 
 const podReadyOf = (p: Pod) => p.status?.conditions?.find((c) => c.type === "Ready")?.status;

@@ -2,7 +2,7 @@
 // except on a node in a step that closes them.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { labelsMatter } from "./driver-controller.ts";
+import { labelsMatter } from "./driver-memory.ts";
 import type { Node } from "../kube/types.ts";
 
 const node = (labels: Record<string, string>): Node => ({ metadata: { name: "gpu-1", labels } }) as Node;

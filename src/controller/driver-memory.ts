@@ -1,0 +1,150 @@
+// What the driver controller keeps from one pass to the next, so that a pass works out again only
+// what changed: each node's view (its GPU facts and the labels it lacks), the validation and
+// rendering of the policy for the fleet's facts, and the indexes the watches keep (pods by node,
+// the fallback's marks). All of it is derived from the caches and rebuilt by a restart; none of it
+// is state that must survive one.
+import { classifyGpuNode, desiredNodeLabels, isGpuNode, isNodeProblem, type GpuNodeClassification, type GpuNodeFacts, type GpuNodeOptions, type GpuNodeProblem } from "../core/gpu-node.ts";
+import { canonicalJson, deepFreeze } from "../core/diff.ts";
+import { FALLBACK_REASON_ANNOTATION, PULL_FAILED_ANNOTATION, pullFailure } from "../core/fallback.ts";
+import { gateLabel, OPERANDS } from "../core/operands/common.ts";
+import type { NormalizedClusterPolicy } from "../core/policy.ts";
+import { DRIVER_CONTAINER, PRECOMPILED_LABEL, type renderDriverDaemonSets } from "../core/render.ts";
+import type { RepositoryAllowList } from "../core/security.ts";
+import { OPERANDS_STOP_STATES, UPGRADE_STATE_LABEL } from "../core/upgrade.ts";
+import { validatePolicy, type PolicyValidation } from "../core/validate.ts";
+import type { ChangeType } from "../kube/informer.ts";
+import { PodsByNode } from "../kube/pods-by-node.ts";
+import type { Node, Pod } from "../kube/types.ts";
+
+type Rendered = ReturnType<typeof renderDriverDaemonSets>;
+
+/** A node as a pass sees it (see DriverMemory.nodeView). */
+export interface NodeView {
+  /** Absent for a node that is not a GPU node. */
+  classified?: GpuNodeClassification;
+  /** desiredNodeLabels: the GPU labels gpuop still has to set. */
+  labels: Record<string, string | null>;
+}
+
+export class DriverMemory {
+  /** gpuop's driver and operand pods by node, kept by the pod watches: the upgrade's per-node views read them. */
+  readonly driverPods = new PodsByNode();
+  readonly operandPods = new PodsByNode();
+  private readonly gpuNodeOptions: GpuNodeOptions;
+  private readonly allowedRepositories: RepositoryAllowList | undefined;
+  /**
+   * What a pass needs of each node, kept with the cached object it was worked out from. The
+   * informer replaces a node's object on every change and never edits one in place, so a pass
+   * works out only the nodes that changed since the last.
+   */
+  private readonly nodeViews = new WeakMap<Node, NodeView>();
+  /** The last GPU facts of each node: kept as the same object while they do not change. */
+  private readonly classifiedByName = new Map<string, GpuNodeClassification>();
+  /** The last validation and rendering, with the policy and facts they came from (see fleetChecks). */
+  private fleet: { policy: NormalizedClusterPolicy; gpuNodes: readonly GpuNodeFacts[]; validation: PolicyValidation; rendered: Rendered | undefined } | undefined;
+  /** Nodes with a pull-failure or fallback annotation, and precompiled driver pods failing to pull (see fallbackQuiet). */
+  private readonly fallbackMarked = new Set<string>();
+  private readonly failingPulls = new Set<string>();
+
+  constructor(opts: { gpuNodeOptions: GpuNodeOptions; allowedRepositories?: RepositoryAllowList | undefined }) {
+    this.gpuNodeOptions = opts.gpuNodeOptions;
+    this.allowedRepositories = opts.allowedRepositories;
+  }
+
+  driverPodChanged(type: ChangeType, pod: Pod, old?: Pod): void {
+    this.driverPods.update(type, pod, old);
+    const key = pod.metadata.uid ?? `${pod.metadata.namespace}/${pod.metadata.name}`;
+    if (type !== "deleted" && failingToPull(pod)) this.failingPulls.add(key);
+    else this.failingPulls.delete(key);
+  }
+
+  operandPodChanged(type: ChangeType, pod: Pod, old?: Pod): void {
+    this.operandPods.update(type, pod, old);
+  }
+
+  nodeChanged(type: ChangeType, node: Node): void {
+    const name = node.metadata.name ?? "";
+    const annotations = node.metadata.annotations ?? {};
+    if (type !== "deleted" && (annotations[PULL_FAILED_ANNOTATION] !== undefined || annotations[FALLBACK_REASON_ANNOTATION] !== undefined)) this.fallbackMarked.add(name);
+    else this.fallbackMarked.delete(name);
+    if (type === "deleted") this.classifiedByName.delete(name);
+  }
+
+  /** No node is marked by the fallback and no precompiled driver pod fails to pull (FallbackInput.quiet). */
+  get fallbackQuiet(): boolean {
+    return this.fallbackMarked.size === 0 && this.failingPulls.size === 0;
+  }
+
+  nodeView(node: Node): NodeView {
+    let view = this.nodeViews.get(node);
+    if (!view) {
+      const name = node.metadata.name ?? "";
+      let classified = isGpuNode(node, this.gpuNodeOptions) ? classifyGpuNode(node, this.gpuNodeOptions) : undefined;
+      // Most changes to a node (its upgrade step, a gate) leave its facts as they were: the same
+      // object then, so a pass sees by identity that the fleet's facts did not change (fleetChecks).
+      const before = this.classifiedByName.get(name);
+      if (classified && before && sameFlat(before, classified)) classified = before;
+      if (classified) this.classifiedByName.set(name, classified);
+      else this.classifiedByName.delete(name);
+      view = { labels: desiredNodeLabels(node, this.gpuNodeOptions), ...(classified ? { classified } : {}) };
+      this.nodeViews.set(node, view);
+    }
+    return view;
+  }
+
+  /**
+   * Validation and rendering of the active policy for the GPU nodes' facts: worked out again only
+   * when the policy or some node's facts changed. Most passes follow pods and upgrade steps, which
+   * change neither; validating and rendering (grouping every node into its pool, twice) on each
+   * was a fifth of a pass. A policy with errors is not rendered. Frozen, as they are shared.
+   */
+  fleetChecks(policy: NormalizedClusterPolicy, gpuNodes: readonly GpuNodeFacts[], render: () => Rendered): { validation: PolicyValidation; rendered: Rendered | undefined } {
+    const kept = this.fleet;
+    if (kept && kept.policy === policy && kept.gpuNodes.length === gpuNodes.length && kept.gpuNodes.every((n, i) => n === gpuNodes[i])) return kept;
+    const validation = deepFreeze(validatePolicy(policy, gpuNodes, this.allowedRepositories ? { allowedRepositories: this.allowedRepositories } : {}));
+    const rendered = validation.errors.length === 0 ? deepFreeze(render()) : undefined;
+    this.fleet = { policy, gpuNodes: [...gpuNodes], validation, rendered };
+    return this.fleet;
+  }
+}
+
+/** GPU nodes gpuop can serve and those with a problem, each sorted by name (as classifyNodes gives them). */
+export function splitClassified(views: readonly NodeView[]): { gpuNodes: GpuNodeFacts[]; problems: GpuNodeProblem[] } {
+  const gpuNodes: GpuNodeFacts[] = [];
+  const problems: GpuNodeProblem[] = [];
+  for (const { classified } of views) {
+    if (!classified) continue;
+    if (isNodeProblem(classified)) problems.push(classified);
+    else gpuNodes.push(classified);
+  }
+  const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  return { gpuNodes: gpuNodes.sort(byName), problems: problems.sort(byName) };
+}
+
+const GATE_LABELS = new Set(OPERANDS.map(gateLabel));
+
+/**
+ * A label change the driver controller acts on. The operand controller opens a node's gates one
+ * by one as its operands come up, a few patches per node in every rollout; a pass reads them only
+ * to close them in the steps that stop the operands (OPERANDS_STOP_STATES), so elsewhere a change
+ * of gates alone is no reason for a pass (the next pass reads the node as it is then).
+ */
+export function labelsMatter(node: Node, old: Node): boolean {
+  const now = node.metadata.labels ?? {};
+  const before = old.metadata.labels ?? {};
+  if (canonicalJson(now) === canonicalJson(before)) return false;
+  if (OPERANDS_STOP_STATES.has(now[UPGRADE_STATE_LABEL] ?? "")) return true;
+  for (const key of new Set([...Object.keys(now), ...Object.keys(before)])) if (now[key] !== before[key] && !GATE_LABELS.has(key)) return true;
+  return false;
+}
+
+/** A precompiled driver pod whose driver container waits on an image it cannot pull (the fallback's concern). */
+const failingToPull = (pod: Pod) => pod.metadata.labels?.[PRECOMPILED_LABEL] === "true" && pullFailure(pod, DRIVER_CONTAINER, 0, 0) !== undefined;
+
+/** Two objects of primitives (GPU node facts) hold the same values. */
+function sameFlat(a: object, b: object): boolean {
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  const keys = Object.keys(x);
+  return keys.length === Object.keys(y).length && keys.every((k) => x[k] === y[k]);
+}
