@@ -3,7 +3,7 @@
 // rendering of the policy for the fleet's facts, and the indexes the watches keep (pods by node,
 // the fallback's marks). All of it is derived from the caches and rebuilt by a restart; none of it
 // is state that must survive one.
-import { classifyGpuNode, desiredNodeLabels, isGpuNode, isNodeProblem, type GpuNodeClassification, type GpuNodeFacts, type GpuNodeOptions, type GpuNodeProblem } from "../core/gpu-node.ts";
+import { classifyGpuNode, desiredNodeLabels, isGpuNode, splitClassifications, type GpuNodeClassification, type GpuNodeFacts, type GpuNodeOptions, type GpuNodeProblem } from "../core/gpu-node.ts";
 import { canonicalJson, deepFreeze } from "../core/diff.ts";
 import { FALLBACK_REASON_ANNOTATION, PULL_FAILED_ANNOTATION, pullFailure } from "../core/fallback.ts";
 import { gateLabel, OPERANDS } from "../core/operands/common.ts";
@@ -110,15 +110,7 @@ export class DriverMemory {
 
 /** GPU nodes gpuop can serve and those with a problem, each sorted by name (as classifyNodes gives them). */
 export function splitClassified(views: readonly NodeView[]): { gpuNodes: GpuNodeFacts[]; problems: GpuNodeProblem[] } {
-  const gpuNodes: GpuNodeFacts[] = [];
-  const problems: GpuNodeProblem[] = [];
-  for (const { classified } of views) {
-    if (!classified) continue;
-    if (isNodeProblem(classified)) problems.push(classified);
-    else gpuNodes.push(classified);
-  }
-  const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-  return { gpuNodes: gpuNodes.sort(byName), problems: problems.sort(byName) };
+  return splitClassifications(views.flatMap((v) => (v.classified ? [v.classified] : [])));
 }
 
 const GATE_LABELS = new Set(OPERANDS.map(gateLabel));

@@ -258,15 +258,19 @@ const DEPLOY_LABELS = [DEPLOY_DRIVER_LABEL, ...OPERANDS.map(deployLabel)];
  * Already classified nodes (GpuNodeFacts) pass through, so callers holding facts can reuse them.
  */
 export function classifyNodes(nodes: readonly (NodeLike | GpuNodeFacts)[], opts: GpuNodeOptions = {}): { gpuNodes: GpuNodeFacts[]; problems: GpuNodeProblem[] } {
+  const classified: GpuNodeClassification[] = [];
+  for (const node of nodes) {
+    if (!("metadata" in node)) classified.push(node);
+    else if (isGpuNode(node, opts)) classified.push(gpuNodeFacts(node, opts));
+  }
+  return splitClassifications(classified);
+}
+
+/** Classified GPU nodes split into those gpuop can serve and those with a problem; each sorted by name. */
+export function splitClassifications(classified: Iterable<GpuNodeClassification>): { gpuNodes: GpuNodeFacts[]; problems: GpuNodeProblem[] } {
   const gpuNodes: GpuNodeFacts[] = [];
   const problems: GpuNodeProblem[] = [];
-  for (const node of nodes) {
-    if (!("metadata" in node)) {
-      gpuNodes.push(node);
-      continue;
-    }
-    if (!isGpuNode(node, opts)) continue;
-    const c = gpuNodeFacts(node, opts);
+  for (const c of classified) {
     if (isNodeProblem(c)) problems.push(c);
     else gpuNodes.push(c);
   }
