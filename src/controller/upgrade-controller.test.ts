@@ -23,8 +23,9 @@ const node = (name: string, labels: Record<string, string> = {}, annotations: Re
   spec: {},
 }) as Node;
 
-const daemonSet = (name: string, hash: string): DaemonSet => ({
-  metadata: { name, namespace: "gpu-operator", generation: 3 },
+const daemonSet = (name: string, hash: string, generation = 3, numberReady = 0): DaemonSet => ({
+  metadata: { name, namespace: "gpu-operator", uid: `uid-${name}`, generation },
+  status: { numberReady },
   spec: { template: { metadata: { annotations: { [TEMPLATE_HASH_ANNOTATION]: hash } }, spec: { nodeSelector: { [POOL_NODE_LABEL]: name }, containers: [{ name: DRIVER_CONTAINER, image: `reg/driver:${name}` }] } } },
 }) as unknown as DaemonSet;
 
@@ -79,8 +80,14 @@ test("UpgradeExecutor: a node's view is kept while nothing it is made of changes
   assert.equal(notReady[0]!.driver?.ready, false);
   assert.equal(notReady[1], validated[1]);
 
-  // The pool's DaemonSet has a new template: its pods are no longer current.
-  daemonSets = [daemonSet("old", "h2"), daemonSet("new", "h9")];
+  // The pool's DaemonSet's status moved (a pod became Ready elsewhere): its spec is the same, so every view stays.
+  daemonSets = [daemonSet("old", "h1", 3, 7), daemonSet("new", "h9", 3, 2)];
+  const statusOnly = await check("DaemonSet status changed");
+  assert.equal(statusOnly[0], notReady[0], "a DaemonSet's status is no reason to work a view out again");
+  assert.equal(statusOnly[1], notReady[1]);
+
+  // The pool's DaemonSet has a new template (a new generation): its pods are no longer current.
+  daemonSets = [daemonSet("old", "h2", 4), daemonSet("new", "h9")];
   const newTemplate = await check("new template");
   assert.equal(newTemplate[1]!.driver?.current, false);
 

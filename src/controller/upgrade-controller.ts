@@ -2,11 +2,12 @@ import { RecentNodePatches, type NodeLabelBatch } from "../kube/node-labels.ts";
 import { canonicalJson } from "../core/diff.ts";
 import type { DriverUpgradePolicySpec } from "../core/policy.ts";
 import { DRIVER_APP, DRIVER_APP_LABEL, DRIVER_CONTAINER } from "../core/render.ts";
-import { nodeRollouts, poolSelects, POOL_NODE_LABEL } from "../core/rollout.ts";
+import { poolSelects, POOL_NODE_LABEL } from "../core/rollout.ts";
 import {
   CORDONED_BY_UPGRADE_ANNOTATION,
   driverPodCurrent,
   FAILED_REASON_ANNOTATION,
+  IN_PROGRESS_STATES,
   needsPods,
   planUpgrades,
   recheckAfterMs,
@@ -100,6 +101,10 @@ export class UpgradeExecutor {
    */
   private readonly observed = new Map<string, ObservedNode>();
   private pass = 0;
+  /** See stableDaemonSets. */
+  private daemonSetSpecs = new Map<string, DaemonSet>();
+  /** See desiredPools. */
+  private desired: { pools: UpgradeInputs["pools"]; byNode: Map<string, string> } | undefined;
 
   constructor(opts: { client: KubeClient; events: EventRecorder; log: Logger; namespace: string }) {
     this.client = opts.client;
@@ -112,44 +117,55 @@ export class UpgradeExecutor {
     const settings = upgradeSettings(input.upgradePolicy, input.deployableNodes);
     const now = Date.now();
     const listed = new Set<string>();
-    const nodes = await this.observe(input, settings, now, listed);
+    const needing = new Set<string>();
+    const nodes = await this.observe(input, settings, now, listed, needing);
     const plan = planUpgrades(nodes, settings, now);
-    // A list that found nothing to evict stays good while the node's operands go (podsNeededAgain).
+    // A list that found nothing to evict stays good while the node's operands go (podsNeededAgain);
+    // it is dropped once the node's step no longer needs its pods.
     for (const n of nodes) {
-      if (!listed.has(n.name)) {
-        if (n.pods === undefined) this.clearSince.delete(n.name);
-      } else if (n.stateSince !== undefined && podsToEvict(n.state, n.pods ?? [], settings).length === 0) this.clearSince.set(n.name, n.stateSince);
+      if (!listed.has(n.name)) continue;
+      if (n.stateSince !== undefined && podsToEvict(n.state, n.pods ?? [], settings).length === 0) this.clearSince.set(n.name, n.stateSince);
       else this.clearSince.delete(n.name);
     }
-    const names = new Set(nodes.map((n) => n.name));
-    for (const name of this.clearSince.keys()) if (!names.has(name)) this.clearSince.delete(name);
-    const skipped = await this.act(plan.actions, input.nodes, input.labels);
-    // Each node's step after this pass: the one it moved to, else the one it is in.
+    for (const name of this.clearSince.keys()) if (!needing.has(name)) this.clearSince.delete(name);
+    const skipped = await this.act(plan.actions, input.labels);
+    // Each node's step after this pass (the one it moved to, else the one it is in), for the nodes in a step.
     const moved = new Map(plan.actions.flatMap((a) => (a.kind === "setState" ? [[a.node, a.state] as const] : [])));
-    const steps = nodes.filter((n) => !n.skip).map((n) => (moved.has(n.name) ? { state: moved.get(n.name)!, stateSince: now } : { state: n.state ?? "", ...(n.stateSince !== undefined ? { stateSince: n.stateSince } : {}) }));
+    const steps: { state: string; stateSince?: number }[] = [];
+    for (const n of nodes) {
+      if (n.skip) continue;
+      const to = moved.get(n.name);
+      if (to !== undefined) steps.push({ state: to, stateSince: now });
+      else if (IN_PROGRESS_STATES.has(n.state ?? "")) steps.push({ state: n.state!, ...(n.stateSince !== undefined ? { stateSince: n.stateSince } : {}) });
+    }
     const recheck = recheckAfterMs(steps, settings.validationTimeoutSeconds, now, STEP_RECHECK_MS);
     // A step not written again because the cache may not show it yet is looked at once the window is over.
     const requeueMs = skipped ? Math.min(recheck ?? Infinity, this.recent.retryInMs) : recheck;
     return { ...plan, ...(requeueMs !== undefined ? { requeueMs } : {}) };
   }
 
-  /** The nodes as the planner sees them; `listed` gets the nodes whose pods were listed this pass. */
-  private async observe(input: UpgradeInputs, settings: UpgradeSettings, now: number, listed: Set<string>): Promise<UpgradeNode[]> {
-    const dsByName = new Map(input.daemonSets.map((d) => [d.metadata.name ?? "", d]));
-    const liveSelectors = new Map([...dsByName].map(([name, d]) => [name, selectorOf(d)]));
-    const rollouts = nodeRollouts({ nodes: input.nodes, pools: input.pools, hold: input.hold, liveSelectors, readyDrivers: new Set() });
-    const nodeByName = new Map(input.nodes.map((n) => [n.metadata.name ?? "", n]));
+  /** The nodes as the planner sees them; `listed` gets the nodes whose pods were listed this pass, `needing` those whose step needs their pods. */
+  private async observe(input: UpgradeInputs, settings: UpgradeSettings, now: number, listed: Set<string>, needing = new Set<string>()): Promise<UpgradeNode[]> {
+    const dsByName = this.stableDaemonSets(input.daemonSets);
+    const desired = this.desiredPools(input.pools);
     const pass = ++this.pass;
     const out: UpgradeNode[] = [];
-    for (const r of rollouts) {
-      const node = nodeByName.get(r.name)!;
-      const ds = r.currentPool !== undefined ? dsByName.get(r.currentPool) : undefined;
-      const driverVersion = input.driverPods.version(r.name);
-      const operandVersion = input.operandPods.version(r.name);
-      let kept = this.observed.get(r.name);
-      if (!kept || kept.node !== node || kept.ds !== ds || kept.desiredPool !== r.desiredPool || kept.driverVersion !== driverVersion || kept.operandVersion !== operandVersion) {
-        kept = { node, ds, desiredPool: r.desiredPool, driverVersion, operandVersion, pass, view: upgradeNodeView(r, node, ds, input) };
-        this.observed.set(r.name, kept);
+    // One walk over the nodes, with nothing built per node but for those whose view changed.
+    for (const node of input.nodes) {
+      const name = node.metadata.name ?? "";
+      const labels = node.metadata.labels ?? {};
+      const currentPool = labels[POOL_NODE_LABEL];
+      const ds = currentPool !== undefined ? dsByName.get(currentPool) : undefined;
+      // A node held back (its new pool's image is missing) keeps the pool it has while that still selects it (as nodeRollouts).
+      const desiredPool = input.hold.has(name) && currentPool !== undefined && ds && poolSelects(selectorOf(ds), labels) ? currentPool : desired.get(name);
+      if (currentPool === undefined && desiredPool === undefined) continue;
+      const driverVersion = input.driverPods.version(name);
+      const operandVersion = input.operandPods.version(name);
+      let kept = this.observed.get(name);
+      if (!kept || kept.node !== node || kept.ds !== ds || kept.desiredPool !== desiredPool || kept.driverVersion !== driverVersion || kept.operandVersion !== operandVersion) {
+        const r = { name, ...(currentPool !== undefined ? { currentPool } : {}), ...(desiredPool !== undefined ? { desiredPool } : {}) };
+        kept = { node, ds, desiredPool, driverVersion, operandVersion, pass, view: upgradeNodeView(r, node, ds, input) };
+        this.observed.set(name, kept);
       }
       kept.pass = pass;
       out.push(kept.view);
@@ -160,8 +176,9 @@ export class UpgradeExecutor {
     // A node whose last list found nothing to evict, waiting for its operands to go, is not listed
     // again: the list stands (empty of what the step acts on) until they are gone (podsNeededAgain).
     // The views are shared between passes: a node's pods go on a copy.
-    const needing = [...out.keys()].filter((i) => needsPods(out[i]!, settings));
-    await mapLimit(needing, CONCURRENCY, async (i) => {
+    const withPods = [...out.keys()].filter((i) => needsPods(out[i]!, settings));
+    for (const i of withPods) needing.add(out[i]!.name);
+    await mapLimit(withPods, CONCURRENCY, async (i) => {
       const n = out[i]!;
       if (!podsNeededAgain(n, settings, now, this.clearSince.get(n.name))) {
         out[i] = { ...n, pods: [] };
@@ -171,6 +188,33 @@ export class UpgradeExecutor {
       listed.add(n.name);
     });
     return out;
+  }
+
+  /**
+   * The DaemonSets by name, each kept as the object last seen while its spec is the same (uid,
+   * generation, deletion): its status moves with every pod that becomes Ready, and views, which
+   * read only its spec, would otherwise be worked out again for every node of the pool on each pass.
+   */
+  private stableDaemonSets(daemonSets: readonly DaemonSet[]): Map<string, DaemonSet> {
+    const out = new Map<string, DaemonSet>();
+    for (const d of daemonSets) {
+      const name = d.metadata.name ?? "";
+      const kept = this.daemonSetSpecs.get(name);
+      const same = kept !== undefined && kept.metadata.uid === d.metadata.uid && kept.metadata.generation === d.metadata.generation && kept.metadata.deletionTimestamp === d.metadata.deletionTimestamp;
+      out.set(name, same ? kept : d);
+    }
+    this.daemonSetSpecs = out;
+    return out;
+  }
+
+  /** Each node's desired pool; worked out again only when a pool or its node list is another object than last pass. */
+  private desiredPools(pools: UpgradeInputs["pools"]): ReadonlyMap<string, string> {
+    const kept = this.desired;
+    if (kept && kept.pools.length === pools.length && kept.pools.every((p, i) => p === pools[i] || (p.name === pools[i]!.name && p.nodes === pools[i]!.nodes))) return kept.byNode;
+    const byNode = new Map<string, string>();
+    for (const p of pools) for (const n of p.nodes) byNode.set(n, p.name);
+    this.desired = { pools: [...pools], byNode };
+    return byNode;
   }
 
   /** Every pod on a node, all namespaces: the field selector keeps this one small list per node. */
@@ -198,8 +242,9 @@ export class UpgradeExecutor {
   }
 
   /** Carries out the actions; true when a node's patch was skipped as already sent (see RecentNodePatches). */
-  private async act(actions: readonly UpgradeAction[], nodes: readonly Node[], labels?: NodeLabelBatch): Promise<boolean> {
-    const nodeByName = new Map(nodes.map((n) => [n.metadata.name ?? "", n]));
+  private async act(actions: readonly UpgradeAction[], labels?: NodeLabelBatch): Promise<boolean> {
+    // Every node with an action was observed this pass.
+    const nodeByName = { get: (name: string) => this.observed.get(name)?.node };
     const patches = new Map<string, { labels: Record<string, string | null>; annotations: Record<string, string | null>; unschedulable?: boolean | null }>();
     const patchOf = (node: string) => {
       let p = patches.get(node);

@@ -199,7 +199,8 @@ export function renderFallbackDaemonSets(
 export function poolsWithFallback(rendered: readonly Pool[], missing: { has(pool: string): boolean }, diverted: ReadonlySet<string>, fallbackPools: readonly Pool[]): Pool[] {
   const kept = rendered
     .filter((p) => !missing.has(p.name))
-    .map((p) => ({ ...p, nodes: p.nodes.filter((n) => !diverted.has(n)) }))
+    // A pool none of whose nodes is diverted stays the same object: a pass sees by identity that it did not change.
+    .map((p) => (diverted.size === 0 || !p.nodes.some((n) => diverted.has(n)) ? p : { ...p, nodes: p.nodes.filter((n) => !diverted.has(n)) }))
     .filter((p) => p.nodes.length > 0);
   return [...kept, ...fallbackPools];
 }

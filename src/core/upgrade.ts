@@ -316,7 +316,9 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
   const outdated: string[] = [];
   const failed: { node: string; reason: string }[] = [];
   const finalState = new Map<string, string | undefined>();
-  const sorted = [...nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  // The caches list nodes in name order (the API server's), so the sort is mostly a check.
+  const inOrder = nodes.every((n, i) => i === 0 || nodes[i - 1]!.name < n.name);
+  const sorted = inOrder ? nodes : [...nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
   const unavailableNow = (n: UpgradeNode) => n.desiredPool !== undefined && (IN_PROGRESS_STATES.has(n.state ?? "") || !hasWorkingDriver(n));
   let unavailable = sorted.filter(unavailableNow).length;
