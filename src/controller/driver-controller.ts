@@ -15,7 +15,7 @@ import { slimDaemonSet } from "../kube/transforms.ts";
 import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, Node, Pod } from "../kube/types.ts";
 import { ConventionalFallback } from "./fallback.ts";
-import { DriverMemory, labelsMatter, splitClassified } from "./driver-memory.ts";
+import { DriverMemory, labelsMatter } from "./driver-memory.ts";
 import type { ImageChecker } from "./image-check.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 import { StatusWrites } from "./status-writes.ts";
@@ -123,7 +123,7 @@ export class DriverController {
     });
     // Heartbeats change a node's resourceVersion every few seconds; only labels and readiness matter here.
     this.nodes.onChange((type, node, old) => {
-      this.memory.nodeChanged(type, node);
+      this.memory.nodeChanged(type, node, old);
       if (type !== "modified" || !old || labelsMatter(node, old) || readyOf(node) !== readyOf(old)) enqueue();
       // Removing a node's pull-failure mark sends it back to its precompiled driver.
       else if (node.metadata.annotations?.[PULL_FAILED_ANNOTATION] !== old.metadata.annotations?.[PULL_FAILED_ANNOTATION]) enqueue();
@@ -189,7 +189,7 @@ export class DriverController {
       return;
     }
 
-    const { gpuNodes, problems } = splitClassified(views);
+    const { gpuNodes, problems } = this.memory.split(views);
     let policyErrors: { reason: string; message: string }[];
     let policy: ReturnType<typeof normalizePolicy> | undefined;
     let warnings: readonly { reason: string; message: string }[] = [];
@@ -219,7 +219,8 @@ export class DriverController {
       if (!(err instanceof UserError)) throw err;
       policyErrors = [{ reason: "InvalidPolicy", message: err.message }];
     }
-    this.metrics.nodes.replace(nodeStateSeries(gpuNodes, problems.length));
+    const fleet = fleetCounts(gpuNodes);
+    this.metrics.nodes.replace(nodeStateSeries(fleet, problems.length));
 
     if (policyErrors.length > 0 || !policy || !rendered) {
       await this.writeNodeLabels(labels);
@@ -234,7 +235,7 @@ export class DriverController {
     // image cannot be pulled) go to the conventional fallback, or, without one, keep their pool while it still selects them.
     // A pool whose image the registry has not answered for yet holds its nodes and DaemonSet, without a warning.
     const { missing, unchecked, pending, digests } = await this.checkImages(rendered.pools, gpuNodes, policy.spec.driver.imagePullSecrets ?? []);
-    const fallback = await this.fallback.plan({ active, policy, nodes, gpuNodes, pools: rendered.pools, missing, pods: this.pods.list(), daemonSets: this.daemonSets.list(), namespace: this.namespace, ownerRef, quiet: this.memory.fallbackQuiet });
+    const fallback = await this.fallback.plan({ active, policy, nodes, gpuNodes, pools: rendered.pools, missing, pods: () => this.pods.list(), daemonSets: () => this.daemonSets.list(), namespace: this.namespace, ownerRef, quiet: this.memory.fallbackQuiet });
     await this.reportWarnings(active, [...warnings, ...fallback.warnings, ...unchecked.map((u) => ({ reason: "ImageCheckFailed", message: `could not check driver image ${u.image}, rolled out without the check: ${u.reason}` }))]);
     if ((missing.size > 0 || fallback.diverted.size > 0) && this.images) this.queue.addAfter(KEY, this.images.recheckMs);
     else if (digests.size > 0 && this.images) this.queue.addAfter(KEY, this.images.refreshMs);
@@ -258,7 +259,7 @@ export class DriverController {
       driverPods: this.memory.driverPods,
       operandPods: this.memory.operandPods,
       upgradePolicy: policy.spec.driver.upgradePolicy,
-      deployableNodes: gpuNodes.filter((n) => n.deployable).length,
+      deployableNodes: fleet.deployable,
       // GPU labels due this pass go out in the same patch as a pool move or upgrade step.
       labels,
     });
@@ -291,7 +292,7 @@ export class DriverController {
       { labels: { mode: "precompiled" }, value: pools.filter((p) => p.precompiled).length },
       { labels: { mode: "conventional" }, value: pools.filter((p) => !p.precompiled).length },
     ]);
-    this.metrics.nodeDrivers.replace(["precompiled", "fallback", "none"].map((mode) => ({ labels: { mode }, value: fallback.plans.filter((p) => p.mode === mode).length })));
+    this.metrics.nodeDrivers.replace(driverModeSeries(fallback.plans));
     const { noDriver, keeping, fallback: onFallback } = fallback.summary;
     if (problems.length > 0) await this.reportProblem(active, problems.map((p) => p.problem).join("; "), "NFDLabelsMissing");
     else if (noDriver) await this.reportProblem(active, [noDriver, keeping, onFallback].filter(Boolean).join("; "), "NoDriver");
@@ -342,7 +343,7 @@ export class DriverController {
     const pending = new Map<string, { image: string; nodes: string[] }>();
     const digests = new Map<string, string>();
     if (!this.images) return { missing, unchecked, pending, digests };
-    const archOf = new Map(gpuNodes.map((n) => [n.name, n.arch]));
+    const archOf = fleetCounts(gpuNodes).archOf;
     for (const pool of pools) {
       const arches = [...new Set(pool.nodes.map((n) => archOf.get(n) ?? "").filter(Boolean))];
       const answer = await this.images.availability(pool.image, arches, this.namespace, pullSecrets);
@@ -357,12 +358,9 @@ export class DriverController {
   /** Deletes DaemonSets no longer desired once no node is assigned to them. */
   private async prune(desired: Set<string>): Promise<void> {
     const candidates = this.daemonSets.list().filter((ds) => !desired.has(ds.metadata.name!) && !ds.metadata.deletionTimestamp);
-    // Most passes have nothing to prune: the nodes are looked at only when a DaemonSet may go.
-    if (candidates.length === 0) return;
-    const assigned = new Set(this.nodes.list().map((n) => n.metadata.labels?.[POOL_NODE_LABEL]).filter((p) => p !== undefined));
     for (const ds of candidates) {
       const name = ds.metadata.name!;
-      if (assigned.has(name)) continue;
+      if (this.memory.poolAssigned(name)) continue;
       try {
         await this.client.delete(`/apis/apps/v1/namespaces/${this.namespace}/daemonsets/${name}`, { query: { propagationPolicy: "Background" } });
         this.log.info("deleted driver DaemonSet no longer needed", { daemonSet: name });
@@ -431,12 +429,42 @@ function upgradeStateSeries(plan: UpgradeOutcome) {
   return Object.entries(plan.counts).map(([state, value]) => ({ labels: { state }, value }));
 }
 
-function nodeStateSeries(gpuNodes: GpuNodeFacts[], problems: number) {
-  const count = (f: (n: GpuNodeFacts) => boolean) => gpuNodes.filter(f).length;
+/**
+ * What a pass counts over the GPU nodes, once per array: the array stays the same object while no
+ * node's facts change (DriverMemory.split), so most passes count nothing again.
+ */
+interface FleetCounts {
+  deployable: number;
+  notReady: number;
+  total: number;
+  archOf: ReadonlyMap<string, string>;
+}
+const FLEET_COUNTS = new WeakMap<readonly GpuNodeFacts[], FleetCounts>();
+function fleetCounts(gpuNodes: readonly GpuNodeFacts[]): FleetCounts {
+  let c = FLEET_COUNTS.get(gpuNodes);
+  if (!c) {
+    c = { deployable: gpuNodes.filter((n) => n.deployable).length, notReady: gpuNodes.filter((n) => !n.ready).length, total: gpuNodes.length, archOf: new Map(gpuNodes.map((n) => [n.name, n.arch])) };
+    FLEET_COUNTS.set(gpuNodes, c);
+  }
+  return c;
+}
+
+function nodeStateSeries(fleet: FleetCounts, problems: number) {
   return [
-    { labels: { state: "deployable" }, value: count((n) => n.deployable) },
-    { labels: { state: "excluded" }, value: count((n) => !n.deployable) },
-    { labels: { state: "notReady" }, value: count((n) => !n.ready) },
+    { labels: { state: "deployable" }, value: fleet.deployable },
+    { labels: { state: "excluded" }, value: fleet.total - fleet.deployable },
+    { labels: { state: "notReady" }, value: fleet.notReady },
     { labels: { state: "missingLabels" }, value: problems },
   ];
+}
+
+/** Nodes per driver mode, once per array of plans (the fallback's quiet path keeps one per rendering). */
+const DRIVER_MODES = new WeakMap<readonly { mode: string }[], { labels: { mode: string }; value: number }[]>();
+function driverModeSeries(plans: readonly { mode: string }[]) {
+  let series = DRIVER_MODES.get(plans);
+  if (!series) {
+    series = ["precompiled", "fallback", "none"].map((mode) => ({ labels: { mode }, value: plans.filter((p) => p.mode === mode).length }));
+    DRIVER_MODES.set(plans, series);
+  }
+  return series;
 }

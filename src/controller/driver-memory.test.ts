@@ -2,7 +2,7 @@
 // except on a node in a step that closes them.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { labelsMatter } from "./driver-memory.ts";
+import { DriverMemory, labelsMatter } from "./driver-memory.ts";
 import type { Node } from "../kube/types.ts";
 
 const node = (labels: Record<string, string>): Node => ({ metadata: { name: "gpu-1", labels } }) as Node;
@@ -20,4 +20,61 @@ test("labelsMatter: a gate opening or closing alone is no reason for a pass, but
   assert.equal(labelsMatter(node({ ...base, "nvidia.com/gpu-driver-upgrade-state": "upgrade-done" }), node(base)), true, "an upgrade step");
   assert.equal(labelsMatter(node({ ...base, "feature.node.kubernetes.io/kernel-version.full": "6.8.0-51-generic", [gate]: "open" }), node(base)), true, "a kernel change with a gate");
   assert.equal(labelsMatter(node({ ...base, "nvidia.com/gpu.deploy.operator-validator": "true" }), node(base)), true, "an operand's deploy label (the validator's is read)");
+});
+
+const gpu = (name: string, kernel: string, extra: Record<string, string> = {}): Node =>
+  ({
+    metadata: {
+      name,
+      resourceVersion: "1",
+      labels: { "feature.node.kubernetes.io/pci-10de.present": "true", "feature.node.kubernetes.io/kernel-version.full": kernel, "feature.node.kubernetes.io/system-os_release.ID": "ubuntu", "feature.node.kubernetes.io/system-os_release.VERSION_ID": "22.04", ...extra },
+    },
+    status: { conditions: [{ type: "Ready", status: "True" }] },
+  }) as Node;
+
+test("DriverMemory.split: the same arrays while every node's facts are the same, and always what a fresh split gives", () => {
+  const memory = new DriverMemory({ gpuNodeOptions: {} });
+  const fresh = new DriverMemory({ gpuNodeOptions: {} });
+  let nodes = [gpu("gpu-b", "6.8.0-40-generic"), gpu("gpu-a", "5.15.0-69-generic"), { metadata: { name: "gpu-c", labels: { "nvidia.com/gpu.present": "true" } } } as Node];
+  const split = (m: DriverMemory) => m.split(nodes.map((n) => m.nodeView(n)));
+  const first = split(memory);
+  assert.deepEqual(first.gpuNodes.map((n) => n.name), ["gpu-a", "gpu-b"], "sorted by name");
+  assert.equal(first.problems.length, 1);
+
+  // A new node object whose facts are the same (an upgrade step): the same arrays.
+  nodes = [{ ...nodes[0]!, metadata: { ...nodes[0]!.metadata, resourceVersion: "2", labels: { ...nodes[0]!.metadata.labels, "nvidia.com/gpu-driver-upgrade-state": "upgrade-done" } } }, nodes[1]!, nodes[2]!];
+  const again = split(memory);
+  assert.equal(again.gpuNodes, first.gpuNodes, "unchanged facts keep the array");
+  assert.equal(again.problems, first.problems);
+
+  // A kernel change: new arrays, equal to a fresh split.
+  nodes = [gpu("gpu-b", "6.8.0-51-generic"), nodes[1]!, nodes[2]!];
+  const changed = split(memory);
+  assert.notEqual(changed.gpuNodes, first.gpuNodes);
+  assert.deepEqual(changed, split(fresh));
+  assert.equal(changed.gpuNodes.find((n) => n.name === "gpu-b")?.kernel, "6.8.0-51-generic");
+
+  // A node gone: new arrays too.
+  nodes = [nodes[0]!, nodes[2]!];
+  assert.deepEqual(split(memory), split(fresh));
+  assert.equal(split(memory).gpuNodes.length, 1);
+});
+
+test("DriverMemory.poolAssigned: follows the nodes' pool labels through changes, relabels and deletions", () => {
+  const memory = new DriverMemory({ gpuNodeOptions: {} });
+  const pool = (name: string, p?: string): Node => ({ metadata: { name, labels: p ? { "gpuop.nvidia.com/driver-pool": p } : {} } }) as Node;
+  memory.nodeChanged("added", pool("n1", "old"));
+  memory.nodeChanged("added", pool("n2", "old"));
+  memory.nodeChanged("added", pool("n3"));
+  assert.equal(memory.poolAssigned("old"), true);
+  assert.equal(memory.poolAssigned("new"), false);
+  memory.nodeChanged("modified", pool("n1", "new"), pool("n1", "old"));
+  memory.nodeChanged("modified", pool("n3", "new"), pool("n3"));
+  assert.equal(memory.poolAssigned("old"), true, "n2 is still on it");
+  memory.nodeChanged("deleted", pool("n2", "old")); // as the informer tells it: no old object
+  assert.equal(memory.poolAssigned("old"), false, "no node left on it");
+  assert.equal(memory.poolAssigned("new"), true);
+  memory.nodeChanged("modified", pool("n1"), pool("n1", "new"));
+  memory.nodeChanged("modified", pool("n3"), pool("n3", "new"));
+  assert.equal(memory.poolAssigned("new"), false);
 });

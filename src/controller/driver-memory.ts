@@ -11,6 +11,7 @@ import type { NormalizedClusterPolicy } from "../core/policy.ts";
 import { DRIVER_CONTAINER, PRECOMPILED_LABEL, type renderDriverDaemonSets } from "../core/render.ts";
 import type { RepositoryAllowList } from "../core/security.ts";
 import { OPERANDS_STOP_STATES, UPGRADE_STATE_LABEL } from "../core/upgrade.ts";
+import { POOL_NODE_LABEL } from "../core/rollout.ts";
 import { validatePolicy, type PolicyValidation } from "../core/validate.ts";
 import type { ChangeType } from "../kube/informer.ts";
 import { PodsByNode } from "../kube/pods-by-node.ts";
@@ -45,6 +46,10 @@ export class DriverMemory {
   /** Nodes with a pull-failure or fallback annotation, and precompiled driver pods failing to pull (see fallbackQuiet). */
   private readonly fallbackMarked = new Set<string>();
   private readonly failingPulls = new Set<string>();
+  /** Nodes per pool label (see poolAssigned). */
+  private readonly poolCounts = new Map<string, number>();
+  /** See split. */
+  private lastSplit: { from: GpuNodeClassification[]; result: { gpuNodes: GpuNodeFacts[]; problems: GpuNodeProblem[] } } | undefined;
 
   constructor(opts: { gpuNodeOptions: GpuNodeOptions; allowedRepositories?: RepositoryAllowList | undefined }) {
     this.gpuNodeOptions = opts.gpuNodeOptions;
@@ -62,12 +67,43 @@ export class DriverMemory {
     this.operandPods.update(type, pod, old);
   }
 
-  nodeChanged(type: ChangeType, node: Node): void {
+  nodeChanged(type: ChangeType, node: Node, old?: Node): void {
     const name = node.metadata.name ?? "";
+    // Nodes per pool label, for prune: kept as nodes change rather than counted on every pass.
+    // The informer tells a deletion with the object as it was last, and no old one.
+    const was = (type === "deleted" ? node : old)?.metadata.labels?.[POOL_NODE_LABEL];
+    const is = type === "deleted" ? undefined : node.metadata.labels?.[POOL_NODE_LABEL];
+    if (was !== is) {
+      if (was !== undefined) this.poolCounts.set(was, (this.poolCounts.get(was) ?? 1) - 1);
+      if (is !== undefined) this.poolCounts.set(is, (this.poolCounts.get(is) ?? 0) + 1);
+      if (was !== undefined && this.poolCounts.get(was)! <= 0) this.poolCounts.delete(was);
+    }
     const annotations = node.metadata.annotations ?? {};
     if (type !== "deleted" && (annotations[PULL_FAILED_ANNOTATION] !== undefined || annotations[FALLBACK_REASON_ANNOTATION] !== undefined)) this.fallbackMarked.add(name);
     else this.fallbackMarked.delete(name);
     if (type === "deleted") this.classifiedByName.delete(name);
+  }
+
+  /** Some node's pool label names this pool (a DaemonSet is not pruned while one does). */
+  poolAssigned(pool: string): boolean {
+    return (this.poolCounts.get(pool) ?? 0) > 0;
+  }
+
+  /**
+   * GPU nodes gpuop can serve and those with a problem, each sorted by name (as classifyNodes gives
+   * them). The same arrays while every node's facts are the same objects: most passes follow pods
+   * and upgrade steps, and sorting every node on each was linear work for no change.
+   */
+  split(views: readonly NodeView[]): { gpuNodes: GpuNodeFacts[]; problems: GpuNodeProblem[] } {
+    const classified: GpuNodeClassification[] = [];
+    for (const v of views) if (v.classified) classified.push(v.classified);
+    const kept = this.lastSplit;
+    if (kept && kept.from.length === classified.length && kept.from.every((c, i) => c === classified[i])) return kept.result;
+    const result = splitClassifications(classified);
+    Object.freeze(result.gpuNodes);
+    Object.freeze(result.problems);
+    this.lastSplit = { from: classified, result };
+    return result;
   }
 
   /** No node is marked by the fallback and no precompiled driver pod fails to pull (FallbackInput.quiet). */
@@ -100,17 +136,12 @@ export class DriverMemory {
    */
   fleetChecks(policy: NormalizedClusterPolicy, gpuNodes: readonly GpuNodeFacts[], render: () => Rendered): { validation: PolicyValidation; rendered: Rendered | undefined } {
     const kept = this.fleet;
-    if (kept && kept.policy === policy && kept.gpuNodes.length === gpuNodes.length && kept.gpuNodes.every((n, i) => n === gpuNodes[i])) return kept;
+    if (kept && kept.policy === policy && (kept.gpuNodes === gpuNodes || (kept.gpuNodes.length === gpuNodes.length && kept.gpuNodes.every((n, i) => n === gpuNodes[i])))) return kept;
     const validation = deepFreeze(validatePolicy(policy, gpuNodes, this.allowedRepositories ? { allowedRepositories: this.allowedRepositories } : {}));
     const rendered = validation.errors.length === 0 ? deepFreeze(render()) : undefined;
-    this.fleet = { policy, gpuNodes: [...gpuNodes], validation, rendered };
+    this.fleet = { policy, gpuNodes: Object.isFrozen(gpuNodes) ? gpuNodes : [...gpuNodes], validation, rendered };
     return this.fleet;
   }
-}
-
-/** GPU nodes gpuop can serve and those with a problem, each sorted by name (as classifyNodes gives them). */
-export function splitClassified(views: readonly NodeView[]): { gpuNodes: GpuNodeFacts[]; problems: GpuNodeProblem[] } {
-  return splitClassifications(views.flatMap((v) => (v.classified ? [v.classified] : [])));
 }
 
 const GATE_LABELS = new Set(OPERANDS.map(gateLabel));

@@ -20,7 +20,7 @@ const nodes = ["gpu-a", "gpu-b", "gpu-c"].map((name) => ({ metadata: { name, uid
 
 function input(usePrecompiled: boolean, quiet: boolean): FallbackInput {
   const active = { apiVersion: "nvidia.com/v1", kind: "ClusterPolicy", metadata: { name: "cluster-policy", uid: "p1" }, spec: { driver: { usePrecompiled, version: usePrecompiled ? "570" : "570.86.15", repository: "reg.example" } } } as ClusterPolicy;
-  return { active, policy: normalizePolicy(active), nodes, gpuNodes: [], pools, missing: new Map(), pods: [], daemonSets: [], namespace: "gpu-operator", ownerRef: { apiVersion: "nvidia.com/v1", kind: "ClusterPolicy", name: "cluster-policy", uid: "p1" }, quiet };
+  return { active, policy: normalizePolicy(active), nodes, gpuNodes: [], pools, missing: new Map(), pods: () => [], daemonSets: () => [], namespace: "gpu-operator", ownerRef: { apiVersion: "nvidia.com/v1", kind: "ClusterPolicy", name: "cluster-policy", uid: "p1" }, quiet };
 }
 
 test("ConventionalFallback: the quiet path gives the full plan's answer, precompiled or conventional", async () => {

@@ -29,8 +29,9 @@ export interface FallbackInput {
   pools: Pool[];
   /** Pools whose image the registry lacks. */
   missing: ReadonlyMap<string, { image: string; nodes: string[] }>;
-  pods: Pod[];
-  daemonSets: DaemonSet[];
+  /** Listed only when the pass needs them (not on the quiet path). */
+  pods: () => Pod[];
+  daemonSets: () => DaemonSet[];
   namespace: string;
   ownerRef: RenderInput["ownerRef"];
   /**
@@ -90,7 +91,7 @@ export class ConventionalFallback {
     }
     // Each node's annotations as this pass leaves them: the cached ones, but for those it writes.
     const annotations = new NodeAnnotations(input.nodes);
-    const requeueMs = driver.usePrecompiled ? await this.recordPullFailures(input.pods, annotations) : undefined;
+    const requeueMs = driver.usePrecompiled ? await this.recordPullFailures(input.pods(), annotations) : undefined;
 
     const osOf = new Map(input.gpuNodes.map((n) => [n.name, n]));
     const plans: NodeDriverPlan[] = [];
@@ -178,8 +179,8 @@ export class ConventionalFallback {
   private keeping(plans: NodeDriverPlan[], input: FallbackInput): Set<string> {
     const out = new Set<string>();
     if (!plans.some((p) => p.mode === "none")) return out;
-    const ready = readyDriverKeys(input.pods);
-    const selectors = new Map(input.daemonSets.map((d) => [d.metadata.name ?? "", (d.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector]));
+    const ready = readyDriverKeys(input.pods());
+    const selectors = new Map(input.daemonSets().map((d) => [d.metadata.name ?? "", (d.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector]));
     const labels = new Map(input.nodes.map((n) => [n.metadata.name ?? "", n.metadata.labels ?? {}]));
     for (const p of plans) {
       if (p.mode !== "none") continue;
