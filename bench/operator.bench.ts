@@ -104,6 +104,7 @@ async function waitConverged(client: KubeClient, nodes: SimNode[], precompiled: 
   const deadline = Date.now() + TIMEOUT_MS;
   const want = new Map(nodes.map((n) => [n.name, wantedImage(n, precompiled)]));
   let pods: Pod[] = [];
+  let progress = { ready: -1, at: Date.now() };
   while (Date.now() < deadline) {
     try {
       pods = (await client.list<Pod>(`/api/v1/namespaces/${NS}/pods`, { labelSelector: "app=nvidia-driver-daemonset" })).items;
@@ -115,6 +116,11 @@ async function waitConverged(client: KubeClient, nodes: SimNode[], precompiled: 
     }
     const withReady = new Set(pods.filter(ready).map((p) => p.spec?.nodeName));
     onSample(nodes.filter((n) => !withReady.has(n.name)).length);
+    if (withReady.size !== progress.ready) progress = { ready: withReady.size, at: Date.now() };
+    else if (withReady.size < nodes.length && Date.now() - progress.at > STALL_MS) {
+      await nudgeDaemonSets(client);
+      progress.at = Date.now();
+    }
     const podsDone = pods.length === nodes.length && pods.every((p) => ready(p) && want.get(p.spec?.nodeName ?? "") === driverImage(p)) && withReady.size === nodes.length;
     // The upgrade is over too: no node left in a step (the last ones validate and uncordon after their pod is Ready).
     if (podsDone && (await upgradesDone(client))) return true;
@@ -129,6 +135,26 @@ async function waitConverged(client: KubeClient, nodes: SimNode[], precompiled: 
   const right = pods.filter((p) => want.get(p.spec?.nodeName ?? "") === driverImage(p)).length;
   console.log(`    not converged: ${pods.length} driver pods, ${right} with the image their node needs; ${JSON.stringify(seen)}`);
   return false;
+}
+
+/**
+ * The simulated cluster's DaemonSet controller (kube-controller-manager 1.36) can stop syncing a
+ * DaemonSet after a run of "read version … is not as new as written version" errors, leaving nodes
+ * without a pod and the status stale, with no retry (seen at 5,000 nodes). When the Ready driver pods
+ * have not grown for STALL_MS, the benchmark annotates each driver DaemonSet (as the benchmark, not
+ * the operator: the audit counts the operator's requests only), which makes that controller sync it
+ * again. Neither operator reads the annotation. Each nudge is logged.
+ */
+const STALL_MS = Number(process.env.GPUOP_BENCH_STALL_S ?? 180) * 1000;
+async function nudgeDaemonSets(client: KubeClient): Promise<void> {
+  try {
+    const { items } = await client.list<{ metadata: { name: string } }>(`/apis/apps/v1/namespaces/${NS}/daemonsets`);
+    const stamp = new Date().toISOString();
+    for (const d of items) await client.mergePatch(`/apis/apps/v1/namespaces/${NS}/daemonsets/${d.metadata.name}`, { metadata: { annotations: { "bench.gpuop.nvidia.com/nudge": stamp } } });
+    console.log(`    (no driver pod became Ready for ${STALL_MS / 1000} s: nudged ${items.length} DaemonSets so the DaemonSet controller syncs them again)`);
+  } catch (err) {
+    console.log(`    (nudging the DaemonSets: ${(err as Error).message})`);
+  }
 }
 
 /** No node in an upgrade step or cordoned (both operators label nodes with NVIDIA's upgrade state). */
