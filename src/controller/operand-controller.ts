@@ -140,7 +140,7 @@ export class OperandController {
     this.nodes.onChange((type, node, old) => {
       this.dirty.add(node.metadata.name ?? "");
       const labelsChanged = type !== "modified" || !old || !sameJson(node.metadata.labels, old.metadata.labels);
-      if (labelsChanged || runtimeOf(node) !== runtimeOf(old!)) this.clusterFacts = undefined;
+      if (clusterFactsChanged(type, node, old, this.gpuNodeLabel)) this.clusterFacts = undefined;
       if (labelsChanged) enqueue();
     });
   }
@@ -424,6 +424,19 @@ export class OperandController {
 }
 
 const podReady = (p: Pod) => p.status?.conditions?.find((c) => c.type === "Ready")?.status;
+
+/**
+ * Whether a node change can change the cluster's facts the operands are rendered from (the
+ * container runtimes, whether any GPU node is left): a node coming or going, or changing its
+ * runtime, its GPU presence or the admin-only GPU node label. Not every label change: worked out
+ * again for each, they were a walk over every node and a new rendering on almost every pass of a
+ * rollout (upgrade steps and gates are labels).
+ */
+export function clusterFactsChanged(type: ChangeType, node: Node, old: Node | undefined, gpuNodeLabel: RestrictedNodeLabel | undefined): boolean {
+  if (type !== "modified" || !old) return true;
+  if (gpuNodeLabel !== undefined && node.metadata.labels?.[gpuNodeLabel.key] !== old.metadata.labels?.[gpuNodeLabel.key]) return true;
+  return runtimeOf(node) !== runtimeOf(old) || isGpuNode(node) !== isGpuNode(old);
+}
 
 const runtimeOf = (n: Node | undefined) => (n?.status?.nodeInfo as { containerRuntimeVersion?: string } | undefined)?.containerRuntimeVersion;
 
