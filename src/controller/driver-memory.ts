@@ -4,7 +4,7 @@
 // the fallback's marks). All of it is derived from the caches and rebuilt by a restart; none of it
 // is state that must survive one.
 import { classifyGpuNode, desiredNodeLabels, isGpuNode, splitClassifications, type GpuNodeClassification, type GpuNodeFacts, type GpuNodeOptions, type GpuNodeProblem } from "../core/gpu-node.ts";
-import { canonicalJson, deepFreeze } from "../core/diff.ts";
+import { deepFreeze, sameStringMap } from "../core/diff.ts";
 import { FALLBACK_REASON_ANNOTATION, PULL_FAILED_ANNOTATION, pullFailure } from "../core/fallback.ts";
 import { gateLabel, OPERANDS } from "../core/operands/common.ts";
 import type { NormalizedClusterPolicy } from "../core/policy.ts";
@@ -155,7 +155,7 @@ const GATE_LABELS = new Set(OPERANDS.map(gateLabel));
 export function labelsMatter(node: Node, old: Node): boolean {
   const now = node.metadata.labels ?? {};
   const before = old.metadata.labels ?? {};
-  if (canonicalJson(now) === canonicalJson(before)) return false;
+  if (sameStringMap(now, before)) return false;
   if (OPERANDS_STOP_STATES.has(now[UPGRADE_STATE_LABEL] ?? "")) return true;
   for (const key of new Set([...Object.keys(now), ...Object.keys(before)])) if (now[key] !== before[key] && !GATE_LABELS.has(key)) return true;
   return false;

@@ -1,4 +1,4 @@
-import { canonicalJson, isSubset } from "../core/diff.ts";
+import { canonicalJson, isSubset, sameStringMap } from "../core/diff.ts";
 import { classifyGpuNode, isGpuNode, isNodeProblem } from "../core/gpu-node.ts";
 import { StatusWrites } from "./status-writes.ts";
 import { restrictedNodes, type RestrictedNodeLabel } from "../core/security.ts";
@@ -40,7 +40,6 @@ import type { OperatorMetrics } from "./metrics.ts";
 
 const KEY = "operands";
 const NODE_PATCH_CONCURRENCY = 16;
-const sameJson = (a: unknown, b: unknown) => canonicalJson(a) === canonicalJson(b);
 const RUNTIME_CLASS_PATH = "/apis/node.k8s.io/v1/runtimeclasses";
 
 /**
@@ -139,7 +138,7 @@ export class OperandController {
     this.driverPods.onChange(onPod);
     this.nodes.onChange((type, node, old) => {
       this.dirty.add(node.metadata.name ?? "");
-      const labelsChanged = type !== "modified" || !old || !sameJson(node.metadata.labels, old.metadata.labels);
+      const labelsChanged = type !== "modified" || !old || !sameStringMap(node.metadata.labels, old.metadata.labels);
       if (clusterFactsChanged(type, node, old, this.gpuNodeLabel)) this.clusterFacts = undefined;
       if (labelsChanged) enqueue();
     });

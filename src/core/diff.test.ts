@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { canonicalJson, isSubset } from "./diff.ts";
+import { canonicalJson, isSubset, sameStringMap } from "./diff.ts";
 
 test("server defaults do not count as a difference; edits do", () => {
   const desired = { spec: { template: { spec: { containers: [{ name: "c", image: "a:1" }] } } } };
@@ -69,3 +69,16 @@ test("property: canonicalJson is the same for the same content in any key order,
 // false, `!==`): `desired === live` already holds there; canonicalJson's key comparator `a <= b`, `a > b` -> true and
 // `>=`: object keys are never equal; its `a > b ? 1 : 0` -> `false ? 1 : 0` and `a <= b ? 1 : 0`: V8's sort only asks
 // whether the comparator is below 0, so 0 for "after" sorts the same (checked with 8 keys in reverse order).
+
+test("property: sameStringMap says what comparing the canonical JSON of two string maps says", () => {
+  const map = fc.dictionary(fc.constantFrom("a", "b", "c", "nvidia.com/x"), fc.option(fc.constantFrom("1", "2", ""), { nil: undefined }));
+  fc.assert(
+    fc.property(fc.option(map, { nil: undefined }), fc.option(map, { nil: undefined }), (a, b) => {
+      const canonical = canonicalJson(a ?? {}) === canonicalJson(b ?? {});
+      assert.equal(sameStringMap(a as Record<string, string> | undefined, b as Record<string, string> | undefined), canonical);
+    }),
+    { numRuns: 2000 },
+  );
+  assert.equal(sameStringMap({ a: "1" }, { a: "1", b: "2" }), false, "an extra key");
+  assert.equal(sameStringMap(undefined, {}), true, "absent is empty");
+});

@@ -27,6 +27,25 @@ export function canonicalJson(value: unknown): string {
 }
 
 /**
+ * Two string maps (labels, annotations) hold the same entries; an absent map is an empty one.
+ * What canonicalJson(a) === canonicalJson(b) says for them, without building two strings: node
+ * watches compare labels on every event.
+ */
+export function sameStringMap(a: Readonly<Record<string, string>> | undefined, b: Readonly<Record<string, string>> | undefined): boolean {
+  if (a === b) return true;
+  const x = a ?? {};
+  const y = b ?? {};
+  let n = 0;
+  for (const k in x) {
+    if (x[k] === undefined) continue;
+    if (x[k] !== y[k]) return false;
+    n++;
+  }
+  for (const k in y) if (y[k] !== undefined) n--;
+  return n === 0;
+}
+
+/**
  * Freezes an object and everything it holds, so a result shared between callers (a memo) throws
  * on a write instead of changing under the next caller. Returns the same object.
  */
