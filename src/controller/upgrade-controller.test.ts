@@ -44,7 +44,7 @@ const validatorPod = (nodeName: string, ready: boolean): Pod => ({
 /** The executor's views for these inputs (observe is the step under test). */
 async function views(ex: UpgradeExecutor, input: UpgradeInputs): Promise<UpgradeNode[]> {
   const settings = upgradeSettings(undefined, input.deployableNodes);
-  return (ex as unknown as { observe(i: UpgradeInputs, s: unknown, now: number, listed: Set<string>): Promise<UpgradeNode[]> }).observe(input, settings, Date.now(), new Set());
+  return (ex as unknown as { observe(i: UpgradeInputs, s: unknown, now: number, listed: Map<string, UpgradeNode>): Promise<UpgradeNode[]> }).observe(input, settings, Date.now(), new Map());
 }
 
 test("UpgradeExecutor: a node's view is kept while nothing it is made of changes, and each kept view equals a fresh one", async () => {

@@ -9,7 +9,6 @@ import {
   FAILED_REASON_ANNOTATION,
   IN_PROGRESS_STATES,
   needsPods,
-  planUpgrades,
   recheckAfterMs,
   podsNeededAgain,
   podsToEvict,
@@ -24,6 +23,7 @@ import {
   type UpgradePlan,
   type UpgradeSettings,
 } from "../core/upgrade.ts";
+import { IncrementalUpgradePlanner } from "../core/upgrade-incremental.ts";
 import { gateLabel, GATE_OPEN, OPERAND_LABEL, OPERANDS } from "../core/operands/common.ts";
 import { validatorExpected } from "../core/operands/index.ts";
 import { isNotFound, KubeApiError, type KubeClient } from "../kube/client.ts";
@@ -101,6 +101,8 @@ export class UpgradeExecutor {
    */
   private readonly observed = new Map<string, ObservedNode>();
   private pass = 0;
+  /** The plan over the nodes that can change it (src/core/upgrade-incremental.ts). */
+  private readonly planner = new IncrementalUpgradePlanner();
   /** See stableDaemonSets. */
   private daemonSetSpecs = new Map<string, DaemonSet>();
   /** See desiredPools. */
@@ -116,36 +118,47 @@ export class UpgradeExecutor {
   async reconcile(input: UpgradeInputs): Promise<UpgradeOutcome> {
     const settings = upgradeSettings(input.upgradePolicy, input.deployableNodes);
     const now = Date.now();
-    const listed = new Set<string>();
+    const listed = new Map<string, UpgradeNode>();
     const needing = new Set<string>();
     const nodes = await this.observe(input, settings, now, listed, needing);
-    const plan = planUpgrades(nodes, settings, now);
+    // Planned: the nodes whose view changed, those in a step that polls or times out, and those the budget may start.
+    const plan = this.planner.plan(nodes, settings, now);
     // A list that found nothing to evict stays good while the node's operands go (podsNeededAgain);
     // it is dropped once the node's step no longer needs its pods.
-    for (const n of nodes) {
-      if (!listed.has(n.name)) continue;
+    for (const n of listed.values()) {
       if (n.stateSince !== undefined && podsToEvict(n.state, n.pods ?? [], settings).length === 0) this.clearSince.set(n.name, n.stateSince);
       else this.clearSince.delete(n.name);
     }
     for (const name of this.clearSince.keys()) if (!needing.has(name)) this.clearSince.delete(name);
-    const skipped = await this.act(plan.actions, input.labels);
+    let skipped: ReadonlySet<string>;
+    try {
+      skipped = await this.act(plan.actions, input.labels);
+    } catch (err) {
+      // What this pass planned for these nodes may not have been written: planned again next pass.
+      this.planner.replan(plan.actions.map((a) => a.node));
+      throw err;
+    }
+    // A step not written because the cache may not show the last write yet: planned again next pass.
+    this.planner.replan(skipped);
     // Each node's step after this pass (the one it moved to, else the one it is in), for the nodes in a step.
     const moved = new Map(plan.actions.flatMap((a) => (a.kind === "setState" ? [[a.node, a.state] as const] : [])));
     const steps: { state: string; stateSince?: number }[] = [];
-    for (const n of nodes) {
-      if (n.skip) continue;
+    const step = (n: UpgradeNode) => {
+      if (n.skip) return;
       const to = moved.get(n.name);
       if (to !== undefined) steps.push({ state: to, stateSince: now });
       else if (IN_PROGRESS_STATES.has(n.state ?? "")) steps.push({ state: n.state!, ...(n.stateSince !== undefined ? { stateSince: n.stateSince } : {}) });
-    }
+    };
+    for (const name of plan.states.keys()) step(this.observed.get(name)!.view);
+    for (const n of this.planner.steppingViews(plan.states)) step(n);
     const recheck = recheckAfterMs(steps, settings.validationTimeoutSeconds, now, STEP_RECHECK_MS);
     // A step not written again because the cache may not show it yet is looked at once the window is over.
-    const requeueMs = skipped ? Math.min(recheck ?? Infinity, this.recent.retryInMs) : recheck;
+    const requeueMs = skipped.size > 0 ? Math.min(recheck ?? Infinity, this.recent.retryInMs) : recheck;
     return { ...plan, ...(requeueMs !== undefined ? { requeueMs } : {}) };
   }
 
   /** The nodes as the planner sees them; `listed` gets the nodes whose pods were listed this pass, `needing` those whose step needs their pods. */
-  private async observe(input: UpgradeInputs, settings: UpgradeSettings, now: number, listed: Set<string>, needing = new Set<string>()): Promise<UpgradeNode[]> {
+  private async observe(input: UpgradeInputs, settings: UpgradeSettings, now: number, listed: Map<string, UpgradeNode>, needing = new Set<string>()): Promise<UpgradeNode[]> {
     const dsByName = this.stableDaemonSets(input.daemonSets);
     const desired = this.desiredPools(input.pools);
     const pass = ++this.pass;
@@ -185,7 +198,7 @@ export class UpgradeExecutor {
         return;
       }
       out[i] = { ...n, pods: await this.podsOn(n.name) };
-      listed.add(n.name);
+      listed.set(n.name, out[i]!);
     });
     return out;
   }
@@ -241,8 +254,8 @@ export class UpgradeExecutor {
     });
   }
 
-  /** Carries out the actions; true when a node's patch was skipped as already sent (see RecentNodePatches). */
-  private async act(actions: readonly UpgradeAction[], labels?: NodeLabelBatch): Promise<boolean> {
+  /** Carries out the actions; returns the nodes whose patch was skipped as already sent (see RecentNodePatches). */
+  private async act(actions: readonly UpgradeAction[], labels?: NodeLabelBatch): Promise<ReadonlySet<string>> {
     // Every node with an action was observed this pass.
     const nodeByName = { get: (name: string) => this.observed.get(name)?.node };
     const patches = new Map<string, { labels: Record<string, string | null>; annotations: Record<string, string | null>; unschedulable?: boolean | null }>();
@@ -329,7 +342,7 @@ export class UpgradeExecutor {
       const ref = { apiVersion: "v1", kind: "Node", metadata: { name: a.node, ...(node?.metadata.uid ? { uid: node.metadata.uid } : {}) } };
       void this.events.record(ref, a.type, a.reason, a.message);
     }
-    return repeated.size > 0;
+    return repeated;
   }
 
   /**

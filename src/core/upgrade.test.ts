@@ -17,8 +17,10 @@ import {
   type NodePod,
   type UpgradeAction,
   type UpgradeNode,
+  type UpgradePlan,
   type UpgradeSettings,
 } from "./upgrade.ts";
+import { IncrementalUpgradePlanner } from "./upgrade-incremental.ts";
 
 const settings = (over: Partial<UpgradeSettings> = {}): UpgradeSettings => ({ ...upgradeSettings(undefined, 4), ...over });
 const ready = (current = true) => ({ namespace: "gpu-operator", name: "drv", ready: true, current, terminating: false });
@@ -334,7 +336,8 @@ test("driverPodCurrent: pinning the digest a pod already runs does not make it o
  * marked upgrade-required (it waited for the budget), and evictions issued while it was not yet
  * seen cordoned.
  */
-function simulate(start: UpgradeNode[], s: UpgradeSettings, opts: { lag: number; protectedPods?: Set<string>; passes?: number }) {
+function simulate(start: UpgradeNode[], settingsAtStart: UpgradeSettings, opts: { lag: number; protectedPods?: Set<string>; passes?: number; settingsAt?: (pass: number) => UpgradeSettings; onPlan?: (nodes: UpgradeNode[], plan: UpgradePlan, now: number, s: UpgradeSettings) => void }) {
+  let s = settingsAtStart;
   interface SimPod { pool: string; name: string; current: boolean; readyAt: number; goneAt?: number }
   const nodes = new Map(start.map((n) => [n.name, structuredClone(n)]));
   const workload = new Map(start.map((n) => [n.name, n.pods ?? []]));
@@ -353,6 +356,7 @@ function simulate(start: UpgradeNode[], s: UpgradeSettings, opts: { lag: number;
   let quiet = 0;
   for (let pass = 0; pass < (opts.passes ?? 400); pass++) {
     const now = pass * 10_000;
+    s = opts.settingsAt?.(pass) ?? s;
     // What the operator's caches show: the node's pods, and its current pool's pod.
     for (const n of nodes.values()) {
       const list = (pods.get(n.name) ?? []).filter((p) => p.goneAt === undefined || p.goneAt > pass);
@@ -369,6 +373,7 @@ function simulate(start: UpgradeNode[], s: UpgradeSettings, opts: { lag: number;
     }
     const seenCordoned = new Set([...nodes.values()].filter((n) => n.unschedulable).map((n) => n.name));
     const plan = planUpgrades([...nodes.values()], s, now);
+    opts.onPlan?.([...nodes.values()], plan, now, s);
     const patched = new Set(plan.actions.filter((a) => a.kind !== "evict" && a.kind !== "event").map((a) => a.node));
     for (const name of patched) patches.set(name, patches.get(name)! + 1);
     const evented = plan.actions.filter((a) => a.kind === "event").map((a) => a.node);
@@ -514,6 +519,75 @@ test("property: any start, any limits: limits hold, every node ends done or fail
     }),
     { numRuns: 200 },
   );
+});
+
+test("property: the incremental planner gives planUpgrades' plan over every node, pass after pass, while planning fewer nodes", () => {
+  const nodeArb = fc.record({ outdated: fc.boolean(), move: fc.boolean(), cordoned: fc.boolean(), skip: fc.boolean(), job: fc.boolean(), protectedJob: fc.boolean(), failed: fc.boolean(), noDriver: fc.boolean() });
+  let plannedSum = 0;
+  let nodesSum = 0;
+  fc.assert(
+    fc.property(
+      fc.array(nodeArb, { minLength: 1, maxLength: 14 }),
+      fc.integer({ min: 0, max: 4 }),
+      fc.integer({ min: 1, max: 5 }),
+      // Up to 80 s for a driver pod to come and go: past the 60 s step timeout, so steps time out too.
+      fc.integer({ min: 1, max: 8 }),
+      fc.boolean(),
+      fc.integer({ min: 1, max: 40 }),
+      (specs, maxParallel, maxUnavailable, lag, autoUpgrade, settingsChangeAt) => {
+        const start = specs.map((x, i) =>
+          node(`n${String(i).padStart(2, "0")}`, {
+            driver: ready(!x.outdated),
+            desiredPool: x.move ? "q" : "p",
+            unschedulable: x.cordoned,
+            skip: x.skip,
+            ...(x.failed ? { state: "upgrade-failed", failedReason: "earlier" } : {}),
+            ...(x.noDriver ? { driver: { ...ready(!x.outdated), ready: false } } : {}),
+            pods: x.job ? [gpuPod(`job${i}`)] : [],
+          }),
+        );
+        const base = settings({ autoUpgrade, maxParallelUpgrades: maxParallel, maxUnavailable, podDeletion: { force: false, timeoutSeconds: 30, deleteEmptyDir: false }, validationTimeoutSeconds: 60 });
+        const changed = { ...base, autoUpgrade: !autoUpgrade, maxUnavailable: maxUnavailable + 1 };
+        const planner = new IncrementalUpgradePlanner();
+        // Views as the executor keeps them: the same object while a node's view is unchanged.
+        const kept = new Map<string, { json: string; view: UpgradeNode }>();
+        let pass = 0;
+        const sorted = (p: UpgradePlan) => ({
+          actions: p.actions.map((a) => JSON.stringify(a)).sort(),
+          waiting: p.waiting,
+          outdated: [...p.outdated].sort(),
+          failed: [...p.failed].sort((a, b) => (a.node < b.node ? -1 : 1)),
+          counts: p.counts,
+          unavailable: p.unavailable,
+        });
+        simulate(start, base, {
+          lag,
+          passes: 300,
+          protectedPods: new Set(specs.flatMap((x, i) => (x.protectedJob && x.job ? [`job${i}`] : []))),
+          // A policy edit partway: the settings change, and everything is planned again.
+          settingsAt: (p) => (p >= settingsChangeAt ? changed : base),
+          onPlan: (nodes, full, now, s) => {
+            pass++;
+            const views = nodes.map((n) => {
+              const json = JSON.stringify(n);
+              const k = kept.get(n.name);
+              if (k && k.json === json) return k.view;
+              const view = structuredClone(n);
+              kept.set(n.name, { json, view });
+              return view;
+            });
+            const want = full;
+            const got = planner.plan(views, s, now);
+            assert.deepEqual(sorted(got), sorted(want), `pass ${pass}`);
+            plannedSum += planner.lastPlanned;
+            nodesSum += views.length;
+          },
+        });
+      },
+    ),
+    { numRuns: 150 },
+  );
+  assert.ok(plannedSum < nodesSum / 2, `planned ${plannedSum} of ${nodesSum} node-passes`);
 });
 
 test("a rendered DaemonSet pinned to a digest keeps its template hash, so pods already on those bits stay current", async () => {

@@ -267,6 +267,17 @@ export interface UpgradePlan {
   counts: Partial<Record<UpgradeState, number>>;
   /** Nodes without a Ready driver or in an upgrade, after this plan. */
   unavailable: number;
+  /** Each planned node's upgrade state after this plan (undefined: no state label). */
+  states: ReadonlyMap<string, string | undefined>;
+}
+
+/**
+ * What the nodes left out of a plan take of the budget (see IncrementalUpgradePlanner): nodes
+ * without a working driver or in a step, and nodes in a step.
+ */
+export interface UpgradeBase {
+  unavailable: number;
+  inProgress: number;
 }
 
 /** Why a node must change driver: a pool move, a replacement in place, or not at all. */
@@ -278,6 +289,11 @@ export function upgradeNeed(n: UpgradeNode): UpgradeNeed {
   if (n.driver && !n.driver.current) return "replace";
   return "none";
 }
+
+/** The node counts against maxUnavailable: gpuop should run a driver on it, and it is in a step or has no working driver. */
+export const unavailableNow = (n: UpgradeNode) => n.desiredPool !== undefined && (IN_PROGRESS_STATES.has(n.state ?? "") || !hasWorkingDriver(n));
+/** The node counts against maxParallelUpgrades. */
+export const inProgressNow = (n: UpgradeNode) => IN_PROGRESS_STATES.has(n.state ?? "");
 
 /** The node has a driver worth protecting: a Ready pod of a pool that still selects it. */
 export const hasWorkingDriver = (n: UpgradeNode) => n.currentPool !== undefined && n.currentPoolLive && n.driver?.ready === true && !n.driver.terminating;
@@ -310,7 +326,7 @@ const WAIT: StepOutcome = { wait: true };
  * maxParallelUpgrades and maxUnavailable allow; nodes without a working driver move pools
  * at once.
  */
-export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, now: number): UpgradePlan {
+export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, now: number, base: UpgradeBase = { unavailable: 0, inProgress: 0 }): UpgradePlan {
   const actions: UpgradeAction[] = [];
   const waiting: string[] = [];
   const outdated: string[] = [];
@@ -320,9 +336,8 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
   const inOrder = nodes.every((n, i) => i === 0 || nodes[i - 1]!.name < n.name);
   const sorted = inOrder ? nodes : [...nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
-  const unavailableNow = (n: UpgradeNode) => n.desiredPool !== undefined && (IN_PROGRESS_STATES.has(n.state ?? "") || !hasWorkingDriver(n));
-  let unavailable = sorted.filter(unavailableNow).length;
-  let inProgress = sorted.filter((n) => IN_PROGRESS_STATES.has(n.state ?? "")).length;
+  let unavailable = base.unavailable + sorted.filter(unavailableNow).length;
+  let inProgress = base.inProgress + sorted.filter(inProgressNow).length;
 
   const elapsed = (n: UpgradeNode) => (n.stateSince === undefined ? 0 : (now - n.stateSince) / 1000);
   const candidates: UpgradeNode[] = [];
@@ -395,7 +410,7 @@ export function planUpgrades(nodes: readonly UpgradeNode[], s: UpgradeSettings, 
 
   const counts: Partial<Record<UpgradeState, number>> = {};
   for (const st of finalState.values()) if (st && (UPGRADE_STATES as readonly string[]).includes(st)) counts[st as UpgradeState] = (counts[st as UpgradeState] ?? 0) + 1;
-  return { actions, waiting, outdated, failed, counts, unavailable };
+  return { actions, waiting, outdated, failed, counts, unavailable, states: finalState };
 
   /**
    * Takes `n` from `from` through each step that is done, on a copy that records what the
