@@ -43,10 +43,10 @@ export class DriverController {
   readonly pods: Informer<Pod>;
   /** The operand pods (shared with the operand controller): the upgrade's validation and restart read them. */
   readonly operandPods: Informer<Pod>;
-  // A pass still looks at every node, if cheaply (most of a node's work is kept between passes), so
-  // its cost grows with the cluster and the passes with the events of a rollout. Pacing keeps a pass's
-  // share of a core under a quarter; the gap keeps passes to two a second, each taking every change
-  // since the last, so cheaper passes do not simply become more passes.
+  // A pass works out only what changed (node views, the upgrade plan: src/core/upgrade-incremental.ts),
+  // though it still walks the node list once or twice. Pacing keeps a pass's share of a core under a
+  // quarter; the gap keeps passes to two a second, each taking every change since the last, so
+  // cheaper passes do not simply become more passes.
   readonly queue = new WorkQueue({ pacing: 3, minGapMs: 500 });
   private readonly client: KubeClient;
   private readonly namespace: string;

@@ -2,7 +2,7 @@ import { RecentNodePatches, type NodeLabelBatch } from "../kube/node-labels.ts";
 import { canonicalJson } from "../core/diff.ts";
 import type { DriverUpgradePolicySpec } from "../core/policy.ts";
 import { DRIVER_APP, DRIVER_APP_LABEL, DRIVER_CONTAINER } from "../core/render.ts";
-import { poolSelects, POOL_NODE_LABEL } from "../core/rollout.ts";
+import { nodeRollout, poolSelects, POOL_NODE_LABEL } from "../core/rollout.ts";
 import {
   CORDONED_BY_UPGRADE_ANNOTATION,
   driverPodCurrent,
@@ -164,19 +164,19 @@ export class UpgradeExecutor {
     const pass = ++this.pass;
     const out: UpgradeNode[] = [];
     // One walk over the nodes, with nothing built per node but for those whose view changed.
+    const liveSelector = (pool: string) => {
+      const d = dsByName.get(pool);
+      return d && selectorOf(d);
+    };
     for (const node of input.nodes) {
-      const name = node.metadata.name ?? "";
-      const labels = node.metadata.labels ?? {};
-      const currentPool = labels[POOL_NODE_LABEL];
+      const r = nodeRollout(node, desired, input.hold, liveSelector);
+      if (!r) continue;
+      const { name, currentPool, desiredPool } = r;
       const ds = currentPool !== undefined ? dsByName.get(currentPool) : undefined;
-      // A node held back (its new pool's image is missing) keeps the pool it has while that still selects it (as nodeRollouts).
-      const desiredPool = input.hold.has(name) && currentPool !== undefined && ds && poolSelects(selectorOf(ds), labels) ? currentPool : desired.get(name);
-      if (currentPool === undefined && desiredPool === undefined) continue;
       const driverVersion = input.driverPods.version(name);
       const operandVersion = input.operandPods.version(name);
       let kept = this.observed.get(name);
       if (!kept || kept.node !== node || kept.ds !== ds || kept.desiredPool !== desiredPool || kept.driverVersion !== driverVersion || kept.operandVersion !== operandVersion) {
-        const r = { name, ...(currentPool !== undefined ? { currentPool } : {}), ...(desiredPool !== undefined ? { desiredPool } : {}) };
         kept = { node, ds, desiredPool, driverVersion, operandVersion, pass, view: upgradeNodeView(r, node, ds, input) };
         this.observed.set(name, kept);
       }

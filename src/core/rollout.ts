@@ -57,20 +57,36 @@ export function nodeRollouts(o: RolloutObservation): NodeRollout[] {
   for (const p of o.pools) for (const n of p.nodes) desired.set(n, p.name);
   const out: NodeRollout[] = [];
   for (const node of o.nodes) {
-    const name = node.metadata.name ?? "";
-    const labels = node.metadata.labels ?? {};
-    const currentPool = labels[POOL_NODE_LABEL];
-    const selector = currentPool !== undefined ? o.liveSelectors.get(currentPool) : undefined;
-    const desiredPool = o.hold.has(name) && currentPool !== undefined && selector && poolSelects(selector, labels) ? currentPool : desired.get(name);
-    if (currentPool === undefined && desiredPool === undefined) continue;
-    out.push({
-      name,
-      ...(currentPool !== undefined ? { currentPool } : {}),
-      ...(desiredPool !== undefined ? { desiredPool } : {}),
-      driverReady: currentPool !== undefined && o.readyDrivers.has(`${currentPool}/${name}`),
-    });
+    const r = nodeRollout(node, desired, o.hold, (pool) => o.liveSelectors.get(pool), o.readyDrivers);
+    if (r) out.push(r);
   }
   return out;
+}
+
+/**
+ * One node's rollout state, given the pool the policy wants for each node (`desired`, by node
+ * name); undefined when it neither has nor should have a pool. A held node (its new pool's image
+ * is missing) keeps the pool it has while that pool's DaemonSet still selects it.
+ */
+export function nodeRollout(
+  node: { metadata: { name?: string; labels?: Record<string, string> } },
+  desired: ReadonlyMap<string, string>,
+  hold: ReadonlySet<string>,
+  liveSelector: (pool: string) => Readonly<Record<string, string>> | undefined,
+  readyDrivers?: ReadonlySet<string>,
+): NodeRollout | undefined {
+  const name = node.metadata.name ?? "";
+  const labels = node.metadata.labels ?? {};
+  const currentPool = labels[POOL_NODE_LABEL];
+  const selector = currentPool !== undefined && hold.has(name) ? liveSelector(currentPool) : undefined;
+  const desiredPool = currentPool !== undefined && selector && poolSelects(selector, labels) ? currentPool : desired.get(name);
+  if (currentPool === undefined && desiredPool === undefined) return undefined;
+  return {
+    name,
+    ...(currentPool !== undefined ? { currentPool } : {}),
+    ...(desiredPool !== undefined ? { desiredPool } : {}),
+    driverReady: currentPool !== undefined && (readyDrivers?.has(`${currentPool}/${name}`) ?? false),
+  };
 }
 
 /** `<pool>/<node>` of each Ready driver pod; a pod's pool is its pool label, else its DaemonSet. */
