@@ -46,3 +46,20 @@ test("IncrementalUpgradePlanner: a node that leaves takes its part of the counts
   assert.deepEqual(second.failed, []);
   assert.deepEqual(second.counts, { "pod-deletion-required": 1 }, "b started (it waits for its pod list)");
 });
+
+test("IncrementalUpgradePlanner: a node whose new step the cache does not show yet still takes its part of the budget", () => {
+  const s: UpgradeSettings = { ...upgradeSettings({ maxParallelUpgrades: 0, maxUnavailable: 1 }, 2) };
+  const planner = new IncrementalUpgradePlanner();
+  const a = view("a", { driver: drv(true, false) });
+  const b = view("b", { driver: drv(true, false) });
+  const first = planner.plan([a, b], s, 1000);
+  assert.ok(first.actions.some((x) => x.kind === "cordon" && x.node === "a"), "a starts");
+  assert.deepEqual(first.waiting, ["b"]);
+  // The next pass sees both nodes as before (the watch has not brought a's patch yet): b must not start.
+  const second = planner.plan([a, b], s, 2000);
+  assert.deepEqual(second.actions, [], JSON.stringify(second.actions));
+  assert.equal(second.unavailable, 1);
+  // Once the cache shows a in its step, the plan agrees with planUpgrades again.
+  const a2 = { ...a, state: "pod-deletion-required", stateSince: 1000, unschedulable: true, cordonedByUpgrade: true };
+  same(planner, [a2, b], s, 3000);
+});
