@@ -15,7 +15,7 @@ import { slimDaemonSet } from "../kube/transforms.ts";
 import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, Node, Pod } from "../kube/types.ts";
 import { ConventionalFallback } from "./fallback.ts";
-import { DriverMemory, labelsMatter } from "./driver-memory.ts";
+import { DriverMemory, driverModeSeries, fleetCounts, labelsMatter, type FleetCounts } from "./driver-memory.ts";
 import type { ImageChecker } from "./image-check.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 import { StatusWrites } from "./status-writes.ts";
@@ -429,26 +429,6 @@ function upgradeStateSeries(plan: UpgradeOutcome) {
   return Object.entries(plan.counts).map(([state, value]) => ({ labels: { state }, value }));
 }
 
-/**
- * What a pass counts over the GPU nodes, once per array: the array stays the same object while no
- * node's facts change (DriverMemory.split), so most passes count nothing again.
- */
-interface FleetCounts {
-  deployable: number;
-  notReady: number;
-  total: number;
-  archOf: ReadonlyMap<string, string>;
-}
-const FLEET_COUNTS = new WeakMap<readonly GpuNodeFacts[], FleetCounts>();
-function fleetCounts(gpuNodes: readonly GpuNodeFacts[]): FleetCounts {
-  let c = FLEET_COUNTS.get(gpuNodes);
-  if (!c) {
-    c = { deployable: gpuNodes.filter((n) => n.deployable).length, notReady: gpuNodes.filter((n) => !n.ready).length, total: gpuNodes.length, archOf: new Map(gpuNodes.map((n) => [n.name, n.arch])) };
-    FLEET_COUNTS.set(gpuNodes, c);
-  }
-  return c;
-}
-
 function nodeStateSeries(fleet: FleetCounts, problems: number) {
   return [
     { labels: { state: "deployable" }, value: fleet.deployable },
@@ -458,13 +438,3 @@ function nodeStateSeries(fleet: FleetCounts, problems: number) {
   ];
 }
 
-/** Nodes per driver mode, once per array of plans (the fallback's quiet path keeps one per rendering). */
-const DRIVER_MODES = new WeakMap<readonly { mode: string }[], { labels: { mode: string }; value: number }[]>();
-function driverModeSeries(plans: readonly { mode: string }[]) {
-  let series = DRIVER_MODES.get(plans);
-  if (!series) {
-    series = ["precompiled", "fallback", "none"].map((mode) => ({ labels: { mode }, value: plans.filter((p) => p.mode === mode).length }));
-    DRIVER_MODES.set(plans, series);
-  }
-  return series;
-}

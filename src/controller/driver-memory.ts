@@ -144,6 +144,37 @@ export class DriverMemory {
   }
 }
 
+/**
+ * What a pass counts over the GPU nodes, once per array: the array stays the same object while no
+ * node's facts change (DriverMemory.split), so most passes count nothing again.
+ */
+export interface FleetCounts {
+  deployable: number;
+  notReady: number;
+  total: number;
+  archOf: ReadonlyMap<string, string>;
+}
+const FLEET_COUNTS = new WeakMap<readonly GpuNodeFacts[], FleetCounts>();
+export function fleetCounts(gpuNodes: readonly GpuNodeFacts[]): FleetCounts {
+  let c = FLEET_COUNTS.get(gpuNodes);
+  if (!c) {
+    c = { deployable: gpuNodes.filter((n) => n.deployable).length, notReady: gpuNodes.filter((n) => !n.ready).length, total: gpuNodes.length, archOf: new Map(gpuNodes.map((n) => [n.name, n.arch])) };
+    FLEET_COUNTS.set(gpuNodes, c);
+  }
+  return c;
+}
+
+/** Nodes per driver mode, once per array of plans (the fallback's quiet path keeps one per rendering). */
+const DRIVER_MODES = new WeakMap<readonly { mode: string }[], { labels: { mode: string }; value: number }[]>();
+export function driverModeSeries(plans: readonly { mode: string }[]) {
+  let series = DRIVER_MODES.get(plans);
+  if (!series) {
+    series = ["precompiled", "fallback", "none"].map((mode) => ({ labels: { mode }, value: plans.filter((p) => p.mode === mode).length }));
+    DRIVER_MODES.set(plans, series);
+  }
+  return series;
+}
+
 const GATE_LABELS = new Set(OPERANDS.map(gateLabel));
 
 /**

@@ -462,6 +462,18 @@ test("simulated: a mode switch writes each moved node 4 times (5 if it waited fo
   assert.deepEqual(r.transitions.filter((t) => t.startsWith("f:")), ["f:upgrade-required", "f:pod-deletion-required", "f:pod-restart-required", "f:validation-required", "f:upgrade-done"]);
 });
 
+/** A simulated node from a property test's spec of it (the `i`th, named in order). */
+function startNode(x: { outdated: boolean; move: boolean; cordoned: boolean; skip: boolean; job: boolean; failed?: boolean; noDriver?: boolean }, i: number): UpgradeNode {
+  return node(`n${String(i).padStart(2, "0")}`, {
+    driver: { ...ready(!x.outdated), ...(x.noDriver ? { ready: false } : {}) },
+    desiredPool: x.move ? "q" : "p",
+    unschedulable: x.cordoned,
+    skip: x.skip,
+    ...(x.failed ? { state: "upgrade-failed", failedReason: "earlier" } : {}),
+    pods: x.job ? [gpuPod(`job${i}`)] : [],
+  });
+}
+
 test("property: any start, any limits: limits hold, every node ends done or failed, cordons are restored", () => {
   const nodeArb = fc.record({
     outdated: fc.boolean(),
@@ -473,15 +485,7 @@ test("property: any start, any limits: limits hold, every node ends done or fail
   });
   fc.assert(
     fc.property(fc.array(nodeArb, { minLength: 1, maxLength: 12 }), fc.integer({ min: 0, max: 4 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 4 }), (specs, maxParallel, maxUnavailable, lag) => {
-      const start = specs.map((x, i) =>
-        node(`n${String(i).padStart(2, "0")}`, {
-          driver: ready(!x.outdated),
-          desiredPool: x.move ? "q" : "p",
-          unschedulable: x.cordoned,
-          skip: x.skip,
-          pods: x.job ? [gpuPod(`job${i}`)] : [],
-        }),
-      );
+      const start = specs.map(startNode);
       const protectedPods = new Set(specs.flatMap((x, i) => (x.protectedJob && x.job ? [`job${i}`] : [])));
       const s = settings({ maxParallelUpgrades: maxParallel, maxUnavailable, podDeletion: { force: false, timeoutSeconds: 30, deleteEmptyDir: false } });
       const r = simulate(start, s, { lag, protectedPods, passes: 2000 });
@@ -535,17 +539,7 @@ test("property: the incremental planner gives planUpgrades' plan over every node
       fc.boolean(),
       fc.integer({ min: 1, max: 40 }),
       (specs, maxParallel, maxUnavailable, lag, autoUpgrade, settingsChangeAt) => {
-        const start = specs.map((x, i) =>
-          node(`n${String(i).padStart(2, "0")}`, {
-            driver: ready(!x.outdated),
-            desiredPool: x.move ? "q" : "p",
-            unschedulable: x.cordoned,
-            skip: x.skip,
-            ...(x.failed ? { state: "upgrade-failed", failedReason: "earlier" } : {}),
-            ...(x.noDriver ? { driver: { ...ready(!x.outdated), ready: false } } : {}),
-            pods: x.job ? [gpuPod(`job${i}`)] : [],
-          }),
-        );
+        const start = specs.map(startNode);
         const base = settings({ autoUpgrade, maxParallelUpgrades: maxParallel, maxUnavailable, podDeletion: { force: false, timeoutSeconds: 30, deleteEmptyDir: false }, validationTimeoutSeconds: 60 });
         const changed = { ...base, autoUpgrade: !autoUpgrade, maxUnavailable: maxUnavailable + 1 };
         const planner = new IncrementalUpgradePlanner();
