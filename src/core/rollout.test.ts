@@ -1,6 +1,18 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { nodeRollouts, poolSelects, POOL_NODE_LABEL, readyDriverKeys, resolveMaxUnavailable } from "./rollout.ts";
+import { nodeRollout, poolSelects, POOL_NODE_LABEL, readyDriverKeys, resolveMaxUnavailable, type NodeRollout } from "./rollout.ts";
+
+/** nodeRollout over a fleet: the desired pool of each node from the pools, and each DaemonSet's selector by name. */
+function nodeRollouts(o: {
+  nodes: readonly { metadata: { name?: string; labels?: Record<string, string> } }[];
+  pools: readonly { name: string; nodes: readonly string[] }[];
+  hold: ReadonlySet<string>;
+  liveSelectors: ReadonlyMap<string, Readonly<Record<string, string>>>;
+  readyDrivers: ReadonlySet<string>;
+}): NodeRollout[] {
+  const desired = new Map(o.pools.flatMap((p) => p.nodes.map((n) => [n, p.name] as const)));
+  return o.nodes.flatMap((n) => nodeRollout(n, desired, o.hold, (pool) => o.liveSelectors.get(pool), o.readyDrivers) ?? []);
+}
 
 test("resolveMaxUnavailable takes counts and percentages, rounding up, never below one", () => {
   assert.equal(resolveMaxUnavailable(undefined, 10), 3);

@@ -38,31 +38,6 @@ export function poolSelects(nodeSelector: Readonly<Record<string, string>>, node
   return Object.entries(nodeSelector).every(([k, v]) => k === POOL_NODE_LABEL || nodeLabels[k] === v);
 }
 
-/** What the controller sees of the cluster, reduced to what a rollout plan needs. */
-export interface RolloutObservation {
-  nodes: readonly { metadata: { name?: string; labels?: Record<string, string> } }[];
-  /** Pools the policy wants, with their nodes (pools whose image is missing left out). */
-  pools: readonly { name: string; nodes: readonly string[] }[];
-  /** Nodes whose new pool's image is missing: they stay where they are while that still works. */
-  hold: ReadonlySet<string>;
-  /** nodeSelector of each driver DaemonSet that exists, by name. */
-  liveSelectors: ReadonlyMap<string, Readonly<Record<string, string>>>;
-  /** `<pool>/<node>` for every driver pod that is Ready. */
-  readyDrivers: ReadonlySet<string>;
-}
-
-/** The rollout state of every node that has or should have a driver pool. */
-export function nodeRollouts(o: RolloutObservation): NodeRollout[] {
-  const desired = new Map<string, string>();
-  for (const p of o.pools) for (const n of p.nodes) desired.set(n, p.name);
-  const out: NodeRollout[] = [];
-  for (const node of o.nodes) {
-    const r = nodeRollout(node, desired, o.hold, (pool) => o.liveSelectors.get(pool), o.readyDrivers);
-    if (r) out.push(r);
-  }
-  return out;
-}
-
 /**
  * One node's rollout state, given the pool the policy wants for each node (`desired`, by node
  * name); undefined when it neither has nor should have a pool. A held node (its new pool's image
