@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { stringify } from "yaml";
 import { startCluster, stopCluster, type LocalCluster } from "../test/harness/cluster.ts";
 import { createGpuNode } from "../test/harness/nodes.ts";
-import { imageNodeOptions, startOperator } from "../test/harness/operator.ts";
+import { imageEnv, imageNodeOptions, startOperator } from "../test/harness/operator.ts";
 import { ensureNamespace, installCrd } from "../test/harness/policy.ts";
 import { repoRoot } from "../test/harness/tools.ts";
 import { mapLimit } from "../src/registry/pool.ts";
@@ -49,6 +49,8 @@ const NS = OPERATOR_SA.namespace;
 /** gpuop runs with the V8 options of its image, so memory is measured as deployed. */
 /** Other V8 options in place of the image's, to measure a memory/CPU trade before it goes into the image. */
 const NODE_OPTIONS = process.env.GPUOP_BENCH_NODE_OPTIONS ?? imageNodeOptions();
+/** The image's malloc setting, so gpuop's memory is measured as deployed (an explicit MALLOC_ARENA_MAX wins). */
+const MALLOC_ARENA_MAX = process.env.MALLOC_ARENA_MAX ?? imageEnv("MALLOC_ARENA_MAX");
 const REPOSITORY = "nvcr.io/nvidia";
 const SWITCH_PATCH = '[{"op":"replace","path":"/spec/driver/usePrecompiled","value":true},{"op":"replace","path":"/spec/driver/version","value":"580"}]';
 
@@ -230,7 +232,7 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
     let pid: number;
     let metricsUrl: string | undefined;
     if (operator === "gpuop") {
-      const env = { NODE_OPTIONS: [NODE_OPTIONS, ...(CPU_PROF ? [`--cpu-prof --cpu-prof-dir=${CPU_PROF} --cpu-prof-name=gpuop-${workload}-${NODES}.cpuprofile`] : []), ...(HEAP_SNAPSHOT ? [`--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${HEAP_SNAPSHOT}`] : [])].join(" ").trim(), ...(OPERATOR_LOG ? { GPUOP_TRACE_REQUESTS: "1" } : {}) };
+      const env = { ...(MALLOC_ARENA_MAX ? { MALLOC_ARENA_MAX } : {}), NODE_OPTIONS: [NODE_OPTIONS, ...(CPU_PROF ? [`--cpu-prof --cpu-prof-dir=${CPU_PROF} --cpu-prof-name=gpuop-${workload}-${NODES}.cpuprofile`] : []), ...(HEAP_SNAPSHOT ? [`--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${HEAP_SNAPSHOT}`] : [])].join(" ").trim(), ...(OPERATOR_LOG ? { GPUOP_TRACE_REQUESTS: "1" } : {}) };
       log(`gpuop starts with NODE_OPTIONS="${env.NODE_OPTIONS}"`);
       const op = await startOperator({ kubeconfig, leaderElect: false, env });
       pid = op.proc.pid!;

@@ -7,7 +7,12 @@ import { repoRoot } from "./tools.ts";
 /** The real operator (`bin/gpuop operator`) in a child process. */
 /** The V8 options the operator image runs with (its Dockerfile's `ENV NODE_OPTIONS`). */
 export function imageNodeOptions(): string {
-  return /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(readFileSync(join(repoRoot, "images", "operator", "Dockerfile"), "utf8"))?.[1] ?? "";
+  return imageEnv("NODE_OPTIONS") ?? "";
+}
+
+/** A variable the operator image sets (`ENV NAME="value"` in its Dockerfile), for running the operator as deployed. */
+export function imageEnv(name: string): string | undefined {
+  return new RegExp(`^ENV ${name}="([^"]*)"$`, "m").exec(readFileSync(join(repoRoot, "images", "operator", "Dockerfile"), "utf8"))?.[1];
 }
 
 export interface OperatorProcess {
