@@ -233,7 +233,7 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
     let metricsUrl: string | undefined;
     if (operator === "gpuop") {
       const env = { ...(MALLOC_ARENA_MAX ? { MALLOC_ARENA_MAX } : {}), NODE_OPTIONS: [NODE_OPTIONS, ...(CPU_PROF ? [`--cpu-prof --cpu-prof-dir=${CPU_PROF} --cpu-prof-name=gpuop-${workload}-${NODES}.cpuprofile`] : []), ...(HEAP_SNAPSHOT ? [`--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${HEAP_SNAPSHOT}`] : [])].join(" ").trim(), ...(OPERATOR_LOG ? { GPUOP_TRACE_REQUESTS: "1" } : {}) };
-      log(`gpuop starts with NODE_OPTIONS="${env.NODE_OPTIONS}"`);
+      log(`gpuop starts with NODE_OPTIONS="${env.NODE_OPTIONS}"${MALLOC_ARENA_MAX ? ` MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX}` : ""}`);
       const op = await startOperator({ kubeconfig, leaderElect: false, env });
       pid = op.proc.pid!;
       metricsUrl = op.metricsUrl;
