@@ -51,7 +51,7 @@ export class IncrementalUpgradePlanner {
   /** Nodes to plan again whatever their view (their writes failed or were put off). */
   private readonly again = new Set<string>();
 
-  /** How many nodes the last pass planned (for tests and the benchmark's understanding, not for decisions). */
+  /** How many nodes the last pass planned (the property test checks it plans fewer than all; nothing decides by it). */
   lastPlanned = 0;
 
   /** Plans `nodes` (every node with or wanting a pool, each view a new object when it changed). */
