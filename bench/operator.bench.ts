@@ -13,7 +13,8 @@
 // operator is skipped, as it does not converge), GPUOP_BENCH_NAME (bench: the
 // clusters' name prefix), GPUOP_BENCH_OPERATOR_LOG (1: gpuop's log goes to
 // operator.log in the work dir, beside audit.log and phases.json, to account for
-// each node's writes with bench/scale/per-node.ts).
+// each node's writes with bench/scale/per-node.ts), GPUOP_BENCH_HEARTBEAT_FACTOR
+// (kwokctl's --heartbeat-factor: 5, kwok's default, up to 1,000 nodes, N/200 above).
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
@@ -46,6 +47,13 @@ const HEAP_SNAPSHOT = process.env.GPUOP_BENCH_HEAP_SNAPSHOT;
 /** Keep gpuop's log in the work dir (operator.log), to account for every write per node. */
 const OPERATOR_LOG = process.env.GPUOP_BENCH_OPERATOR_LOG === "1";
 const NS = OPERATOR_SA.namespace;
+/**
+ * kwok renews each simulated node's lease every factor × 10 s, and kube-controller-manager waits
+ * factor × 40 s for one before it marks the node NotReady. At 5,000 nodes on 2 cores the default
+ * (5) was 100 renewals a second, and kwok fell behind: 739 nodes went NotReady in the install.
+ * Neither operator reads leases; a longer period only lightens the simulated cluster.
+ */
+const HEARTBEAT_FACTOR = Number(process.env.GPUOP_BENCH_HEARTBEAT_FACTOR ?? Math.max(5, Math.ceil(NODES / 200)));
 /** gpuop runs with the V8 options of its image, so memory is measured as deployed. */
 /** Other V8 options in place of the image's, to measure a memory/CPU trade before it goes into the image. */
 const NODE_OPTIONS = process.env.GPUOP_BENCH_NODE_OPTIONS ?? imageNodeOptions();
@@ -209,7 +217,9 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
       // default of 5 min keeps its watch cache from reinitializing (429s) in the middle of a run.
       "kube-apiserver=etcd-compaction-interval=5m",
     ],
+    kwokctlArgs: ["--heartbeat-factor", String(HEARTBEAT_FACTOR)],
   });
+  log(`kwok heartbeat factor ${HEARTBEAT_FACTOR} (node leases renewed every ${HEARTBEAT_FACTOR * 10} s)`);
   const client = cluster.client();
   let stop: (() => Promise<void>) | undefined;
   try {

@@ -42,9 +42,12 @@ async function kwokctl(args: string[]): Promise<string> {
  * hack/build-tools.sh built, so nothing is downloaded. A leftover cluster of the
  * same name (from a killed run) is removed first.
  */
-/** `opts`: kwokctl arguments (an array), or `extraArgs` for the components (`--extra-args`). */
-export async function startCluster(name = "gpuop-test", opts: { extraArgs?: string[] } | string[] = {}): Promise<LocalCluster> {
-  const extraArgs = Array.isArray(opts) ? opts : [];
+/**
+ * `opts`: kwokctl arguments (an array), or `extraArgs` for the components (`--extra-args`) and
+ * `kwokctlArgs` for kwokctl itself.
+ */
+export async function startCluster(name = "gpuop-test", opts: { extraArgs?: string[]; kwokctlArgs?: string[] } | string[] = {}): Promise<LocalCluster> {
+  const extraArgs = Array.isArray(opts) ? opts : (opts.kwokctlArgs ?? []);
   const componentArgs = Array.isArray(opts) ? [] : (opts.extraArgs ?? []);
   mkdirSync(kwokWorkdir, { recursive: true });
   await stopCluster(name);
