@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { Agent, request as httpRequest, type Dispatcher } from "undici";
+import { HttpAgent, request as httpRequest, type HttpResponse } from "../http/transport.ts";
 import type { Credential } from "./exec-credential.ts";
 import { resolveClusterAccess, type ClusterAccess } from "./kubeconfig.ts";
 import type { ListMeta, Status } from "./types.ts";
@@ -69,7 +69,7 @@ export interface ListResult<T> {
 }
 
 /** The API server's "slow down": 429 from API Priority and Fairness, or 503 with a Retry-After. */
-const isThrottled = (res: Dispatcher.ResponseData) => res.statusCode === 429 || (res.statusCode === 503 && res.headers["retry-after"] !== undefined);
+const isThrottled = (res: HttpResponse) => res.statusCode === 429 || (res.statusCode === 503 && res.headers["retry-after"] !== undefined);
 
 /** Waits, ending early (the next send then refuses or aborts) if a signal aborts. */
 function sleepUnlessAborted(ms: number, signals: (AbortSignal | undefined)[]): Promise<void> {
@@ -102,9 +102,9 @@ const verbOf: Record<string, string> = { GET: "get", POST: "create", PUT: "updat
 export class KubeClient {
   readonly access: ClusterAccess;
   readonly requestCounts = new Map<string, number>();
-  private readonly dispatcher: Dispatcher;
+  private readonly dispatcher: HttpAgent;
   /** A client certificate from an exec plugin: its own connections, replaced when the plugin gives a new one. */
-  private pluginAgent?: { cert: Buffer; dispatcher: Dispatcher };
+  private pluginAgent?: { cert: Buffer; dispatcher: HttpAgent };
   private tokenCache?: { value: string; readAt: number };
   /**
    * Once this signal aborts, no request is sent and requests in flight are
@@ -119,19 +119,14 @@ export class KubeClient {
     this.dispatcher = KubeClient.agent(access, access.clientCert, access.clientKey);
   }
 
-  private static agent(access: ClusterAccess, cert?: Buffer, key?: Buffer): Dispatcher {
-    return new Agent({
-      connect: {
-        ...(access.ca ? { ca: access.ca } : {}),
-        ...(cert ? { cert } : {}),
-        ...(key ? { key } : {}),
-        ...(access.tlsServerName ? { servername: access.tlsServerName } : {}),
-        rejectUnauthorized: !access.insecureSkipTLSVerify,
-      },
-      // Watches stay open for minutes; the server ends them with timeoutSeconds.
-      bodyTimeout: 0,
-      headersTimeout: 60_000,
-      keepAliveTimeout: 30_000,
+  private static agent(access: ClusterAccess, cert?: Buffer, key?: Buffer): HttpAgent {
+    return new HttpAgent({
+      ...(access.ca ? { ca: access.ca } : {}),
+      ...(cert ? { cert } : {}),
+      ...(key ? { key } : {}),
+      ...(access.tlsServerName ? { servername: access.tlsServerName } : {}),
+      rejectUnauthorized: !access.insecureSkipTLSVerify,
+      keepAliveMs: 30_000,
     });
   }
 
@@ -145,7 +140,7 @@ export class KubeClient {
   }
 
   /** The Authorization header and the connection pool for the next request. */
-  private async credentials(): Promise<{ auth?: string; dispatcher: Dispatcher; credential?: Credential }> {
+  private async credentials(): Promise<{ auth?: string; dispatcher: HttpAgent; credential?: Credential }> {
     const plugin = this.access.credentials;
     if (!plugin) {
       const auth = this.staticAuth();
@@ -185,7 +180,7 @@ export class KubeClient {
     return u.toString();
   }
 
-  private async send(method: string, path: string, opts: RequestOptions, retried = false): Promise<Dispatcher.ResponseData> {
+  private async send(method: string, path: string, opts: RequestOptions, retried = false): Promise<HttpResponse> {
     const fence = opts.unfenced ? undefined : this.fence;
     if (fence?.aborted) throw new FencedError(`${method} ${path} not sent: ${String(fence.reason ?? "this client is fenced")}`);
     const signals = [opts.signal, fence].filter((s): s is AbortSignal => s !== undefined);
@@ -201,15 +196,16 @@ export class KubeClient {
       headers["content-type"] = opts.contentType ?? "application/json";
       body = typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body);
     }
-    let res: Dispatcher.ResponseData;
+    let res: HttpResponse;
     try {
       res = await httpRequest(this.url(path, opts.query), {
-        method: method as Dispatcher.HttpMethod,
+        method,
         headers,
         body,
-        dispatcher,
+        agent: dispatcher,
         signal,
-        ...(opts.timeoutMs ? { headersTimeout: opts.timeoutMs } : {}),
+        // Watches stay open for minutes (the server ends them with timeoutSeconds): no body timeout.
+        headersTimeoutMs: opts.timeoutMs ?? 60_000,
       });
     } catch (err) {
       if (fence?.aborted && !opts.signal?.aborted) throw new FencedError(`${method} ${path} aborted: ${String(fence.reason ?? "this client is fenced")}`, { cause: err });
@@ -226,7 +222,7 @@ export class KubeClient {
     return res;
   }
 
-  private static async fail(res: Dispatcher.ResponseData, method: string, path: string): Promise<never> {
+  private static async fail(res: HttpResponse, method: string, path: string): Promise<never> {
     const text = await res.body.text();
     let status: Partial<Status> = {};
     try {

@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
-import type { IncomingHttpHeaders } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Agent, request, type Dispatcher } from "undici";
+import { HttpAgent, request, type IncomingHttpHeaders, type ResponseBody } from "../http/transport.ts";
 import { UserError } from "../core/errors.ts";
 import { stripControl } from "../core/security.ts";
 import { parseChallenges, type Challenge } from "./challenge.ts";
@@ -74,7 +73,7 @@ export interface Manifest extends ManifestDescriptor {
 interface Response {
   status: number;
   headers: IncomingHttpHeaders;
-  body: Dispatcher.ResponseData["body"];
+  body: ResponseBody;
   url: string;
 }
 
@@ -111,7 +110,7 @@ export class RegistryClient {
   readonly registry: string;
   private readonly base: string;
   private readonly credentials: Credentials | undefined;
-  private readonly agent: Agent;
+  private readonly agent: HttpAgent;
   private readonly timeoutMs: number;
   private readonly policy: RetryPolicy;
   private readonly log: ((line: string) => void) | undefined;
@@ -141,10 +140,11 @@ export class RegistryClient {
     if (opts.credentials?.username !== undefined && opts.credentials.password !== undefined) {
       this.secrets.add(basicValue(opts.credentials.username, opts.credentials.password));
     }
-    this.agent = new Agent({
-      connections: opts.connections ?? 16,
-      keepAliveTimeout: 10_000,
-      connect: { ...(opts.ca ? { ca: opts.ca } : {}), rejectUnauthorized: !opts.insecure },
+    this.agent = new HttpAgent({
+      maxSockets: opts.connections ?? 16,
+      keepAliveMs: 10_000,
+      ...(opts.ca ? { ca: opts.ca } : {}),
+      rejectUnauthorized: !opts.insecure,
     });
   }
 
@@ -421,12 +421,12 @@ export class RegistryClient {
     this.counts.set(method, (this.counts.get(method) ?? 0) + 1);
     const started = performance.now();
     const res = await request(url, {
-      method: method as Dispatcher.HttpMethod,
+      method,
       headers,
       body: body ?? null,
-      dispatcher: this.agent,
-      headersTimeout: this.timeoutMs,
-      bodyTimeout: this.timeoutMs,
+      agent: this.agent,
+      headersTimeoutMs: this.timeoutMs,
+      bodyTimeoutMs: this.timeoutMs,
       signal: signal ? AbortSignal.any([AbortSignal.timeout(this.timeoutMs), signal]) : AbortSignal.timeout(this.timeoutMs),
     });
     this.log?.(`${method} ${redactUrl(url)} -> ${res.statusCode} (${Math.round(performance.now() - started)} ms)`);
@@ -624,7 +624,8 @@ export class RegistryClient {
     const reason: Record<string, string> = {
       ECONNREFUSED: "connection refused", ENOTFOUND: "unknown host", EAI_AGAIN: "DNS lookup failed",
       ECONNRESET: "connection reset", EHOSTUNREACH: "host unreachable", ENETUNREACH: "network unreachable",
-      UND_ERR_SOCKET: "connection reset",
+      // A connection closed in the middle of a response.
+      ERR_STREAM_PREMATURE_CLOSE: "connection reset",
     };
     const why = reason[code] ?? (code || e.message || "network error");
     return this.error("unreachable", `cannot reach ${what}${target} (${why}): is the registry running and the address right?`);
