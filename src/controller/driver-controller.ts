@@ -1,6 +1,6 @@
 import type { GpuNodeFacts, GpuNodeOptions } from "../core/gpu-node.ts";
 import { canonicalJson, isSubset } from "../core/diff.ts";
-import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, withDefaultDriverVersion, type ClusterPolicy, type ClusterPolicyStatus } from "../core/policy.ts";
+import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, policySpecKey, selectActivePolicy, withDefaultDriverVersion, type ClusterPolicy, type ClusterPolicyStatus } from "../core/policy.ts";
 import { renderDriverDaemonSets, pinDriverDigest, DRIVER_SERVICE_ACCOUNT, type DriverDaemonSet, MANAGED_BY_LABEL, MANAGED_BY } from "../core/render.ts";
 import { POOL_NODE_LABEL } from "../core/rollout.ts";
 import { computeStatus, ignoredStatus } from "../core/status.ts";
@@ -74,8 +74,8 @@ export class DriverController {
 
   /** What passes keep from one to the next, and what the watches index for them (src/controller/driver-memory.ts). */
   private readonly memory: DriverMemory;
-  /** The cached policy object and its normalized form: most passes follow nodes and pods, not the policy. */
-  private normalized: { from: ClusterPolicy; policy: ReturnType<typeof normalizePolicy> } | undefined;
+  /** The policy's spec key (policySpecKey) and its normalized form: most passes follow nodes and pods, and the policy's status. */
+  private normalized: { key: string; policy: ReturnType<typeof normalizePolicy> } | undefined;
 
   constructor(opts: { client: KubeClient; namespace: string; log: Logger; events: EventRecorder; metrics: OperatorMetrics; images?: ImageChecker; allowedRepositories?: RepositoryAllowList; gpuNodeLabel?: RestrictedNodeLabel; defaultDriverVersion?: string; gpuNodeSelector?: Record<string, string>; conventionalFallback?: boolean; pullGraceMs?: number; nodes?: Informer<Node>; driverPods?: Informer<Pod>; operandPods?: Informer<Pod> }) {
     this.client = opts.client;
@@ -196,7 +196,8 @@ export class DriverController {
     let rendered: ReturnType<typeof renderDriverDaemonSets> | undefined;
     const ownerRef = { apiVersion: CLUSTER_POLICY_API_VERSION, kind: CLUSTER_POLICY_KIND, name: active.metadata.name, uid: active.metadata.uid ?? "" };
     try {
-      if (this.normalized?.from !== active) this.normalized = { from: active, policy: normalizePolicy(withDefaultDriverVersion(active, this.defaultDriverVersion)) };
+      const key = policySpecKey(active);
+      if (this.normalized?.key !== key) this.normalized = { key, policy: normalizePolicy(withDefaultDriverVersion(active, this.defaultDriverVersion)) };
       const normalized = this.normalized.policy;
       policy = normalized;
       // The facts, not the nodes: validation and rendering then classify nothing again.

@@ -3,7 +3,7 @@ import { classifyGpuNode, isGpuNode, isNodeProblem } from "../core/gpu-node.ts";
 import { StatusWrites } from "./status-writes.ts";
 import { restrictedNodes, type RestrictedNodeLabel } from "../core/security.ts";
 import { UserError } from "../core/errors.ts";
-import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, selectActivePolicy, type ClusterPolicy, type NormalizedClusterPolicy } from "../core/policy.ts";
+import { CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND, CLUSTER_POLICY_PATH, normalizePolicy, policySpecKey, selectActivePolicy, type ClusterPolicy, type NormalizedClusterPolicy } from "../core/policy.ts";
 import {
   OPERAND_LABEL,
   OPERANDS,
@@ -98,7 +98,7 @@ export class OperandController {
   /** The containers' runtimes and whether any GPU node exists, from all nodes: worked out again when a node comes, goes or changes them. */
   private clusterFacts: { runtimeVersions: string[]; anyGpuNode: boolean } | undefined;
   /** The last rendering, and the policy object and cluster facts it came from (the informer replaces a policy's object on every change). */
-  private lastRender: { policy: ClusterPolicy; normalized: NormalizedClusterPolicy; facts: NonNullable<OperandController["clusterFacts"]>; driverEnabled: boolean; result: OperandRenderResult } | undefined;
+  private lastRender: { policy: string; normalized: NormalizedClusterPolicy; facts: NonNullable<OperandController["clusterFacts"]>; driverEnabled: boolean; result: OperandRenderResult } | undefined;
   /** The last status.operands computed, by policy uid: Events go out when an operand's state changes. */
   private lastStatuses: { uid: string; operands: OperandStatus[] } | undefined;
 
@@ -187,10 +187,12 @@ export class OperandController {
     try {
       const facts = this.facts();
       // Rendered again only when the policy or the nodes' runtimes change (most passes follow pods).
-      if (this.lastRender?.policy !== active || this.lastRender.facts !== facts) {
-        const normalized = this.lastRender?.policy === active ? this.lastRender.normalized : normalizePolicy(active);
+      // Keyed on the spec, not the object: this controller's own status writes change the object.
+      const key = policySpecKey(active);
+      if (this.lastRender?.policy !== key || this.lastRender.facts !== facts) {
+        const normalized = this.lastRender?.policy === key ? this.lastRender.normalized : normalizePolicy(active);
         this.lastRender = {
-          policy: active,
+          policy: key,
           normalized,
           facts,
           driverEnabled: normalized.spec.driver.enabled !== false,

@@ -18,6 +18,7 @@ import {
   normalizePolicy,
   selectActivePolicy,
   withDefaultDriverVersion,
+  policySpecKey,
   upgradePolicyDefaults,
   type DriverSpec,
 } from "./policy.ts";
@@ -458,3 +459,19 @@ test("withDefaultDriverVersion: what it keeps and what it fills", () => {
 // Surviving mutants in policy.ts, each equivalent: comparePolicyAge's `ta < tb` -> `<=` (reached only when they differ),
 // and its name tie-break's `a > b ? 1 : 0` (-> true, false, `>=`, `<=`): selectActivePolicy only asks whether the
 // result is below 0, and that part is reached only when a's name is not below b's.
+
+test("policySpecKey: the same through status and resourceVersion changes, different for any change of spec, labels, annotations or identity", () => {
+  const base = { metadata: { name: "cluster-policy", uid: "u-1", generation: 4, resourceVersion: "100", labels: { team: "gpu" }, annotations: { note: "a" } }, spec: { driver: { version: "580", usePrecompiled: true } }, status: { state: "ready" } };
+  const key = policySpecKey(base);
+  const statusWritten = { ...base, metadata: { ...base.metadata, resourceVersion: "101" }, status: { state: "notReady" } };
+  assert.equal(policySpecKey(statusWritten), key);
+  const changed = [
+    { ...base, spec: { driver: { version: "580", usePrecompiled: false } } },
+    { ...base, metadata: { ...base.metadata, generation: 5 } },
+    { ...base, metadata: { ...base.metadata, uid: "u-2" } },
+    { ...base, metadata: { ...base.metadata, name: "other" } },
+    { ...base, metadata: { ...base.metadata, labels: { team: "ml" } } },
+    { ...base, metadata: { ...base.metadata, annotations: {} } },
+  ];
+  for (const c of changed) assert.notEqual(policySpecKey(c), key, JSON.stringify(c));
+});
