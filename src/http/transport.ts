@@ -114,7 +114,8 @@ export function request(url: string, opts: RequestOptions): Promise<HttpResponse
     if (opts.headersTimeoutMs) {
       headersTimer = setTimeout(() => req.destroy(new HttpTimeoutError(`no response headers from ${u.host} within ${opts.headersTimeoutMs} ms`, "HEADERS_TIMEOUT")), opts.headersTimeoutMs);
     }
-    req.once("error", (err) => {
+    // `on`, not `once`: a second error with no listener would be thrown; a settled promise ignores it.
+    req.on("error", (err) => {
       clearTimeout(headersTimer);
       reject(err);
     });
