@@ -55,7 +55,8 @@ test("UpgradeExecutor: a node's view is kept while nothing it is made of changes
   let pools = [{ name: "new", nodes: ["gpu-a", "gpu-b"] }];
   for (const n of ["gpu-a", "gpu-b"]) drivers.update("added", driverPod(n, "old", "h1", true));
   operands.update("added", validatorPod("gpu-b", false));
-  const input = (): UpgradeInputs => ({ nodes, pools, hold: new Set(), daemonSets, driverPods: drivers, operandPods: operands, upgradePolicy: undefined, deployableNodes: 2 });
+  let hold = new Set<string>();
+  const input = (): UpgradeInputs => ({ nodes, pools, hold, daemonSets, driverPods: drivers, operandPods: operands, upgradePolicy: undefined, deployableNodes: 2 });
   const memo = executor();
   const check = async (what: string) => {
     const kept = await views(memo, input());
@@ -100,6 +101,17 @@ test("UpgradeExecutor: a node's view is kept while nothing it is made of changes
   pools = [{ name: "new", nodes: ["gpu-b"] }];
   const moved = await check("pools changed");
   assert.equal(moved[0]!.desiredPool, undefined);
+
+  // gpu-b is held (its new pool's image is missing): it keeps the pool it has while that pool's
+  // DaemonSet selects it; held no more, it wants the new pool again. Nothing else changed.
+  hold = new Set(["gpu-b"]);
+  const held = await check("node held");
+  assert.equal(held[1]!.desiredPool, "old");
+  hold = new Set(["gpu-b"]);
+  assert.equal((await check("still held"))[1]!.desiredPool, "old");
+  hold = new Set();
+  const released = await check("hold released");
+  assert.equal(released[1]!.desiredPool, "new");
 
   // A node gone is forgotten, and comes back with a fresh view.
   nodes = [nodes[1]!];
