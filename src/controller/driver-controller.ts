@@ -15,7 +15,7 @@ import { slimDaemonSet } from "../kube/transforms.ts";
 import type { Logger } from "../kube/log.ts";
 import type { DaemonSet, Node, Pod } from "../kube/types.ts";
 import { ConventionalFallback } from "./fallback.ts";
-import { DriverMemory, driverModeSeries, fleetCounts, labelsMatter, type FleetCounts } from "./driver-memory.ts";
+import { AppliedDaemonSet, DriverMemory, driverModeSeries, fleetCounts, labelsMatter, type FleetCounts } from "./driver-memory.ts";
 import type { ImageChecker } from "./image-check.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 import { StatusWrites } from "./status-writes.ts";
@@ -74,6 +74,8 @@ export class DriverController {
 
   /** What passes keep from one to the next, and what the watches index for them (src/controller/driver-memory.ts). */
   private readonly memory: DriverMemory;
+  /** Per driver DaemonSet, the desired object last found applied (see AppliedDaemonSet). */
+  private readonly appliedDaemonSets = new Map<string, AppliedDaemonSet>();
   /** The policy's spec key (policySpecKey) and its normalized form: most passes follow nodes and pods, and the policy's status. */
   private normalized: { key: string; policy: ReturnType<typeof normalizePolicy> } | undefined;
 
@@ -332,7 +334,11 @@ export class DriverController {
   private async applyDaemonSet(desired: DriverDaemonSet): Promise<void> {
     const name = desired.metadata.name!;
     const live = this.daemonSets.get(`${this.namespace}/${name}`);
-    if (live && isSubset({ metadata: { labels: desired.metadata.labels, ownerReferences: desired.metadata.ownerReferences }, spec: desired.spec }, live)) return;
+    if (live && this.appliedDaemonSets.get(name)?.matches(desired, live)) return;
+    if (live && isSubset({ metadata: { labels: desired.metadata.labels, ownerReferences: desired.metadata.ownerReferences }, spec: desired.spec }, live)) {
+      this.appliedDaemonSets.set(name, new AppliedDaemonSet(desired, live));
+      return;
+    }
     await this.client.apply(`/apis/apps/v1/namespaces/${this.namespace}/daemonsets/${name}`, desired, FIELD_MANAGER, { force: true });
     this.log.info(live ? "updated driver DaemonSet" : "created driver DaemonSet", { daemonSet: name });
   }
@@ -438,4 +444,3 @@ function nodeStateSeries(fleet: FleetCounts, problems: number) {
     { labels: { state: "missingLabels" }, value: problems },
   ];
 }
-

@@ -2,8 +2,9 @@
 // except on a node in a step that closes them.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { DriverMemory, labelsMatter } from "./driver-memory.ts";
-import type { Node } from "../kube/types.ts";
+import { AppliedDaemonSet, DriverMemory, labelsMatter } from "./driver-memory.ts";
+import type { DaemonSet, Node } from "../kube/types.ts";
+import type { DriverDaemonSet } from "../core/render.ts";
 
 const node = (labels: Record<string, string>): Node => ({ metadata: { name: "gpu-1", labels } }) as Node;
 const base = { "nvidia.com/gpu.present": "true", "gpuop.nvidia.com/driver-pool": "nvidia-driver-daemonset-ubuntu22.04" };
@@ -77,4 +78,17 @@ test("DriverMemory.poolAssigned: follows the nodes' pool labels through changes,
   memory.nodeChanged("modified", pool("n1"), pool("n1", "new"));
   memory.nodeChanged("modified", pool("n3"), pool("n3", "new"));
   assert.equal(memory.poolAssigned("new"), false);
+});
+
+test("AppliedDaemonSet: a DaemonSet found applied stays so through status updates, not through a new generation, labels, owners or desired object", () => {
+  const desired = { metadata: { name: "pool-a" }, spec: {} } as unknown as DriverDaemonSet;
+  const live = (over: Partial<DaemonSet["metadata"]> = {}, numberReady = 0): DaemonSet =>
+    ({ metadata: { name: "pool-a", uid: "u-1", generation: 7, labels: { app: "nvidia-driver-daemonset" }, ownerReferences: [{ kind: "ClusterPolicy", name: "cluster-policy", uid: "p-1" }], ...over }, status: { numberReady } }) as unknown as DaemonSet;
+  const applied = new AppliedDaemonSet(desired, live());
+  assert.ok(applied.matches(desired, live({}, 42)), "a status update leaves it applied");
+  assert.ok(!applied.matches(desired, live({ generation: 8 })), "a new generation (spec change)");
+  assert.ok(!applied.matches(desired, live({ uid: "u-2" })), "a DaemonSet made again");
+  assert.ok(!applied.matches(desired, live({ labels: { app: "other" } })), "labels changed");
+  assert.ok(!applied.matches(desired, live({ ownerReferences: [] })), "owners changed");
+  assert.ok(!applied.matches({ ...desired } as DriverDaemonSet, live()), "another desired object");
 });
