@@ -1,6 +1,6 @@
 // HTTP(S) requests over Node's own http and https modules, for the Kubernetes and registry
 // clients. undici did this before; loaded and with one connection made it added about 32 MiB
-// to the operator's resident memory (its module graph and the llhttp WebAssembly), where
+// to a small process's resident memory (its module graph and the llhttp WebAssembly), where
 // node:http, which Node has loaded anyway, adds about 9 (docs/adr/0007-http-transport.md).
 import http from "node:http";
 import https from "node:https";
