@@ -35,7 +35,8 @@ export class HttpAgent {
 
   agentFor(protocol: string): http.Agent {
     const o = this.opts;
-    // A free socket is closed after keepAliveMs idle (the agent's `timeout` applies to idle sockets).
+    // The agent's `timeout` is every socket's idle timeout, but on it the agent closes only a free
+    // socket; one carrying a request (a quiet watch) is left alone.
     const common = { keepAlive: true, ...(o.maxSockets ? { maxSockets: o.maxSockets } : {}), ...(o.keepAliveMs ? { timeout: o.keepAliveMs } : {}) };
     if (protocol === "https:") {
       return (this.secure ??= new https.Agent({
