@@ -41,10 +41,19 @@ const validatorPod = (nodeName: string, ready: boolean): Pod => ({
   status: { conditions: [{ type: "Ready", status: ready ? "True" : "False" }] },
 }) as unknown as Pod;
 
-/** The executor's views for these inputs (observe is the step under test). */
-async function views(ex: UpgradeExecutor, input: UpgradeInputs): Promise<UpgradeNode[]> {
+type Observe = { observe(i: UpgradeInputs, s: unknown, now: number, listed: Map<string, UpgradeNode>): Promise<{ changed: UpgradeNode[]; removed: string[] }>; observed: Map<string, { view: UpgradeNode }> };
+
+/** What observe (the step under test) tells the planner. */
+async function observe(ex: UpgradeExecutor, input: UpgradeInputs): Promise<{ changed: UpgradeNode[]; removed: string[] }> {
   const settings = upgradeSettings(undefined, input.deployableNodes);
-  return (ex as unknown as { observe(i: UpgradeInputs, s: unknown, now: number, listed: Map<string, UpgradeNode>): Promise<UpgradeNode[]> }).observe(input, settings, Date.now(), new Map());
+  return (ex as unknown as Observe).observe(input, settings, Date.now(), new Map());
+}
+
+/** The executor's views of the input's nodes after a pass's observe. */
+async function views(ex: UpgradeExecutor, input: UpgradeInputs): Promise<UpgradeNode[]> {
+  await observe(ex, input);
+  const observed = (ex as unknown as Observe).observed;
+  return input.nodes.flatMap((n) => observed.get(n.metadata.name ?? "")?.view ?? []);
 }
 
 test("UpgradeExecutor: a node's view is kept while nothing it is made of changes, and each kept view equals a fresh one", async () => {
@@ -121,4 +130,51 @@ test("UpgradeExecutor: a node's view is kept while nothing it is made of changes
 
   // Views are shared between passes: they are frozen, so no step can change one in place.
   assert.ok(Object.isFrozen((await views(memo, input()))[0]));
+});
+
+test("UpgradeExecutor: told which nodes changed, a pass looks at those only, and every view still equals a fresh one", async () => {
+  const drivers = new PodsByNode();
+  const operands = new PodsByNode();
+  const cache = new Map<string, Node>();
+  for (const n of [node("gpu-a"), node("gpu-b"), node("gpu-c", { [UPGRADE_STATE_LABEL]: "validation-required" })]) cache.set(n.metadata.name!, n);
+  for (const n of cache.keys()) drivers.update("added", driverPod(n, "old", "h1", true));
+  let daemonSets = [daemonSet("old", "h1"), daemonSet("new", "h9")];
+  const pools = [{ name: "new", nodes: ["gpu-a", "gpu-b", "gpu-c"] }];
+  let hold = new Set<string>();
+  let names = new Set<string>();
+  const input = (): UpgradeInputs => ({ nodes: [...cache.values()], pools, hold, daemonSets, driverPods: drivers, operandPods: operands, upgradePolicy: undefined, deployableNodes: cache.size, changed: { names, node: (n) => cache.get(n) } });
+  const memo = executor();
+  const pass = async (what: string, changedNames: string[]) => {
+    names = new Set(changedNames);
+    const told = await observe(memo, input());
+    const fresh = await views(executor(), { ...input(), changed: undefined });
+    const observed = (memo as unknown as Observe).observed;
+    assert.deepEqual([...cache.keys()].flatMap((n) => observed.get(n)?.view ?? []), fresh, what);
+    return { changed: told.changed.map((v) => v.name).sort(), removed: told.removed };
+  };
+
+  assert.deepEqual(await pass("first pass: every node", []), { changed: ["gpu-a", "gpu-b", "gpu-c"], removed: [] });
+  assert.deepEqual(await pass("nothing changed", []), { changed: [], removed: [] });
+  drivers.update("modified", driverPod("gpu-a", "old", "h1", false), driverPod("gpu-a", "old", "h1", true));
+  assert.deepEqual(await pass("gpu-a's driver pod", ["gpu-a"]), { changed: ["gpu-a"], removed: [] });
+  cache.set("gpu-b", { ...cache.get("gpu-b")!, spec: { unschedulable: true } } as Node);
+  assert.deepEqual(await pass("gpu-b cordoned", ["gpu-b"]), { changed: ["gpu-b"], removed: [] });
+  // Named for its pods, which did not change in the end: the view stands.
+  assert.deepEqual(await pass("gpu-b named again", ["gpu-b"]), { changed: [], removed: [] });
+  cache.delete("gpu-c");
+  drivers.update("deleted", driverPod("gpu-c", "old", "h1", true));
+  assert.deepEqual(await pass("gpu-c gone", ["gpu-c"]), { changed: [], removed: ["gpu-c"] });
+  // Something every view is made of: the pool's DaemonSet has a new template. Nobody named a node.
+  daemonSets = [daemonSet("old", "h2", 4), daemonSet("new", "h9")];
+  assert.deepEqual(await pass("new template", []), { changed: ["gpu-a", "gpu-b"], removed: [] });
+  // A hold, and its release: the held node is looked at though nobody named it.
+  hold = new Set(["gpu-a"]);
+  assert.deepEqual(await pass("gpu-a held", []), { changed: ["gpu-a"], removed: [] });
+  hold = new Set(["gpu-a"]);
+  assert.deepEqual(await pass("still held", []), { changed: [], removed: [] });
+  hold = new Set();
+  assert.deepEqual(await pass("released", []), { changed: ["gpu-a"], removed: [] });
+  // A node that comes back.
+  cache.set("gpu-c", node("gpu-c"));
+  assert.deepEqual(await pass("gpu-c back", ["gpu-c"]), { changed: ["gpu-c"], removed: [] });
 });

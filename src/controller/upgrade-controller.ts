@@ -50,6 +50,13 @@ export interface UpgradeInputs {
   deployableNodes: number;
   /** Other label changes due this pass: written in the same patch as a node's step, and taken out of the batch. */
   labels?: NodeLabelBatch;
+  /**
+   * The nodes whose node object or pods changed since the last pass (the watches say), and each
+   * node as the cache has it now (undefined: gone, or not a node gpuop serves). A pass then looks
+   * at those nodes only, unless something every view is made of changed (pools, holds, DaemonSets).
+   * Without it, a pass looks at every node of `nodes`.
+   */
+  changed?: { names: ReadonlySet<string>; node: (name: string) => Node | undefined };
 }
 
 /** Pods by the node they run on, with a version that changes whenever one of a node's pods does (PodsByNode). */
@@ -107,6 +114,11 @@ export class UpgradeExecutor {
   private daemonSetSpecs = new Map<string, DaemonSet>();
   /** See desiredPools. */
   private desired: { pools: UpgradeInputs["pools"]; byNode: Map<string, string> } | undefined;
+  /** What the last pass's views were made of besides each node's own objects (see observe). */
+  private lastDesired: ReadonlyMap<string, string> | undefined;
+  private lastHold: ReadonlySet<string> = new Set();
+  /** The next pass looks at every node: the first, and one after a pass that failed. */
+  private resync = true;
 
   constructor(opts: { client: KubeClient; events: EventRecorder; log: Logger; namespace: string }) {
     this.client = opts.client;
@@ -116,13 +128,23 @@ export class UpgradeExecutor {
   }
 
   async reconcile(input: UpgradeInputs): Promise<UpgradeOutcome> {
+    try {
+      return await this.reconcileOnce(input);
+    } catch (err) {
+      // What this pass observed may not have reached the planner: the next pass looks at every node.
+      this.resync = true;
+      throw err;
+    }
+  }
+
+  private async reconcileOnce(input: UpgradeInputs): Promise<UpgradeOutcome> {
     const settings = upgradeSettings(input.upgradePolicy, input.deployableNodes);
     const now = Date.now();
     const listed = new Map<string, UpgradeNode>();
     const needing = new Set<string>();
-    const nodes = await this.observe(input, settings, now, listed, needing);
+    const { changed, removed } = await this.observe(input, settings, now, listed, needing);
     // Planned: the nodes whose view changed, those in a step that polls or times out, and those the budget may start.
-    const plan = this.planner.plan(nodes, settings, now);
+    const plan = this.planner.planChanges(changed, removed, settings, now);
     // A list that found nothing to evict stays good while the node's operands go (podsNeededAgain);
     // it is dropped once the node's step no longer needs its pods.
     for (const n of listed.values()) {
@@ -157,66 +179,102 @@ export class UpgradeExecutor {
     return { ...plan, ...(requeueMs !== undefined ? { requeueMs } : {}) };
   }
 
-  /** The nodes as the planner sees them; `listed` gets the nodes whose pods were listed this pass, `needing` those whose step needs their pods. */
-  private async observe(input: UpgradeInputs, settings: UpgradeSettings, now: number, listed: Map<string, UpgradeNode>, needing = new Set<string>()): Promise<UpgradeNode[]> {
-    const dsByName = this.stableDaemonSets(input.daemonSets);
+  /**
+   * What changed for the planner since the last pass: the views that are new objects (a node's
+   * node object, pods, pool or DaemonSet changed, or its step needs its workload pods listed) and
+   * the nodes gone. `listed` gets the nodes whose pods were listed this pass, `needing` those whose
+   * step needs their pods.
+   */
+  private async observe(input: UpgradeInputs, settings: UpgradeSettings, now: number, listed: Map<string, UpgradeNode>, needing = new Set<string>()): Promise<{ changed: UpgradeNode[]; removed: string[] }> {
+    const { byName: dsByName, changed: dsChanged } = this.stableDaemonSets(input.daemonSets);
     const desired = this.desiredPools(input.pools);
+    // Every node is looked at when something all views are made of changed, or the watches' account
+    // of changes cannot be trusted (the first pass, one after a failure, a caller that gives none).
+    const everything = this.resync || !input.changed || dsChanged || desired !== this.lastDesired || !sameMembers(input.hold, this.lastHold);
+    this.resync = false;
+    this.lastDesired = desired;
+    this.lastHold = input.hold;
     const pass = ++this.pass;
-    const out: UpgradeNode[] = [];
-    // One walk over the nodes, with nothing built per node but for those whose view changed.
+    const changed: UpgradeNode[] = [];
+    const removed: string[] = [];
     const liveSelector = (pool: string) => {
       const d = dsByName.get(pool);
       return d && selectorOf(d);
     };
-    for (const node of input.nodes) {
-      const name = node.metadata.name ?? "";
-      let kept = this.observed.get(name);
-      // The same node object (its pool label), the same desired pools, not held now or then, the
-      // same DaemonSet for its pool and the same pods: its view stands, and its rollout is not
-      // worked out again (that was a third of this walk at thousands of nodes).
-      if (
-        kept && kept.node === node && kept.desired === desired && !kept.held && !input.hold.has(name) &&
-        kept.ds === (kept.currentPool !== undefined ? dsByName.get(kept.currentPool) : undefined) &&
-        kept.driverVersion === input.driverPods.version(name) && kept.operandVersion === input.operandPods.version(name)
-      ) {
-        kept.pass = pass;
-        out.push(kept.view);
-        continue;
+    const look = (name: string, node: Node | undefined) => {
+      const kept = this.observed.get(name);
+      if (kept?.pass === pass) return;
+      const view = node && this.viewOf(name, node, kept, desired, dsByName, liveSelector, input);
+      if (!view) {
+        if (kept) {
+          this.observed.delete(name);
+          removed.push(name);
+        }
+        return;
       }
-      const r = nodeRollout(node, desired, input.hold, liveSelector);
-      if (!r) continue;
-      const { currentPool, desiredPool } = r;
-      const ds = currentPool !== undefined ? dsByName.get(currentPool) : undefined;
-      const driverVersion = input.driverPods.version(name);
-      const operandVersion = input.operandPods.version(name);
-      const held = input.hold.has(name);
-      if (!kept || kept.node !== node || kept.ds !== ds || kept.desiredPool !== desiredPool || kept.driverVersion !== driverVersion || kept.operandVersion !== operandVersion) {
-        kept = { node, ds, currentPool, desiredPool, desired, held, driverVersion, operandVersion, pass, view: upgradeNodeView(r, node, ds, input) };
-        this.observed.set(name, kept);
+      view.pass = pass;
+      if (view !== kept) changed.push(view.view);
+    };
+    const named = input.changed?.node;
+    if (everything) {
+      for (const node of input.nodes) {
+        const name = node.metadata.name ?? "";
+        look(name, named ? named(name) : node);
       }
-      kept.desired = desired;
-      kept.held = held;
-      kept.pass = pass;
-      out.push(kept.view);
+      for (const [name, o] of this.observed) if (o.pass !== pass) look(name, undefined);
     }
-    if (this.observed.size > out.length) for (const [name, o] of this.observed) if (o.pass !== pass) this.observed.delete(name);
+    if (input.changed) for (const name of input.changed.names) look(name, input.changed.node(name));
     // One small list per node whose step needs its workload pods (an eviction step, or waiting for
     // jobs), once per pass, a few at a time. The operand pods (the validator) come from the cache.
     // A node whose last list found nothing to evict, waiting for its operands to go, is not listed
     // again: the list stands (empty of what the step acts on) until they are gone (podsNeededAgain).
-    // The views are shared between passes: a node's pods go on a copy.
-    const withPods = [...out.keys()].filter((i) => needsPods(out[i]!, settings));
-    for (const i of withPods) needing.add(out[i]!.name);
-    await mapLimit(withPods, CONCURRENCY, async (i) => {
-      const n = out[i]!;
-      if (!podsNeededAgain(n, settings, now, this.clearSince.get(n.name))) {
-        out[i] = { ...n, pods: [] };
-        return;
-      }
-      out[i] = { ...n, pods: await this.podsOn(n.name) };
-      listed.set(n.name, out[i]!);
+    // Such nodes are in a step, so among those changed or the planner's busy ones. The views are
+    // shared between passes: a node's pods go on a copy.
+    const candidates = new Set(changed.map((n) => n.name));
+    for (const name of this.planner.busyNames()) candidates.add(name);
+    const withPods: UpgradeNode[] = [];
+    for (const name of candidates) {
+      const view = this.observed.get(name)?.view;
+      if (view && needsPods(view, settings)) withPods.push(view);
+    }
+    for (const n of withPods) needing.add(n.name);
+    const withList = await mapLimit(withPods, CONCURRENCY, async (n) => {
+      if (!podsNeededAgain(n, settings, now, this.clearSince.get(n.name))) return { ...n, pods: [] };
+      const copy = { ...n, pods: await this.podsOn(n.name) };
+      listed.set(n.name, copy);
+      return copy;
     });
-    return out;
+    const copies = new Map(withList.map((n) => [n.name, n]));
+    return { changed: [...changed.filter((n) => !copies.has(n.name)), ...copies.values()], removed };
+  }
+
+  /**
+   * A node's entry, kept when its node object, the desired pools, its hold (now and then), its
+   * pool's DaemonSet and its pods are the same (its rollout is not worked out again: that was a
+   * third of the walk at thousands of nodes); a new entry when its view changed. Undefined for a
+   * node with no pool and none wanted.
+   */
+  private viewOf(name: string, node: Node, kept: ObservedNode | undefined, desired: ReadonlyMap<string, string>, dsByName: ReadonlyMap<string, DaemonSet>, liveSelector: (pool: string) => Record<string, string> | undefined, input: UpgradeInputs): ObservedNode | undefined {
+    if (
+      kept && kept.node === node && kept.desired === desired && !kept.held && !input.hold.has(name) &&
+      kept.ds === (kept.currentPool !== undefined ? dsByName.get(kept.currentPool) : undefined) &&
+      kept.driverVersion === input.driverPods.version(name) && kept.operandVersion === input.operandPods.version(name)
+    ) return kept;
+    const r = nodeRollout(node, desired, input.hold, liveSelector);
+    if (!r) return undefined;
+    const { currentPool, desiredPool } = r;
+    const ds = currentPool !== undefined ? dsByName.get(currentPool) : undefined;
+    const driverVersion = input.driverPods.version(name);
+    const operandVersion = input.operandPods.version(name);
+    const held = input.hold.has(name);
+    if (!kept || kept.node !== node || kept.ds !== ds || kept.desiredPool !== desiredPool || kept.driverVersion !== driverVersion || kept.operandVersion !== operandVersion) {
+      const entry: ObservedNode = { node, ds, currentPool, desiredPool, desired, held, driverVersion, operandVersion, pass: 0, view: upgradeNodeView(r, node, ds, input) };
+      this.observed.set(name, entry);
+      return entry;
+    }
+    kept.desired = desired;
+    kept.held = held;
+    return kept;
   }
 
   /**
@@ -224,16 +282,18 @@ export class UpgradeExecutor {
    * generation, deletion): its status moves with every pod that becomes Ready, and views, which
    * read only its spec, would otherwise be worked out again for every node of the pool on each pass.
    */
-  private stableDaemonSets(daemonSets: readonly DaemonSet[]): Map<string, DaemonSet> {
+  private stableDaemonSets(daemonSets: readonly DaemonSet[]): { byName: Map<string, DaemonSet>; changed: boolean } {
     const out = new Map<string, DaemonSet>();
+    let changed = daemonSets.length !== this.daemonSetSpecs.size;
     for (const d of daemonSets) {
       const name = d.metadata.name ?? "";
       const kept = this.daemonSetSpecs.get(name);
       const same = kept !== undefined && kept.metadata.uid === d.metadata.uid && kept.metadata.generation === d.metadata.generation && kept.metadata.deletionTimestamp === d.metadata.deletionTimestamp;
       out.set(name, same ? kept : d);
+      if (!same) changed = true;
     }
     this.daemonSetSpecs = out;
-    return out;
+    return { byName: out, changed };
   }
 
   /** Each node's desired pool; worked out again only when a pool or its node list is another object than last pass. */
@@ -396,9 +456,17 @@ interface ObservedNode {
   held: boolean;
   driverVersion: number;
   operandVersion: number;
-  /** The last pass that saw the node. */
+  /** The last pass that looked at the node. */
   pass: number;
   view: UpgradeNode;
+}
+
+/** Two sets with the same members. */
+function sameMembers(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  if (a === b) return true;
+  if (a.size !== b.size) return false;
+  for (const x of a) if (!b.has(x)) return false;
+  return true;
 }
 
 const selectorOf = (d: DaemonSet) => (d.spec?.template?.spec as { nodeSelector?: Record<string, string> } | undefined)?.nodeSelector ?? {};

@@ -30,14 +30,15 @@ interface Outcome {
   /** Counts against maxUnavailable / maxParallelUpgrades: by its view, or by the step just planned for it. */
   unavailable: boolean;
   inProgress: boolean;
-  /** The last pass that saw the node. */
+  /** The last plan() call that was given the node (see plan). */
   seen: number;
 }
 
 export class IncrementalUpgradePlanner {
   private readonly outcomes = new Map<string, Outcome>();
   private settingsKey: string | undefined;
-  private pass = 0;
+  /** Marks the nodes plan() was given, to find those gone. */
+  private seenMark = 0;
   private unavailable = 0;
   private inProgress = 0;
   private readonly counts = new Map<string, number>();
@@ -56,24 +57,43 @@ export class IncrementalUpgradePlanner {
 
   /** Plans `nodes` (every node with or wanting a pool, each view a new object when it changed). */
   plan(nodes: readonly UpgradeNode[], s: UpgradeSettings, now: number): UpgradePlan {
-    const pass = ++this.pass;
-    const key = canonicalJson(s);
-    const everything = key !== this.settingsKey;
-    this.settingsKey = key;
-
-    const subset = new Map<string, UpgradeNode>();
+    const mark = ++this.seenMark;
+    const changed: UpgradeNode[] = [];
     let known = 0;
     for (const n of nodes) {
       const o = this.outcomes.get(n.name);
       if (o) {
-        o.seen = pass;
+        o.seen = mark;
         known++;
       }
-      if (everything || !o || o.view !== n || this.again.has(n.name)) subset.set(n.name, n);
+      if (!o || o.view !== n) changed.push(n);
+    }
+    // Gone since the last pass: their part of the plan goes.
+    const removed: string[] = [];
+    if (this.outcomes.size > known) for (const [name, o] of this.outcomes) if (o.seen !== mark) removed.push(name);
+    return this.planChanges(changed, removed, s, now);
+  }
+
+  /**
+   * Plans from what changed since the last pass: the nodes whose view is a new object (a node
+   * new to the plan included) and the nodes gone. Every other node is as last planned. The
+   * executor knows which nodes its watches touched, so a pass costs the nodes that changed, not
+   * the fleet. `changed` and `removed` name each node once and never the same node in both.
+   */
+  planChanges(changed: readonly UpgradeNode[], removed: readonly string[], s: UpgradeSettings, now: number): UpgradePlan {
+    const key = canonicalJson(s);
+    const everything = key !== this.settingsKey;
+    this.settingsKey = key;
+
+    for (const name of removed) this.set(name, undefined);
+    const subset = new Map<string, UpgradeNode>();
+    if (everything) for (const [name, o] of this.outcomes) subset.set(name, o.view);
+    for (const n of changed) subset.set(n.name, n);
+    for (const name of this.again) {
+      const o = this.outcomes.get(name);
+      if (o && !subset.has(name)) subset.set(name, o.view);
     }
     this.again.clear();
-    // Gone since the last pass: their part of the plan goes.
-    if (this.outcomes.size > known) for (const [name, o] of this.outcomes) if (o.seen !== pass) this.set(name, undefined);
     // Steps that wait on what no watch reports are looked at every pass; watched steps when their timeout is due.
     for (const name of this.busy) {
       if (subset.has(name)) continue;
@@ -116,7 +136,7 @@ export class IncrementalUpgradePlanner {
         failed: failed.get(v.name),
         unavailable: unavailableNow(v) || (v.desiredPool !== undefined && stepping),
         inProgress: inProgressNow(v) || stepping,
-        seen: pass,
+        seen: this.seenMark,
       });
     }
     const counts: Partial<Record<UpgradeState, number>> = {};
@@ -135,6 +155,11 @@ export class IncrementalUpgradePlanner {
   /** Plans these nodes again next pass, whatever their view: the writes of their steps failed or were put off. */
   replan(names: Iterable<string>): void {
     for (const name of names) this.again.add(name);
+  }
+
+  /** The nodes in a step (by their view or by the step last planned for them). */
+  busyNames(): ReadonlySet<string> {
+    return this.busy;
   }
 
   /** The views of the nodes in a step that this pass did not plan (their step stands). */

@@ -543,6 +543,9 @@ test("property: the incremental planner gives planUpgrades' plan over every node
         const base = settings({ autoUpgrade, maxParallelUpgrades: maxParallel, maxUnavailable, podDeletion: { force: false, timeoutSeconds: 30, deleteEmptyDir: false }, validationTimeoutSeconds: 60 });
         const changed = { ...base, autoUpgrade: !autoUpgrade, maxUnavailable: maxUnavailable + 1 };
         const planner = new IncrementalUpgradePlanner();
+        // The same plan told only what changed (planChanges), as the executor tells it.
+        const told = new IncrementalUpgradePlanner();
+        let last = new Map<string, UpgradeNode>();
         // Views as the executor keeps them: the same object while a node's view is unchanged.
         const kept = new Map<string, { json: string; view: UpgradeNode }>();
         let pass = 0;
@@ -573,6 +576,11 @@ test("property: the incremental planner gives planUpgrades' plan over every node
             const want = full;
             const got = planner.plan(views, s, now);
             assert.deepEqual(sorted(got), sorted(want), `pass ${pass}`);
+            const now2 = new Map(views.map((v) => [v.name, v]));
+            const changes = views.filter((v) => last.get(v.name) !== v);
+            const removed = [...last.keys()].filter((name) => !now2.has(name));
+            last = now2;
+            assert.deepEqual(sorted(told.planChanges(changes, removed, s, now)), sorted(want), `pass ${pass}, told the changes`);
             plannedSum += planner.lastPlanned;
             nodesSum += views.length;
           },
