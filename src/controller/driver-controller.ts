@@ -169,11 +169,13 @@ export class DriverController {
   /** One pass: node labels, policy validation, DaemonSets, node moves, pruning, status. */
   async reconcile(): Promise<void> {
     // With an admin-only GPU node label required, other nodes are not GPU nodes to gpuop, whatever labels they set on themselves.
-    const nodes = restrictedNodes(this.nodes.list(), this.gpuNodeLabel);
+    // Listed only where a pass needs every node (most need only those that changed: refreshViews).
+    let all: Node[] | undefined;
+    const nodes = () => (all ??= restrictedNodes(this.nodes.list(), this.gpuNodeLabel));
+    this.memory.refreshViews((name) => this.servedNode(name), nodes);
     // GPU labels and pool moves of one pass go out together: one patch per node.
     const labels = new NodeLabelBatch();
-    const views = nodes.map((n) => this.memory.nodeView(n));
-    for (const [i, node] of nodes.entries()) labels.set(node.metadata.name!, views[i]!.labels);
+    for (const [name, due] of this.memory.labelsToSet) labels.set(name, due);
 
     const stored = this.policies.list();
     const active = selectActivePolicy(stored);
@@ -184,14 +186,14 @@ export class DriverController {
       // No policy: its DaemonSets are garbage-collected; drop the pool labels that pointed at them.
       // GPU labels wait for a policy, so the install labels each node once, pool included.
       const unpooled = new NodeLabelBatch();
-      for (const n of nodes) {
+      for (const n of nodes()) {
         if (n.metadata.labels?.[POOL_NODE_LABEL] !== undefined) unpooled.set(n.metadata.name!, { [POOL_NODE_LABEL]: null });
       }
       await this.writeNodeLabels(unpooled);
       return;
     }
 
-    const { gpuNodes, problems } = this.memory.split(views);
+    const { gpuNodes, problems } = this.memory.split();
     let policyErrors: { reason: string; message: string }[];
     let policy: ReturnType<typeof normalizePolicy> | undefined;
     let warnings: readonly { reason: string; message: string }[] = [];
@@ -238,7 +240,7 @@ export class DriverController {
     // image cannot be pulled) go to the conventional fallback, or, without one, keep their pool while it still selects them.
     // A pool whose image the registry has not answered for yet holds its nodes and DaemonSet, without a warning.
     const { missing, unchecked, pending, digests } = await this.checkImages(rendered.pools, gpuNodes, policy.spec.driver.imagePullSecrets ?? []);
-    const fallback = await this.fallback.plan({ active, policy, nodes, gpuNodes, pools: rendered.pools, missing, pods: () => this.pods.list(), daemonSets: () => this.daemonSets.list(), namespace: this.namespace, ownerRef, quiet: this.memory.fallbackQuiet });
+    const fallback = await this.fallback.plan({ active, policy, get nodes() { return nodes(); }, gpuNodes, pools: rendered.pools, missing, pods: () => this.pods.list(), daemonSets: () => this.daemonSets.list(), namespace: this.namespace, ownerRef, quiet: this.memory.fallbackQuiet });
     await this.reportWarnings(active, [...warnings, ...fallback.warnings, ...unchecked.map((u) => ({ reason: "ImageCheckFailed", message: `could not check driver image ${u.image}, rolled out without the check: ${u.reason}` }))]);
     if ((missing.size > 0 || fallback.diverted.size > 0) && this.images) this.queue.addAfter(KEY, this.images.recheckMs);
     else if (digests.size > 0 && this.images) this.queue.addAfter(KEY, this.images.refreshMs);
@@ -255,7 +257,10 @@ export class DriverController {
     // Pool moves and in-place upgrades: one state machine per node, one budget (src/core/upgrade.ts).
     const held = [...pending.values()].flatMap((m) => m.nodes);
     const upgrade = await this.upgrades.reconcile({
-      nodes,
+      // Read only when the pass looks at every node (UpgradeInputs.changed).
+      get nodes() {
+        return nodes();
+      },
       pools,
       hold: new Set([...fallback.none, ...held]),
       daemonSets: this.daemonSets.list(),
@@ -265,6 +270,8 @@ export class DriverController {
       deployableNodes: fleet.deployable,
       // GPU labels due this pass go out in the same patch as a pool move or upgrade step.
       labels,
+      // Taken now, after this pass's other awaits: a change that arrives later is the next pass's.
+      changed: { names: this.memory.takeChangedNodes(), node: (name) => this.servedNode(name) },
     });
     await this.writeNodeLabels(labels);
     if (upgrade.requeueMs !== undefined) this.queue.addAfter(KEY, upgrade.requeueMs);
@@ -303,6 +310,12 @@ export class DriverController {
     else if (onFallback) await this.reportProblem(active, onFallback, "ConventionalFallback");
     else await this.reportProblem(active, "", "");
     await this.writeStatus(active, status);
+  }
+
+  /** A node as the cache has it now, if gpuop may serve it (see restrictedNodes). */
+  private servedNode(name: string): Node | undefined {
+    const node = this.nodes.get(name);
+    return node && restrictedNodes([node], this.gpuNodeLabel).length > 0 ? node : undefined;
   }
 
   private async writeNodeLabels(labels: NodeLabelBatch): Promise<void> {
@@ -352,7 +365,7 @@ export class DriverController {
     if (!this.images) return { missing, unchecked, pending, digests };
     const archOf = fleetCounts(gpuNodes).archOf;
     for (const pool of pools) {
-      const arches = [...new Set(pool.nodes.map((n) => archOf.get(n) ?? "").filter(Boolean))];
+      const arches = poolArches(pool.nodes, archOf);
       const answer = await this.images.availability(pool.image, arches, this.namespace, pullSecrets);
       if (answer.result === "missing") missing.set(pool.name, { image: pool.image, nodes: pool.nodes });
       else if (answer.pending) pending.set(pool.name, { image: pool.image, nodes: pool.nodes });
@@ -426,6 +439,16 @@ function statusHeadline(st: ClusterPolicyStatus | undefined): string {
     pools: st?.pools?.map((p) => ({ name: p.name, image: p.image, nodes: p.nodes })),
     failed: st?.upgrades?.failed,
   });
+}
+
+/** The architectures of a pool's nodes, once per node list (rendering keeps it while no node's facts change). */
+const POOL_ARCHES = new WeakMap<readonly string[], { archOf: ReadonlyMap<string, string>; arches: string[] }>();
+function poolArches(nodes: readonly string[], archOf: ReadonlyMap<string, string>): string[] {
+  const kept = POOL_ARCHES.get(nodes);
+  if (kept?.archOf === archOf) return kept.arches;
+  const arches = [...new Set(nodes.map((n) => archOf.get(n) ?? "").filter(Boolean))];
+  POOL_ARCHES.set(nodes, { archOf, arches });
+  return arches;
 }
 
 const podReadyOf = (p: Pod) => p.status?.conditions?.find((c) => c.type === "Ready")?.status;

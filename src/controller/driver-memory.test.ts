@@ -33,32 +33,62 @@ const gpu = (name: string, kernel: string, extra: Record<string, string> = {}): 
     status: { conditions: [{ type: "Ready", status: "True" }] },
   }) as Node;
 
+/** A memory fed as the node watch feeds it, its views brought up to date as a pass does. */
+function watched(memory = new DriverMemory({ gpuNodeOptions: {} })) {
+  const cache = new Map<string, Node>();
+  return {
+    memory,
+    show(nodes: Node[]) {
+      const next = new Map(nodes.map((n) => [n.metadata.name!, n]));
+      for (const [name, old] of cache) if (!next.has(name)) memory.nodeChanged("deleted", old);
+      for (const [name, n] of next) if (cache.get(name) !== n) memory.nodeChanged(cache.has(name) ? "modified" : "added", n, cache.get(name));
+      cache.clear();
+      for (const [name, n] of next) cache.set(name, n);
+      memory.refreshViews((name) => cache.get(name), () => [...cache.values()]);
+      return memory.split();
+    },
+  };
+}
+
 test("DriverMemory.split: the same arrays while every node's facts are the same, and always what a fresh split gives", () => {
-  const memory = new DriverMemory({ gpuNodeOptions: {} });
-  const fresh = new DriverMemory({ gpuNodeOptions: {} });
+  const memory = watched();
+  const fresh = () => watched().show(nodes);
+  const freshLabels = () => {
+    const w = watched();
+    w.show(nodes);
+    return w.memory.labelsToSet;
+  };
   let nodes = [gpu("gpu-b", "6.8.0-40-generic"), gpu("gpu-a", "5.15.0-69-generic"), { metadata: { name: "gpu-c", labels: { "nvidia.com/gpu.present": "true" } } } as Node];
-  const split = (m: DriverMemory) => m.split(nodes.map((n) => m.nodeView(n)));
-  const first = split(memory);
+  const first = memory.show(nodes);
   assert.deepEqual(first.gpuNodes.map((n) => n.name), ["gpu-a", "gpu-b"], "sorted by name");
   assert.equal(first.problems.length, 1);
+  assert.deepEqual([...memory.memory.labelsToSet.keys()].sort(), ["gpu-a", "gpu-b", "gpu-c"], "GPU labels due on every node");
 
   // A new node object whose facts are the same (an upgrade step): the same arrays.
   nodes = [{ ...nodes[0]!, metadata: { ...nodes[0]!.metadata, resourceVersion: "2", labels: { ...nodes[0]!.metadata.labels, "nvidia.com/gpu-driver-upgrade-state": "upgrade-done" } } }, nodes[1]!, nodes[2]!];
-  const again = split(memory);
+  const again = memory.show(nodes);
   assert.equal(again.gpuNodes, first.gpuNodes, "unchanged facts keep the array");
   assert.equal(again.problems, first.problems);
 
   // A kernel change: new arrays, equal to a fresh split.
   nodes = [gpu("gpu-b", "6.8.0-51-generic"), nodes[1]!, nodes[2]!];
-  const changed = split(memory);
+  const changed = memory.show(nodes);
   assert.notEqual(changed.gpuNodes, first.gpuNodes);
-  assert.deepEqual(changed, split(fresh));
+  assert.deepEqual(changed, fresh());
   assert.equal(changed.gpuNodes.find((n) => n.name === "gpu-b")?.kernel, "6.8.0-51-generic");
 
   // A node gone: new arrays too.
   nodes = [nodes[0]!, nodes[2]!];
-  assert.deepEqual(split(memory), split(fresh));
-  assert.equal(split(memory).gpuNodes.length, 1);
+  assert.deepEqual(memory.show(nodes), fresh());
+  assert.equal(memory.show(nodes).gpuNodes.length, 1);
+  assert.deepEqual([...memory.memory.labelsToSet.keys()].sort(), ["gpu-b", "gpu-c"], "a node gone has no labels due");
+
+  // Labelled as due: no labels due any more; a problem node that gets its labels joins the GPU nodes.
+  const labelled = { ...nodes[0]!, metadata: { ...nodes[0]!.metadata, labels: { ...nodes[0]!.metadata.labels, ...memory.memory.labelsToSet.get("gpu-b") } } } as Node;
+  nodes = [labelled, gpu("gpu-c", "5.15.0-69-generic")];
+  assert.deepEqual(memory.show(nodes), fresh());
+  assert.deepEqual(new Map(memory.memory.labelsToSet), new Map(freshLabels()));
+  assert.equal(memory.memory.labelsToSet.has("gpu-b"), false, "labelled as due: nothing due");
 });
 
 test("DriverMemory.poolAssigned: follows the nodes' pool labels through changes, relabels and deletions", () => {

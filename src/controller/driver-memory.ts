@@ -48,8 +48,17 @@ export class DriverMemory {
   private readonly failingPulls = new Set<string>();
   /** Nodes per pool label (see poolAssigned). */
   private readonly poolCounts = new Map<string, number>();
-  /** See split. */
-  private lastSplit: { from: GpuNodeClassification[]; result: { gpuNodes: GpuNodeFacts[]; problems: GpuNodeProblem[] } } | undefined;
+  /** Nodes whose node object or gpuop pods changed since the upgrade executor last took them (see takeChangedNodes). */
+  private changedNodes = new Set<string>();
+  /** The views of the nodes gpuop serves, and the labels due on them (see refreshViews). */
+  private readonly views = new Map<string, NodeView>();
+  private readonly labelsDue = new Map<string, Record<string, string | null>>();
+  /** Nodes changed since refreshViews last ran; every node on the first. */
+  private staleViews = new Set<string>();
+  private everyView = true;
+  /** See split: some node's facts changed since the last split. */
+  private factsChanged = true;
+  private lastSplit: { gpuNodes: GpuNodeFacts[]; problems: GpuNodeProblem[] } | undefined;
 
   constructor(opts: { gpuNodeOptions: GpuNodeOptions; allowedRepositories?: RepositoryAllowList | undefined }) {
     this.gpuNodeOptions = opts.gpuNodeOptions;
@@ -58,6 +67,7 @@ export class DriverMemory {
 
   driverPodChanged(type: ChangeType, pod: Pod, old?: Pod): void {
     this.driverPods.update(type, pod, old);
+    this.podMoved(pod, old);
     const key = pod.metadata.uid ?? `${pod.metadata.namespace}/${pod.metadata.name}`;
     if (type !== "deleted" && failingToPull(pod)) this.failingPulls.add(key);
     else this.failingPulls.delete(key);
@@ -65,10 +75,29 @@ export class DriverMemory {
 
   operandPodChanged(type: ChangeType, pod: Pod, old?: Pod): void {
     this.operandPods.update(type, pod, old);
+    this.podMoved(pod, old);
+  }
+
+  /**
+   * The nodes whose node object or driver or operand pods changed since the last call: the
+   * upgrade executor looks at those only (UpgradeInputs.changed). Taken once per executor pass;
+   * a pass that does not reach the executor leaves them for the next.
+   */
+  takeChangedNodes(): ReadonlySet<string> {
+    const names = this.changedNodes;
+    this.changedNodes = new Set();
+    return names;
+  }
+
+  private podMoved(pod: Pod, old?: Pod): void {
+    if (pod.spec?.nodeName !== undefined) this.changedNodes.add(pod.spec.nodeName);
+    if (old?.spec?.nodeName !== undefined) this.changedNodes.add(old.spec.nodeName);
   }
 
   nodeChanged(type: ChangeType, node: Node, old?: Node): void {
     const name = node.metadata.name ?? "";
+    this.changedNodes.add(name);
+    this.staleViews.add(name);
     // Nodes per pool label, for prune: kept as nodes change rather than counted on every pass.
     // The informer tells a deletion with the object as it was last, and no old one.
     const was = (type === "deleted" ? node : old)?.metadata.labels?.[POOL_NODE_LABEL];
@@ -90,19 +119,50 @@ export class DriverMemory {
   }
 
   /**
-   * GPU nodes gpuop can serve and those with a problem, each sorted by name (as classifyNodes gives
-   * them). The same arrays while every node's facts are the same objects: most passes follow pods
-   * and upgrade steps, and sorting every node on each was linear work for no change.
+   * Brings the views of the nodes gpuop serves up to date: those of the nodes that changed since
+   * the last call, every node's on the first. `served` gives a node as the cache has it now, if
+   * gpuop serves it; `all`, every such node. A pass then reads the labels due and the fleet's facts
+   * without looking at every node: at thousands of nodes, most passes follow a few pods.
    */
-  split(views: readonly NodeView[]): { gpuNodes: GpuNodeFacts[]; problems: GpuNodeProblem[] } {
+  refreshViews(served: (name: string) => Node | undefined, all: () => readonly Node[]): void {
+    let names: Iterable<string> = this.staleViews;
+    if (this.everyView) {
+      this.everyView = false;
+      names = new Set([...all().map((n) => n.metadata.name ?? ""), ...this.views.keys(), ...this.staleViews]);
+    }
+    this.staleViews = new Set();
+    for (const name of names) {
+      const node = served(name);
+      const before = this.views.get(name);
+      const view = node && this.nodeView(node);
+      if (view) this.views.set(name, view);
+      else this.views.delete(name);
+      if (view && Object.keys(view.labels).length > 0) this.labelsDue.set(name, view.labels);
+      else this.labelsDue.delete(name);
+      // The facts as the same object while they do not change (nodeView): a new one, or none, is a change of the fleet's.
+      if (before?.classified !== view?.classified) this.factsChanged = true;
+    }
+  }
+
+  /** The GPU labels gpuop still has to set, by node (as of refreshViews). */
+  get labelsToSet(): ReadonlyMap<string, Record<string, string | null>> {
+    return this.labelsDue;
+  }
+
+  /**
+   * GPU nodes gpuop can serve and those with a problem, each sorted by name (as classifyNodes gives
+   * them), as of refreshViews. The same arrays while every node's facts are the same objects: most
+   * passes follow pods and upgrade steps, and sorting every node on each was linear work for no change.
+   */
+  split(): { gpuNodes: GpuNodeFacts[]; problems: GpuNodeProblem[] } {
+    if (this.lastSplit && !this.factsChanged) return this.lastSplit;
     const classified: GpuNodeClassification[] = [];
-    for (const v of views) if (v.classified) classified.push(v.classified);
-    const kept = this.lastSplit;
-    if (kept && kept.from.length === classified.length && kept.from.every((c, i) => c === classified[i])) return kept.result;
+    for (const v of this.views.values()) if (v.classified) classified.push(v.classified);
     const result = splitClassifications(classified);
     Object.freeze(result.gpuNodes);
     Object.freeze(result.problems);
-    this.lastSplit = { from: classified, result };
+    this.lastSplit = result;
+    this.factsChanged = false;
     return result;
   }
 
