@@ -95,6 +95,8 @@ interface Result {
   install: Phase;
   switch: Phase;
   steady: RequestCounts;
+  /** The operator's CPU seconds in the steady window, and the window's length: what it costs while nothing changes (watch events, heartbeats, timers). */
+  steadyCpu: { cpu: number; seconds: number };
   steadyIsSteady: boolean;
   peakRss: number;
   peakHeap?: number;
@@ -310,8 +312,10 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
       // Steady: a window after a short settle, nothing changing.
       await new Promise((r) => setTimeout(r, 5000));
       const t4 = Date.now();
+      const cpu4 = cpuSeconds(pid);
       await new Promise((r) => setTimeout(r, STEADY_MS));
       const t5 = Date.now();
+      const cpu5 = cpuSeconds(pid);
       // The audit backend writes in batches: let it catch up before reading.
       await new Promise((r) => setTimeout(r, 2000));
       const events = readAudit(auditLog);
@@ -326,6 +330,7 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
         install: phase(installed, t0, t1, cpu1 - cpu0),
         switch: phase(switched, t2, t3, cpu2 - cpu1),
         steady: countRequests(events, t4, t5),
+        steadyCpu: { cpu: cpu5 - cpu4, seconds: (t5 - t4) / 1000 },
         steadyIsSteady: switched,
         peakRss: peakRssMiB(pid),
         ...(metricsUrl ? { peakHeap: Math.round(peakHeap / 1024 / 1024) } : {}),
@@ -382,7 +387,7 @@ function printTable(results: Result[]): void {
     console.log(`\n${r.operator} on ${r.workload}: user agents ${JSON.stringify([...new Set([...r.install.requests.userAgents, ...r.switch.requests.userAgents, ...r.steady.userAgents])])}`);
     console.log(`  install writes by resource ${JSON.stringify(r.install.byResource)}; all requests by verb ${JSON.stringify(r.install.requests.byVerb)}`);
     console.log(`  switch writes by resource ${JSON.stringify(r.switch.byResource)}; all requests by verb ${JSON.stringify(r.switch.requests.byVerb)}`);
-    console.log(`  steady window requests by verb ${JSON.stringify(r.steady.byVerb)}`);
+    console.log(`  steady window requests by verb ${JSON.stringify(r.steady.byVerb)}; operator CPU ${r.steadyCpu.cpu.toFixed(2)} s in ${r.steadyCpu.seconds.toFixed(0)} s`);
     if (r.passes) console.log(`  switch passes: driver ${r.passes.driver.count} (p50 ${r.passes.driver.p50} s, p99 ${r.passes.driver.p99} s), operands ${r.passes.operands.count} (p50 ${r.passes.operands.p50} s, p99 ${r.passes.operands.p99} s)`);
     // The floor of each phase: one node patch per node, and the DaemonSets written.
     for (const phase of ["install", "switch"] as const) {

@@ -43,8 +43,8 @@ export class DriverController {
   readonly pods: Informer<Pod>;
   /** The operand pods (shared with the operand controller): the upgrade's validation and restart read them. */
   readonly operandPods: Informer<Pod>;
-  // A pass works out only what changed (node views, the upgrade plan: src/core/upgrade-incremental.ts),
-  // though it still walks the node list once or twice. Pacing keeps a pass's share of a core under a
+  // A pass works out only what changed, and looks only at the nodes the watches changed (node views:
+  // driver-memory.ts; the upgrade plan: src/core/upgrade-incremental.ts). Pacing keeps a pass's share of a core under a
   // quarter; the gap keeps passes to two a second, each taking every change since the last, so
   // cheaper passes do not simply become more passes.
   readonly queue = new WorkQueue({ pacing: 3, minGapMs: 500 });
