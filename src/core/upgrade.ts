@@ -66,8 +66,8 @@ export const WATCHED_STATES: ReadonlySet<string> = new Set(["pod-restart-require
 /**
  * When to look at the nodes in upgrade steps again without an event: `pollMs` while any is in a
  * step that waits on something no watch reports; otherwise when the first watched step times
- * out (validationTimeoutSeconds after it began), so a pass over every node does not run every
- * few seconds for minutes while the last nodes wait for their pods (a pass is linear in the
+ * out (validationTimeoutSeconds after it began), so a pass does not run every few seconds for
+ * minutes while the last nodes wait for their pods (each pass has its cost, once linear in the
  * nodes; timer-driven passes made an upgrade's CPU grow faster than the cluster). Undefined
  * when no node is in a step.
  */
