@@ -171,7 +171,7 @@ export class DriverMemory {
     return this.fallbackMarked.size === 0 && this.failingPulls.size === 0;
   }
 
-  nodeView(node: Node): NodeView {
+  private nodeView(node: Node): NodeView {
     let view = this.nodeViews.get(node);
     if (!view) {
       const name = node.metadata.name ?? "";

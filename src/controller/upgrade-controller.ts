@@ -221,7 +221,8 @@ export class UpgradeExecutor {
         const name = node.metadata.name ?? "";
         look(name, named ? named(name) : node);
       }
-      for (const [name, o] of this.observed) if (o.pass !== pass) look(name, undefined);
+      // Not in the list the pass started from: gone, unless the cache has it by now.
+      for (const [name, o] of this.observed) if (o.pass !== pass) look(name, named?.(name));
     }
     if (input.changed) for (const name of input.changed.names) look(name, input.changed.node(name));
     // One small list per node whose step needs its workload pods (an eviction step, or waiting for
