@@ -190,3 +190,32 @@ test("a dropped watch resumes with growing back-off, and the relist removes what
     await relay.close();
   }
 });
+
+test("a quiet informer keeps its object and tells no handler when a change leaves what it caches as it was", async () => {
+  // The transform drops `beat`, as slimNode drops a node's heartbeat times.
+  const withoutBeat = (cm: ConfigMap): ConfigMap => {
+    const { beat: _beat, ...data } = cm.data ?? {};
+    return { ...cm, metadata: { ...cm.metadata, managedFields: undefined } as ConfigMap["metadata"], data };
+  };
+  await client.create(path, { metadata: { name: "beating" }, data: { n: "1", beat: "0" } });
+  const informer = new Informer<ConfigMap>(client, path, { fieldSelector: "metadata.name=beating" }, silentLogger, { transform: withoutBeat, quietUnchanged: true });
+  const seen: string[] = [];
+  informer.onChange((type, obj) => seen.push(`${type}:${obj.data?.n}`));
+  const stop = new AbortController();
+  const running = informer.run(stop.signal);
+  try {
+    await eventually("cached", async () => (informer.get(`${NS}/beating`) ? true : undefined));
+    const first = informer.get(`${NS}/beating`)!;
+    for (let i = 1; i <= 3; i++) await client.mergePatch(`${path}/beating`, { data: { beat: String(i) } });
+    await eventually("the beats were watched", async () => (informer.unchangedSkipped >= 3 ? true : undefined)).catch((e) => { throw new Error(`${(e as Error).message}; seen ${seen.join(",")}; skipped ${informer.unchangedSkipped}`); });
+    assert.equal(informer.get(`${NS}/beating`), first, "the cache kept the object it had");
+    await client.mergePatch(`${path}/beating`, { data: { n: "2", beat: "4" } });
+    await eventually("a kept field's change is told", async () => (informer.get(`${NS}/beating`)?.data?.n === "2" ? true : undefined));
+    assert.deepEqual(seen, ["added:1", "modified:2"]);
+    assert.equal(informer.unchangedSkipped, 3);
+  } finally {
+    stop.abort();
+    await running;
+    await client.delete(`${path}/beating`).catch(() => undefined);
+  }
+});

@@ -14,15 +14,15 @@ import { OPERANDS } from "../core/operands/common.ts";
 
 /** All nodes, with only the fields gpuop reads. */
 export function nodeInformer(client: KubeClient, log: Logger): Informer<Node> {
-  return new Informer(client, "/api/v1/nodes", {}, log, { transform: slimNode });
+  return new Informer(client, "/api/v1/nodes", {}, log, { transform: slimNode, quietUnchanged: true });
 }
 
 /** The driver pods of every pool in the operator's namespace. */
 export function driverPodInformer(client: KubeClient, namespace: string, log: Logger): Informer<Pod> {
-  return new Informer(client, `/api/v1/namespaces/${namespace}/pods`, { labelSelector: `${DRIVER_APP_LABEL}=${DRIVER_APP}` }, log, { transform: slimPod });
+  return new Informer(client, `/api/v1/namespaces/${namespace}/pods`, { labelSelector: `${DRIVER_APP_LABEL}=${DRIVER_APP}` }, log, { transform: slimPod, quietUnchanged: true });
 }
 
 /** The operand pods (toolkit, device plugin, GFD, DCGM exporter, validator) in the operator's namespace. */
 export function operandPodInformer(client: KubeClient, namespace: string, log: Logger): Informer<Pod> {
-  return new Informer(client, `/api/v1/namespaces/${namespace}/pods`, { labelSelector: `app in (${OPERANDS.map((o) => o.name).join(",")})` }, log, { transform: slimOperandPod });
+  return new Informer(client, `/api/v1/namespaces/${namespace}/pods`, { labelSelector: `app in (${OPERANDS.map((o) => o.name).join(",")})` }, log, { transform: slimOperandPod, quietUnchanged: true });
 }

@@ -30,15 +30,33 @@ export class Informer<T extends KubeObject> {
   private readonly query: Query;
   private readonly log: Logger;
   private readonly transform: Transform<T>;
+  private readonly quietUnchanged: boolean;
+  /** Watched modifications not handed on: the object as cached did not change (see quietUnchanged). */
+  unchangedSkipped = 0;
   private running: Promise<void> | undefined;
 
-  /** `transform` runs on every listed or watched object before it is cached or handed to handlers; by default only managedFields go. */
-  constructor(client: KubeClient, path: string, query: Query, log: Logger, opts: { transform?: Transform<T> } = {}) {
+  /**
+   * `transform` runs on every listed or watched object before it is cached or handed to handlers;
+   * by default only managedFields go. `quietUnchanged`: a modification that leaves the transformed
+   * object as the cache has it, but for its resourceVersion, is not news: the cache keeps the
+   * object it has (memos keyed on it stay good) and no handler hears of it. For caches whose
+   * transform drops what changes most (a node's heartbeat times: every node, every few seconds),
+   * so that a cached object's resourceVersion is that of the last change the transform keeps.
+   */
+  constructor(client: KubeClient, path: string, query: Query, log: Logger, opts: { transform?: Transform<T>; quietUnchanged?: boolean } = {}) {
     this.client = client;
     this.path = path;
     this.query = query;
     this.log = log;
     this.transform = opts.transform ?? withoutManagedFields;
+    this.quietUnchanged = opts.quietUnchanged ?? false;
+  }
+
+  /** The cache's object stays: same content (see the constructor's quietUnchanged). */
+  private keeps(old: T | undefined, item: T): old is T {
+    if (old === undefined) return false;
+    if (old.metadata.resourceVersion === item.metadata.resourceVersion) return true;
+    return this.quietUnchanged && sameButVersion(old, item);
   }
 
   onChange(handler: ChangeHandler<T>): void {
@@ -70,7 +88,7 @@ export class Informer<T extends KubeObject> {
       const key = objectKey(item);
       const old = this.cache.get(key);
       // An object the list gives at the version the cache has is the one handlers have: memos keyed on it stay good.
-      const unchanged = old !== undefined && old.metadata.resourceVersion === item.metadata.resourceVersion;
+      const unchanged = this.keeps(old, item);
       if (!old) changed.push(["added", item, undefined]);
       else if (!unchanged) changed.push(["modified", item, old]);
       next.set(key, unchanged ? old : item);
@@ -115,6 +133,8 @@ export class Informer<T extends KubeObject> {
             if (event.type === "DELETED") {
               this.cache.delete(key);
               this.emit("deleted", obj);
+            } else if (this.quietUnchanged && this.keeps(old, obj)) {
+              this.unchangedSkipped++;
             } else {
               this.cache.set(key, obj);
               this.emit(old ? "modified" : "added", obj, old);
@@ -138,6 +158,47 @@ export class Informer<T extends KubeObject> {
       }
     }
   }
+}
+
+/**
+ * Deep equality of two transformed objects, but for metadata.resourceVersion, kind and apiVersion
+ * (one informer's objects are all of one type, and a list's items come without them: the first
+ * watched change of a listed object would otherwise always differ). Written out (no canonical
+ * JSON): it runs on every watched event of a cache that asks for it, and most calls are equal
+ * all the way down.
+ */
+const TYPE_MEMBERS: ReadonlySet<string> = new Set(["metadata", "kind", "apiVersion"]);
+
+export function sameButVersion(a: KubeObject, b: KubeObject): boolean {
+  const ma = a.metadata as Record<string, unknown>;
+  const mb = b.metadata as Record<string, unknown>;
+  for (const k in ma) if (k !== "resourceVersion" && !deepEqual(ma[k], mb[k])) return false;
+  for (const k in mb) if (k !== "resourceVersion" && !(k in ma)) return false;
+  const oa = a as unknown as Record<string, unknown>;
+  const ob = b as unknown as Record<string, unknown>;
+  for (const k in oa) if (!TYPE_MEMBERS.has(k) && !deepEqual(oa[k], ob[k])) return false;
+  for (const k in ob) if (!TYPE_MEMBERS.has(k) && !(k in oa)) return false;
+  return true;
+}
+
+function deepEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!deepEqual(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const ra = a as Record<string, unknown>;
+  const rb = b as Record<string, unknown>;
+  let n = 0;
+  for (const k in ra) {
+    if (!(k in rb) || !deepEqual(ra[k], rb[k])) return false;
+    n++;
+  }
+  for (const k in rb) if (Object.hasOwn(rb, k)) n--;
+  return n === 0;
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
