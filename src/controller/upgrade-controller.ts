@@ -307,9 +307,15 @@ export class UpgradeExecutor {
     return byNode;
   }
 
-  /** Every pod on a node, all namespaces: the field selector keeps this one small list per node. */
+  /**
+   * The pods on a node that an eviction or wait step may act on, all namespaces. Left out by the
+   * API server: finished pods (no step waits for or evicts them) and gpuop's own driver and
+   * operand pods, wherever they run (no step evicts them or waits for them; the caches have
+   * them: UpgradeNode.driver and operandPods). They were most of each list's bytes: six pods of
+   * several kilobytes on every node in a step, read twice per node in an upgrade.
+   */
   private async podsOn(node: string): Promise<NodePod[]> {
-    const { items } = await this.client.list<PodDetails>("/api/v1/pods", { fieldSelector: `spec.nodeName=${node}` });
+    const { items } = await this.client.list<PodDetails>("/api/v1/pods", { fieldSelector: nodePodsFieldSelector(node), labelSelector: NODE_PODS_LABEL_SELECTOR });
     return items.map((p) => {
       const owners = p.metadata.ownerReferences ?? [];
       const resources = [...(p.spec?.containers ?? []), ...(p.spec?.initContainers ?? [])].flatMap((c) => [...Object.keys(c.resources?.requests ?? {}), ...Object.keys(c.resources?.limits ?? {})]);
@@ -517,6 +523,11 @@ function operandPodView(p: Pod): NodePod {
 }
 
 /** The driver pod of `pool` on `node`; a live one before one being deleted. */
+/** The pods on a node that are not finished (see UpgradeExecutor.podsOn). */
+export const nodePodsFieldSelector = (node: string) => `spec.nodeName=${node},status.phase!=Succeeded,status.phase!=Failed`;
+/** Neither a driver pod nor an operand pod of gpuop's (see UpgradeExecutor.podsOn). */
+export const NODE_PODS_LABEL_SELECTOR = `${DRIVER_APP_LABEL}!=${DRIVER_APP},!${OPERAND_LABEL}`;
+
 function driverPodOn(pods: readonly Pod[], node: string, pool: string): Pod | undefined {
   const mine = pods.filter((p) => p.spec?.nodeName === node && (p.metadata.labels?.[POOL_NODE_LABEL] ?? p.metadata.ownerReferences?.find((o) => o.kind === "DaemonSet")?.name) === pool);
   return mine.find((p) => !p.metadata.deletionTimestamp) ?? mine[0];
