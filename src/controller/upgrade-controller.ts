@@ -522,12 +522,12 @@ function operandPodView(p: Pod): NodePod {
   };
 }
 
-/** The driver pod of `pool` on `node`; a live one before one being deleted. */
 /** The pods on a node that are not finished (see UpgradeExecutor.podsOn). */
 export const nodePodsFieldSelector = (node: string) => `spec.nodeName=${node},status.phase!=Succeeded,status.phase!=Failed`;
 /** Neither a driver pod nor an operand pod of gpuop's (see UpgradeExecutor.podsOn). */
 export const NODE_PODS_LABEL_SELECTOR = `${DRIVER_APP_LABEL}!=${DRIVER_APP},!${OPERAND_LABEL}`;
 
+/** The driver pod of `pool` on `node`; a live one before one being deleted. */
 function driverPodOn(pods: readonly Pod[], node: string, pool: string): Pod | undefined {
   const mine = pods.filter((p) => p.spec?.nodeName === node && (p.metadata.labels?.[POOL_NODE_LABEL] ?? p.metadata.ownerReferences?.find((o) => o.kind === "DaemonSet")?.name) === pool);
   return mine.find((p) => !p.metadata.deletionTimestamp) ?? mine[0];
