@@ -51,6 +51,26 @@ test("retries back off exponentially per key and forget resets them", () => {
   return q.run(async () => undefined, ac.signal);
 });
 
+test("addAfter keeps one timer per key, the earliest: a pass asking again on every pass does not pile up passes", async () => {
+  const q = new WorkQueue();
+  for (let i = 0; i < 50; i++) q.addAfter("k", 80 + i);
+  assert.equal(q.delayed, 1, "later asks for the same key are covered by the pending timer");
+  q.addAfter("k", 20);
+  assert.equal(q.delayed, 1, "an earlier ask replaces the pending timer");
+  q.addAfter("other", 200);
+  assert.equal(q.delayed, 2);
+  const ac = new AbortController();
+  const runs: { key: string; at: number }[] = [];
+  const start = performance.now();
+  const running = q.run(async (key) => void runs.push({ key, at: performance.now() - start }), ac.signal);
+  await new Promise((r) => setTimeout(r, 300));
+  ac.abort();
+  await running;
+  assert.deepEqual(runs.map((r) => r.key), ["k", "other"], "one pass for fifty-one asks");
+  assert.ok(runs[0]!.at < 70, `the earliest ask decides: ran after ${runs[0]!.at} ms`);
+  assert.equal(q.delayed, 0);
+});
+
 /**
  * Runs `q` on one key until its second pass starts: `first` is the first pass's work (it re-adds
  * the key somehow). Returns how many passes started and the gap from the first's end to the second's start.

@@ -8,7 +8,14 @@ export class WorkQueue {
   private readonly dirty = new Set<string>();
   private readonly processing = new Set<string>();
   private readonly failures = new Map<string, number>();
-  private readonly timers = new Set<NodeJS.Timeout>();
+  /**
+   * One timer per key, the earliest asked for. Passes ask for a later look on every pass (a
+   * digest refresh, a step's poll, a status write put off): a timer per call made each pass
+   * come back as another pass that long after, and that one ask again, so a busy minute's
+   * passes repeated every interval for as long as the operator ran. The pass the earliest
+   * timer starts asks again for what it still needs.
+   */
+  private readonly timers = new Map<string, { timer: NodeJS.Timeout; due: number }>();
   private wake: (() => void) | undefined;
   private readonly baseDelayMs: number;
   private readonly maxDelayMs: number;
@@ -47,12 +54,22 @@ export class WorkQueue {
     }
   }
 
+  /** Adds the key after `ms`, or sooner: a timer for the key that is due first stands, a later one is replaced. */
   addAfter(key: string, ms: number): void {
-    const t = setTimeout(() => {
-      this.timers.delete(t);
+    const due = performance.now() + ms;
+    const pending = this.timers.get(key);
+    if (pending && pending.due <= due) return;
+    if (pending) clearTimeout(pending.timer);
+    const timer = setTimeout(() => {
+      this.timers.delete(key);
       this.add(key);
     }, ms);
-    this.timers.add(t);
+    this.timers.set(key, { timer, due });
+  }
+
+  /** Timers pending (tests and metrics). */
+  get delayed(): number {
+    return this.timers.size;
   }
 
   /** Re-adds a failed key after a backoff that doubles with each consecutive failure. */
@@ -94,7 +111,7 @@ export class WorkQueue {
       const gap = Math.max(((used.user + used.system) / 1000) * this.pacing, this.minGapMs);
       if (gap > 0) await pause(gap, signal);
     }
-    for (const t of this.timers) clearTimeout(t);
+    for (const { timer } of this.timers.values()) clearTimeout(timer);
   }
 }
 
