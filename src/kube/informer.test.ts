@@ -6,7 +6,7 @@ import type { KubeObject } from "./types.ts";
 const node = (rv: string, extra: Record<string, unknown> = {}): KubeObject =>
   ({ metadata: { name: "gpu-7", resourceVersion: rv, labels: { a: "1", b: "2" } }, status: { conditions: [{ type: "Ready", status: "True" }] }, ...extra }) as KubeObject;
 
-test("sameButVersion ignores the resourceVersion only", () => {
+test("sameButVersion ignores the resourceVersion, kind and apiVersion, and nothing else", () => {
   assert.ok(sameButVersion(node("10"), node("11")));
   assert.ok(sameButVersion(node("10"), node("11", { kind: "Node", apiVersion: "v1" })), "a list's items have no kind, a watch's objects do");
   assert.ok(!sameButVersion(node("10"), node("11", { status: { conditions: [{ type: "Ready", status: "False" }] } })));

@@ -160,6 +160,8 @@ export class Informer<T extends KubeObject> {
   }
 }
 
+const TYPE_MEMBERS: ReadonlySet<string> = new Set(["metadata", "kind", "apiVersion"]);
+
 /**
  * Deep equality of two transformed objects, but for metadata.resourceVersion, kind and apiVersion
  * (one informer's objects are all of one type, and a list's items come without them: the first
@@ -167,8 +169,6 @@ export class Informer<T extends KubeObject> {
  * JSON): it runs on every watched event of a cache that asks for it, and most calls are equal
  * all the way down.
  */
-const TYPE_MEMBERS: ReadonlySet<string> = new Set(["metadata", "kind", "apiVersion"]);
-
 export function sameButVersion(a: KubeObject, b: KubeObject): boolean {
   const ma = a.metadata as Record<string, unknown>;
   const mb = b.metadata as Record<string, unknown>;
