@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { canonicalJson, isSubset, sameStringMap } from "./diff.ts";
+import { canonicalJson, isSubset, sameJson, sameStringMap } from "./diff.ts";
 
 test("server defaults do not count as a difference; edits do", () => {
   const desired = { spec: { template: { spec: { containers: [{ name: "c", image: "a:1" }] } } } };
@@ -81,4 +81,23 @@ test("property: sameStringMap says what comparing the canonical JSON of two stri
   );
   assert.equal(sameStringMap({ a: "1" }, { a: "1", b: "2" }), false, "an extra key");
   assert.equal(sameStringMap(undefined, {}), true, "absent is empty");
+});
+
+test("property: sameJson says what comparing the canonical JSON of two values says", () => {
+  // Small alphabets, so that equal values and near misses come up often; undefined members included
+  // (not array elements: JSON has none, and canonicalJson writes [undefined] as []).
+  const leaf = fc.oneof(fc.constantFrom("a", "b", ""), fc.constantFrom(0, 1), fc.boolean(), fc.constant(null), fc.constant(undefined));
+  const { value } = fc.letrec((tie) => ({
+    value: fc.oneof({ depthSize: "small" }, leaf, fc.array(tie("value").filter((v) => v !== undefined), { maxLength: 3 }), fc.dictionary(fc.constantFrom("x", "y", "z"), tie("value"), { maxKeys: 3 })),
+  }));
+  fc.assert(
+    fc.property(value, value, (a, b) => {
+      assert.equal(sameJson(a, b), canonicalJson(a) === canonicalJson(b));
+      assert.equal(sameJson(a, structuredClone(a)), true);
+    }),
+    { numRuns: 3000 },
+  );
+  assert.equal(sameJson({ a: 1, b: undefined }, { a: 1 }), true, "an undefined member is an absent one");
+  assert.equal(sameJson({ a: [1, 2] }, { a: [1, 2, 3] }), false);
+  assert.equal(sameJson({ a: {} }, { a: [] }), false, "an object is not an array");
 });

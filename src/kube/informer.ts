@@ -2,6 +2,7 @@ import { isGone, type KubeClient, type Query } from "./client.ts";
 import type { KubeObject } from "./types.ts";
 import type { Logger } from "./log.ts";
 import { withoutManagedFields } from "./transforms.ts";
+import { sameJson } from "../core/diff.ts";
 
 export type ChangeType = "added" | "modified" | "deleted";
 export type ChangeHandler<T> = (type: ChangeType, obj: T, old?: T) => void;
@@ -165,40 +166,19 @@ const TYPE_MEMBERS: ReadonlySet<string> = new Set(["metadata", "kind", "apiVersi
 /**
  * Deep equality of two transformed objects, but for metadata.resourceVersion, kind and apiVersion
  * (one informer's objects are all of one type, and a list's items come without them: the first
- * watched change of a listed object would otherwise always differ). Written out (no canonical
- * JSON): it runs on every watched event of a cache that asks for it, and most calls are equal
- * all the way down.
+ * watched change of a listed object would otherwise always differ). It runs on every watched
+ * event of a cache that asks for it, and most calls are equal all the way down.
  */
 export function sameButVersion(a: KubeObject, b: KubeObject): boolean {
   const ma = a.metadata as Record<string, unknown>;
   const mb = b.metadata as Record<string, unknown>;
-  for (const k in ma) if (k !== "resourceVersion" && !deepEqual(ma[k], mb[k])) return false;
-  for (const k in mb) if (k !== "resourceVersion" && !(k in ma)) return false;
+  for (const k in ma) if (k !== "resourceVersion" && !sameJson(ma[k], mb[k])) return false;
+  for (const k in mb) if (k !== "resourceVersion" && mb[k] !== undefined && ma[k] === undefined) return false;
   const oa = a as unknown as Record<string, unknown>;
   const ob = b as unknown as Record<string, unknown>;
-  for (const k in oa) if (!TYPE_MEMBERS.has(k) && !deepEqual(oa[k], ob[k])) return false;
-  for (const k in ob) if (!TYPE_MEMBERS.has(k) && !(k in oa)) return false;
+  for (const k in oa) if (!TYPE_MEMBERS.has(k) && !sameJson(oa[k], ob[k])) return false;
+  for (const k in ob) if (!TYPE_MEMBERS.has(k) && ob[k] !== undefined && oa[k] === undefined) return false;
   return true;
-}
-
-function deepEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
-  if (Array.isArray(a)) {
-    if (!Array.isArray(b) || a.length !== b.length) return false;
-    for (let i = 0; i < a.length; i++) if (!deepEqual(a[i], b[i])) return false;
-    return true;
-  }
-  if (Array.isArray(b)) return false;
-  const ra = a as Record<string, unknown>;
-  const rb = b as Record<string, unknown>;
-  let n = 0;
-  for (const k in ra) {
-    if (!(k in rb) || !deepEqual(ra[k], rb[k])) return false;
-    n++;
-  }
-  for (const k in rb) if (Object.hasOwn(rb, k)) n--;
-  return n === 0;
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
