@@ -1,4 +1,4 @@
-import { canonicalJson } from "../core/diff.ts";
+import { canonicalJson, sameJson } from "../core/diff.ts";
 import { CLUSTER_POLICY_PATH, type ClusterPolicy } from "../core/policy.ts";
 import { isNotFound, type KubeClient } from "../kube/client.ts";
 
@@ -26,6 +26,13 @@ export interface StatusCoalescing<Part> {
  */
 export class StatusWrites<Part> {
   private readonly last = new Map<string, { desired: string; stored: string; at: number; headline?: string }>();
+  /**
+   * Per policy, the last call that had nothing to write: its part and the stored status object
+   * (the cache's, which the informer replaces on every change). A pass that brings the same part
+   * against the same object has nothing to write either, known without building the canonical
+   * JSON of both parts, which every pass of both controllers did.
+   */
+  private readonly settled = new Map<string, { status: ClusterPolicy["status"]; part: Part }>();
   private readonly client: KubeClient;
   /** This controller's part of a stored status, and the patch that writes a wanted part. */
   private readonly partOf: (status: ClusterPolicy["status"]) => unknown;
@@ -41,13 +48,18 @@ export class StatusWrites<Part> {
 
   /** Writes the part if it changed; returns in how many ms to call again when a write was put off (see StatusCoalescing). */
   async write(policy: ClusterPolicy, part: Part): Promise<number | undefined> {
+    const key = policy.metadata.uid ?? policy.metadata.name;
+    const settled = this.settled.get(key);
+    if (settled && settled.status === policy.status && sameJson(settled.part, part)) return undefined;
+    this.settled.delete(key);
     const desired = canonicalJson(part);
     const storedPart = this.partOf(policy.status);
     const current = canonicalJson(storedPart);
-    if (current === desired) return undefined;
-    const key = policy.metadata.uid ?? policy.metadata.name;
     const last = this.last.get(key);
-    if (last && last.desired === desired && last.stored === current) return undefined;
+    if (current === desired || (last && last.desired === desired && last.stored === current)) {
+      this.settled.set(key, { status: policy.status, part });
+      return undefined;
+    }
     if (this.coalesce && last) {
       const wait = last.at + this.coalesce.intervalMs - performance.now();
       // Against the stored part, or against the last one written when the cache has not caught up with it yet.
