@@ -67,7 +67,7 @@ export class WorkQueue {
     this.timers.set(key, { timer, due });
   }
 
-  /** Timers pending (tests and metrics). */
+  /** Keys with a timer pending (the tests read it). */
   get delayed(): number {
     return this.timers.size;
   }
