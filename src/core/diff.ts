@@ -39,15 +39,20 @@ export function sameJson(a: unknown, b: unknown): boolean {
     for (let i = 0; i < a.length; i++) if (!sameJson(a[i], b[i])) return false;
     return true;
   }
-  const x = a as Record<string, unknown>;
-  const y = b as Record<string, unknown>;
+  return sameMembersExcept(a as Record<string, unknown>, b as Record<string, unknown>, NO_KEYS);
+}
+
+const NO_KEYS: ReadonlySet<string> = new Set();
+
+/** Two objects' members are sameJson, those named in `except` left out (an informer's resourceVersion). */
+export function sameMembersExcept(x: Readonly<Record<string, unknown>>, y: Readonly<Record<string, unknown>>, except: ReadonlySet<string>): boolean {
   let n = 0;
   for (const k in x) {
-    if (x[k] === undefined) continue;
+    if (x[k] === undefined || except.has(k)) continue;
     if (!sameJson(x[k], y[k])) return false;
     n++;
   }
-  for (const k in y) if (y[k] !== undefined) n--;
+  for (const k in y) if (y[k] !== undefined && !except.has(k)) n--;
   return n === 0;
 }
 
@@ -57,17 +62,7 @@ export function sameJson(a: unknown, b: unknown): boolean {
  * watches compare labels on every event.
  */
 export function sameStringMap(a: Readonly<Record<string, string>> | undefined, b: Readonly<Record<string, string>> | undefined): boolean {
-  if (a === b) return true;
-  const x = a ?? {};
-  const y = b ?? {};
-  let n = 0;
-  for (const k in x) {
-    if (x[k] === undefined) continue;
-    if (x[k] !== y[k]) return false;
-    n++;
-  }
-  for (const k in y) if (y[k] !== undefined) n--;
-  return n === 0;
+  return a === b || sameMembersExcept(a ?? {}, b ?? {}, NO_KEYS);
 }
 
 /**

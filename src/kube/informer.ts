@@ -2,7 +2,7 @@ import { isGone, type KubeClient, type Query } from "./client.ts";
 import type { KubeObject } from "./types.ts";
 import type { Logger } from "./log.ts";
 import { withoutManagedFields } from "./transforms.ts";
-import { sameJson } from "../core/diff.ts";
+import { sameMembersExcept } from "../core/diff.ts";
 
 export type ChangeType = "added" | "modified" | "deleted";
 export type ChangeHandler<T> = (type: ChangeType, obj: T, old?: T) => void;
@@ -161,6 +161,7 @@ export class Informer<T extends KubeObject> {
   }
 }
 
+const VERSION: ReadonlySet<string> = new Set(["resourceVersion"]);
 const TYPE_MEMBERS: ReadonlySet<string> = new Set(["metadata", "kind", "apiVersion"]);
 
 /**
@@ -170,15 +171,8 @@ const TYPE_MEMBERS: ReadonlySet<string> = new Set(["metadata", "kind", "apiVersi
  * event of a cache that asks for it, and most calls are equal all the way down.
  */
 export function sameButVersion(a: KubeObject, b: KubeObject): boolean {
-  const ma = a.metadata as Record<string, unknown>;
-  const mb = b.metadata as Record<string, unknown>;
-  for (const k in ma) if (k !== "resourceVersion" && !sameJson(ma[k], mb[k])) return false;
-  for (const k in mb) if (k !== "resourceVersion" && mb[k] !== undefined && ma[k] === undefined) return false;
-  const oa = a as unknown as Record<string, unknown>;
-  const ob = b as unknown as Record<string, unknown>;
-  for (const k in oa) if (!TYPE_MEMBERS.has(k) && !sameJson(oa[k], ob[k])) return false;
-  for (const k in ob) if (!TYPE_MEMBERS.has(k) && ob[k] !== undefined && oa[k] === undefined) return false;
-  return true;
+  const fields = (o: object) => o as Record<string, unknown>;
+  return sameMembersExcept(fields(a.metadata), fields(b.metadata), VERSION) && sameMembersExcept(fields(a), fields(b), TYPE_MEMBERS);
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
