@@ -100,6 +100,8 @@ interface Result {
   steadyIsSteady: boolean;
   peakRss: number;
   peakHeap?: number;
+  /** gpuop's memory by kind at the highest RSS of its 5-second samples (VmHWM can fall between two). */
+  atPeakRss?: MemorySample;
   mostWithoutDriver: number;
   latency?: { p50: string; p99: string; count: number };
   /** Wall time of one pass of each controller in the switch (as latency: the bucket the quantile falls under), and the passes. */
@@ -200,6 +202,28 @@ export async function operatorKubeconfig(cluster: LocalCluster, client: KubeClie
   return file;
 }
 
+/** MiB, from the operator's process metrics (prom-client's defaults). */
+interface MemorySample {
+  rss: number;
+  heapTotal: number;
+  heapUsed: number;
+  external: number;
+  /** Committed size of each V8 heap space (new, old, code, large_object, …). */
+  spaces: Record<string, number>;
+}
+
+function memorySample(text: string): MemorySample | undefined {
+  const mib = (re: RegExp): number | undefined => {
+    const m = re.exec(text);
+    return m ? Math.round((Number(m[1]) / 1024 / 1024) * 10) / 10 : undefined;
+  };
+  const rss = mib(/^process_resident_memory_bytes (\S+)/m);
+  if (rss === undefined) return undefined;
+  const spaces: Record<string, number> = {};
+  for (const m of text.matchAll(/^nodejs_heap_space_size_total_bytes\{space="([^"]+)"\} (\S+)/gm)) spaces[m[1]!] = Math.round((Number(m[2]) / 1024 / 1024) * 10) / 10;
+  return { rss, heapTotal: mib(/^nodejs_heap_size_total_bytes (\S+)/m) ?? 0, heapUsed: mib(/^nodejs_heap_size_used_bytes (\S+)/m) ?? 0, external: mib(/^nodejs_external_memory_bytes (\S+)/m) ?? 0, spaces };
+}
+
 async function metricsText(url: string): Promise<string> {
   return (await fetch(url)).text();
 }
@@ -260,12 +284,15 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
     }
 
     let peakHeap = 0;
+    let atPeakRss: MemorySample | undefined;
     const heapTimer = metricsUrl
       ? setInterval(() => {
           void metricsText(metricsUrl).then((t) => {
             const m = /^gpuop_heap_used_bytes (\d+)/m.exec(t);
             // Every 5 s: rendering the metrics costs the operator CPU too (every second it was 3% of its CPU).
             if (m) peakHeap = Math.max(peakHeap, Number(m[1]));
+            const sample = memorySample(t);
+            if (sample && sample.rss > (atPeakRss?.rss ?? 0)) atPeakRss = sample;
           }).catch(() => undefined);
         }, 5000)
       : undefined;
@@ -334,6 +361,7 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
         steadyIsSteady: switched,
         peakRss: peakRssMiB(pid),
         ...(metricsUrl ? { peakHeap: Math.round(peakHeap / 1024 / 1024) } : {}),
+        ...(atPeakRss ? { atPeakRss } : {}),
         mostWithoutDriver: most,
         ...(latency ? { latency } : {}),
         ...(passes ? { passes } : {}),
@@ -388,6 +416,10 @@ function printTable(results: Result[]): void {
     console.log(`  install writes by resource ${JSON.stringify(r.install.byResource)}; all requests by verb ${JSON.stringify(r.install.requests.byVerb)}`);
     console.log(`  switch writes by resource ${JSON.stringify(r.switch.byResource)}; all requests by verb ${JSON.stringify(r.switch.requests.byVerb)}`);
     console.log(`  steady window requests by verb ${JSON.stringify(r.steady.byVerb)}; operator CPU ${r.steadyCpu.cpu.toFixed(2)} s in ${r.steadyCpu.seconds.toFixed(0)} s`);
+    if (r.atPeakRss) {
+      const m = r.atPeakRss;
+      console.log(`  memory at the highest sampled RSS (MiB): RSS ${m.rss}, V8 heap committed ${m.heapTotal} (used ${m.heapUsed}; by space ${Object.entries(m.spaces).map(([k, v]) => `${k} ${v}`).join(", ")}), external ${m.external}, the rest (the node binary, malloc, stacks) ${(m.rss - m.heapTotal - m.external).toFixed(1)}`);
+    }
     if (r.passes) console.log(`  switch passes: driver ${r.passes.driver.count} (p50 ${r.passes.driver.p50} s, p99 ${r.passes.driver.p99} s), operands ${r.passes.operands.count} (p50 ${r.passes.operands.p50} s, p99 ${r.passes.operands.p99} s)`);
     // The floor of each phase: one node patch per node, and the DaemonSets written.
     for (const phase of ["install", "switch"] as const) {
