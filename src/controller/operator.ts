@@ -1,4 +1,5 @@
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
+import http from "../http/node-http.ts";
 import { hostname } from "node:os";
 import { KubeClient } from "../kube/client.ts";
 import { EventRecorder } from "../kube/events.ts";
@@ -95,7 +96,7 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
   type Answer = [number, string, string?];
   const serve = async (address: string, routes: Record<string, () => Answer | Promise<Answer>>) => {
     if (address === "0" || address === "") return;
-    const server = createServer((req, res) => {
+    const server = http.createServer((req, res) => {
       const route = routes[(req.url ?? "").split("?")[0] ?? ""];
       void Promise.resolve(route ? route() : ([404, "not found\n"] as Answer)).then(
         ([code, body, type]) => {

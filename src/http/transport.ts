@@ -2,9 +2,9 @@
 // clients. undici did this before; loaded and with one connection made it added about 32 MiB
 // to a small process's resident memory (its module graph and the llhttp WebAssembly), where
 // node:http, which Node has loaded anyway, adds about 9 (docs/adr/0007-http-transport.md).
-import http from "node:http";
+import http from "./node-http.ts";
 import https from "node:https";
-import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
+import type { Agent, IncomingHttpHeaders, IncomingMessage } from "node:http";
 
 export type { IncomingHttpHeaders };
 
@@ -25,7 +25,7 @@ export interface AgentOptions {
 
 /** A pool of kept-alive connections, one per scheme, created on first use. */
 export class HttpAgent {
-  private plain?: http.Agent;
+  private plain?: Agent;
   private secure?: https.Agent;
   private readonly opts: AgentOptions;
 
@@ -33,7 +33,7 @@ export class HttpAgent {
     this.opts = opts;
   }
 
-  agentFor(protocol: string): http.Agent {
+  agentFor(protocol: string): Agent {
     const o = this.opts;
     // The agent's `timeout` is every socket's idle timeout, but on it the agent closes only a free
     // socket; one carrying a request (a quiet watch) is left alone.
@@ -59,7 +59,7 @@ export class HttpAgent {
     for (const agent of [this.plain, this.secure]) {
       if (!agent) continue;
       // With keepAlive off, the agent destroys each socket its request frees.
-      (agent as http.Agent & { keepAlive: boolean }).keepAlive = false;
+      (agent as Agent & { keepAlive: boolean }).keepAlive = false;
       for (const sockets of Object.values(agent.freeSockets)) for (const s of sockets ?? []) s.destroy();
     }
   }
