@@ -32,6 +32,7 @@ export class Informer<T extends KubeObject> {
   private readonly log: Logger;
   private readonly transform: Transform<T>;
   private readonly quietUnchanged: boolean;
+  private readonly maxBackoffMs: number;
   /** Watched modifications not handed on: the object as cached did not change (see quietUnchanged). */
   unchangedSkipped = 0;
   private running: Promise<void> | undefined;
@@ -43,14 +44,17 @@ export class Informer<T extends KubeObject> {
    * object it has (memos keyed on it stay good) and no handler hears of it. For caches whose
    * transform drops what changes most (a node's heartbeat times: every node, every few seconds),
    * so that a cached object's resourceVersion is that of the last change the transform keeps.
+   * `maxBackoffMs`: the longest wait between failed watches (30 s, as client-go's reflectors);
+   * an observer that must not miss changes after an outage waits less.
    */
-  constructor(client: KubeClient, path: string, query: Query, log: Logger, opts: { transform?: Transform<T>; quietUnchanged?: boolean } = {}) {
+  constructor(client: KubeClient, path: string, query: Query, log: Logger, opts: { transform?: Transform<T>; quietUnchanged?: boolean; maxBackoffMs?: number } = {}) {
     this.client = client;
     this.path = path;
     this.query = query;
     this.log = log;
     this.transform = opts.transform ?? withoutManagedFields;
     this.quietUnchanged = opts.quietUnchanged ?? false;
+    this.maxBackoffMs = opts.maxBackoffMs ?? 30_000;
   }
 
   /** The cache's object stays: same content (see the constructor's quietUnchanged). */
@@ -155,7 +159,7 @@ export class Informer<T extends KubeObject> {
         const wait = backoffMs / 2 + Math.random() * backoffMs;
         this.log.warn("watch failed; retrying", { path: this.path, error: (err as Error).message, retryInMs: Math.round(wait) });
         await sleep(wait, signal);
-        backoffMs = Math.min(backoffMs * 2, 30_000);
+        backoffMs = Math.min(backoffMs * 2, this.maxBackoffMs);
       }
     }
   }

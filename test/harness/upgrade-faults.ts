@@ -86,9 +86,12 @@ export async function upgradeFleet(cluster: LocalCluster, client: KubeClient, ol
 export async function watchUpgrade(client: KubeClient, tracked: ReadonlySet<string>) {
   const stop = new AbortController();
   const placement = await watchPlacement(client);
-  const nodes = new Informer<Node>(client, "/api/v1/nodes", {}, silentLogger);
-  const drivers = new Informer<Pod>(client, `/api/v1/namespaces/${NS}/pods`, { labelSelector: "app=nvidia-driver-daemonset" }, silentLogger);
-  const work = new Informer<Pod>(client, `/api/v1/namespaces/${WORK_NS}/pods`, {}, silentLogger);
+  // Back within a second of a control plane's return: a watcher still waiting out the operator's
+  // 30-second backoff misses the steps the operator takes meanwhile.
+  const prompt = { maxBackoffMs: 1000 };
+  const nodes = new Informer<Node>(client, "/api/v1/nodes", {}, silentLogger, prompt);
+  const drivers = new Informer<Pod>(client, `/api/v1/namespaces/${NS}/pods`, { labelSelector: "app=nvidia-driver-daemonset" }, silentLogger, prompt);
+  const work = new Informer<Pod>(client, `/api/v1/namespaces/${WORK_NS}/pods`, {}, silentLogger, prompt);
   const history = new Map<string, string[]>();
   const workloadPods = new Map<string, Set<string>>();
   let maxInProgress = 0;
@@ -153,6 +156,13 @@ export async function assertUpgradeFinished(client: KubeClient, w: Awaited<Retur
     return true;
   }, { timeoutMs: opts.timeoutMs ?? 300_000, intervalMs: 500 });
   const nodes = new Map((await client.list<Node>("/api/v1/nodes")).items.map((n) => [n.metadata.name!, n]));
+  // The watch that keeps the history may still be reconnecting after an outage: wait until it has
+  // seen each node's last state before reading the history.
+  await eventually("the watch caught up", async () => {
+    const lagging = names.filter((n) => w.history.get(n)?.at(-1) !== nodes.get(n)?.metadata.labels?.[STATE]);
+    if (lagging.length > 0) throw new Error(`the watch has not seen the last state of ${lagging.join(", ")}`);
+    return true;
+  }, { timeoutMs: 60_000, intervalMs: 200 });
   const cordoned = names.filter((n) => nodes.get(n)?.spec?.unschedulable === true);
   assert.deepEqual(cordoned, [...opts.cordoned], "no node left cordoned but the one its admin cordoned before the upgrade");
   const marked = names.filter((n) => nodes.get(n)?.metadata.annotations?.["gpuop.nvidia.com/upgrade-cordoned"] !== undefined);
