@@ -213,15 +213,16 @@ interface MemorySample {
 }
 
 function memorySample(text: string): MemorySample | undefined {
-  const mib = (re: RegExp): number | undefined => {
-    const m = re.exec(text);
-    return m ? Math.round((Number(m[1]) / 1024 / 1024) * 10) / 10 : undefined;
+  const mib = (bytes: string) => Math.round((Number(bytes) / 1024 / 1024) * 10) / 10;
+  const gauge = (name: string): number | undefined => {
+    const m = new RegExp(`^${name} (\\S+)`, "m").exec(text);
+    return m ? mib(m[1]!) : undefined;
   };
-  const rss = mib(/^process_resident_memory_bytes (\S+)/m);
+  const rss = gauge("process_resident_memory_bytes");
   if (rss === undefined) return undefined;
   const spaces: Record<string, number> = {};
-  for (const m of text.matchAll(/^nodejs_heap_space_size_total_bytes\{space="([^"]+)"\} (\S+)/gm)) spaces[m[1]!] = Math.round((Number(m[2]) / 1024 / 1024) * 10) / 10;
-  return { rss, heapTotal: mib(/^nodejs_heap_size_total_bytes (\S+)/m) ?? 0, heapUsed: mib(/^nodejs_heap_size_used_bytes (\S+)/m) ?? 0, external: mib(/^nodejs_external_memory_bytes (\S+)/m) ?? 0, spaces };
+  for (const m of text.matchAll(/^nodejs_heap_space_size_total_bytes\{space="([^"]+)"\} (\S+)/gm)) spaces[m[1]!] = mib(m[2]!);
+  return { rss, heapTotal: gauge("nodejs_heap_size_total_bytes") ?? 0, heapUsed: gauge("nodejs_heap_size_used_bytes") ?? 0, external: gauge("nodejs_external_memory_bytes") ?? 0, spaces };
 }
 
 async function metricsText(url: string): Promise<string> {
