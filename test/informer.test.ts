@@ -213,6 +213,7 @@ test("a quiet informer keeps its object and tells no handler when a change leave
     await eventually("a kept field's change is told", async () => (informer.get(`${NS}/beating`)?.data?.n === "2" ? true : undefined));
     assert.deepEqual(seen, ["added:1", "modified:2"]);
     assert.equal(informer.unchangedSkipped, 3);
+    assert.equal(informer.eventsHandled, 1, "the one change handed on (the first object came from the list)");
   } finally {
     stop.abort();
     await running;

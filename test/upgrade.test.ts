@@ -179,7 +179,12 @@ describe("a conventional version bump", () => {
       return p.status?.upgrades?.nodesByState["upgrade-done"] === 5 && p.status.state === "ready" ? p : undefined;
     });
     assert.deepEqual(policy.status?.upgrades?.failed, []);
-    assert.match(await operator!.metrics(), /^gpuop_driver_upgrade_nodes\{state="upgrade-done"\} 5$/m);
+    const metrics = await operator!.metrics();
+    assert.match(metrics, /^gpuop_driver_upgrade_nodes\{state="upgrade-done"\} 5$/m);
+    // The upgrade's steps are node labels and its new drivers pods: the watches brought both.
+    const watched = (resource: string) => Number(new RegExp(`^gpuop_watch_events_total\\{resource="${resource}",outcome="handled"\\} (\\d+)$`, "m").exec(metrics)?.[1] ?? 0);
+    assert.ok(watched("nodes") >= 5 * 4, `node changes watched: ${watched("nodes")}`);
+    assert.ok(watched("pods") >= 5 * 2, `pod changes watched: ${watched("pods")}`);
   });
 
   test("a PodDisruptionBudget that forbids eviction keeps its node waiting, then failing at the timeout, while the others go on; a retry after the fix finishes", async () => {

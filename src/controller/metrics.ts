@@ -145,6 +145,7 @@ export class OperatorMetrics {
   readonly pools = new Gauge("gpuop_driver_pools", "Driver pools (one DaemonSet each), by mode.", ["mode"], this.registry);
   readonly nodes = new Gauge("gpuop_gpu_nodes", "GPU nodes, by driver state.", ["state"], this.registry);
   readonly nodeDrivers = new Gauge("gpuop_gpu_node_drivers", "GPU nodes of a precompiled policy, by the driver they get: precompiled, fallback (conventional) or none.", ["mode"], this.registry);
+  readonly watchEvents = new Counter("gpuop_watch_events_total", "Changes the watches brought, by resource and outcome: handled (the cache and the controllers took it) or unchanged (nothing the cache keeps changed: a node's heartbeat).", ["resource", "outcome"], this.registry);
   readonly apiRequests = new Counter("gpuop_api_requests_total", "Requests made to the Kubernetes API, by verb.", ["verb"], this.registry);
   readonly leader = new Gauge("gpuop_leader", "1 while this replica leads.", [], this.registry);
   readonly upgradeStates = new Gauge("gpuop_driver_upgrade_nodes", "GPU nodes by driver upgrade state (nvidia.com/gpu-driver-upgrade-state).", ["state"], this.registry);

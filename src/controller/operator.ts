@@ -117,7 +117,27 @@ export async function runOperator(opts: OperatorOptions): Promise<number> {
     // A standby replica is ready: it is healthy and waiting to lead.
     "/readyz": () => (standby || synced ? [200, "ok\n"] : [503, "caches not synced\n"]),
   });
-  await serve(opts.metricsAddress, { "/metrics": async () => [200, await metrics.render(), metrics.contentType] });
+  // Each cache once: the two controllers share the node and pod informers.
+  const informers = [...new Set([...controller.informers, ...operands.informers])];
+  const countWatchEvents = () => {
+    const totals = new Map<string, { handled: number; unchanged: number }>();
+    for (const i of informers) {
+      const t = totals.get(i.resource) ?? { handled: 0, unchanged: 0 };
+      t.handled += i.eventsHandled;
+      t.unchanged += i.unchangedSkipped;
+      totals.set(i.resource, t);
+    }
+    for (const [resource, t] of totals) {
+      metrics.watchEvents.setTotal({ resource, outcome: "handled" }, t.handled);
+      metrics.watchEvents.setTotal({ resource, outcome: "unchanged" }, t.unchanged);
+    }
+  };
+  await serve(opts.metricsAddress, {
+    "/metrics": async () => {
+      countWatchEvents();
+      return [200, await metrics.render(), metrics.contentType];
+    },
+  });
 
   const onSignal = (sig: string) => {
     log.info("shutting down", { signal: sig });

@@ -35,6 +35,8 @@ export class Informer<T extends KubeObject> {
   private readonly maxBackoffMs: number;
   /** Watched modifications not handed on: the object as cached did not change (see quietUnchanged). */
   unchangedSkipped = 0;
+  /** Watched changes handed on to the handlers (added, modified, deleted); bookmarks are neither. */
+  eventsHandled = 0;
   private running: Promise<void> | undefined;
 
   /**
@@ -66,6 +68,11 @@ export class Informer<T extends KubeObject> {
 
   onChange(handler: ChangeHandler<T>): void {
     this.handlers.push(handler);
+  }
+
+  /** The resource watched, for metrics: the path's last segment ("nodes", "pods"). */
+  get resource(): string {
+    return this.path.slice(this.path.lastIndexOf("/") + 1);
   }
 
   get(key: string): T | undefined {
@@ -137,11 +144,13 @@ export class Informer<T extends KubeObject> {
             const old = this.cache.get(key);
             if (event.type === "DELETED") {
               this.cache.delete(key);
+              this.eventsHandled++;
               this.emit("deleted", obj);
             } else if (this.quietUnchanged && this.keeps(old, obj)) {
               this.unchangedSkipped++;
             } else {
               this.cache.set(key, obj);
+              this.eventsHandled++;
               this.emit(old ? "modified" : "added", obj, old);
             }
             if (rv) this.resourceVersion = rv;
