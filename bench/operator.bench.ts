@@ -14,7 +14,10 @@
 // clusters' name prefix), GPUOP_BENCH_OPERATOR_LOG (1: gpuop's log goes to
 // operator.log in the work dir, beside audit.log and phases.json, to account for
 // each node's writes with bench/scale/per-node.ts), GPUOP_BENCH_HEARTBEAT_FACTOR
-// (kwokctl's --heartbeat-factor: 5, kwok's default, up to 1,000 nodes, N/200 above).
+// (kwokctl's --heartbeat-factor: 5, kwok's default, up to 1,000 nodes, N/200 above),
+// GPUOP_BENCH_STEADY_PROF (a folder: a CPU profile of gpuop in the steady window
+// alone, through its inspector), GPUOP_BENCH_SWITCH_PROF (the same for the switch),
+// GPUOP_BENCH_SWITCH (0: no switch; the steady window follows the install).
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
@@ -29,8 +32,9 @@ import type { Node, Pod } from "../src/kube/types.ts";
 import { eventually } from "../test/harness/wait.ts";
 import { auditArgs, countRequests, OPERATOR_SA, readAudit, type AuditEvent, type RequestCounts } from "./scale/audit.ts";
 import { installNvidiaCrds, nvidiaModuleDir, nvidiaPolicy, startNvidiaOperator } from "./scale/nvidia.ts";
-import { cpuSeconds, peakRssMiB } from "./scale/proc.ts";
-import { latencyQuantile, parseHistogram, type HistogramSnapshot } from "./scale/histogram.ts";
+import { cpuByThread, cpuSeconds, peakRssMiB } from "./scale/proc.ts";
+import { startWindowProfile } from "./scale/inspector.ts";
+import { latencyQuantile, parseHistogram, totalsBetween, type HistogramSnapshot } from "./scale/histogram.ts";
 import type { Benchmark } from "./benchmark.ts";
 
 const NODES = Number(process.env.GPUOP_BENCH_NODES ?? 1000);
@@ -42,6 +46,12 @@ const STEADY_MS = Number(process.env.GPUOP_BENCH_STEADY_S ?? 60) * 1000;
 const OPERATORS = (process.env.GPUOP_BENCH_OPERATORS ?? "gpuop,nvidia").split(",") as OperatorName[];
 const CLUSTERS = (process.env.GPUOP_BENCH_CLUSTERS ?? "single,mixed").split(",") as Workload[];
 const CPU_PROF = process.env.GPUOP_BENCH_CPU_PROF;
+/** A folder: gpuop's CPU profile of the steady window alone, taken through its inspector. */
+const STEADY_PROF = process.env.GPUOP_BENCH_STEADY_PROF;
+/** A folder: gpuop's CPU profile of the switch alone (the profiler's own cost inflates the switch's CPU). */
+const SWITCH_PROF = process.env.GPUOP_BENCH_SWITCH_PROF;
+/** "0": no switch, the steady window follows the install (to study the steady cost at a large N in a third of the time). */
+const SWITCH = process.env.GPUOP_BENCH_SWITCH !== "0";
 /** A folder: gpuop writes a heap snapshot there when the switch has converged (what the heap holds at its fullest). */
 const HEAP_SNAPSHOT = process.env.GPUOP_BENCH_HEAP_SNAPSHOT;
 /** Keep gpuop's log in the work dir (operator.log), to account for every write per node. */
@@ -87,6 +97,35 @@ const wantedImage = (n: SimNode, precompiled: boolean) =>
 const ready = (p: Pod) => !p.metadata.deletionTimestamp && (p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false);
 const driverImage = (p: Pod) => (p.spec?.containers?.find((c) => c.name === "nvidia-driver-ctr") ?? p.spec?.containers?.[0])?.image;
 
+/** CPU by thread, the collector's pauses on the main thread by kind, and each controller's passes (count, seconds in all). */
+interface Spent {
+  threads: { main: number; v8: number; other: number };
+  gc: Record<string, { sum: number; count: number }>;
+  passes: Record<string, { sum: number; count: number }>;
+  /** Changes the watches brought, by resource and outcome (handled, or unchanged: dropped as no news). */
+  watched: Record<string, number>;
+}
+
+function counterTotals(text: string, name: string): Map<string, number> {
+  return new Map([...text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)$`, "gm"))].map((m) => [m[1]!, Number(m[2])]));
+}
+
+function spentBetween(threads0: Spent["threads"], threads1: Spent["threads"], before: string, after: string): Spent {
+  const byKind = (name: string, label: (key: string) => string) =>
+    Object.fromEntries([...totalsBetween(before, after, name)].map(([k, v]) => [label(k), v]));
+  return {
+    threads: { main: threads1.main - threads0.main, v8: threads1.v8 - threads0.v8, other: threads1.other - threads0.other },
+    gc: byKind("nodejs_gc_duration_seconds", (k) => /kind="([^"]+)"/.exec(k)?.[1] ?? k),
+    passes: { ...byKind("gpuop_reconcile_duration_seconds", () => "driver"), ...byKind("gpuop_operand_reconcile_duration_seconds", () => "operands") },
+    watched: Object.fromEntries(
+      [...counterTotals(after, "gpuop_watch_events_total")].map(([labels, n]) => [
+        labels.replace(/resource="([^"]+)",outcome="([^"]+)"/, "$1 $2"),
+        n - (counterTotals(before, "gpuop_watch_events_total").get(labels) ?? 0),
+      ]),
+    ),
+  };
+}
+
 interface Phase { seconds: number | null; cpu: number; requests: RequestCounts; byResource: Record<string, number> }
 
 interface Result {
@@ -106,6 +145,8 @@ interface Result {
   latency?: { p50: string; p99: string; count: number };
   /** Wall time of one pass of each controller in the switch (as latency: the bucket the quantile falls under), and the passes. */
   passes?: { driver: { p50: string; p99: string; count: number }; operands: { p50: string; p99: string; count: number } };
+  /** Where gpuop's CPU went in the switch and in the steady window: threads, garbage collection pauses, passes. */
+  spent?: { switch: Spent; steady: Spent };
   pools: number;
 }
 
@@ -314,14 +355,18 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
       log(installed ? `install converged in ${((t1 - t0) / 1000).toFixed(1)} s` : `install did not converge in ${TIMEOUT_MS / 1000} s`);
 
       // Switch: the seed's patch to precompiled.
+      const threadsBefore = cpuByThread(pid);
       const metricsBefore = metricsUrl ? await metricsText(metricsUrl) : undefined;
       const before: HistogramSnapshot | undefined = metricsBefore ? parseHistogram(metricsBefore, "gpuop_reconcile_latency_seconds") : undefined;
       let most = 0;
+      const switchProfile = SWITCH_PROF && SWITCH && operator === "gpuop" ? await startWindowProfile(pid) : undefined;
       const t2 = Date.now();
-      await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", `-p=${SWITCH_PATCH}`]);
-      const switched = await waitConverged(client, nodes, true, (n) => (most = Math.max(most, n)));
+      if (SWITCH) await cluster.kubectl(["patch", "clusterpolicy/cluster-policy", "--type=json", `-p=${SWITCH_PATCH}`]);
+      const switched = SWITCH ? await waitConverged(client, nodes, true, (n) => (most = Math.max(most, n))) : installed;
       const t3 = Date.now();
       const cpu2 = cpuSeconds(pid);
+      const threadsAfter = cpuByThread(pid);
+      if (switchProfile) writeFileSync(join(SWITCH_PROF!, `gpuop-switch-${workload}-${NODES}.cpuprofile`), await switchProfile.stop());
       const metricsAfter = metricsUrl ? await metricsText(metricsUrl) : undefined;
       const after: HistogramSnapshot | undefined = metricsAfter ? parseHistogram(metricsAfter, "gpuop_reconcile_latency_seconds") : undefined;
       const passes = metricsBefore && metricsAfter
@@ -330,7 +375,8 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
             operands: latencyQuantile(parseHistogram(metricsBefore, "gpuop_operand_reconcile_duration_seconds"), parseHistogram(metricsAfter, "gpuop_operand_reconcile_duration_seconds")),
           }
         : undefined;
-      log(switched ? `switch converged in ${((t3 - t2) / 1000).toFixed(1)} s` : `switch did not converge in ${TIMEOUT_MS / 1000} s`);
+      if (!SWITCH) log("no switch (GPUOP_BENCH_SWITCH=0)");
+      else log(switched ? `switch converged in ${((t3 - t2) / 1000).toFixed(1)} s` : `switch did not converge in ${TIMEOUT_MS / 1000} s`);
       if (HEAP_SNAPSHOT && operator === "gpuop") {
         // The snapshot is written synchronously by the operator; give it time before the steady window.
         process.kill(pid, "SIGUSR2");
@@ -341,9 +387,15 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
       await new Promise((r) => setTimeout(r, 5000));
       const t4 = Date.now();
       const cpu4 = cpuSeconds(pid);
+      const threads4 = cpuByThread(pid);
+      const metrics4 = metricsUrl ? await metricsText(metricsUrl) : undefined;
+      const profile = STEADY_PROF && operator === "gpuop" ? await startWindowProfile(pid) : undefined;
       await new Promise((r) => setTimeout(r, STEADY_MS));
+      if (profile) writeFileSync(join(STEADY_PROF!, `gpuop-steady-${workload}-${NODES}.cpuprofile`), await profile.stop());
       const t5 = Date.now();
       const cpu5 = cpuSeconds(pid);
+      const threads5 = cpuByThread(pid);
+      const metrics5 = metricsUrl ? await metricsText(metricsUrl) : undefined;
       // The audit backend writes in batches: let it catch up before reading.
       await new Promise((r) => setTimeout(r, 2000));
       const events = readAudit(auditLog);
@@ -366,6 +418,9 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
         mostWithoutDriver: most,
         ...(latency ? { latency } : {}),
         ...(passes ? { passes } : {}),
+        ...(metricsBefore && metricsAfter && metrics4 && metrics5
+          ? { spent: { switch: spentBetween(threadsBefore, threadsAfter, metricsBefore, metricsAfter), steady: spentBetween(threads4, threads5, metrics4, metrics5) } }
+          : {}),
         pools,
       };
     } finally {
@@ -390,6 +445,14 @@ export function writesByResource(events: AuditEvent[], from: number, to: number)
 
 const fmtS = (s: number | null) => (s === null ? `not converged in ${TIMEOUT_MS / 1000}` : s.toFixed(1));
 const pct = (n: number) => `${n} (${Math.round((100 * n) / NODES)}%)`;
+
+function spentLine(s: Spent): string {
+  const t = s.threads;
+  const kinds = (r: Record<string, { sum: number; count: number }>) =>
+    Object.entries(r).filter(([, v]) => v.count > 0).map(([k, v]) => `${k} ${v.count} (${v.sum.toFixed(2)} s)`).join(", ") || "none";
+  const watched = Object.entries(s.watched).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(", ") || "none";
+  return `CPU s by thread: main ${t.main.toFixed(2)}, V8 workers ${t.v8.toFixed(2)}, other ${t.other.toFixed(2)}; collector pauses ${kinds(s.gc)}; passes ${kinds(s.passes)}; watch events ${watched}`;
+}
 
 function printTable(results: Result[]): void {
   const head = ["", "cluster", "N", "install s", "switch s", "writes install", "writes switch", "peak RSS MiB", "peak heap MiB", "CPU s install / switch", "CPU s per 1,000 nodes in switch", "requests in steady window (writes)", "most nodes without a Ready driver", "reconcile latency p50 / p99 s", "DaemonSets"];
@@ -422,6 +485,9 @@ function printTable(results: Result[]): void {
       console.log(`  memory at the highest sampled RSS (MiB): RSS ${m.rss}, V8 heap committed ${m.heapTotal} (used ${m.heapUsed}; by space ${Object.entries(m.spaces).map(([k, v]) => `${k} ${v}`).join(", ")}), external ${m.external}, the rest (the node binary, malloc, stacks) ${(m.rss - m.heapTotal - m.external).toFixed(1)}`);
     }
     if (r.passes) console.log(`  switch passes: driver ${r.passes.driver.count} (p50 ${r.passes.driver.p50} s, p99 ${r.passes.driver.p99} s), operands ${r.passes.operands.count} (p50 ${r.passes.operands.p50} s, p99 ${r.passes.operands.p99} s)`);
+    if (r.spent) {
+      for (const phase of ["switch", "steady"] as const) console.log(`  ${phase}: ${spentLine(r.spent[phase])}`);
+    }
     // The floor of each phase: one node patch per node, and the DaemonSets written.
     for (const phase of ["install", "switch"] as const) {
       const w = r[phase].byResource;
@@ -447,6 +513,8 @@ export const benchmark: Benchmark = {
   name: `operators at scale: gpuop and NVIDIA's GPU Operator, ${NODES} GPU nodes over ${KERNELS} kernels, conventional install then usePrecompiled`,
   async run() {
     if (CPU_PROF) mkdirSync(CPU_PROF, { recursive: true });
+    if (STEADY_PROF) mkdirSync(STEADY_PROF, { recursive: true });
+    if (SWITCH_PROF) mkdirSync(SWITCH_PROF, { recursive: true });
     if (HEAP_SNAPSHOT) mkdirSync(HEAP_SNAPSHOT, { recursive: true });
     const results: Result[] = [];
     for (const workload of CLUSTERS) {

@@ -23,3 +23,27 @@ export function latencyQuantile(before: HistogramSnapshot, after: HistogramSnaps
   };
   return { p50: q(0.5), p99: q(0.99), count };
 }
+
+/** The `_sum` and `_count` of a histogram, per label set as written (`{kind="major"}`, or "" for none). */
+export function histogramTotals(text: string, name: string): Map<string, { sum: number; count: number }> {
+  const out = new Map<string, { sum: number; count: number }>();
+  const re = new RegExp(`^${name}_(sum|count)(\\{[^}]*\\})? (\\S+)$`, "gm");
+  for (const m of text.matchAll(re)) {
+    const key = m[2] ?? "";
+    const t = out.get(key) ?? { sum: 0, count: 0 };
+    t[m[1] as "sum" | "count"] = Number(m[3]);
+    out.set(key, t);
+  }
+  return out;
+}
+
+/** What a histogram gained between two scrapes, per label set: observations and their total. */
+export function totalsBetween(before: string, after: string, name: string): Map<string, { sum: number; count: number }> {
+  const b = histogramTotals(before, name);
+  const out = new Map<string, { sum: number; count: number }>();
+  for (const [key, a] of histogramTotals(after, name)) {
+    const was = b.get(key) ?? { sum: 0, count: 0 };
+    out.set(key, { sum: a.sum - was.sum, count: a.count - was.count });
+  }
+  return out;
+}

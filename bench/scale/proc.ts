@@ -1,5 +1,5 @@
 // What an operator process costs, read from /proc (Linux): CPU seconds and memory.
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
@@ -21,3 +21,27 @@ function statusKiB(pid: number, field: string): number {
 export const peakRssMiB = (pid: number) => Math.round(statusKiB(pid, "VmHWM") / 1024);
 /** Resident memory now (VmRSS) in MiB. */
 export const rssMiB = (pid: number) => Math.round(statusKiB(pid, "VmRSS") / 1024);
+
+/**
+ * CPU seconds so far by kind of thread: the main thread (JavaScript, the event loop), V8's workers
+ * (the garbage collector's parallel and concurrent marking, compilers) and the rest (libuv's pool).
+ * Threads that ended are counted in none: read it while the process runs.
+ */
+export function cpuByThread(pid: number): { main: number; v8: number; other: number } {
+  const out = { main: 0, v8: 0, other: 0 };
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    } catch {
+      continue; // the thread ended in between
+    }
+    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const s = (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+    if (Number(tid) === pid) out.main += s;
+    else if (comm.startsWith("V8")) out.v8 += s; // "V8Worker"
+    else out.other += s;
+  }
+  return out;
+}
