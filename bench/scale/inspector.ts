@@ -30,6 +30,11 @@ export async function startWindowProfile(pid: number, port = 9229): Promise<Wind
   });
   let next = 1;
   const pending = new Map<number, Pending>();
+  // A closed connection answers nothing more: what waits for an answer fails rather than hangs.
+  ws.addEventListener("close", () => {
+    for (const p of pending.values()) p.reject(new Error("the inspector's connection closed"));
+    pending.clear();
+  });
   ws.addEventListener("message", (ev) => {
     const msg = JSON.parse(String(ev.data)) as { id?: number; result?: unknown; error?: { message: string } };
     const p = msg.id !== undefined ? pending.get(msg.id) : undefined;
