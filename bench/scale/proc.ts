@@ -3,14 +3,16 @@ import { readdirSync, readFileSync } from "node:fs";
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
-/** User plus system CPU seconds the process has used so far. */
-export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+/** User plus system CPU seconds in a `stat` line of a process or one of its threads. */
+function statCpuSeconds(stat: string): number {
   // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
+
+/** User plus system CPU seconds the process has used so far. */
+export const cpuSeconds = (pid: number): number => statCpuSeconds(readFileSync(`/proc/${pid}/stat`, "utf8"));
 
 function statusKiB(pid: number, field: string): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
@@ -37,8 +39,7 @@ export function cpuByThread(pid: number): { main: number; v8: number; other: num
       continue; // the thread ended in between
     }
     const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const s = (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+    const s = statCpuSeconds(stat);
     if (Number(tid) === pid) out.main += s;
     else if (comm.startsWith("V8")) out.v8 += s; // "V8Worker"
     else out.other += s;
