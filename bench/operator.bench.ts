@@ -35,7 +35,7 @@ import { auditArgs, countRequests, OPERATOR_SA, readAudit, type AuditEvent, type
 import { installNvidiaCrds, nvidiaModuleDir, nvidiaPolicy, startNvidiaOperator } from "./scale/nvidia.ts";
 import { cpuByThread, cpuSeconds, peakRssMiB } from "./scale/proc.ts";
 import { startWindowProfile } from "./scale/inspector.ts";
-import { latencyQuantile, parseHistogram, totalsBetween, type HistogramSnapshot } from "./scale/histogram.ts";
+import { counterBetween, latencyQuantile, parseHistogram, totalsBetween, type HistogramSnapshot } from "./scale/histogram.ts";
 import type { Benchmark } from "./benchmark.ts";
 
 const NODES = Number(process.env.GPUOP_BENCH_NODES ?? 1000);
@@ -109,10 +109,6 @@ interface Spent {
   watched: Record<string, number>;
 }
 
-function counterTotals(text: string, name: string): Map<string, number> {
-  return new Map([...text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)$`, "gm"))].map((m) => [m[1]!, Number(m[2])]));
-}
-
 function spentBetween(threads0: Spent["threads"], threads1: Spent["threads"], before: string, after: string): Spent {
   const byKind = (name: string, label: (key: string) => string) =>
     Object.fromEntries([...totalsBetween(before, after, name)].map(([k, v]) => [label(k), v]));
@@ -120,12 +116,7 @@ function spentBetween(threads0: Spent["threads"], threads1: Spent["threads"], be
     threads: { main: threads1.main - threads0.main, v8: threads1.v8 - threads0.v8, other: threads1.other - threads0.other },
     gc: byKind("nodejs_gc_duration_seconds", (k) => /kind="([^"]+)"/.exec(k)?.[1] ?? k),
     passes: { ...byKind("gpuop_reconcile_duration_seconds", () => "driver"), ...byKind("gpuop_operand_reconcile_duration_seconds", () => "operands") },
-    watched: Object.fromEntries(
-      [...counterTotals(after, "gpuop_watch_events_total")].map(([labels, n]) => [
-        labels.replace(/resource="([^"]+)",outcome="([^"]+)"/, "$1 $2"),
-        n - (counterTotals(before, "gpuop_watch_events_total").get(labels) ?? 0),
-      ]),
-    ),
+    watched: Object.fromEntries([...counterBetween(before, after, "gpuop_watch_events_total")].map(([labels, n]) => [labels.replace(/resource="([^"]+)",outcome="([^"]+)"/, "$1 $2"), n])),
   };
 }
 

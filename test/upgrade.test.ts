@@ -181,7 +181,7 @@ describe("a conventional version bump", () => {
     assert.deepEqual(policy.status?.upgrades?.failed, []);
     const metrics = await operator!.metrics();
     assert.match(metrics, /^gpuop_driver_upgrade_nodes\{state="upgrade-done"\} 5$/m);
-    // The upgrade's steps are node labels and its new drivers pods: the watches brought both.
+    // The upgrade's steps are node labels and its new drivers are pods: the watches brought both.
     const watched = (resource: string) => Number(new RegExp(`^gpuop_watch_events_total\\{resource="${resource}",outcome="handled"\\} (\\d+)$`, "m").exec(metrics)?.[1] ?? 0);
     assert.ok(watched("nodes") >= 5 * 4, `node changes watched: ${watched("nodes")}`);
     assert.ok(watched("pods") >= 5 * 2, `pod changes watched: ${watched("pods")}`);

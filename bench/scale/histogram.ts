@@ -1,4 +1,4 @@
-// Quantiles from a Prometheus histogram scraped twice (the difference is one phase).
+// Quantiles and totals from Prometheus series scraped twice (the difference is one phase).
 
 /** Cumulative count per bucket upper bound (`+Inf` as Infinity). */
 export type HistogramSnapshot = Map<number, number>;
@@ -46,4 +46,11 @@ export function totalsBetween(before: string, after: string, name: string): Map<
     out.set(key, { sum: a.sum - was.sum, count: a.count - was.count });
   }
   return out;
+}
+
+/** What each labelled series of a counter gained between two scrapes, by its label set as written (`resource="nodes",outcome="handled"`). */
+export function counterBetween(before: string, after: string, name: string): Map<string, number> {
+  const values = (text: string) => new Map([...text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)$`, "gm"))].map((m) => [m[1]!, Number(m[2])]));
+  const was = values(before);
+  return new Map([...values(after)].map(([labels, n]) => [labels, n - (was.get(labels) ?? 0)]));
 }
