@@ -58,3 +58,18 @@ test("PodsByNode: a pod moved to another node (a new object with another nodeNam
   assert.equal(idx.version("n1"), 0);
   assert.deepEqual(idx.on("n2").map((p) => p.metadata.uid), ["a"]);
 });
+
+test("PodsByNode: what on() handed out stays as it was; a changed pod keeps its place among its node's pods", () => {
+  const idx = new PodsByNode();
+  idx.update("added", pod("a", "n1"));
+  idx.update("added", pod("b", "n1"));
+  idx.update("added", pod("c", "n1"));
+  const before = idx.on("n1");
+  idx.update("modified", pod("b", "n1", true), pod("b", "n1"));
+  idx.update("deleted", pod("a", "n1"));
+  idx.update("added", pod("d", "n1"));
+  assert.deepEqual(before.map((p) => p.metadata.uid), ["a", "b", "c"]);
+  assert.equal(before[1]!.status?.conditions?.[0]?.status, "False");
+  assert.deepEqual(idx.on("n1").map((p) => p.metadata.uid), ["b", "c", "d"]);
+  assert.equal(idx.on("n1")[0]!.status?.conditions?.[0]?.status, "True");
+});
