@@ -33,7 +33,7 @@ import type { Node, Pod } from "../src/kube/types.ts";
 import { eventually } from "../test/harness/wait.ts";
 import { auditArgs, countRequests, OPERATOR_SA, readAudit, type AuditEvent, type RequestCounts } from "./scale/audit.ts";
 import { installNvidiaCrds, nvidiaModuleDir, nvidiaPolicy, startNvidiaOperator } from "./scale/nvidia.ts";
-import { cpuByThread, cpuSeconds, peakRssMiB } from "./scale/proc.ts";
+import { cpuByThread, cpuSeconds, peakRssMiB, rssByBacking } from "./scale/proc.ts";
 import { startWindowProfile } from "./scale/inspector.ts";
 import { counterBetween, latencyQuantile, parseHistogram, totalsBetween, type HistogramSnapshot } from "./scale/histogram.ts";
 import type { Benchmark } from "./benchmark.ts";
@@ -245,6 +245,8 @@ interface MemorySample {
   external: number;
   /** Committed size of each V8 heap space (new, old, code, large_object, …). */
   spaces: Record<string, number>;
+  /** RSS by backing, read from /proc beside the metrics. */
+  backing?: { anon: number; file: number };
 }
 
 function memorySample(text: string): MemorySample | undefined {
@@ -328,7 +330,7 @@ async function runOne(operator: OperatorName, workload: Workload): Promise<Resul
             // Every 5 s: rendering the metrics costs the operator CPU too (every second it was 3% of its CPU).
             if (m) peakHeap = Math.max(peakHeap, Number(m[1]));
             const sample = memorySample(t);
-            if (sample && sample.rss > (atPeakRss?.rss ?? 0)) atPeakRss = sample;
+            if (sample && sample.rss > (atPeakRss?.rss ?? 0)) atPeakRss = { ...sample, backing: rssByBacking(pid) };
           }).catch(() => undefined);
         }, 5000)
       : undefined;
@@ -480,7 +482,7 @@ function printTable(results: Result[]): void {
     console.log(`  steady window requests by verb ${JSON.stringify(r.steady.byVerb)}; operator CPU ${r.steadyCpu.cpu.toFixed(2)} s in ${r.steadyCpu.seconds.toFixed(0)} s`);
     if (r.atPeakRss) {
       const m = r.atPeakRss;
-      console.log(`  memory at the highest sampled RSS (MiB): RSS ${m.rss}, V8 heap committed ${m.heapTotal} (used ${m.heapUsed}; by space ${Object.entries(m.spaces).map(([k, v]) => `${k} ${v}`).join(", ")}), external ${m.external}, the rest (the node binary, malloc, stacks) ${(m.rss - m.heapTotal - m.external).toFixed(1)}`);
+      console.log(`  memory at the highest sampled RSS (MiB): RSS ${m.rss}, V8 heap committed ${m.heapTotal} (used ${m.heapUsed}; by space ${Object.entries(m.spaces).map(([k, v]) => `${k} ${v}`).join(", ")}), external ${m.external}, the rest (the node binary, malloc, stacks) ${(m.rss - m.heapTotal - m.external).toFixed(1)}${m.backing ? `; by backing: anonymous ${m.backing.anon}, file-backed ${m.backing.file} (the node binary's pages)` : ""}`);
     }
     if (r.passes) console.log(`  switch passes: driver ${r.passes.driver.count} (p50 ${r.passes.driver.p50} s, p99 ${r.passes.driver.p99} s), operands ${r.passes.operands.count} (p50 ${r.passes.operands.p50} s, p99 ${r.passes.operands.p99} s)`);
     if (r.spent) {

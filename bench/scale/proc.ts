@@ -21,6 +21,12 @@ function statusKiB(pid: number, field: string): number {
 
 /** Peak resident memory (VmHWM) in MiB. */
 export const peakRssMiB = (pid: number) => Math.round(statusKiB(pid, "VmHWM") / 1024);
+/**
+ * Resident memory now by backing, in MiB: anonymous (the V8 heap, malloc, stacks: this process's
+ * own) and file-backed (pages of the `node` binary and its libraries, shared with every process
+ * that maps them, and reclaimable under memory pressure).
+ */
+export const rssByBacking = (pid: number) => ({ anon: Math.round(statusKiB(pid, "RssAnon") / 1024), file: Math.round(statusKiB(pid, "RssFile") / 1024) });
 /** Resident memory now (VmRSS) in MiB. */
 export const rssMiB = (pid: number) => Math.round(statusKiB(pid, "VmRSS") / 1024);
 
