@@ -20,6 +20,7 @@ let staleVersion = "";
 
 interface ConfigMap extends KubeObject {
   data?: Record<string, string>;
+  metadata: KubeObject["metadata"] & { managedFields?: unknown[] };
 }
 
 before(async () => {
@@ -72,11 +73,11 @@ function recordingWatches(inner: KubeClient, events: string[]): KubeClient {
   return new Proxy(inner, {
     get(target, prop) {
       if (prop === "watch") {
-        return <T>(p: string, q: Query, onEvent: (e: WatchEvent<T>) => void, signal?: AbortSignal) =>
+        return <T>(p: string, q: Query, onEvent: (e: WatchEvent<T>) => void, signal?: AbortSignal, opts?: { unread?: readonly string[] }) =>
           target.watch<T>(p, q, (e) => {
             events.push(`${e.type}:${(e.object as KubeObject).metadata?.name}`);
             onEvent(e);
-          }, signal);
+          }, signal, opts);
       }
       const v = Reflect.get(target, prop, target) as unknown;
       return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
@@ -219,4 +220,29 @@ test("a quiet informer keeps its object and tells no handler when a change leave
     await running;
     await client.delete(`${path}/beating`).catch(() => undefined);
   }
+});
+
+test("a watch and a list cut the members asked for from the server's text, and only those", async () => {
+  const name = "unread";
+  // Server-side apply: the server records managedFields for it; a label named like a cut member is a string and stays.
+  await client.apply(`${path}/${name}`, { apiVersion: "v1", kind: "ConfigMap", metadata: { name, labels: { managedFields: "kept" } }, data: { n: "1" } }, "informer-test");
+  const whole = await client.list<ConfigMap>(path, { fieldSelector: `metadata.name=${name}` });
+  assert.ok(whole.items[0]!.metadata.managedFields?.length, "the server sends managedFields");
+  const cut = await client.list<ConfigMap>(path, { fieldSelector: `metadata.name=${name}` }, { unread: ["managedFields"] });
+  assert.equal(cut.items[0]!.metadata.managedFields, undefined);
+  assert.deepEqual(cut.items[0]!.metadata.labels, { managedFields: "kept" });
+  assert.deepEqual(cut.items[0]!.data, { n: "1" });
+
+  const seen: ConfigMap[] = [];
+  const stop = new AbortController();
+  const watching = client.watch<ConfigMap>(path, { resourceVersion: cut.metadata.resourceVersion, fieldSelector: `metadata.name=${name}`, timeoutSeconds: 30 }, (e) => {
+    seen.push(e.object);
+    stop.abort();
+  }, stop.signal, { unread: ["managedFields"] });
+  await client.mergePatch(`${path}/${name}`, { data: { n: "2" } });
+  await watching;
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0]!.metadata.managedFields, undefined);
+  assert.deepEqual(seen[0]!.metadata.labels, { managedFields: "kept" });
+  assert.deepEqual(seen[0]!.data, { n: "2" });
 });

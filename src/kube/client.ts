@@ -3,6 +3,7 @@ import { HttpAgent, request as httpRequest, type HttpResponse } from "../http/tr
 import type { Credential } from "./exec-credential.ts";
 import { resolveClusterAccess, type ClusterAccess } from "./kubeconfig.ts";
 import type { ListMeta, Status } from "./types.ts";
+import { withoutMembers } from "./unread-members.ts";
 
 /** An error answer from the API server, carrying its Status reason. */
 export class KubeApiError extends Error {
@@ -56,6 +57,8 @@ export interface RequestOptions {
    * parsing thousands of them in an upgrade cost more CPU than sending the patches.
    */
   discardBody?: boolean;
+  /** Members cut from the answer's text before it is parsed (src/kube/unread-members.ts): a list whose items' transform drops them. */
+  unread?: readonly string[];
 }
 
 export interface WatchEvent<T> {
@@ -255,7 +258,7 @@ export class KubeClient {
       return undefined as T;
     }
     const text = await res.body.text();
-    return (text ? JSON.parse(text) : undefined) as T;
+    return (text ? JSON.parse(opts.unread?.length ? withoutMembers(text, opts.unread) : text) : undefined) as T;
   }
 
   get<T>(path: string, opts: RequestOptions = {}): Promise<T> {
@@ -304,8 +307,11 @@ export class KubeClient {
   /**
    * Streams watch events until the server ends the watch (timeoutSeconds) or the
    * signal aborts. An ERROR event becomes a KubeApiError (410 Gone means relist).
+   * `unread`: members cut from each event's text before it is parsed (src/kube/unread-members.ts),
+   * for a caller that would drop them anyway.
    */
-  async watch<T>(path: string, query: Query, onEvent: (e: WatchEvent<T>) => void, signal?: AbortSignal): Promise<void> {
+  async watch<T>(path: string, query: Query, onEvent: (e: WatchEvent<T>) => void, signal?: AbortSignal, opts: { unread?: readonly string[] } = {}): Promise<void> {
+    const unread = opts.unread?.length ? opts.unread : undefined;
     const res = await this.send("GET", path, { verb: "watch", signal, query: { ...query, watch: true } });
     if (res.statusCode >= 300) return KubeClient.fail(res, "WATCH", path);
     let buffered = "";
@@ -323,7 +329,7 @@ export class KubeClient {
           const line = buffered.slice(start, nl).trim();
           start = from = nl + 1;
           if (!line) continue;
-          const event = JSON.parse(line) as WatchEvent<T>;
+          const event = JSON.parse(unread ? withoutMembers(line, unread) : line) as WatchEvent<T>;
           if (event.type === "ERROR") {
             const s = event.object as unknown as Status;
             throw new KubeApiError(s.code ?? 500, s.reason ?? "WatchError", `WATCH ${path}: ${s.message ?? "error"}`);

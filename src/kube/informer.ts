@@ -1,7 +1,7 @@
 import { isGone, type KubeClient, type Query } from "./client.ts";
 import type { KubeObject } from "./types.ts";
 import type { Logger } from "./log.ts";
-import { withoutManagedFields } from "./transforms.ts";
+import { UNREAD, withoutManagedFields } from "./transforms.ts";
 import { sameMembersExcept } from "../core/diff.ts";
 
 export type ChangeType = "added" | "modified" | "deleted";
@@ -33,6 +33,7 @@ export class Informer<T extends KubeObject> {
   private readonly transform: Transform<T>;
   private readonly quietUnchanged: boolean;
   private readonly maxBackoffMs: number;
+  private readonly unread: readonly string[];
   /** Watched modifications not handed on: the object as cached did not change (see quietUnchanged). */
   unchangedSkipped = 0;
   /** Watched changes handed on to the handlers (added, modified, deleted); bookmarks are neither. */
@@ -48,8 +49,10 @@ export class Informer<T extends KubeObject> {
    * so that a cached object's resourceVersion is that of the last change the transform keeps.
    * `maxBackoffMs`: the longest wait between failed watches (30 s, as client-go's reflectors);
    * an observer that must not miss changes after an outage waits less.
+   * `unread`: members of a listed or watched object that are never parsed (managedFields by
+   * default, which no cache keeps; a node's status.images); the transform must not read them.
    */
-  constructor(client: KubeClient, path: string, query: Query, log: Logger, opts: { transform?: Transform<T>; quietUnchanged?: boolean; maxBackoffMs?: number } = {}) {
+  constructor(client: KubeClient, path: string, query: Query, log: Logger, opts: { transform?: Transform<T>; quietUnchanged?: boolean; maxBackoffMs?: number; unread?: readonly string[] } = {}) {
     this.client = client;
     this.path = path;
     this.query = query;
@@ -57,6 +60,7 @@ export class Informer<T extends KubeObject> {
     this.transform = opts.transform ?? withoutManagedFields;
     this.quietUnchanged = opts.quietUnchanged ?? false;
     this.maxBackoffMs = opts.maxBackoffMs ?? 30_000;
+    this.unread = opts.unread ?? UNREAD;
   }
 
   /** The cache's object stays: same content (see the constructor's quietUnchanged). */
@@ -89,7 +93,7 @@ export class Informer<T extends KubeObject> {
 
   private async relist(signal: AbortSignal): Promise<void> {
     // Transformed page by page: a relist of thousands of whole objects was the operator's peak of memory.
-    const { items, metadata } = await this.client.list<T>(this.path, this.query, { signal, each: this.transform });
+    const { items, metadata } = await this.client.list<T>(this.path, this.query, { signal, each: this.transform, unread: this.unread });
     this.relists++;
     // The cache takes the list's state in one step before any handler hears of it: a handler that
     // reads the cache meanwhile must not see what was created in a gap beside what was deleted in
@@ -156,6 +160,7 @@ export class Informer<T extends KubeObject> {
             if (rv) this.resourceVersion = rv;
           },
           signal,
+          { unread: this.unread },
         );
         backoffMs = 200;
       } catch (err) {

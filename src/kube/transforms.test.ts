@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { intern, slimDaemonSet, slimNode, slimOperandPod, slimPod, withoutManagedFields } from "./transforms.ts";
+import { intern, NODE_UNREAD, OPERAND_POD_UNREAD, POD_UNREAD, slimDaemonSet, slimNode, slimOperandPod, slimPod, UNREAD, withoutManagedFields } from "./transforms.ts";
+import { withoutMembers } from "./unread-members.ts";
 import { NodeLabelBatch } from "./node-labels.ts";
 import type { DaemonSet, Node, Pod } from "./types.ts";
 
@@ -174,4 +175,67 @@ test("a cached operand pod keeps where it runs, its phase and its Ready conditio
     status: { phase: "Running", conditions: [{ type: "Ready", status: "True", lastTransitionTime: "t1" }] },
   });
   assert.deepEqual(slimOperandPod({ metadata: { name: "pending" }, spec: { containers: [] } } as unknown as Pod), { metadata: { name: "pending" } });
+});
+
+test("each transform gives the same from an event's text with its unread members cut (they are never read), and the cut takes most of a driver pod", () => {
+  // Every cut name where a Kubernetes object has it, and as label keys (string values: never cut).
+  const labels = Object.fromEntries([...OPERAND_POD_UNREAD, ...NODE_UNREAD, "app"].map((k) => [k, `v-${k}`]));
+  const probe = { exec: { command: ["sh", "-c", "test -f /run/nvidia/validations/driver-ready"] }, periodSeconds: 10 };
+  const container = (name: string) => ({
+    name,
+    image: `nvcr.io/nvidia/${name}:580`,
+    env: [{ name: "NVIDIA_VISIBLE_DEVICES", value: "void" }],
+    envFrom: [{ configMapRef: { name: "x" } }],
+    volumeMounts: [{ name: "run-nvidia", mountPath: "/run/nvidia", mountPropagation: "Bidirectional" }],
+    securityContext: { privileged: true, seLinuxOptions: { level: "s0" } },
+    resources: { limits: { "nvidia.com/gpu": "1" } },
+    readinessProbe: probe,
+    livenessProbe: probe,
+    startupProbe: probe,
+  });
+  const metadata = { ...structuredClone(meta), labels: { ...meta.labels, ...labels }, managedFields: [{ manager: "kube-controller-manager", fieldsV1: { "f:spec": { 'k:{"name":"nvidia-driver-ctr"}': { ".": {}, "f:env": {} } } } }] };
+  const pod = {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata,
+    spec: {
+      nodeName: "gpu-7",
+      initContainers: [container("k8s-driver-manager")],
+      containers: [container("nvidia-driver-ctr"), container("nvidia-fs-ctr")],
+      volumes: Array.from({ length: 12 }, (_, i) => ({ name: `v${i}`, hostPath: { path: `/host/${i}`, type: "Directory" } })),
+      tolerations: [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }],
+      affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchFields: [{ key: "metadata.name", operator: "In", values: ["gpu-7"] }] }] } } },
+      securityContext: {},
+    },
+    status: {
+      phase: "Running",
+      startTime: "2026-11-27T10:00:00Z",
+      conditions: [{ type: "Ready", status: "True", lastTransitionTime: "t" }, { type: "ContainersReady", status: "True", lastTransitionTime: "t" }, { type: "PodScheduled", status: "True" }],
+      initContainerStatuses: [{ name: "k8s-driver-manager", ready: true, restartCount: 0, image: "i", imageID: "sha", state: { terminated: { exitCode: 0, reason: "Completed" } }, resources: {}, volumeMounts: [{ name: "x", mountPath: "/x" }] }],
+      containerStatuses: [{ name: "nvidia-driver-ctr", ready: true, started: true, restartCount: 2, image: "i", imageID: "sha", state: { running: { startedAt: "t" } }, lastState: { waiting: { reason: "CrashLoopBackOff" } }, resources: {}, volumeMounts: [] }],
+    },
+  };
+  const node = {
+    apiVersion: "v1",
+    kind: "Node",
+    metadata,
+    spec: { taints: [{ key: "k", effect: "NoSchedule" }] },
+    status: { nodeInfo: { kernelVersion: "6.8.0-1046-azure" }, conditions: [{ type: "Ready", status: "True" }], capacity: { "nvidia.com/gpu": "8" }, images: [{ names: ["a", "b"], sizeBytes: 1 }] },
+  };
+  const cases = [
+    { what: "node", obj: node, unread: NODE_UNREAD, slim: (o: unknown) => slimNode(o as Node) },
+    { what: "driver pod", obj: pod, unread: POD_UNREAD, slim: (o: unknown) => slimPod(o as Pod) },
+    { what: "operand pod", obj: pod, unread: OPERAND_POD_UNREAD, slim: (o: unknown) => slimOperandPod(o as Pod) },
+    { what: "any object", obj: pod, unread: UNREAD, slim: (o: unknown) => withoutManagedFields(o as Pod) },
+  ];
+  for (const { what, obj, unread, slim } of cases) {
+    const text = JSON.stringify({ type: "MODIFIED", object: obj });
+    const cut = withoutMembers(text, unread);
+    assert.ok(cut.length < text.length, `${what}: something was cut`);
+    assert.deepEqual(slim((JSON.parse(cut) as { object: unknown }).object), slim((JSON.parse(text) as { object: unknown }).object), what);
+    // The labels named like cut members are all there.
+    assert.deepEqual((JSON.parse(cut) as { object: Pod }).object.metadata.labels, metadata.labels, what);
+  }
+  const podText = JSON.stringify(pod);
+  assert.ok(withoutMembers(podText, POD_UNREAD).length < podText.length / 2, "a driver pod: more than half of its text is cut");
 });

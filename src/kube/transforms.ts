@@ -204,6 +204,21 @@ export function slimOperandPod(pod: Pod): Pod {
 }
 
 /**
+ * What each informer's watch cuts from an event's text before parsing it (src/kube/unread-members.ts):
+ * members that are large and that the kind's transform above never reads. The cut takes members
+ * with these names whose value is an array or an object, at any depth, so a name here must not be
+ * one the transform keeps anywhere in that kind; `src/kube/transforms.test.ts` checks each
+ * transform gives the same with and without the cut.
+ */
+export const UNREAD = ["managedFields"] as const;
+/** A node's images (every image it holds: kilobytes on a real node). */
+export const NODE_UNREAD = ["managedFields", "images"] as const;
+/** A driver pod's volumes, mounts, environment, probes and scheduling: most of its text. */
+export const POD_UNREAD = ["managedFields", "volumes", "volumeMounts", "env", "envFrom", "tolerations", "affinity", "securityContext", "resources", "readinessProbe", "livenessProbe", "startupProbe"] as const;
+/** An operand pod: its containers and their statuses too (slimOperandPod keeps neither). */
+export const OPERAND_POD_UNREAD = [...POD_UNREAD, "containers", "initContainers", "containerStatuses", "initContainerStatuses"] as const;
+
+/**
  * DaemonSet: spec whole (the controller compares it with the one it renders,
  * template included) and status whole (counts, observedGeneration). There is one
  * per pool, so they cost little; only managedFields go.
