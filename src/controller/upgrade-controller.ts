@@ -30,6 +30,7 @@ import { isNotFound, KubeApiError, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { Logger } from "../kube/log.ts";
 import type { PodsByNode } from "../kube/pods-by-node.ts";
+import { UNREAD } from "../kube/transforms.ts";
 import type { DaemonSet, Node, Pod } from "../kube/types.ts";
 import { mapLimit } from "../registry/pool.ts";
 
@@ -315,7 +316,8 @@ export class UpgradeExecutor {
    * several kilobytes on every node in a step, read twice per node in an upgrade.
    */
   private async podsOn(node: string): Promise<NodePod[]> {
-    const { items } = await this.client.list<PodDetails>("/api/v1/pods", { fieldSelector: nodePodsFieldSelector(node), labelSelector: NODE_PODS_LABEL_SELECTOR });
+    // Workload pods' managedFields (often half of a pod's text) are never read here.
+    const { items } = await this.client.list<PodDetails>("/api/v1/pods", { fieldSelector: nodePodsFieldSelector(node), labelSelector: NODE_PODS_LABEL_SELECTOR }, { unread: UNREAD });
     return items.map((p) => {
       const owners = p.metadata.ownerReferences ?? [];
       const resources = [...(p.spec?.containers ?? []), ...(p.spec?.initContainers ?? [])].flatMap((c) => [...Object.keys(c.resources?.requests ?? {}), ...Object.keys(c.resources?.limits ?? {})]);
