@@ -78,3 +78,8 @@ test("withoutMembers: parsing what is left equals parsing the whole and deleting
     { numRuns: 3000 },
   );
 });
+
+test("withoutMembers: a name that is not letters, digits and _ is refused, naming it (it would be read as a pattern)", () => {
+  assert.throws(() => withoutMembers("{}", ["spec.volumes"]), /unread member "spec\.volumes": a name of letters, digits and _ only/);
+  assert.throws(() => withoutMembers("{}", ["a|b"]), /"a\|b"/);
+});
